@@ -1,0 +1,196 @@
+"""Average-cost position accounting as pure functions over Polars frames.
+
+Conventions
+-----------
+* ``quantity`` is signed: long > 0, short < 0, in units (shares, contracts).
+* ``average_price`` is the average open price per unit; 0 when flat.
+* money (``realized_pnl``, ``fees``, ``*_value``, cash flows) is in account currency and
+  already multiplied by the instrument ``multiplier``.
+
+The columnar form
+-----------------
+Average cost is path dependent, but the signed *cost basis* ``C = average_price * quantity``
+follows an affine recurrence per fill: ``C_i = alpha_i * C_{i-1} + beta_i`` with
+
+=========================  ==================  ==================
+fill kind                  alpha               beta
+=========================  ==================  ==================
+open from flat             0                   price * d
+add (same direction)       1                   price * d
+partial close (reduce)     q_i / q_{i-1}       0
+close to flat              0                   0
+flip through zero          0                   price * q_i
+=========================  ==================  ==================
+
+where ``d`` is the signed fill quantity and ``q_i`` the quantity after the fill. Affine maps
+compose associatively, ``(a2, b2) o (a1, b1) = (a1 * a2, a2 * b1 + b2)``, so all prefix
+compositions of a position's fills are computed with a Hillis-Steele scan: ``ceil(log2 n)``
+whole-frame passes of shift-and-combine, ``n`` the longest run of fills of one position in the
+batch. Unlike the closed form ``C_i = P_i * (C_0 + sum beta_j / P_j)`` (``P`` a cumulative
+product), the scan never divides by a product, so long reduce/add cycles whose product
+underflows to 0 stay exact: a vanishing product only means the old lots were closed out.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+KEYS = ["portfolio_id", "instrument_token"]
+
+POSITION_STATE_SCHEMA: dict[str, pl.DataType] = {
+    "portfolio_id": pl.String(),
+    "instrument_token": pl.Int64(),
+    "quantity": pl.Int64(),
+    "average_price": pl.Float64(),
+    "realized_pnl": pl.Float64(),
+    "fees": pl.Float64(),
+    "buy_quantity": pl.Int64(),
+    "sell_quantity": pl.Int64(),
+    "buy_value": pl.Float64(),
+    "sell_value": pl.Float64(),
+    "multiplier": pl.Float64(),
+}
+
+_d = pl.col("signed_qty")
+_q = pl.col("q")
+_q_prev = pl.col("q_prev")
+
+
+def _affine_coefficients() -> list[pl.Expr]:
+    """alpha/beta of each fill's map on the cost basis (see module docstring)."""
+    p = pl.col("fill_price")
+    opens = _q_prev == 0
+    adds = _q_prev.sign() == _d.sign()
+    flat = _q == 0
+    flips = _q.sign() == -_q_prev.sign()
+    alpha = (
+        pl.when(opens | flat | flips)
+        .then(pl.lit(0.0))
+        .when(adds)
+        .then(pl.lit(1.0))
+        .otherwise(_q.cast(pl.Float64) / _q_prev.cast(pl.Float64))
+    )
+    beta = (
+        pl.when(opens | adds)
+        .then(p * _d)
+        .when(flips)
+        .then(p * _q)
+        .otherwise(pl.lit(0.0))
+    )
+    return [alpha.alias("alpha"), beta.alias("beta")]
+
+
+def prefix_compose(frame: pl.DataFrame, max_run: int) -> pl.DataFrame:
+    """Inclusive prefix composition of affine maps ``(alpha, beta)`` within runs.
+
+    ``frame`` must be sorted so that each position's rows are contiguous and carry ``idx``,
+    the 0-based row number inside the position. Returns ``frame`` with ``alpha``/``beta``
+    replaced by the composed map of rows ``0..idx`` of the same position.
+    """
+    idx = pl.col("idx")
+    a, b = pl.col("alpha"), pl.col("beta")
+    step = 1
+    while step < max_run:
+        has_prev = idx >= step
+        frame = frame.with_columns(
+            pl.when(has_prev).then(a * a.shift(step)).otherwise(a).alias("alpha"),
+            pl.when(has_prev).then(a * b.shift(step) + b).otherwise(b).alias("beta"),
+        )
+        step *= 2
+    return frame
+
+
+def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
+    """Per-fill accounting: one row per fill with the position after it.
+
+    ``fills`` follows ``FILL_SCHEMA`` plus a ``multiplier`` column; ``positions`` follows
+    ``POSITION_STATE_SCHEMA`` (the state before the batch). Output columns added: ``q``
+    (quantity after the fill), ``average_price`` (after), ``closed_qty`` (units closed, >= 0)
+    and ``realized`` (gross price P&L of this fill x multiplier). Rows come out sorted by
+    position, then arrival order.
+    """
+    prior = positions.select(
+        *KEYS,
+        pl.col("quantity").alias("q0"),
+        pl.col("average_price").alias("a0"),
+    )
+    f = (
+        fills.sort([*KEYS, "seq"])
+        .join(prior, on=KEYS, how="left", maintain_order="left")
+        .with_columns(pl.col("q0").fill_null(0), pl.col("a0").fill_null(0.0))
+        .with_columns(
+            (pl.col("q0") + _d.cum_sum().over(KEYS)).alias("q"),
+            pl.int_range(pl.len()).over(KEYS).alias("idx"),
+        )
+        .with_columns((_q - _d).alias("q_prev"))
+        .with_columns(_affine_coefficients())
+    )
+    max_run = int(f.get_column("idx").max() or 0) + 1 if f.height else 0
+    f = prefix_compose(f, max_run)
+    c0 = pl.col("a0") * pl.col("q0")
+    cost = pl.col("alpha") * c0 + pl.col("beta")
+    f = f.with_columns(cost.alias("cost"))
+    cost_prev = pl.when(pl.col("idx") == 0).then(c0).otherwise(pl.col("cost").shift(1))
+    avg_prev = (
+        pl.when(_q_prev != 0).then(cost_prev / _q_prev.cast(pl.Float64)).otherwise(pl.lit(0.0))
+    )
+    closing = (_q_prev != 0) & (_d.sign() != _q_prev.sign())
+    closed = pl.when(closing).then(pl.min_horizontal(_d.abs(), _q_prev.abs())).otherwise(0)
+    return f.with_columns(
+        pl.when(_q != 0)
+        .then(pl.col("cost") / _q.cast(pl.Float64))
+        .otherwise(pl.lit(0.0))
+        .alias("average_price"),
+        closed.alias("closed_qty"),
+        (closed * (pl.col("fill_price") - avg_prev) * _q_prev.sign() * pl.col("multiplier"))
+        .alias("realized"),
+    ).drop("alpha", "beta", "cost", "q0", "a0")
+
+
+def position_deltas(ledger: pl.DataFrame) -> pl.DataFrame:
+    """Collapse a fill ledger to one row per position: final quantity/average and sums."""
+    notional = pl.col("quantity").cast(pl.Float64) * pl.col("fill_price") * pl.col("multiplier")
+    buy = pl.col("side") == "BUY"
+    return ledger.group_by(KEYS, maintain_order=True).agg(
+        pl.col("q").last().alias("quantity"),
+        pl.col("average_price").last(),
+        pl.col("realized").sum().alias("realized_pnl"),
+        pl.col("fee").sum().alias("fees"),
+        pl.col("quantity").filter(buy).sum().alias("buy_quantity"),
+        pl.col("quantity").filter(~buy).sum().alias("sell_quantity"),
+        notional.filter(buy).sum().alias("buy_value"),
+        notional.filter(~buy).sum().alias("sell_value"),
+        pl.col("multiplier").first(),
+    )
+
+
+def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame) -> pl.DataFrame:
+    """New position state: untouched rows kept, touched rows replaced by state + deltas.
+
+    Quantity and average come from the deltas (they already start from the prior state);
+    cumulative sums (realized, fees, buy/sell quantities and values) add up. The result is
+    sorted by ``instrument_token`` so ticks can find their positions by binary search.
+    """
+    cumulative = [
+        "realized_pnl", "fees", "buy_quantity", "sell_quantity", "buy_value", "sell_value",
+    ]
+    touched = deltas.join(
+        positions.select(*KEYS, *[pl.col(c).alias(f"{c}_old") for c in cumulative]),
+        on=KEYS,
+        how="left",
+    ).with_columns(
+        [(pl.col(c) + pl.col(f"{c}_old").fill_null(0)).alias(c) for c in cumulative]
+    )
+    untouched = positions.join(deltas.select(*KEYS), on=KEYS, how="anti")
+    updated = touched.select(list(POSITION_STATE_SCHEMA)).cast(POSITION_STATE_SCHEMA)
+    return pl.concat([untouched, updated]).sort("instrument_token", maintain_order=True)
+
+
+def cash_flows(ledger: pl.DataFrame) -> pl.DataFrame:
+    """Cash change per portfolio: BUY -q*p*m - fee, SELL +q*p*m - fee (account currency)."""
+    flow = -pl.col("signed_qty") * pl.col("fill_price") * pl.col("multiplier") - pl.col("fee")
+    return ledger.group_by("portfolio_id", maintain_order=True).agg(
+        pl.col("source").first(),
+        pl.col("strategy_id").first(),
+        flow.sum().alias("cash_flow"),
+    )
