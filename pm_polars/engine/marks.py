@@ -1,0 +1,84 @@
+"""Mark prices per instrument, as pure functions over Polars frames.
+
+The mark of an instrument is its latest tick by event time ``ts`` (ns, UTC). An older tick
+arriving late never overwrites a newer one; on equal ``ts`` the later arrival wins. A tick
+without ``ts`` counts as "now": it gets the newest ``ts`` seen so far for the instrument, so
+it wins over everything before it. Before any tick, the mark is the latest fill price of the
+instrument by the same rule (any portfolio).
+
+State frame (``MARK_STATE_SCHEMA``), one row per instrument ever seen::
+
+    instrument_token, tick_price, tick_ts, fill_price, fill_ts
+
+``mark = coalesce(tick_price, fill_price)``; prices per unit.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+MARK_STATE_SCHEMA: dict[str, pl.DataType] = {
+    "instrument_token": pl.Int64(),
+    "tick_price": pl.Float64(),
+    "tick_ts": pl.Int64(),
+    "fill_price": pl.Float64(),
+    "fill_ts": pl.Int64(),
+}
+
+mark_expr = pl.coalesce("tick_price", "fill_price")
+
+
+def latest_by_ts(
+    events: pl.DataFrame, price: str, prior_ts: pl.DataFrame
+) -> pl.DataFrame:
+    """The winning event per instrument within one batch.
+
+    ``events`` has ``instrument_token``, ``seq``, ``ts`` and the ``price`` column;
+    ``prior_ts`` has ``instrument_token`` and ``prior_ts`` (the state's ts, may be null).
+    Returns ``instrument_token, price, eff_ts`` where ``eff_ts`` is the winner's effective
+    time: its own ``ts``, or for a ts-less event the newest ``ts`` seen before it.
+    """
+    ts = pl.col("ts")
+    return (
+        events.select("instrument_token", "seq", "ts", price)
+        .sort("seq")
+        .join(prior_ts, on="instrument_token", how="left", maintain_order="left")
+        .with_columns(
+            pl.coalesce(ts, ts.cum_max().forward_fill().over("instrument_token"), "prior_ts")
+            .alias("eff_ts")
+        )
+        .sort(["instrument_token", "eff_ts", "seq"], nulls_last=False)
+        .group_by("instrument_token", maintain_order=True)
+        .agg(pl.col(price).last(), pl.col("eff_ts").last())
+    )
+
+
+def merge_marks(
+    marks: pl.DataFrame, events: pl.DataFrame, price: str, kind: str
+) -> tuple[pl.DataFrame, pl.Series]:
+    """Fold a batch of ticks (``kind="tick"``) or fills (``kind="fill"``) into ``marks``.
+
+    ``price`` names the event column holding the per-unit price (``last_price`` for ticks,
+    ``fill_price`` for fills). Returns the new mark state and the instrument tokens whose
+    stored ``{kind}_price`` changed.
+    """
+    price_col, ts_col = f"{kind}_price", f"{kind}_ts"
+    if events.height == 0:
+        return marks, pl.Series("instrument_token", [], pl.Int64)
+    prior = marks.select("instrument_token", pl.col(ts_col).alias("prior_ts"))
+    best = latest_by_ts(events, price, prior)
+    joined = best.join(marks, on="instrument_token", how="left")
+    wins = pl.col(ts_col).is_null() | pl.col("eff_ts").is_null() | (
+        pl.col("eff_ts") >= pl.col(ts_col)
+    )
+    winners = joined.filter(wins | pl.col(price_col).is_null())
+    changed = winners.filter(
+        pl.col(price_col).is_null() | (pl.col(price_col) != pl.col(price))
+    ).get_column("instrument_token")
+    updates = winners.with_columns(
+        pl.col(price).alias(price_col),
+        pl.coalesce("eff_ts", ts_col).alias(ts_col),
+    ).select(list(MARK_STATE_SCHEMA))
+    kept = marks.join(updates.select("instrument_token"), on="instrument_token", how="anti")
+    new = pl.concat([kept, updates.cast(MARK_STATE_SCHEMA)])
+    return new, changed

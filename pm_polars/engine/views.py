@@ -1,0 +1,136 @@
+"""Read models computed from engine state: positions, portfolios, aggregates, AUM.
+
+Pure functions from state frames to frames. Nothing derived is stored in the state: marks
+change on every tick, so unrealized P&L, market value and equity are computed on read.
+
+Money is in account currency: ``unrealized_pnl = (mark - average_price) * quantity * m``,
+``market_value = quantity * mark * m``, ``equity = cash + sum(market_value)``,
+``net_pnl = realized + unrealized - fees``, ``total_pnl = realized + unrealized``.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pm_polars.engine.marks import mark_expr
+
+OVERALL = "Overall"
+
+POSITION_COLUMNS = [
+    "portfolio_id", "instrument_token", "quantity", "average_price", "last_price",
+    "realized_pnl", "unrealized_pnl", "fees", "multiplier", "market_value",
+    "buy_quantity", "sell_quantity", "buy_value", "sell_value",
+]
+
+PORTFOLIO_COLUMNS = [
+    "portfolio_id", "source", "strategy_id", "cash", "total_realized_pnl",
+    "total_unrealized_pnl", "total_fees", "total_pnl", "net_pnl", "market_value",
+    "equity", "gross_exposure", "net_exposure", "open_positions",
+]
+
+
+def positions_view(positions: pl.DataFrame, marks: pl.DataFrame) -> pl.DataFrame:
+    """One row per position ever opened (flat ones included, quantity 0)."""
+    q = pl.col("quantity").cast(pl.Float64)
+    return (
+        positions.join(
+            marks.select("instrument_token", mark_expr.alias("last_price")),
+            on="instrument_token",
+            how="left",
+            maintain_order="left",
+        )
+        .with_columns(
+            pl.when(pl.col("quantity") != 0)
+            .then((pl.col("last_price") - pl.col("average_price")) * q * pl.col("multiplier"))
+            .otherwise(0.0)
+            .alias("unrealized_pnl"),
+            (q * pl.col("last_price") * pl.col("multiplier")).fill_null(0.0).alias("market_value"),
+        )
+        .select(POSITION_COLUMNS)
+        .sort("portfolio_id", "instrument_token")
+    )
+
+
+def portfolios_view(cash: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFrame:
+    """Portfolio totals from the cash table and a ``positions_view`` frame."""
+    mv = pl.col("market_value")
+    totals = positions.group_by("portfolio_id").agg(
+        pl.col("realized_pnl").sum().alias("total_realized_pnl"),
+        pl.col("unrealized_pnl").sum().alias("total_unrealized_pnl"),
+        pl.col("fees").sum().alias("total_fees"),
+        mv.sum().alias("market_value"),
+        mv.abs().sum().alias("gross_exposure"),
+        (pl.col("quantity") != 0).sum().cast(pl.Int64).alias("open_positions"),
+    )
+    zero = ["total_realized_pnl", "total_unrealized_pnl", "total_fees", "market_value",
+            "gross_exposure"]
+    return (
+        cash.join(totals, on="portfolio_id", how="left")
+        .with_columns([pl.col(c).fill_null(0.0) for c in zero])
+        .with_columns(pl.col("open_positions").fill_null(0))
+        .with_columns(
+            (pl.col("total_realized_pnl") + pl.col("total_unrealized_pnl")).alias("total_pnl"),
+            (
+                pl.col("total_realized_pnl") + pl.col("total_unrealized_pnl")
+                - pl.col("total_fees")
+            ).alias("net_pnl"),
+            (pl.col("cash") + mv).alias("equity"),
+            mv.alias("net_exposure"),
+        )
+        .select(PORTFOLIO_COLUMNS)
+        .sort("portfolio_id")
+    )
+
+
+def overall_positions(positions: pl.DataFrame, cash: pl.DataFrame) -> pl.DataFrame:
+    """Per-source aggregate positions ``{source}_Overall``: net quantity per instrument.
+
+    ``average_price`` of an aggregate is net cost / net quantity (0 when net flat); the money
+    columns are sums over the source's strategies.
+    """
+    q = pl.col("quantity")
+    sums = ["quantity", "realized_pnl", "unrealized_pnl", "fees", "market_value",
+            "buy_quantity", "sell_quantity", "buy_value", "sell_value"]
+    return (
+        positions.join(cash.select("portfolio_id", "source"), on="portfolio_id", how="left")
+        .with_columns((pl.col("average_price") * q.cast(pl.Float64)).alias("cost"))
+        .group_by("source", "instrument_token")
+        .agg(
+            *[pl.col(c).sum() for c in sums],
+            pl.col("cost").sum(),
+            pl.col("last_price").first(),
+            pl.col("multiplier").first(),
+        )
+        .with_columns(
+            (pl.col("source") + "_" + OVERALL).alias("portfolio_id"),
+            pl.when(q != 0).then(pl.col("cost") / q.cast(pl.Float64)).otherwise(0.0)
+            .alias("average_price"),
+        )
+        .select(POSITION_COLUMNS)
+        .sort("portfolio_id", "instrument_token")
+    )
+
+
+def overall_portfolios(portfolios: pl.DataFrame) -> pl.DataFrame:
+    """Per-source aggregate portfolio rows ``{source}_Overall`` (sums of strategy rows)."""
+    sums = [c for c in PORTFOLIO_COLUMNS if c not in ("portfolio_id", "source", "strategy_id")]
+    return (
+        portfolios.group_by("source")
+        .agg([pl.col(c).sum() for c in sums])
+        .with_columns(
+            (pl.col("source") + "_" + OVERALL).alias("portfolio_id"),
+            pl.lit(OVERALL).alias("strategy_id"),
+        )
+        .select(PORTFOLIO_COLUMNS)
+        .sort("portfolio_id")
+    )
+
+
+def aum(portfolios: pl.DataFrame) -> dict[str, object]:
+    """Assets under management: sum of strategy portfolios' equity, total and per source."""
+    by_source = portfolios.group_by("source").agg(pl.col("equity").sum()).sort("source")
+    return {
+        "total": float(portfolios.get_column("equity").sum() or 0.0),
+        "by_source": dict(zip(by_source["source"].to_list(), by_source["equity"].to_list(),
+                              strict=True)),
+    }
