@@ -39,6 +39,13 @@ def latest_by_ts(
     time: its own ``ts``, or for a ts-less event the newest ``ts`` seen before it.
     """
     ts = pl.col("ts")
+    if events.get_column("ts").null_count() == 0:
+        # Fast path: every event has a time, so the winner is the last arrival among the
+        # rows with the greatest ts (rows are in arrival order; reverse + arg_max = last max).
+        return events.group_by("instrument_token").agg(
+            pl.col(price).reverse().get(ts.reverse().arg_max()),
+            ts.max().alias("eff_ts"),
+        )
     return (
         events.select("instrument_token", "seq", "ts", price)
         .sort("seq")
