@@ -1,0 +1,65 @@
+# pm_polars entry points. A fresh machine needs only python3 and make:
+#   make demo    run the synthetic demo end to end (creates .venv on first use)
+#   make test    ruff + mypy + pytest (installs redis-server via apt-get if missing)
+#   make bench   run the benchmark scripts in bench/
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# the stamp lives inside the venv: a recreated venv is reinstalled, and so is a changed pyproject
+STAMP := $(VENV)/.pm-polars-installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+DEMO_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: help install demo test lint typecheck unit bench redis-server
+
+help:
+	@echo "make demo   - run the synthetic demo (DEMO_ARGS='--events 1000000 --seed 3')"
+	@echo "make test   - ruff, mypy and pytest (redis-server installed if missing)"
+	@echo "make bench  - run bench/bench_*.py (BENCH_ARGS passed through)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	@echo "installing pm_polars and its dependencies into $(VENV) ..."
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/pm-polars demo $(DEMO_ARGS)
+
+lint: install
+	$(BIN)/ruff check pm_polars tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -q
+
+test: install redis-server
+	$(BIN)/ruff check pm_polars tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+bench: install
+	@shopt -s nullglob; scripts=(bench/bench_*.py); \
+	if [ $${#scripts[@]} -eq 0 ]; then echo "no bench/bench_*.py scripts yet"; exit 0; fi; \
+	for script in "$${scripts[@]}"; do \
+	  echo "== $$script"; $(BIN)/python "$$script" $(BENCH_ARGS) || exit $$?; \
+	done
+
+# The integration tests start their own redis-server on a free port; they only need the binary.
+redis-server:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+	  echo "redis-server not found: installing it with apt-get"; \
+	  if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq redis-server >/dev/null; \
+	fi
+	@command -v redis-server >/dev/null

@@ -1,0 +1,1 @@
+"""Synthetic demo feed and the end-to-end demo runner."""
