@@ -86,12 +86,16 @@ class PortfolioEngine:
     def apply_decoded(self, decoded: DecodedBatch) -> ApplyResult:
         """Apply an already decoded batch (the daemon's path)."""
         fresh, dups = dedupe.split_duplicates(decoded.fills, self._seen)
-        fresh = self._with_multiplier(fresh)
-        ledger = accounting.fill_ledger(self._positions, fresh)
-        positions = accounting.merge_positions(
-            self._positions, accounting.position_deltas(ledger)
-        )
-        cash = self._merge_cash(accounting.cash_flows(ledger))
+        positions, cash = self._positions, self._cash
+        if fresh.height:
+            fresh = self._with_multiplier(fresh)
+            ledger = accounting.fill_ledger(self._positions, fresh)
+            positions = accounting.merge_positions(
+                self._positions, accounting.position_deltas(ledger)
+            )
+            cash = self._merge_cash(accounting.cash_flows(ledger))
+        else:
+            fresh = fresh.with_columns(pl.lit(1.0).alias("multiplier"))
         new_marks, tick_changed = marks.merge_marks(
             self._marks, decoded.ticks, "last_price", "tick"
         )

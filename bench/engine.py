@@ -1,0 +1,182 @@
+"""Engine throughput: fills/s and ticks/s on decoded (Arrow/Polars) batches.
+
+Run: ``.venv/bin/python bench/engine.py [--runs 5]``. Prints the median of ``--runs`` runs
+for each case. Inputs are generated columnarly (hash-based pseudo-random numbers), so the
+generator never dominates. Cases:
+
+1. 1M-fill batches over 10k positions
+2. 100k-fill batches over 10k positions          (floor: >= 1.5M fills/s)
+3. 10k-fill micro-batches over 10k positions
+4. one hot position with 10^5 fills in one batch (flips, reduce/add cycles)
+5. 100k-tick batches over 10k instruments        (floor: >= 10M ticks/s)
+6. 1k-tick batch against 1M open positions vs against 10k open positions: the cost must
+   follow the touched positions, not all positions
+7. raw JSON bytes -> decode -> apply, 100k mixed events (the daemon's per-batch work)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import polars as pl
+
+from pm_polars import PortfolioEngine
+from pm_polars.events import DecodedBatch
+from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, TICK_SCHEMA, conform, empty
+
+TS0 = 1_795_600_000_000_000_000
+
+
+def fills_frame(n: int, positions: int, seed: int = 0, strategies: int = 100) -> pl.DataFrame:
+    """``n`` fills spread over ``positions`` (portfolio, instrument) pairs."""
+    i = pl.int_range(n, dtype=pl.Int64)
+    pos = (i.hash(seed) % positions).cast(pl.Int64)
+    qty = (i.hash(seed + 1) % 99 + 1).cast(pl.Int64)
+    buy = (i.hash(seed + 2) % 2) == 0
+    strategy = pl.lit("S") + (pos % strategies).cast(pl.String)
+    frame = pl.select(
+        seq=i,
+        portfolio_id=pl.lit("paper_") + strategy,
+        source=pl.lit("paper"),
+        strategy_id=strategy,
+        instrument_token=pos // strategies + 1,
+        side=pl.when(buy).then(pl.lit("BUY")).otherwise(pl.lit("SELL")),
+        quantity=qty,
+        signed_qty=pl.when(buy).then(qty).otherwise(-qty),
+        fill_price=90 + (i.hash(seed + 3) % 2000).cast(pl.Float64) / 100,
+        fee=pl.lit(1.0),
+        fill_id=pl.lit(f"s{seed}-") + i.cast(pl.String),
+        ts=i + TS0,
+    )
+    return conform(frame, FILL_SCHEMA)
+
+
+def ticks_frame(n: int, instruments: int, seed: int = 0) -> pl.DataFrame:
+    i = pl.int_range(n, dtype=pl.Int64)
+    frame = pl.select(
+        seq=i,
+        instrument_token=(i.hash(seed) % instruments).cast(pl.Int64) + 1,
+        last_price=90 + (i.hash(seed + 1) % 2000).cast(pl.Float64) / 100,
+        ts=i + TS0 + seed * n,
+    )
+    return conform(frame, TICK_SCHEMA)
+
+
+def hot_position(n: int) -> pl.DataFrame:
+    """One position: reduce 99%, add back, flip, repeat (stresses the scan's products)."""
+    i = pl.int_range(n, dtype=pl.Int64)
+    phase = i % 4
+    qty = pl.when(phase == 0).then(1_000_000).when(phase == 1).then(990_000)
+    qty = qty.when(phase == 2).then(1_990_000).otherwise(1_000_000)
+    buy = (phase == 0) | (phase == 3)
+    frame = pl.select(
+        seq=i, portfolio_id=pl.lit("paper_HOT"), source=pl.lit("paper"),
+        strategy_id=pl.lit("HOT"), instrument_token=pl.lit(1, pl.Int64),
+        side=pl.when(buy).then(pl.lit("BUY")).otherwise(pl.lit("SELL")),
+        quantity=qty.cast(pl.Int64),
+        signed_qty=pl.when(buy).then(qty).otherwise(-qty).cast(pl.Int64),
+        fill_price=100 + (i.hash(7) % 1000).cast(pl.Float64) / 100,
+        fee=pl.lit(0.0), fill_id=pl.lit(None, pl.String), ts=i + TS0,
+    )
+    return conform(frame, FILL_SCHEMA)
+
+
+def batch(fills: pl.DataFrame | None = None, ticks: pl.DataFrame | None = None) -> DecodedBatch:
+    return DecodedBatch(
+        fills=fills if fills is not None else empty(FILL_SCHEMA),
+        ticks=ticks if ticks is not None else empty(TICK_SCHEMA),
+        rejects=empty(REJECT_SCHEMA),
+    )
+
+
+def median_seconds(runs: int, setup: Callable[[], object], work: Callable[[object], object]) -> float:
+    times = []
+    for _ in range(runs):
+        state = setup()
+        start = time.perf_counter()
+        work(state)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def report(label: str, events: int, seconds: float, unit: str) -> None:
+    print(f"{label:<58} {events / seconds:>14,.0f} {unit}/s   ({seconds * 1e3:8.1f} ms)")
+
+
+def open_engine(positions: int) -> PortfolioEngine:
+    """An engine holding exactly ``positions`` open long positions (100 per instrument)."""
+    eng = PortfolioEngine()
+    fills = fills_frame(positions, positions, seed=99).with_columns(
+        pl.col("seq").alias("instrument_token") // 100 + 1,
+        (pl.lit("paper_S") + (pl.col("seq") % 100).cast(pl.String)).alias("portfolio_id"),
+        (pl.lit("S") + (pl.col("seq") % 100).cast(pl.String)).alias("strategy_id"),
+        pl.lit("BUY").alias("side"),
+        pl.col("quantity").alias("signed_qty"),
+    )
+    eng.apply_decoded(batch(fills))
+    return eng
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    runs = parser.parse_args().runs
+    print(f"pm_polars engine benchmark, median of {runs} runs, polars {pl.__version__}")
+
+    big = batch(fills_frame(1_000_000, 10_000))
+    s = median_seconds(runs, PortfolioEngine, lambda e: e.apply_decoded(big))  # type: ignore[attr-defined]
+    report("1M-fill batch, 10k positions", 1_000_000, s, "fills")
+
+    mid = [batch(fills_frame(100_000, 10_000, seed=k)) for k in range(5)]
+    s = median_seconds(runs, PortfolioEngine, lambda e: [e.apply_decoded(b) for b in mid])  # type: ignore[attr-defined]
+    report("5 x 100k-fill batches, 10k positions", 500_000, s, "fills")
+
+    small = [batch(fills_frame(10_000, 10_000, seed=k)) for k in range(20)]
+    s = median_seconds(runs, PortfolioEngine, lambda e: [e.apply_decoded(b) for b in small])  # type: ignore[attr-defined]
+    report("20 x 10k-fill micro-batches, 10k positions", 200_000, s, "fills")
+
+    hot = batch(hot_position(100_000))
+    s = median_seconds(runs, PortfolioEngine, lambda e: e.apply_decoded(hot))  # type: ignore[attr-defined]
+    report("hot position, 1e5 fills in one batch", 100_000, s, "fills")
+
+    warm = open_engine(10_000)
+    ticks = [batch(ticks=ticks_frame(100_000, 100, seed=k)) for k in range(5)]
+    s = median_seconds(runs, lambda: warm, lambda e: [e.apply_decoded(b) for b in ticks])  # type: ignore[attr-defined]
+    report("5 x 100k-tick batches, 10k open positions", 500_000, s, "ticks")
+
+    for n_open in (10_000, 1_000_000):
+        eng = open_engine(n_open)
+        one_k = [batch(ticks=ticks_frame(1_000, 10, seed=k)) for k in range(runs)]
+        it = iter(one_k)
+        s = median_seconds(runs, lambda e=eng: e, lambda e: e.apply_decoded(next(it)))  # type: ignore[attr-defined]
+        report(f"1k-tick batch (10 instruments), {n_open:,} open positions", 1_000, s, "ticks")
+
+    bytes_batch = _json_messages(100_000)
+    s = median_seconds(runs, PortfolioEngine, lambda e: e.apply(bytes_batch))  # type: ignore[attr-defined]
+    report("100k raw JSON messages (80% fills) decode+apply", 100_000, s, "events")
+
+
+def _json_messages(n: int) -> list[bytes]:
+    fills = fills_frame(n, 10_000).to_dicts()
+    out = []
+    for k, f in enumerate(fills):
+        if k % 5 == 4:
+            out.append(json.dumps({"event_type": "market_tick",
+                                   "instrument_token": f["instrument_token"],
+                                   "last_price": f["fill_price"], "ts": f["ts"]}).encode())
+            continue
+        out.append(json.dumps({
+            "event_type": "order_fill", "source": f["source"], "fill_id": f["fill_id"],
+            "ts": f["ts"], "quantity": f["quantity"], "fill_price": f["fill_price"],
+            "fee": f["fee"], "original_signal": {"strategy_id": f["strategy_id"],
+                                                 "instrument_token": f["instrument_token"],
+                                                 "signal_type": f["side"]}}).encode())
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Publishing live state to Redis (the read model for APIs and dashboards)."""

@@ -1,0 +1,87 @@
+"""The Redis key layout: the one place that names keys. Readers and writers both use it.
+
+Every key can carry a namespace prefix (``Keys(prefix="desk1:")``); the default is none, so
+the published keys are exactly the documented ones.
+
+Published read model (for APIs, dashboards, existing readers)
+-------------------------------------------------------------
+``portfolio:{portfolio_id}``            STRING  JSON of the published portfolio model
+                                                (also ``{source}_Overall`` aggregates)
+``position:{portfolio_id}:{token}``     HASH    one position's fields (quantity,
+                                                average_price, last_price, ...) as strings
+``portfolios``                          SET     index of all portfolio ids (incl. Overall)
+``prices``                              HASH    token -> JSON {"last_price", "ts"} (ts in ns)
+``aum``                                 STRING  JSON {"total", "by_source": {source: float}}
+channel ``portfolio-updates``           PUBSUB  JSON {"portfolio_ids": [...], "ts": ns}
+
+Daemon-internal state (exactly-once; written in the same MULTI/EXEC as the model)
+----------------------------------------------------------------------------------
+``pm:state:{group}:{topic}:{partition}:positions``  HASH  "{pid}|{token}" -> JSON state row
+``pm:state:{group}:{topic}:{partition}:cash``       HASH  pid -> JSON cash row
+``pm:state:{group}:{topic}:{partition}:seen``       ZSET  "{source}|{fill_id}" scored by ts
+``pm:state:{group}:{topic}:{partition}:meta``       HASH  next_offset, clock_ns, updated_ns
+``pm:parts:{group}:overall:{source}``               HASH  "{topic}:{partition}" -> JSON
+                                                          contribution to {source}_Overall
+``pm:parts:{group}:aum``                            HASH  "{topic}:{partition}" -> JSON
+                                                          contribution to aum
+``pm:owner:{group}``                                HASH  pid -> "{topic}:{partition}"
+``pm:ticks:{topic}:offsets``                        HASH  partition -> next offset
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+UPDATES_CHANNEL = "portfolio-updates"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under an optional namespace ``prefix``."""
+
+    prefix: str = ""
+
+    # ---- published read model
+    def portfolio(self, portfolio_id: str) -> str:
+        return f"{self.prefix}portfolio:{portfolio_id}"
+
+    def position(self, portfolio_id: str, token: int | str) -> str:
+        return f"{self.prefix}position:{portfolio_id}:{token}"
+
+    @property
+    def index(self) -> str:
+        return f"{self.prefix}portfolios"
+
+    @property
+    def prices(self) -> str:
+        return f"{self.prefix}prices"
+
+    @property
+    def aum(self) -> str:
+        return f"{self.prefix}aum"
+
+    @property
+    def updates_channel(self) -> str:
+        return f"{self.prefix}{UPDATES_CHANNEL}"
+
+    # ---- daemon-internal state
+    def partition_state(self, group: str, topic: str, partition: int, table: str) -> str:
+        """``table`` is one of positions, cash, seen, meta."""
+        return f"{self.prefix}pm:state:{group}:{topic}:{partition}:{table}"
+
+    def overall_parts(self, group: str, source: str) -> str:
+        return f"{self.prefix}pm:parts:{group}:overall:{source}"
+
+    def aum_parts(self, group: str) -> str:
+        return f"{self.prefix}pm:parts:{group}:aum"
+
+    def owners(self, group: str) -> str:
+        return f"{self.prefix}pm:owner:{group}"
+
+    def tick_offsets(self, topic: str) -> str:
+        return f"{self.prefix}pm:ticks:{topic}:offsets"
+
+
+def part_name(topic: str, partition: int) -> str:
+    """Field name identifying one Kafka partition in the ``pm:parts`` hashes."""
+    return f"{topic}:{partition}"
