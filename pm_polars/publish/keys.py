@@ -19,6 +19,7 @@ Daemon-internal state (exactly-once; written in the same MULTI/EXEC as the model
 ``pm:state:{group}:{topic}:{partition}:positions``  HASH  "{pid}|{token}" -> JSON state row
 ``pm:state:{group}:{topic}:{partition}:cash``       HASH  pid -> JSON cash row
 ``pm:state:{group}:{topic}:{partition}:seen``       ZSET  "{source}|{fill_id}" scored by ts
+``pm:state:{group}:{topic}:{partition}:marks``      HASH  token -> JSON mark row
 ``pm:state:{group}:{topic}:{partition}:meta``       HASH  next_offset, clock_ns, updated_ns
 ``pm:parts:{group}:overall:{source}``               HASH  "{topic}:{partition}" -> JSON
                                                           contribution to {source}_Overall
@@ -66,7 +67,7 @@ class Keys:
 
     # ---- daemon-internal state
     def partition_state(self, group: str, topic: str, partition: int, table: str) -> str:
-        """``table`` is one of positions, cash, seen, meta."""
+        """``table`` is one of positions, cash, seen, marks, meta."""
         return f"{self.prefix}pm:state:{group}:{topic}:{partition}:{table}"
 
     def overall_parts(self, group: str, source: str) -> str:
