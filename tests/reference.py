@@ -1,0 +1,804 @@
+"""A deliberately simple scalar reference implementation of the pm_polars accounting rules.
+
+Plain Python loops over dicts and floats, one event at a time, in arrival order. Nothing
+here is vectorised or clever: every rule of the spec is one obvious statement, so the
+reference can be checked by eye (and is checked against hand-worked numbers in
+``tests/unit/test_accounting_cases.py``). The columnar engine is then compared against it
+in the property tests.
+
+Rules implemented (per (portfolio_id, instrument_token), average-cost accounting):
+
+* signed quantity; a fill on the other side first closes ``min(qty, |q|)`` against the old
+  average (realized += closed * (price - avg) * sign(q) * m), any remainder opens at the fill
+  price (flip); partial closes keep the average; adds re-average; flat -> average 0.
+* fees accumulate per position; net_pnl = realized + unrealized - fees.
+* mark per instrument: the latest tick by ts (ties: later arrival wins); before any tick,
+  the latest fill price of that instrument (any portfolio, same ts rule).
+* cash per portfolio: BUY -q*p*m - fee, SELL +q*p*m - fee; equity = cash + sum(q*mark*m).
+* a fill whose (source, fill_id) was seen before is ignored; invalid records are rejected
+  and change nothing (not even the dedupe memory or the marks).
+
+Reference-only choices for cases the spec leaves open (never asserted by the tests):
+a null ts compares as "newer" than anything (arrival order); the aggregate
+``<source>_Overall`` average_price is the net cost basis / net quantity (0 when net flat).
+
+The second half of the module holds test plumbing shared by the test files: event
+builders, an adapter that turns the engine's frames into the same plain structures, and a
+tolerance-aware state comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STARTING_CASH = 1_000_000.0
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+POSITION_FIELDS = (
+    "portfolio_id",
+    "instrument_token",
+    "quantity",
+    "average_price",
+    "last_price",
+    "realized_pnl",
+    "unrealized_pnl",
+    "fees",
+    "multiplier",
+    "market_value",
+    "buy_quantity",
+    "sell_quantity",
+    "buy_value",
+    "sell_value",
+)
+PORTFOLIO_FIELDS = (
+    "portfolio_id",
+    "source",
+    "strategy_id",
+    "cash",
+    "total_realized_pnl",
+    "total_unrealized_pnl",
+    "total_fees",
+    "total_pnl",
+    "net_pnl",
+    "market_value",
+    "equity",
+    "gross_exposure",
+    "net_exposure",
+)
+
+
+# --------------------------------------------------------------------------------------
+# The reference book
+# --------------------------------------------------------------------------------------
+
+
+class InvalidEvent(ValueError):
+    """Raised by the validators; the message is the reject reason."""
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _positive_price(x: Any, name: str) -> float:
+    if not _is_number(x) or not math.isfinite(x) or x <= 0:
+        raise InvalidEvent(f"{name} must be a finite number > 0, got {x!r}")
+    return float(x)
+
+
+def ts_to_ns(ts: Any) -> int | None:
+    """Event time -> integer ns since epoch. Numbers: s/ms/us/ns chosen by magnitude."""
+    if ts is None:
+        return None
+    if isinstance(ts, str):
+        try:
+            dt = datetime.fromisoformat(ts)
+        except ValueError as exc:
+            raise InvalidEvent(f"ts: not an ISO timestamp {ts!r}") from exc
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        delta = dt - EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1_000
+    if not _is_number(ts) or not math.isfinite(ts):
+        raise InvalidEvent(f"ts: not a timestamp {ts!r}")
+    magnitude = abs(ts)
+    if magnitude < 1e11:
+        factor = 10**9  # seconds
+    elif magnitude < 1e14:
+        factor = 10**6  # milliseconds
+    elif magnitude < 1e17:
+        factor = 10**3  # microseconds
+    else:
+        factor = 1  # nanoseconds
+    return ts * factor if _is_int(ts) else round(ts * factor)
+
+
+def _is_newer(new_ts: int | None, old: tuple[int | None, float] | None) -> bool:
+    """The mark rule: a newer-or-equal ts replaces the mark (equal ts: later arrival wins)."""
+    if old is None:
+        return True
+    old_ts = old[0]
+    if new_ts is None or old_ts is None:
+        return True  # reference-only choice: no ts -> arrival order
+    return new_ts >= old_ts
+
+
+@dataclass
+class _Fill:
+    source: str
+    strategy_id: str
+    instrument_token: int
+    side: str
+    quantity: int
+    price: float
+    fee: float
+    fill_id: str | None
+    ts: int | None
+
+    @property
+    def portfolio_id(self) -> str:
+        return f"{self.source}_{self.strategy_id}"
+
+
+@dataclass
+class _Tick:
+    instrument_token: int
+    price: float
+    ts: int | None
+
+
+def parse_event(raw: Any) -> _Fill | _Tick:
+    """Validate one record; raise InvalidEvent (message = reason) if the spec calls it invalid."""
+    if isinstance(raw, bytes | bytearray | str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidEvent(f"bad JSON: {exc}") from exc
+    if not isinstance(raw, Mapping):
+        raise InvalidEvent("record is not a JSON object")
+    event_type = raw.get("event_type")
+    if event_type == "market_tick":
+        token = raw.get("instrument_token")
+        if not _is_int(token):
+            raise InvalidEvent(f"instrument_token missing or not an integer: {token!r}")
+        price = _positive_price(raw.get("last_price"), "last_price")
+        return _Tick(token, price, ts_to_ns(raw.get("ts")))
+    if event_type != "order_fill":
+        raise InvalidEvent(f"unknown event_type {event_type!r}")
+    source = raw.get("source")
+    if not isinstance(source, str) or not source:
+        raise InvalidEvent(f"source missing: {source!r}")
+    signal = raw.get("original_signal")
+    if not isinstance(signal, Mapping):
+        raise InvalidEvent("original_signal missing")
+    strategy_id = signal.get("strategy_id")
+    if not isinstance(strategy_id, str) or not strategy_id:
+        raise InvalidEvent(f"original_signal.strategy_id missing: {strategy_id!r}")
+    token = signal.get("instrument_token")
+    if not _is_int(token):
+        raise InvalidEvent(f"original_signal.instrument_token missing or not int: {token!r}")
+    side = signal.get("signal_type")
+    if side not in ("BUY", "SELL"):
+        raise InvalidEvent(f"unknown signal_type {side!r}")
+    quantity = raw.get("quantity")
+    if not _is_int(quantity) or quantity <= 0:
+        raise InvalidEvent(f"quantity must be a positive integer, got {quantity!r}")
+    price = _positive_price(raw.get("fill_price"), "fill_price")
+    fee = raw.get("fee")
+    if fee is None:
+        fee = 0.0
+    if not _is_number(fee) or not math.isfinite(fee):
+        raise InvalidEvent(f"fee must be a finite number, got {fee!r}")
+    fill_id = raw.get("fill_id")
+    return _Fill(
+        source=source,
+        strategy_id=strategy_id,
+        instrument_token=token,
+        side=side,
+        quantity=quantity,
+        price=price,
+        fee=float(fee),
+        fill_id=None if fill_id is None else str(fill_id),
+        ts=ts_to_ns(raw.get("ts")),
+    )
+
+
+@dataclass
+class _Position:
+    quantity: int = 0
+    average_price: float = 0.0
+    realized_pnl: float = 0.0
+    fees: float = 0.0
+    buy_quantity: int = 0
+    sell_quantity: int = 0
+    buy_value: float = 0.0
+    sell_value: float = 0.0
+
+
+@dataclass
+class _Portfolio:
+    source: str
+    strategy_id: str
+    cash: float
+
+
+def multipliers_from_rows(instruments: Any) -> dict[int, float]:
+    """instrument rows (dicts, or anything with .to_dicts()) -> {token: multiplier}."""
+    if instruments is None:
+        return {}
+    rows = instruments.to_dicts() if hasattr(instruments, "to_dicts") else list(instruments)
+    out: dict[int, float] = {}
+    for row in rows:
+        m = row.get("multiplier")
+        if m is None:
+            m = row.get("lot_size")
+        out[int(row["instrument_token"])] = 1.0 if m is None else float(m)
+    return out
+
+
+def _sign(x: int) -> int:
+    return (x > 0) - (x < 0)
+
+
+class ReferenceBook:
+    """Scalar reference: apply events one by one; read state back as plain Python."""
+
+    def __init__(
+        self, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None
+    ) -> None:
+        self.starting_cash = float(starting_cash)
+        self.multipliers = multipliers_from_rows(instruments)
+        self._positions: dict[tuple[str, int], _Position] = {}
+        self._portfolios: dict[str, _Portfolio] = {}
+        self._tick_marks: dict[int, tuple[int | None, float]] = {}
+        self._fill_marks: dict[int, tuple[int | None, float]] = {}
+        self._seen_fill_ids: set[tuple[str, str]] = set()
+
+    # ---- writing ---------------------------------------------------------------------
+
+    def apply(self, events: Iterable[Any]) -> list[tuple[Any, str]]:
+        """Apply events in arrival order; return the rejected ones as (record, reason)."""
+        rejects: list[tuple[Any, str]] = []
+        for raw in events:
+            try:
+                event = parse_event(raw)
+            except InvalidEvent as exc:
+                rejects.append((raw, str(exc)))
+                continue
+            if isinstance(event, _Tick):
+                self._apply_tick(event)
+            else:
+                self._apply_fill(event)
+        return rejects
+
+    def _apply_tick(self, tick: _Tick) -> None:
+        if _is_newer(tick.ts, self._tick_marks.get(tick.instrument_token)):
+            self._tick_marks[tick.instrument_token] = (tick.ts, tick.price)
+
+    def _apply_fill(self, fill: _Fill) -> None:
+        if fill.fill_id is not None:
+            key = (fill.source, fill.fill_id)
+            if key in self._seen_fill_ids:
+                return  # duplicate: ignored entirely
+            self._seen_fill_ids.add(key)
+
+        token = fill.instrument_token
+        if _is_newer(fill.ts, self._fill_marks.get(token)):
+            self._fill_marks[token] = (fill.ts, fill.price)
+
+        m = self.multiplier(token)
+        pid = fill.portfolio_id
+        if pid not in self._portfolios:
+            self._portfolios[pid] = _Portfolio(fill.source, fill.strategy_id, self.starting_cash)
+        portfolio = self._portfolios[pid]
+        pos = self._positions.setdefault((pid, token), _Position())
+
+        qty = fill.quantity
+        price = fill.price
+        signed = qty if fill.side == "BUY" else -qty
+        old_q = pos.quantity
+        new_q = old_q + signed
+
+        if old_q == 0 or _sign(old_q) == _sign(signed):
+            # open or add in the same direction: re-average (old avg is 0 when flat)
+            pos.average_price = (pos.average_price * abs(old_q) + price * qty) / abs(new_q)
+        else:
+            # reduce / close / flip: the closed part realizes against the old average
+            closed = min(qty, abs(old_q))
+            pos.realized_pnl += closed * (price - pos.average_price) * _sign(old_q) * m
+            if new_q == 0:
+                pos.average_price = 0.0
+            elif _sign(new_q) != _sign(old_q):
+                pos.average_price = price  # flip: the remainder opens at the fill price
+            # else: partial close keeps the average
+        pos.quantity = new_q
+        pos.fees += fill.fee
+
+        notional = qty * price * m
+        if fill.side == "BUY":
+            pos.buy_quantity += qty
+            pos.buy_value += notional
+            portfolio.cash -= notional + fill.fee
+        else:
+            pos.sell_quantity += qty
+            pos.sell_value += notional
+            portfolio.cash += notional - fill.fee
+
+    # ---- reading ---------------------------------------------------------------------
+
+    def multiplier(self, token: int) -> float:
+        return self.multipliers.get(token, 1.0)
+
+    def mark(self, token: int) -> float | None:
+        if token in self._tick_marks:
+            return self._tick_marks[token][1]
+        if token in self._fill_marks:
+            return self._fill_marks[token][1]
+        return None
+
+    def _position_row(self, pid: str, token: int, pos: _Position) -> dict[str, Any]:
+        m = self.multiplier(token)
+        mark = self.mark(token)
+        assert mark is not None  # a position implies at least one fill of its instrument
+        q = pos.quantity
+        return {
+            "portfolio_id": pid,
+            "instrument_token": token,
+            "quantity": q,
+            "average_price": pos.average_price if q != 0 else 0.0,
+            "last_price": mark,
+            "realized_pnl": pos.realized_pnl,
+            "unrealized_pnl": (mark - pos.average_price) * q * m if q != 0 else 0.0,
+            "fees": pos.fees,
+            "multiplier": m,
+            "market_value": q * mark * m,
+            "buy_quantity": pos.buy_quantity,
+            "sell_quantity": pos.sell_quantity,
+            "buy_value": pos.buy_value,
+            "sell_value": pos.sell_value,
+        }
+
+    def positions(self) -> list[dict[str, Any]]:
+        return [
+            self._position_row(pid, token, pos)
+            for (pid, token), pos in sorted(self._positions.items())
+        ]
+
+    @staticmethod
+    def _totals(rows: list[dict[str, Any]], cash: float) -> dict[str, float]:
+        realized = sum(r["realized_pnl"] for r in rows)
+        unrealized = sum(r["unrealized_pnl"] for r in rows)
+        fees = sum(r["fees"] for r in rows)
+        market_value = sum(r["market_value"] for r in rows)
+        return {
+            "cash": cash,
+            "total_realized_pnl": realized,
+            "total_unrealized_pnl": unrealized,
+            "total_fees": fees,
+            "total_pnl": realized + unrealized,
+            "net_pnl": realized + unrealized - fees,
+            "market_value": market_value,
+            "equity": cash + market_value,
+            "gross_exposure": sum(abs(r["market_value"]) for r in rows),
+            "net_exposure": market_value,
+        }
+
+    def _portfolio_rows(self, pid: str) -> list[dict[str, Any]]:
+        return [r for r in self.positions() if r["portfolio_id"] == pid]
+
+    def portfolios(self) -> list[dict[str, Any]]:
+        out = []
+        for pid, pf in sorted(self._portfolios.items()):
+            row: dict[str, Any] = {
+                "portfolio_id": pid,
+                "source": pf.source,
+                "strategy_id": pf.strategy_id,
+            }
+            row.update(self._totals(self._portfolio_rows(pid), pf.cash))
+            out.append(row)
+        return out
+
+    def portfolio_ids(self) -> list[str]:
+        return sorted(self._portfolios)
+
+    def sources(self) -> list[str]:
+        return sorted({pf.source for pf in self._portfolios.values()})
+
+    def portfolio(self, portfolio_id: str) -> dict[str, Any]:
+        if portfolio_id in self._portfolios:
+            pf = self._portfolios[portfolio_id]
+            rows = self._portfolio_rows(portfolio_id)
+            out: dict[str, Any] = {
+                "portfolio_id": portfolio_id,
+                "source": pf.source,
+                "strategy_id": pf.strategy_id,
+                "positions": {str(r["instrument_token"]): r for r in rows},
+            }
+            out.update(self._totals(rows, pf.cash))
+            return out
+        source, _, rest = portfolio_id.rpartition("_")
+        if rest == "Overall" and source in self.sources():
+            return self._aggregate(source)
+        raise KeyError(portfolio_id)
+
+    def _aggregate(self, source: str) -> dict[str, Any]:
+        pids = [pid for pid, pf in self._portfolios.items() if pf.source == source]
+        rows = [r for r in self.positions() if r["portfolio_id"] in pids]
+        by_token: dict[int, dict[str, Any]] = {}
+        cost: dict[int, float] = {}
+        for r in rows:
+            token = r["instrument_token"]
+            agg = by_token.setdefault(
+                token,
+                {
+                    "instrument_token": token,
+                    "quantity": 0,
+                    "last_price": r["last_price"],
+                    "multiplier": r["multiplier"],
+                    "realized_pnl": 0.0,
+                    "unrealized_pnl": 0.0,
+                    "fees": 0.0,
+                    "market_value": 0.0,
+                    "buy_quantity": 0,
+                    "sell_quantity": 0,
+                    "buy_value": 0.0,
+                    "sell_value": 0.0,
+                },
+            )
+            for name in (
+                "quantity",
+                "realized_pnl",
+                "unrealized_pnl",
+                "fees",
+                "market_value",
+                "buy_quantity",
+                "sell_quantity",
+                "buy_value",
+                "sell_value",
+            ):
+                agg[name] += r[name]
+            cost[token] = cost.get(token, 0.0) + r["average_price"] * r["quantity"]
+        for token, agg in by_token.items():
+            q = agg["quantity"]
+            agg["average_price"] = cost[token] / q if q != 0 else 0.0
+        cash = sum(self._portfolios[pid].cash for pid in pids)
+        out: dict[str, Any] = {
+            "portfolio_id": f"{source}_Overall",
+            "source": source,
+            "positions": {str(t): by_token[t] for t in sorted(by_token)},
+        }
+        out.update(self._totals(rows, cash))
+        # exposures of an aggregate net quantities per instrument first
+        out["gross_exposure"] = sum(abs(a["market_value"]) for a in by_token.values())
+        return out
+
+    def aum(self) -> dict[str, Any]:
+        by_source: dict[str, float] = {}
+        for row in self.portfolios():
+            by_source[row["source"]] = by_source.get(row["source"], 0.0) + row["equity"]
+        return {"total": sum(by_source.values()), "by_source": by_source}
+
+
+# --------------------------------------------------------------------------------------
+# Test plumbing: event builders
+# --------------------------------------------------------------------------------------
+
+T0 = 1_795_600_550_000  # epoch milliseconds (2026-11-25T09:55:50Z)
+
+
+def fill(
+    strategy_id: str,
+    token: int,
+    side: str,
+    quantity: int,
+    price: float,
+    *,
+    fee: float | None = None,
+    ts: int | None = None,
+    fill_id: str | None = None,
+    source: str = "paper",
+) -> dict[str, Any]:
+    """An order_fill event dict (optional fields omitted when None)."""
+    event: dict[str, Any] = {
+        "event_type": "order_fill",
+        "source": source,
+        "quantity": quantity,
+        "fill_price": price,
+        "original_signal": {
+            "strategy_id": strategy_id,
+            "instrument_token": token,
+            "signal_type": side,
+        },
+    }
+    if fill_id is not None:
+        event["fill_id"] = fill_id
+    if ts is not None:
+        event["ts"] = ts
+    if fee is not None:
+        event["fee"] = fee
+    return event
+
+
+def tick(token: int, price: float, ts: int | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"event_type": "market_tick", "instrument_token": token}
+    event["last_price"] = price
+    if ts is not None:
+        event["ts"] = ts
+    return event
+
+
+# --------------------------------------------------------------------------------------
+# Test plumbing: the engine seen through the same plain-Python interface
+# --------------------------------------------------------------------------------------
+
+ENGINE_FILE = Path(__file__).resolve().parents[1] / "pm_polars" / "engine" / "engine.py"
+
+
+def engine_class() -> Any:
+    """Import PortfolioEngine lazily; skip (not fail) only while the engine has not landed."""
+    import pytest
+
+    try:
+        from pm_polars import PortfolioEngine  # type: ignore[attr-defined]
+    except ImportError:
+        if not ENGINE_FILE.exists():
+            pytest.skip("pm_polars.PortfolioEngine has not landed yet")
+        raise
+    return PortfolioEngine
+
+
+class EngineBook:
+    """Adapter: PortfolioEngine frames -> the plain structures ReferenceBook returns."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    @classmethod
+    def create(
+        cls, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None
+    ) -> EngineBook:
+        import polars as pl
+
+        if instruments is not None and not isinstance(instruments, pl.DataFrame):
+            instruments = pl.DataFrame(list(instruments))
+        return cls(engine_class()(starting_cash=starting_cash, instruments=instruments))
+
+    def apply(self, events: Any) -> list[tuple[Any, str]]:
+        result = self.engine.apply(events)
+        rejects = result.rejects
+        assert "reason" in rejects.columns
+        reasons = rejects["reason"].to_list()
+        assert all(isinstance(r, str) and r for r in reasons), reasons
+        return [(None, r) for r in reasons]
+
+    def positions(self) -> list[dict[str, Any]]:
+        return sorted(
+            self.engine.positions().to_dicts(),
+            key=lambda r: (r["portfolio_id"], r["instrument_token"]),
+        )
+
+    def portfolios(self) -> list[dict[str, Any]]:
+        return sorted(self.engine.portfolios().to_dicts(), key=lambda r: r["portfolio_id"])
+
+    def portfolio(self, portfolio_id: str) -> dict[str, Any]:
+        return dict(self.engine.portfolio(portfolio_id))
+
+    def aum(self) -> dict[str, Any]:
+        return dict(self.engine.aum())
+
+
+def make_book(
+    kind: str, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None
+) -> Any:
+    """kind "reference" -> ReferenceBook, "engine" -> EngineBook (skips until it lands)."""
+    if kind == "reference":
+        return ReferenceBook(starting_cash=starting_cash, instruments=instruments)
+    if kind == "engine":
+        return EngineBook.create(starting_cash=starting_cash, instruments=instruments)
+    raise ValueError(kind)
+
+
+def position(book: Any, portfolio_id: str, token: int) -> dict[str, Any]:
+    rows = [
+        r
+        for r in book.positions()
+        if r["portfolio_id"] == portfolio_id and r["instrument_token"] == token
+    ]
+    assert len(rows) == 1, f"expected one position row for {(portfolio_id, token)}: {rows}"
+    return rows[0]
+
+
+def portfolio_row(book: Any, portfolio_id: str) -> dict[str, Any]:
+    rows = [r for r in book.portfolios() if r["portfolio_id"] == portfolio_id]
+    assert len(rows) == 1, f"expected one portfolio row for {portfolio_id}: {rows}"
+    return rows[0]
+
+
+# --------------------------------------------------------------------------------------
+# Test plumbing: tolerance-aware comparison of two books
+# --------------------------------------------------------------------------------------
+#
+# Tolerance (documented once, used by every comparison):
+#   * integer quantities (quantity, buy_quantity, sell_quantity) and identifiers: exact.
+#   * average_price: |a - b| <= REL * max(|a|, |b|)  -- a per-unit price never cancels, so
+#     it must be accurate relative to itself (this is what catches underflow in a
+#     cumulative-product formulation of partial closes).
+#   * every other money value v of a position (realized, unrealized, market value, fees,
+#     buy/sell value, last price): |a - b| <= REL * max(|a|, |b|, S_pos) where
+#     S_pos = buy_value + sell_value + |quantity| * last_price * multiplier + |fees| is the
+#     traded notional of the position. Realized / unrealized P&L are differences of large
+#     notionals (closed * (price - avg)) and may legitimately be computed by a columnar
+#     engine as differences of cumulative sums, so they can only be exact relative to the
+#     notional they were derived from, not relative to their own (possibly ~0) value.
+#   * portfolio money: S_pf = starting_cash + sum(S_pos over its positions);
+#     aggregates / aum: S = sum over the portfolios involved.
+
+REL = 1e-9
+
+
+def _scale(row: Mapping[str, Any]) -> float:
+    return (
+        abs(row["buy_value"])
+        + abs(row["sell_value"])
+        + abs(row["quantity"]) * abs(row["last_price"]) * abs(row["multiplier"])
+        + abs(row["fees"])
+    )
+
+
+def close(a: Any, b: Any, scale: float = 0.0, rel: float = REL) -> bool:
+    a = float(a)
+    b = float(b)
+    return abs(a - b) <= rel * max(abs(a), abs(b), scale)
+
+
+def _check(errors: list[str], what: str, got: Any, want: Any, scale: float, rel: float) -> None:
+    if got is None or not close(got, want, scale, rel):
+        errors.append(f"{what}: engine={got!r} reference={want!r} (scale={scale:.6g})")
+
+
+POSITION_MONEY = (
+    "last_price",
+    "realized_pnl",
+    "unrealized_pnl",
+    "fees",
+    "market_value",
+    "buy_value",
+    "sell_value",
+)
+PORTFOLIO_MONEY = (
+    "cash",
+    "total_realized_pnl",
+    "total_unrealized_pnl",
+    "total_fees",
+    "total_pnl",
+    "net_pnl",
+    "market_value",
+    "equity",
+    "gross_exposure",
+    "net_exposure",
+)
+# Fields of eng.portfolio(pid) the spec guarantees; additive extras compared when present.
+PORTFOLIO_DICT_REQUIRED = ("cash", "total_realized_pnl", "total_unrealized_pnl", "total_pnl")
+PORTFOLIO_DICT_OPTIONAL = ("total_fees", "net_pnl", "market_value", "equity", "net_exposure")
+
+
+def compare_books(
+    got: Any, want: ReferenceBook, starting_cash: float = DEFAULT_STARTING_CASH, rel: float = REL
+) -> list[str]:
+    """Differences between ``got`` (engine adapter or another book) and the reference."""
+    errors: list[str] = []
+
+    # positions ----------------------------------------------------------------------
+    got_pos = {(r["portfolio_id"], r["instrument_token"]): r for r in got.positions()}
+    want_pos = {(r["portfolio_id"], r["instrument_token"]): r for r in want.positions()}
+    if set(got_pos) != set(want_pos):
+        errors.append(
+            f"position keys differ: only engine={sorted(set(got_pos) - set(want_pos))} "
+            f"only reference={sorted(set(want_pos) - set(got_pos))}"
+        )
+    scale_by_pid: dict[str, float] = {}
+    for key in sorted(set(got_pos) & set(want_pos)):
+        g, w = got_pos[key], want_pos[key]
+        s = _scale(w)
+        scale_by_pid[key[0]] = scale_by_pid.get(key[0], starting_cash) + s
+        for name in ("quantity", "buy_quantity", "sell_quantity"):
+            if g[name] != w[name]:
+                errors.append(f"{key} {name}: engine={g[name]!r} reference={w[name]!r}")
+        _check(errors, f"{key} multiplier", g["multiplier"], w["multiplier"], 0.0, rel)
+        _check(errors, f"{key} average_price", g["average_price"], w["average_price"], 0.0, rel)
+        for name in POSITION_MONEY:
+            _check(errors, f"{key} {name}", g[name], w[name], s, rel)
+
+    # strategy portfolios ---------------------------------------------------------------
+    got_pf = {r["portfolio_id"]: r for r in got.portfolios()}
+    want_pf = {r["portfolio_id"]: r for r in want.portfolios()}
+    if set(got_pf) != set(want_pf):
+        errors.append(f"portfolio ids differ: engine={sorted(got_pf)} ref={sorted(want_pf)}")
+    for pid in sorted(set(got_pf) & set(want_pf)):
+        g, w = got_pf[pid], want_pf[pid]
+        s = scale_by_pid.get(pid, starting_cash)
+        for name in ("source", "strategy_id"):
+            if g[name] != w[name]:
+                errors.append(f"{pid} {name}: engine={g[name]!r} reference={w[name]!r}")
+        for name in PORTFOLIO_MONEY:
+            _check(errors, f"{pid} {name}", g[name], w[name], s, rel)
+
+        # the per-portfolio document
+        gd, wd = got.portfolio(pid), want.portfolio(pid)
+        errors.extend(_compare_document(pid, gd, wd, s, rel))
+
+    # per-source aggregates and aum -----------------------------------------------------
+    total_scale = 0.0
+    for source in want.sources():
+        pids = [pid for pid, r in want_pf.items() if r["source"] == source]
+        s = sum(scale_by_pid.get(pid, starting_cash) for pid in pids)
+        total_scale += s
+        agg = f"{source}_Overall"
+        errors.extend(_compare_document(agg, got.portfolio(agg), want.portfolio(agg), s, rel))
+    got_aum, want_aum = got.aum(), want.aum()
+    _check(errors, "aum total", got_aum.get("total"), want_aum["total"], total_scale, rel)
+    for source in sorted(set(got_aum.get("by_source", {})) | set(want_aum["by_source"])):
+        _check(
+            errors,
+            f"aum by_source[{source}]",
+            got_aum["by_source"].get(source, 0.0),
+            want_aum["by_source"].get(source, 0.0),
+            total_scale,
+            rel,
+        )
+    return errors
+
+
+def _compare_document(
+    pid: str, got: Mapping[str, Any], want: Mapping[str, Any], scale: float, rel: float
+) -> list[str]:
+    errors: list[str] = []
+    if got.get("portfolio_id") != pid:
+        errors.append(f"portfolio({pid!r})['portfolio_id'] = {got.get('portfolio_id')!r}")
+    for name in PORTFOLIO_DICT_REQUIRED:
+        _check(errors, f"portfolio({pid!r})[{name!r}]", got.get(name), want[name], scale, rel)
+    for name in PORTFOLIO_DICT_OPTIONAL:
+        if name in got:
+            _check(errors, f"portfolio({pid!r})[{name!r}]", got[name], want[name], scale, rel)
+    got_positions = got.get("positions")
+    if not isinstance(got_positions, Mapping):
+        errors.append(f"portfolio({pid!r})['positions'] is not a mapping: {got_positions!r}")
+        return errors
+    aggregate = pid.endswith("_Overall")
+    for token, w in want["positions"].items():
+        g = got_positions.get(token)
+        if g is None:
+            # an aggregate may leave out instruments whose net quantity is 0
+            if not (aggregate and w["quantity"] == 0):
+                errors.append(f"portfolio({pid!r}) positions lacks {token!r}")
+            continue
+        where = f"portfolio({pid!r}).positions[{token!r}]"
+        if g.get("quantity") != w["quantity"]:
+            errors.append(f"{where} quantity: engine={g.get('quantity')!r} ref={w['quantity']!r}")
+        s = _scale(w)
+        for name in ("realized_pnl", "unrealized_pnl", "last_price"):
+            _check(errors, f"{where} {name}", g.get(name), w[name], s, rel)
+        if not aggregate:
+            _check(errors, f"{where} average_price", g.get("average_price"), w["average_price"],
+                   0.0, rel)
+    extra = set(got_positions) - set(want["positions"])
+    if extra:
+        errors.append(f"portfolio({pid!r}) has unexpected positions {sorted(extra)}")
+    return errors
+
+
+def assert_books_match(
+    got: Any, want: ReferenceBook, starting_cash: float = DEFAULT_STARTING_CASH, rel: float = REL
+) -> None:
+    errors = compare_books(got, want, starting_cash, rel)
+    assert not errors, f"{len(errors)} differences:\n" + "\n".join(errors[:40])
