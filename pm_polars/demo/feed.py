@@ -6,11 +6,13 @@ Per event the generator draws, in this order of precedence:
 * a malformed record (``malformed_rate``): truncated JSON, garbage bytes, a zero or
   negative quantity, an unknown ``signal_type``, a missing token, a bad tick price;
 * a duplicate redelivery of a recent valid fill (``duplicate_rate``), byte-identical;
-* a fill (``fill_rate``) that opens, adds to, reduces, closes or flips a position;
+* a fill (``fill_rate``) that opens, adds to, reduces, closes or flips a position, priced
+  off the current mark with the portfolio's own edge (``EDGE_BPS`` range: some strategies
+  earn the spread, others pay it) plus noise, so the demo shows winners and losers;
 * otherwise a market tick: a geometric random walk on the instrument's tick grid.
 
-Timestamps are epoch milliseconds advancing 1..20 ms per event. Fees are
-``20 + 0.03 %`` of notional. Messages carry their Kafka topic and key
+Timestamps are epoch milliseconds advancing 1..20 ms per event. Fees are a flat 20 plus
+0.005 % of notional (brokerage plus exchange charges and taxes). Messages carry their Kafka topic and key
 (``portfolio_id`` for fills, the instrument token for ticks) so a producer can
 publish the very same feed; :func:`generate_batches` yields only the values.
 """
@@ -36,7 +38,9 @@ from pm_polars.demo.catalog import (
 
 START_TS_MS = 1_795_600_000_000
 FLAT_FEE = 20.0
-FEE_RATE = 0.0003
+FEE_RATE = 0.00005
+EDGE_BPS = (-1.0, 3.0)  # per-portfolio price improvement vs the mark, basis points
+NOISE_BPS = 0.5
 MALFORMED_KINDS = (
     "truncated_json",
     "not_json",
@@ -85,6 +89,9 @@ class _FeedState:
         self.instruments: list[Instrument] = [INSTRUMENT_BY_TOKEN[t] for t in tokens]
         self.price: dict[int, float] = {i.token: i.start_price for i in self.instruments}
         self.position: dict[tuple[str, int], int] = {}
+        self.edge = {
+            portfolio_id(src, s.strategy_id): rng.uniform(*EDGE_BPS) / 1e4 for src, s in self.books
+        }
         self.recent: deque[Message] = deque(maxlen=2_000)
         self.ts = START_TS_MS
         self.fill_no = 0
@@ -125,7 +132,8 @@ class _FeedState:
         pos = self.position.get((pid, token), 0)
         qty = self._fill_quantity(pos, inst)
         self.position[(pid, token)] = pos + qty
-        slip = 1.0 + self.rng.gauss(0.0, 0.0002) + (0.0001 if qty > 0 else -0.0001)
+        sign = 1 if qty > 0 else -1
+        slip = 1.0 - sign * self.edge[pid] + self.rng.gauss(0.0, NOISE_BPS / 1e4)
         price = _on_grid(self.price[token] * slip, inst.tick_size)
         fee = round(FLAT_FEE + FEE_RATE * abs(qty) * price * inst.multiplier, 2)
         self.fill_no += 1
@@ -189,9 +197,9 @@ def generate_messages(
     seed: int = 7,
     n_events: int = 200_000,
     *,
-    fill_rate: float = 0.2,
-    duplicate_rate: float = 0.004,
-    malformed_rate: float = 0.002,
+    fill_rate: float = 0.05,
+    duplicate_rate: float = 0.002,
+    malformed_rate: float = 0.001,
     n_strategies: int | None = None,
     stats: FeedStats | None = None,
 ) -> Iterator[Message]:
@@ -223,9 +231,9 @@ def generate_batches(
     n_events: int = 200_000,
     batch_size: int = 10_000,
     *,
-    fill_rate: float = 0.2,
-    duplicate_rate: float = 0.004,
-    malformed_rate: float = 0.002,
+    fill_rate: float = 0.05,
+    duplicate_rate: float = 0.002,
+    malformed_rate: float = 0.001,
     n_strategies: int | None = None,
     stats: FeedStats | None = None,
 ) -> Iterator[list[bytes]]:

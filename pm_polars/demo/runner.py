@@ -122,6 +122,7 @@ def run_demo(
              seed, res.output_dir)
     started = time.perf_counter()
     next_report = started + refresh_s
+    reported_batches = 0
     for batch in generate_batches(seed, events, batch_size, stats=res.feed):
         t0 = time.perf_counter()
         result = eng.apply(batch)
@@ -139,8 +140,10 @@ def run_demo(
             log.info(_progress(res, events, started))
             log.info("live:\n%s", format_live_summary(eng.portfolios(), eng.aum(), top))
             next_report = time.perf_counter() + refresh_s
+            reported_batches = res.batches
     res.elapsed_s = time.perf_counter() - started
-    log.info(_progress(res, events, started))
+    if res.batches != reported_batches:
+        log.info(_progress(res, events, started))
     log.info(
         "processed %s events in %.2f s: %s ev/s end-to-end, %s ev/s in engine.apply",
         f"{res.events:,}", res.elapsed_s, f"{res.events_per_s:,.0f}",

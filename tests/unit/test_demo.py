@@ -8,6 +8,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -34,19 +35,25 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult, str]:
     return res, out.getvalue()
 
 
+def _valid_fill(value: bytes) -> dict[str, Any] | None:
+    """The decoded event if ``value`` is a fill the engine must apply (dupes aside)."""
+    try:
+        ev = json.loads(value)
+    except ValueError:
+        return None
+    if ev.get("event_type") != "order_fill" or str(ev.get("fill_id")).startswith("bad-"):
+        return None
+    return dict(ev)
+
+
 def _reference(seed: int, n: int) -> tuple[dict[tuple[str, int], int], dict[str, float]]:
     """Independent replay of the feed: net quantity per position and cash per portfolio."""
     qty: dict[tuple[str, int], int] = defaultdict(int)
     cash: dict[str, float] = {}
     seen: set[tuple[str, str]] = set()
     for msg in generate_messages(seed, n):
-        try:
-            ev = json.loads(msg.value)
-        except ValueError:
-            continue
-        if ev["event_type"] != "order_fill" or ev["fill_id"].startswith("bad-"):
-            continue
-        if (ev["source"], ev["fill_id"]) in seen:
+        ev = _valid_fill(msg.value)
+        if ev is None or (ev["source"], ev["fill_id"]) in seen:
             continue
         seen.add((ev["source"], ev["fill_id"]))
         sig = ev["original_signal"]
@@ -83,10 +90,12 @@ def test_feed_topics_keys_and_mix() -> None:
 def test_feed_opens_adds_reduces_and_flips() -> None:
     kinds: set[str] = set()
     pos: dict[tuple[str, int], int] = defaultdict(int)
+    seen: set[bytes] = set()
     for msg in generate_messages(5, 20_000):
-        ev = json.loads(msg.value) if msg.value.startswith(b"{") else {}
-        if ev.get("event_type") != "order_fill" or str(ev.get("fill_id")).startswith("bad-"):
+        ev = _valid_fill(msg.value)
+        if ev is None or msg.value in seen:
             continue
+        seen.add(msg.value)
         sig = ev["original_signal"]
         key = (ev["source"] + sig["strategy_id"], sig["instrument_token"])
         q = ev["quantity"] if sig["signal_type"] == "BUY" else -ev["quantity"]
