@@ -124,23 +124,25 @@ class _FeedState:
             return -pos  # close
         return -pos - sign * lots  # flip through zero
 
-    def fill(self) -> Message:
+    def fill(self, valid: bool = True) -> Message:
+        """A fill; an invalid one (base of a malformed record) changes no generator state."""
         source, strategy = self.books[self.rng.randrange(len(self.books))]
         token = strategy.tokens[self.rng.randrange(len(strategy.tokens))]
         inst = INSTRUMENT_BY_TOKEN[token]
         pid = portfolio_id(source, strategy.strategy_id)
         pos = self.position.get((pid, token), 0)
         qty = self._fill_quantity(pos, inst)
-        self.position[(pid, token)] = pos + qty
+        if valid:
+            self.position[(pid, token)] = pos + qty
+            self.fill_no += 1
         sign = 1 if qty > 0 else -1
         slip = 1.0 - sign * self.edge[pid] + self.rng.gauss(0.0, NOISE_BPS / 1e4)
         price = _on_grid(self.price[token] * slip, inst.tick_size)
         fee = round(FLAT_FEE + FEE_RATE * abs(qty) * price * inst.multiplier, 2)
-        self.fill_no += 1
         record = {
             "event_type": "order_fill",
             "source": source,
-            "fill_id": f"f-{self.fill_no:07d}",
+            "fill_id": f"f-{self.fill_no:07d}" if valid else f"bad-{self.ts}",
             "ts": self.ts,
             "quantity": abs(qty),
             "fill_price": price,
@@ -152,24 +154,22 @@ class _FeedState:
             },
         }
         msg = Message(fills_topic(source), pid.encode(), _dumps(record))
-        self.recent.append(msg)
+        if valid:
+            self.recent.append(msg)
         return msg
 
     def malformed(self) -> Message:
         kind = MALFORMED_KINDS[self.rng.randrange(len(MALFORMED_KINDS))]
         if kind == "truncated_json":
-            good = self._invalid_fill_base()
+            good = self.fill(valid=False)
             return good._replace(value=good.value[: len(good.value) // 2])
         if kind == "not_json":
             return Message(TICKS_TOPIC, b"", b"\x00\x01not json at all")
         if kind == "bad_tick_price":
             token = self.instruments[0].token
-            value = _dumps(
-                {"event_type": "market_tick", "instrument_token": token,
-                 "last_price": -1.0, "ts": self.ts}
-            )
-            return Message(TICKS_TOPIC, str(token).encode(), value)
-        base = self._invalid_fill_base()
+            bad = {"event_type": "market_tick", "instrument_token": token, "last_price": -1.0}
+            return Message(TICKS_TOPIC, str(token).encode(), _dumps({**bad, "ts": self.ts}))
+        base = self.fill(valid=False)
         record = json.loads(base.value)
         if kind == "zero_quantity":
             record["quantity"] = 0
@@ -180,17 +180,6 @@ class _FeedState:
         else:  # missing_token
             del record["original_signal"]["instrument_token"]
         return base._replace(value=_dumps(record))
-
-    def _invalid_fill_base(self) -> Message:
-        """A well-formed fill that is *not* applied to the generator's positions."""
-        saved_pos, saved_no = dict(self.position), self.fill_no
-        msg = self.fill()
-        self.recent.pop()
-        self.position = saved_pos
-        self.fill_no = saved_no
-        record = json.loads(msg.value)
-        record["fill_id"] = f"bad-{self.ts}"
-        return msg._replace(value=_dumps(record))
 
 
 def generate_messages(
