@@ -596,6 +596,9 @@ class EngineBook:
     def aum(self) -> dict[str, Any]:
         return dict(self.engine.aum())
 
+    def sources(self) -> list[str]:
+        return sorted({r["source"] for r in self.portfolios()})
+
 
 def make_book(
     kind: str, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None
@@ -663,7 +666,7 @@ def close(a: Any, b: Any, scale: float = 0.0, rel: float = REL) -> bool:
 
 def _check(errors: list[str], what: str, got: Any, want: Any, scale: float, rel: float) -> None:
     if got is None or not close(got, want, scale, rel):
-        errors.append(f"{what}: engine={got!r} reference={want!r} (scale={scale:.6g})")
+        errors.append(f"{what}: got={got!r} want={want!r} (scale={scale:.6g})")
 
 
 POSITION_MONEY = (
@@ -693,9 +696,10 @@ PORTFOLIO_DICT_OPTIONAL = ("total_fees", "net_pnl", "market_value", "equity", "n
 
 
 def compare_books(
-    got: Any, want: ReferenceBook, starting_cash: float = DEFAULT_STARTING_CASH, rel: float = REL
+    got: Any, want: Any, starting_cash: float = DEFAULT_STARTING_CASH, rel: float = REL
 ) -> list[str]:
-    """Differences between ``got`` (engine adapter or another book) and the reference."""
+    """Differences between ``got`` and ``want`` (a ReferenceBook, or an EngineBook when
+    comparing two engines); tolerances are scaled by ``want``'s notionals."""
     errors: list[str] = []
 
     # positions ----------------------------------------------------------------------
@@ -703,8 +707,8 @@ def compare_books(
     want_pos = {(r["portfolio_id"], r["instrument_token"]): r for r in want.positions()}
     if set(got_pos) != set(want_pos):
         errors.append(
-            f"position keys differ: only engine={sorted(set(got_pos) - set(want_pos))} "
-            f"only reference={sorted(set(want_pos) - set(got_pos))}"
+            f"position keys differ: only got={sorted(set(got_pos) - set(want_pos))} "
+            f"only want={sorted(set(want_pos) - set(got_pos))}"
         )
     scale_by_pid: dict[str, float] = {}
     for key in sorted(set(got_pos) & set(want_pos)):
@@ -713,7 +717,7 @@ def compare_books(
         scale_by_pid[key[0]] = scale_by_pid.get(key[0], starting_cash) + s
         for name in ("quantity", "buy_quantity", "sell_quantity"):
             if g[name] != w[name]:
-                errors.append(f"{key} {name}: engine={g[name]!r} reference={w[name]!r}")
+                errors.append(f"{key} {name}: got={g[name]!r} want={w[name]!r}")
         _check(errors, f"{key} multiplier", g["multiplier"], w["multiplier"], 0.0, rel)
         _check(errors, f"{key} average_price", g["average_price"], w["average_price"], 0.0, rel)
         for name in POSITION_MONEY:
@@ -723,13 +727,13 @@ def compare_books(
     got_pf = {r["portfolio_id"]: r for r in got.portfolios()}
     want_pf = {r["portfolio_id"]: r for r in want.portfolios()}
     if set(got_pf) != set(want_pf):
-        errors.append(f"portfolio ids differ: engine={sorted(got_pf)} ref={sorted(want_pf)}")
+        errors.append(f"portfolio ids differ: got={sorted(got_pf)} want={sorted(want_pf)}")
     for pid in sorted(set(got_pf) & set(want_pf)):
         g, w = got_pf[pid], want_pf[pid]
         s = scale_by_pid.get(pid, starting_cash)
         for name in ("source", "strategy_id"):
             if g[name] != w[name]:
-                errors.append(f"{pid} {name}: engine={g[name]!r} reference={w[name]!r}")
+                errors.append(f"{pid} {name}: got={g[name]!r} want={w[name]!r}")
         for name in PORTFOLIO_MONEY:
             _check(errors, f"{pid} {name}", g[name], w[name], s, rel)
 
@@ -784,13 +788,19 @@ def _compare_document(
             continue
         where = f"portfolio({pid!r}).positions[{token!r}]"
         if g.get("quantity") != w["quantity"]:
-            errors.append(f"{where} quantity: engine={g.get('quantity')!r} ref={w['quantity']!r}")
+            errors.append(f"{where} quantity: got={g.get('quantity')!r} want={w['quantity']!r}")
         s = _scale(w)
         for name in ("realized_pnl", "unrealized_pnl", "last_price"):
             _check(errors, f"{where} {name}", g.get(name), w[name], s, rel)
         if not aggregate:
-            _check(errors, f"{where} average_price", g.get("average_price"), w["average_price"],
-                   0.0, rel)
+            _check(
+                errors,
+                f"{where} average_price",
+                g.get("average_price"),
+                w["average_price"],
+                0.0,
+                rel,
+            )
     extra = set(got_positions) - set(want["positions"])
     if extra:
         errors.append(f"portfolio({pid!r}) has unexpected positions {sorted(extra)}")
@@ -798,7 +808,7 @@ def _compare_document(
 
 
 def assert_books_match(
-    got: Any, want: ReferenceBook, starting_cash: float = DEFAULT_STARTING_CASH, rel: float = REL
+    got: Any, want: Any, starting_cash: float = DEFAULT_STARTING_CASH, rel: float = REL
 ) -> None:
     errors = compare_books(got, want, starting_cash, rel)
     assert not errors, f"{len(errors)} differences:\n" + "\n".join(errors[:40])

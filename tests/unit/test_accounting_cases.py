@@ -113,10 +113,18 @@ def test_long_open_add_partial_close(kind: str) -> None:
         net_exposure=1440.0,
     )
     doc = book.portfolio(pid("S1"))
-    expect(doc, cash=999_248.25, total_realized_pnl=240.0, total_unrealized_pnl=450.0,
-           total_pnl=690.0)
-    expect(doc["positions"][str(TOKEN_A)], instrument_token=TOKEN_A, quantity=90,
-           average_price=11.0, last_price=16.0, unrealized_pnl=450.0, realized_pnl=240.0)
+    expect(
+        doc, cash=999_248.25, total_realized_pnl=240.0, total_unrealized_pnl=450.0, total_pnl=690.0
+    )
+    expect(
+        doc["positions"][str(TOKEN_A)],
+        instrument_token=TOKEN_A,
+        quantity=90,
+        average_price=11.0,
+        last_price=16.0,
+        unrealized_pnl=450.0,
+        realized_pnl=240.0,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -147,8 +155,13 @@ def test_short_open_add_cover(kind: str) -> None:
         market_value=-1440.0,
     )
     # cash = 1e6 + 2000 + 550 - 900 = 1,001,650; equity = 1,001,650 - 1440 = 1,000,210
-    expect(portfolio_row(book, pid("S1")), cash=1_001_650.0, equity=1_000_210.0,
-           gross_exposure=1440.0, net_exposure=-1440.0)
+    expect(
+        portfolio_row(book, pid("S1")),
+        cash=1_001_650.0,
+        equity=1_000_210.0,
+        gross_exposure=1440.0,
+        net_exposure=-1440.0,
+    )
 
     book.apply([fill("S1", TOKEN_A, "BUY", 30, 49.0, ts=T0 + 5)])
     # BUY 30 @ 49 covers the rest: realized += 30 * (49 - 51) * (-1) = +60 -> 180; flat, avg 0
@@ -167,8 +180,14 @@ def test_short_open_add_cover(kind: str) -> None:
         buy_value=2370.0,  # 900 + 1470
         sell_value=2550.0,  # 2000 + 550
     )
-    expect(portfolio_row(book, pid("S1")), cash=1_000_180.0, equity=1_000_180.0,
-           total_realized_pnl=180.0, total_unrealized_pnl=0.0, gross_exposure=0.0)
+    expect(
+        portfolio_row(book, pid("S1")),
+        cash=1_000_180.0,
+        equity=1_000_180.0,
+        total_realized_pnl=180.0,
+        total_unrealized_pnl=0.0,
+        gross_exposure=0.0,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -199,8 +218,13 @@ def test_flip_long_to_short(kind: str) -> None:
         buy_quantity=100,
         sell_quantity=150,
     )
-    expect(portfolio_row(book, pid("S1")), cash=1_001_750.0, equity=1_000_550.0,
-           gross_exposure=1200.0, net_exposure=-1200.0)
+    expect(
+        portfolio_row(book, pid("S1")),
+        cash=1_001_750.0,
+        equity=1_000_550.0,
+        gross_exposure=1200.0,
+        net_exposure=-1200.0,
+    )
 
 
 def test_flip_short_to_long_and_back(kind: str) -> None:
@@ -215,18 +239,35 @@ def test_flip_short_to_long_and_back(kind: str) -> None:
     # BUY 50 @ 90 on short 30 @ 100: closes 30 -> realized = 30 * (90 - 100) * (-1) = +300,
     # remainder +20 opens at 90. mark 95: unrealized = (95 - 90) * 20 = 100
     # cash = 1e6 + 3000 - 4500 = 998,500; equity = 998,500 + 20*95 = 1,000,400
-    expect(position(book, pid("S1"), TOKEN_A), quantity=20, average_price=90.0,
-           realized_pnl=300.0, unrealized_pnl=100.0, market_value=1900.0)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        quantity=20,
+        average_price=90.0,
+        realized_pnl=300.0,
+        unrealized_pnl=100.0,
+        market_value=1900.0,
+    )
     expect(portfolio_row(book, pid("S1")), cash=998_500.0, equity=1_000_400.0)
 
     book.apply([fill("S1", TOKEN_A, "SELL", 25, 80.0, ts=T0 + 4)])
     # SELL 25 @ 80 on long 20 @ 90: closes 20 -> realized += 20 * (80 - 90) = -200 -> 100,
     # remainder -5 opens at 80. mark still 95 (tick): unrealized = (95 - 80) * (-5) = -75
     # cash = 998,500 + 2000 = 1,000,500; mv = -5 * 95 = -475; equity = 1,000,025
-    expect(position(book, pid("S1"), TOKEN_A), quantity=-5, average_price=80.0,
-           realized_pnl=100.0, unrealized_pnl=-75.0, market_value=-475.0)
-    expect(portfolio_row(book, pid("S1")), cash=1_000_500.0, equity=1_000_025.0,
-           total_pnl=25.0, net_pnl=25.0)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        quantity=-5,
+        average_price=80.0,
+        realized_pnl=100.0,
+        unrealized_pnl=-75.0,
+        market_value=-475.0,
+    )
+    expect(
+        portfolio_row(book, pid("S1")),
+        cash=1_000_500.0,
+        equity=1_000_025.0,
+        total_pnl=25.0,
+        net_pnl=25.0,
+    )
 
 
 def test_exact_close_is_not_a_flip(kind: str) -> None:
@@ -238,8 +279,15 @@ def test_exact_close_is_not_a_flip(kind: str) -> None:
         ]
     )
     # realized = 10 * 0.5 = 5; flat: avg 0, unrealized 0, market value 0
-    expect(position(book, pid("S1"), TOKEN_A), quantity=0, average_price=0.0,
-           realized_pnl=5.0, unrealized_pnl=0.0, market_value=0.0, last_price=100.5)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        quantity=0,
+        average_price=0.0,
+        realized_pnl=5.0,
+        unrealized_pnl=0.0,
+        market_value=0.0,
+        last_price=100.5,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -256,8 +304,14 @@ def test_close_to_flat_then_reopen(kind: str) -> None:
         ]
     )
     # realized = 10 * 10 = 100; flat position row is kept with quantity 0
-    expect(position(book, pid("S1"), TOKEN_A), quantity=0, average_price=0.0,
-           realized_pnl=100.0, unrealized_pnl=0.0, market_value=0.0)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        quantity=0,
+        average_price=0.0,
+        realized_pnl=100.0,
+        unrealized_pnl=0.0,
+        market_value=0.0,
+    )
 
     book.apply(
         [
@@ -265,8 +319,7 @@ def test_close_to_flat_then_reopen(kind: str) -> None:
         ]
     )
     # re-open: the average is the new fill price (the old 100 plays no part)
-    expect(position(book, pid("S1"), TOKEN_A), quantity=5, average_price=200.0,
-           realized_pnl=100.0)
+    expect(position(book, pid("S1"), TOKEN_A), quantity=5, average_price=200.0, realized_pnl=100.0)
 
     book.apply(
         [
@@ -277,11 +330,20 @@ def test_close_to_flat_then_reopen(kind: str) -> None:
     # realized += 5 * (190 - 200) = -50 -> 50; then re-open 4 @ 150 (avg 150)
     # mark = latest fill price 150 -> unrealized 0
     # cash = 1e6 - 1000 + 1100 - 1000 + 950 - 600 = 999,450; equity = 999,450 + 600
-    expect(position(book, pid("S1"), TOKEN_A), quantity=4, average_price=150.0,
-           realized_pnl=50.0, unrealized_pnl=0.0, buy_quantity=19, sell_quantity=15,
-           buy_value=2600.0, sell_value=2050.0)
-    expect(portfolio_row(book, pid("S1")), cash=999_450.0, equity=1_000_050.0,
-           total_realized_pnl=50.0)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        quantity=4,
+        average_price=150.0,
+        realized_pnl=50.0,
+        unrealized_pnl=0.0,
+        buy_quantity=19,
+        sell_quantity=15,
+        buy_value=2600.0,
+        sell_value=2050.0,
+    )
+    expect(
+        portfolio_row(book, pid("S1")), cash=999_450.0, equity=1_000_050.0, total_realized_pnl=50.0
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -304,8 +366,14 @@ def test_fees_and_net_pnl(kind: str) -> None:
     # cash = 1e6 - 1002.5 + 1007.5 - 120 = 999,885; equity = 999,885 + 123 = 1,000,008
     expect(position(book, pid("S1"), TOKEN_A), realized_pnl=10.0, fees=5.0)
     expect(position(book, pid("S1"), TOKEN_B), unrealized_pnl=3.0, fees=0.0)
-    expect(portfolio_row(book, pid("S1")), total_fees=5.0, total_pnl=13.0, net_pnl=8.0,
-           cash=999_885.0, equity=1_000_008.0)
+    expect(
+        portfolio_row(book, pid("S1")),
+        total_fees=5.0,
+        total_pnl=13.0,
+        net_pnl=8.0,
+        cash=999_885.0,
+        equity=1_000_008.0,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -331,21 +399,39 @@ def test_multiplier_from_instruments(kind: str, column: str) -> None:
     # A (m=50): BUY 2 @ 100 costs 2*100*50 = 10,000 (+20 fee); SELL 1 @ 104 -> +5,200
     # realized = 1 * (104 - 100) * 50 = 200; mark 110: unrealized = (110 - 100) * 1 * 50 = 500
     # market value = 1 * 110 * 50 = 5,500
-    expect(position(book, pid("S1"), TOKEN_A), multiplier=50.0, quantity=1,
-           average_price=100.0, realized_pnl=200.0, unrealized_pnl=500.0,
-           market_value=5500.0, buy_value=10_000.0, sell_value=5200.0, fees=20.0)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        multiplier=50.0,
+        quantity=1,
+        average_price=100.0,
+        realized_pnl=200.0,
+        unrealized_pnl=500.0,
+        market_value=5500.0,
+        buy_value=10_000.0,
+        sell_value=5200.0,
+        fees=20.0,
+    )
     # token 11536 (m=1): cost 30, mark 10, unrealized 0
     expect(position(book, pid("S1"), 11536), multiplier=1.0, market_value=30.0)
     # cash = 1e6 - 10,020 + 5,200 - 30 = 995,150; equity = 995,150 + 5,500 + 30 = 1,000,680
     # (= 1e6 + 200 + 500 - 20)
-    expect(portfolio_row(book, pid("S1")), cash=995_150.0, equity=1_000_680.0,
-           net_pnl=680.0, gross_exposure=5530.0)
+    expect(
+        portfolio_row(book, pid("S1")),
+        cash=995_150.0,
+        equity=1_000_680.0,
+        net_pnl=680.0,
+        gross_exposure=5530.0,
+    )
 
     book.apply([fill("S2", TOKEN_B, "SELL", 4, 1000.0, ts=T0 + 5), tick(TOKEN_B, 990.0, T0 + 6)])
     # B (m=25), short 4 @ 1000: unrealized = (990 - 1000) * (-4) * 25 = +1000
     # market value = -4 * 990 * 25 = -99,000; cash = 1e6 + 4*1000*25 = 1,100,000
-    expect(position(book, pid("S2"), TOKEN_B), multiplier=25.0, unrealized_pnl=1000.0,
-           market_value=-99_000.0)
+    expect(
+        position(book, pid("S2"), TOKEN_B),
+        multiplier=25.0,
+        unrealized_pnl=1000.0,
+        market_value=-99_000.0,
+    )
     expect(portfolio_row(book, pid("S2")), cash=1_100_000.0, equity=1_001_000.0)
 
 
@@ -367,9 +453,16 @@ def test_cash_equity_and_exposures(kind: str) -> None:
     # cash = 50,000 - 1,000 + 1,000 = 50,000
     # A: mv = 10 * 105 = 1,050, unrealized = 50; B: mv = -5 * 190 = -950, unrealized = +50
     # equity = 50,000 + 1,050 - 950 = 50,100; gross = 2,000; net = 100
-    expect(portfolio_row(book, pid("S1")), cash=50_000.0, market_value=100.0,
-           equity=50_100.0, gross_exposure=2000.0, net_exposure=100.0,
-           total_unrealized_pnl=100.0, total_pnl=100.0)
+    expect(
+        portfolio_row(book, pid("S1")),
+        cash=50_000.0,
+        market_value=100.0,
+        equity=50_100.0,
+        gross_exposure=2000.0,
+        net_exposure=100.0,
+        total_unrealized_pnl=100.0,
+        total_pnl=100.0,
+    )
     assert book.aum()["total"] == pytest.approx(50_100.0, rel=1e-12)
 
 
@@ -419,22 +512,29 @@ def test_mark_falls_back_to_latest_fill_price(kind: str) -> None:
     )
     # no tick: mark = latest fill by ts across portfolios = 102
     # S1 unrealized = (102 - 100) * 10 = 20; S2 unrealized = (102 - 102) * (-3) = 0
-    expect(position(book, pid("S1"), TOKEN_A), last_price=102.0, unrealized_pnl=20.0,
-           market_value=1020.0)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        last_price=102.0,
+        unrealized_pnl=20.0,
+        market_value=1020.0,
+    )
     expect(position(book, pid("S2"), TOKEN_A), last_price=102.0, unrealized_pnl=0.0)
 
     book.apply([fill("S2", TOKEN_A, "BUY", 1, 90.0, ts=T0 + 5)])  # older fill, later batch
     # mark stays 102 (older fill does not overwrite). S2 covers 1: realized = 1*(90-102)*(-1)
     # = +12; q = -2; S2 unrealized = 0; S1 unrealized still 20
     expect(position(book, pid("S1"), TOKEN_A), last_price=102.0, unrealized_pnl=20.0)
-    expect(position(book, pid("S2"), TOKEN_A), quantity=-2, realized_pnl=12.0,
-           unrealized_pnl=0.0)
+    expect(position(book, pid("S2"), TOKEN_A), quantity=-2, realized_pnl=12.0, unrealized_pnl=0.0)
 
     book.apply([fill("S1", TOKEN_A, "BUY", 1, 99.0, ts=T0 + 20)])  # equal ts: later wins
     # mark 99; S1: avg = (10*100 + 99)/11 = 1099/11 = 99.909090..., q 11
     # S1 unrealized = (99 - 1099/11) * 11 = 1089 - 1099 = -10; S2 = (99 - 102) * (-2) = +6
-    expect(position(book, pid("S1"), TOKEN_A), last_price=99.0, unrealized_pnl=-10.0,
-           average_price=1099 / 11)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        last_price=99.0,
+        unrealized_pnl=-10.0,
+        average_price=1099 / 11,
+    )
     expect(position(book, pid("S2"), TOKEN_A), last_price=99.0, unrealized_pnl=6.0)
 
     book.apply([tick(TOKEN_A, 101.0, ts=T0 + 30)])
@@ -512,8 +612,14 @@ def test_fills_apply_in_arrival_order_not_ts_order(kind: str, split: bool) -> No
     # BUY 6 @ 120 -> avg (600 + 720)/12 = 110, q 12.
     # (ts order would give q 12 @ 103.33 with realized -40.)
     # mark = fill with the latest ts = 100 (T0+10): unrealized = (100 - 110) * 12 = -120
-    expect(position(book, pid("S1"), TOKEN_A), quantity=12, average_price=110.0,
-           realized_pnl=40.0, last_price=100.0, unrealized_pnl=-120.0)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        quantity=12,
+        average_price=110.0,
+        realized_pnl=40.0,
+        last_price=100.0,
+        unrealized_pnl=-120.0,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -549,13 +655,33 @@ def test_duplicate_fill_ids_in_same_and_later_batches(kind: str) -> None:
     # mark = latest fill ts among the applied fills = f-3 (T0+5) @ 120
     # unrealized = (120 - 110) * 10 = 100; fees 0
     # cash = 1e6 - 1000 - 650 + 600 = 998,950
-    expect(position(book, pid("S1"), TOKEN_A), quantity=10, average_price=110.0,
-           realized_pnl=50.0, last_price=120.0, unrealized_pnl=100.0, fees=0.0,
-           sell_quantity=5, buy_quantity=15)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        quantity=10,
+        average_price=110.0,
+        realized_pnl=50.0,
+        last_price=120.0,
+        unrealized_pnl=100.0,
+        fees=0.0,
+        sell_quantity=5,
+        buy_quantity=15,
+    )
     expect(portfolio_row(book, pid("S1")), cash=998_950.0)
     # live_S1 unchanged by its duplicate: q 2, cash 1e6 - 200
     expect(position(book, pid("S1", "live"), TOKEN_A), quantity=2, unrealized_pnl=40.0)
     expect(portfolio_row(book, pid("S1", "live")), cash=999_800.0)
+
+
+def test_duplicate_is_ignored_however_long_ago_it_was_seen(kind: str) -> None:
+    # "seen before (in this or any earlier batch)": the spec sets no retention horizon.
+    day_ms = 86_400_000
+    book = make_book(kind)
+    book.apply([fill("S1", TOKEN_A, "BUY", 10, 100.0, ts=T0, fill_id="f-1")])
+    book.apply([fill("S1", TOKEN_A, "BUY", 1, 100.0, ts=T0 + 2 * day_ms, fill_id="f-9")])
+    book.apply([fill("S1", TOKEN_A, "BUY", 10, 100.0, ts=T0, fill_id="f-1")])  # re-delivery
+    # q = 10 + 1 = 11 (the re-delivered f-1 is ignored); cash = 1e6 - 1,100
+    expect(position(book, pid("S1"), TOKEN_A), quantity=11, buy_value=1100.0)
+    expect(portfolio_row(book, pid("S1")), cash=998_900.0)
 
 
 def test_fills_without_fill_id_are_never_deduplicated(kind: str) -> None:
@@ -614,8 +740,10 @@ def _invalid_records() -> list[tuple[str, Any]]:
         ("tick_price_nan", tick(TOKEN_A, math.nan, ts=T0 + 60)),
         ("tick_price_negative", tick(TOKEN_A, -3.0, ts=T0 + 60)),
         ("tick_missing_token", {"event_type": "market_tick", "last_price": 1.0, "ts": T0 + 60}),
-        ("tick_missing_price", {"event_type": "market_tick", "instrument_token": TOKEN_A,
-                                "ts": T0 + 60}),
+        (
+            "tick_missing_price",
+            {"event_type": "market_tick", "instrument_token": TOKEN_A, "ts": T0 + 60},
+        ),
     ]
 
 
@@ -635,8 +763,14 @@ def test_each_invalid_record_is_rejected_alone(kind: str, bad: dict[str, Any]) -
     assert len(rejects) == 1, rejects
     # the invalid record had a huge quantity / later ts / odd price: had it applied, the
     # numbers below would differ. q 10 @ 100, mark 105, unrealized 50, cash 999,000
-    expect(position(book, pid("S1"), TOKEN_A), quantity=10, average_price=100.0,
-           last_price=105.0, unrealized_pnl=50.0, fees=0.0)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        quantity=10,
+        average_price=100.0,
+        last_price=105.0,
+        unrealized_pnl=50.0,
+        fees=0.0,
+    )
     assert [r["portfolio_id"] for r in book.portfolios()] == [pid("S1")]
     expect(portfolio_row(book, pid("S1")), cash=999_000.0)
 
@@ -653,8 +787,13 @@ def test_invalid_records_rejected_while_rest_applies(kind: str) -> None:
     assert len(rejects) == len(INVALID)
     # q 10 @ 100; SELL 4 @ 110 -> realized 40, q 6; mark 105 -> unrealized 30
     # cash = 1e6 - 1000 + 440 = 999,440
-    expect(position(book, pid("S1"), TOKEN_A), quantity=6, realized_pnl=40.0,
-           unrealized_pnl=30.0, last_price=105.0)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        quantity=6,
+        realized_pnl=40.0,
+        unrealized_pnl=30.0,
+        last_price=105.0,
+    )
     expect(portfolio_row(book, pid("S1")), cash=999_440.0, equity=1_000_070.0)
 
 
@@ -685,8 +824,13 @@ def test_rejected_fill_leaves_no_trace_in_dedupe_or_marks(kind: str) -> None:
     expect(position(book, pid("S1"), TOKEN_A), quantity=10, last_price=100.0)
     book.apply([fill("S1", TOKEN_A, "BUY", 10, 102.0, ts=T0 + 2, fill_id="f-2")])
     # the valid f-2 applies: q 20, avg 101, mark 102 -> unrealized (102 - 101) * 20 = 20
-    expect(position(book, pid("S1"), TOKEN_A), quantity=20, average_price=101.0,
-           last_price=102.0, unrealized_pnl=20.0)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        quantity=20,
+        average_price=101.0,
+        last_price=102.0,
+        unrealized_pnl=20.0,
+    )
 
 
 def test_optional_fields_may_be_absent(kind: str) -> None:
@@ -695,8 +839,14 @@ def test_optional_fields_may_be_absent(kind: str) -> None:
     rejects = book.apply([fill("S1", TOKEN_A, "SELL", 7, 12.5)])
     assert rejects == []
     # short 7 @ 12.5: mark 12.5, cash = 1e6 + 87.5
-    expect(position(book, pid("S1"), TOKEN_A), quantity=-7, average_price=12.5,
-           last_price=12.5, fees=0.0, market_value=-87.5)
+    expect(
+        position(book, pid("S1"), TOKEN_A),
+        quantity=-7,
+        average_price=12.5,
+        last_price=12.5,
+        fees=0.0,
+        market_value=-87.5,
+    )
     expect(portfolio_row(book, pid("S1")), cash=1_000_087.5, equity=1_000_000.0)
 
 
@@ -726,8 +876,13 @@ def test_source_aggregates_and_aum(kind: str) -> None:
     #           = 999,999
     # live_S1: A +7 @ 101, unreal 28, cash 999,293, equity 999,293 + 735 = 1,000,028
     expect(portfolio_row(book, "paper_S1"), equity=1_000_050.0, cash=999_000.0)
-    expect(portfolio_row(book, "paper_S2"), equity=999_999.0, cash=1_000_158.0,
-           total_realized_pnl=2.0, total_unrealized_pnl=-3.0)
+    expect(
+        portfolio_row(book, "paper_S2"),
+        equity=999_999.0,
+        cash=1_000_158.0,
+        total_realized_pnl=2.0,
+        total_unrealized_pnl=-3.0,
+    )
     expect(portfolio_row(book, "live_S1"), equity=1_000_028.0, cash=999_293.0)
     # portfolios() holds strategy portfolios only
     assert sorted(r["portfolio_id"] for r in book.portfolios()) == [
@@ -739,20 +894,23 @@ def test_source_aggregates_and_aum(kind: str) -> None:
     # paper_Overall: net A = 10 - 3 = 7, B = 3; realized 2; unrealized 50 - 9 + 6 = 47
     # total_pnl 49; cash 999,000 + 1,000,158 = 1,999,158
     paper = book.portfolio("paper_Overall")
-    expect(paper, portfolio_id="paper_Overall", cash=1_999_158.0, total_realized_pnl=2.0,
-           total_unrealized_pnl=47.0, total_pnl=49.0)
-    expect(paper["positions"][str(TOKEN_A)], quantity=7, realized_pnl=2.0,
-           unrealized_pnl=41.0)
+    expect(
+        paper,
+        portfolio_id="paper_Overall",
+        cash=1_999_158.0,
+        total_realized_pnl=2.0,
+        total_unrealized_pnl=47.0,
+        total_pnl=49.0,
+    )
+    expect(paper["positions"][str(TOKEN_A)], quantity=7, realized_pnl=2.0, unrealized_pnl=41.0)
     expect(paper["positions"][str(TOKEN_B)], quantity=3, unrealized_pnl=6.0)
     if "equity" in paper:  # 999,000 + 1,050 + 1,000,158 - 315 + 156 = 2,000,049
         expect(paper, equity=2_000_049.0)
     # live_Overall = live_S1
     live = book.portfolio("live_Overall")
-    expect(live, cash=999_293.0, total_realized_pnl=0.0, total_unrealized_pnl=28.0,
-           total_pnl=28.0)
+    expect(live, cash=999_293.0, total_realized_pnl=0.0, total_unrealized_pnl=28.0, total_pnl=28.0)
     expect(live["positions"][str(TOKEN_A)], quantity=7, unrealized_pnl=28.0)
-    assert str(TOKEN_B) not in live["positions"] or live["positions"][str(TOKEN_B)][
-        "quantity"] == 0
+    assert str(TOKEN_B) not in live["positions"] or live["positions"][str(TOKEN_B)]["quantity"] == 0
 
     # aum: 1,000,050 + 999,999 + 1,000,028 = 3,000,077 (aggregates not double counted)
     aum = book.aum()
@@ -763,8 +921,9 @@ def test_source_aggregates_and_aum(kind: str) -> None:
 
 def test_aum_with_one_source_only(kind: str) -> None:
     book = make_book(kind, starting_cash=10_000.0)
-    book.apply([fill("S9", TOKEN_A, "BUY", 2, 10.0, fee=1.0, ts=T0 + 1),
-                tick(TOKEN_A, 11.0, ts=T0 + 2)])
+    book.apply(
+        [fill("S9", TOKEN_A, "BUY", 2, 10.0, fee=1.0, ts=T0 + 1), tick(TOKEN_A, 11.0, ts=T0 + 2)]
+    )
     # cash = 10,000 - 20 - 1 = 9,979; equity = 9,979 + 22 = 10,001
     aum = book.aum()
     assert aum["total"] == pytest.approx(10_001.0, rel=1e-12)
