@@ -18,6 +18,7 @@ import random
 from collections import Counter
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from reference import (
@@ -25,6 +26,7 @@ from reference import (
     EngineBook,
     ReferenceBook,
     assert_books_match,
+    compare_books,
     fill,
     tick,
 )
@@ -281,3 +283,62 @@ def test_hot_position_100k_fills_one_batch() -> None:
     eng = EngineBook.create(instruments=INSTRUMENTS)
     assert eng.apply(events) == []
     assert_books_match(eng, ref)
+
+
+# ---------------------------------------------------------------------------------------
+# The comparison itself must be able to fail: plausible engine bugs are detected
+# ---------------------------------------------------------------------------------------
+
+
+class _OlderTickOverwrites(ReferenceBook):
+    def _apply_tick(self, tick: Any) -> None:
+        self._tick_marks[tick.instrument_token] = (tick.ts, tick.price)
+
+
+class _NoDedupe(ReferenceBook):
+    def _apply_fill(self, fill: Any) -> None:
+        self._seen_fill_ids.clear()
+        super()._apply_fill(fill)
+
+
+class _FlipKeepsOldAverage(ReferenceBook):
+    def _apply_fill(self, fill: Any) -> None:
+        pos = self._positions.get((fill.portfolio_id, fill.instrument_token))
+        old_q, old_avg = (pos.quantity, pos.average_price) if pos else (0, 0.0)
+        super()._apply_fill(fill)
+        pos = self._positions[(fill.portfolio_id, fill.instrument_token)]
+        if old_q * pos.quantity < 0:
+            pos.average_price = old_avg
+
+
+class _NoMultiplier(ReferenceBook):
+    def multiplier(self, token: int) -> float:
+        return 1.0
+
+
+class _TsOrderWithinBatch(ReferenceBook):
+    def apply(self, events: Any) -> list[tuple[Any, str]]:
+        events = list(events)
+        return super().apply(sorted(events, key=lambda e: e.get("ts") or 0))
+
+
+@pytest.mark.parametrize(
+    "mutant",
+    [_OlderTickOverwrites, _NoDedupe, _FlipKeepsOldAverage, _NoMultiplier, _TsOrderWithinBatch],
+)
+def test_comparison_detects_plausible_bugs(mutant: type[ReferenceBook]) -> None:
+    events = [
+        fill("S1", 202, "BUY", 10, 100.0, ts=T0 + 9, fill_id="a"),
+        fill("S1", 202, "BUY", 10, 100.0, ts=T0 + 9, fill_id="a"),
+        fill("S1", 202, "SELL", 25, 110.0, ts=T0 + 1, fill_id="b"),
+        tick(202, 105.0, ts=T0 + 20),
+        tick(202, 90.0, ts=T0 + 10),
+        fill("S2", 101, "SELL", 3, 7.0, ts=T0 + 5, fill_id="c"),
+        fill("S3", 404, "BUY", 10, 100.0, ts=T0 + 10),
+        fill("S3", 404, "SELL", 4, 110.0, ts=T0 + 1),
+        fill("S3", 404, "BUY", 6, 120.0, ts=T0 + 5),
+    ]
+    ref, _ = _reference(events)
+    bad = mutant(instruments=INSTRUMENTS)
+    bad.apply(events)
+    assert compare_books(bad, ref), f"{mutant.__name__} went unnoticed"
