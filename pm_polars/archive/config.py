@@ -1,0 +1,74 @@
+"""Engine settings stored next to the archive, so state can be rebuilt from it alone.
+
+``engine.json`` holds ``starting_cash`` (account currency, credited per portfolio at its
+first fill) and ``dedupe_retention_ns``; ``instruments.parquet`` the instruments table
+(contract multipliers). The process that feeds the archive records them once with
+:func:`save_engine_config`; replay and end-of-day build their engines with
+:func:`new_engine`, where explicit arguments win over the stored values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import polars as pl
+
+from pm_polars.archive.layout import write_atomic
+from pm_polars.engine.engine import DEFAULT_STARTING_CASH, PortfolioEngine
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "engine.json"
+INSTRUMENTS_FILE = "instruments.parquet"
+
+
+def save_engine_config(root: str | Path, engine: PortfolioEngine) -> None:
+    """Record ``engine``'s starting cash, dedupe retention and instruments under ``root``."""
+    base = Path(root)
+    base.mkdir(parents=True, exist_ok=True)
+    snap = engine.snapshot()
+    write_atomic(snap.instruments, base / INSTRUMENTS_FILE)
+    meta = {
+        "starting_cash": engine.starting_cash,
+        "dedupe_retention_ns": engine.dedupe_retention_ns,
+    }
+    tmp = base / f".{CONFIG_FILE}.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, base / CONFIG_FILE)
+
+
+def load_engine_config(root: str | Path) -> dict[str, object]:
+    """The stored settings (empty when none were recorded)."""
+    path = Path(root) / CONFIG_FILE
+    if not path.exists():
+        return {}
+    return dict(json.loads(path.read_text()))
+
+
+def new_engine(
+    root: str | Path,
+    *,
+    starting_cash: float | None = None,
+    instruments: pl.DataFrame | str | Path | None = None,
+) -> PortfolioEngine:
+    """A fresh engine with the archive's recorded settings (arguments override them)."""
+    meta = load_engine_config(root)
+    cash = starting_cash if starting_cash is not None else meta.get("starting_cash")
+    if cash is None:
+        log.warning("no %s under %s and no starting cash given: using %s", CONFIG_FILE, root,
+                    f"{DEFAULT_STARTING_CASH:,.0f}")
+        cash = DEFAULT_STARTING_CASH
+    inst_file = Path(root) / INSTRUMENTS_FILE
+    if instruments is None and inst_file.exists():
+        instruments = pl.read_parquet(inst_file)
+    retention = meta.get("dedupe_retention_ns", 86_400 * 10**9)
+    engine = PortfolioEngine(
+        starting_cash=float(cash),  # type: ignore[arg-type]
+        instruments=instruments,
+        dedupe_retention=None if retention is None else int(retention) / 1e9,  # type: ignore[call-overload]
+    )
+    return engine
