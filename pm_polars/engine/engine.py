@@ -58,14 +58,14 @@ class PortfolioEngine:
     ``starting_cash`` (account currency) is credited to each portfolio when its first fill
     arrives. ``instruments`` gives contract multipliers (see ``load_instruments``).
     ``dedupe_retention`` (seconds of event time) bounds the memory of seen fill ids; ``None``
-    keeps them forever.
+    (the default) keeps them forever; the daemon sets 24 h.
     """
 
     def __init__(
         self,
         starting_cash: float = DEFAULT_STARTING_CASH,
         instruments: pl.DataFrame | str | Path | None = None,
-        dedupe_retention: float | None = 86_400.0,
+        dedupe_retention: float | None = None,
     ) -> None:
         self.starting_cash = float(starting_cash)
         self.dedupe_retention_ns = (
