@@ -39,7 +39,7 @@ def remember(
 ) -> pl.DataFrame:
     """Add ``fresh`` fills' ids to ``seen`` and forget entries beyond the retention horizon."""
     new = fresh.filter(pl.col("fill_id").is_not_null()).select(
-        "source", "fill_id", pl.col("ts").fill_null(clock_ns).cast(pl.Int64)
+        "source", "fill_id", pl.col("ts").fill_null(pl.lit(clock_ns, pl.Int64)).cast(pl.Int64)
     )
     out = pl.concat([seen, new]) if new.height else seen
     if retention_ns is not None and clock_ns is not None:
