@@ -1,0 +1,150 @@
+"""Intraday equity curve of one day, from the archive and the previous end-of-day state.
+
+Equity of a portfolio at time t is ``cash(t) + sum(quantity(t) x mark(t) x multiplier)``
+(account currency), evaluated at the end of each ``every`` bucket (UTC) from the first to the
+last bucket with events. Events with ``ts`` before the bucket end count. ``cash`` starts from
+the previous close's cash, or the starting cash for a portfolio whose first fill is on the
+day (it appears from that bucket on). Marks follow the engine's rule: the latest tick by
+event time, before any tick the latest fill price. At the last bucket the figures equal the
+day's end-of-day ``eod_portfolios`` equity (same events, same rule).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from pm_polars.analytics.connection import AnalyticsError
+from pm_polars.archive import reader
+from pm_polars.archive.config import load_engine_config
+from pm_polars.archive.layout import DEFAULT_ROOT
+from pm_polars.engine.accounting import KEYS
+from pm_polars.engine.engine import DEFAULT_STARTING_CASH
+from pm_polars.engine.instruments import load_instruments
+from pm_polars.eod import store
+
+
+def _duration_ns(every: str) -> int:
+    units = {"s": 10**9, "m": 60 * 10**9, "h": 3_600 * 10**9}
+    if not every or every[-1] not in units or not every[:-1].isdigit():
+        raise ValueError(f"every must look like '30s', '5m' or '1h', got {every!r}")
+    return int(every[:-1]) * units[every[-1]]
+
+
+def _prior(root: Path, day: date) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, float]:
+    """(positions, cash, marks, starting cash) at the end of the previous trading day."""
+    earlier = [d for d in reader.archive_dates(root, day) if d < day]
+    states = [d for d in store.state_dates(root) if d < day]
+    config = load_engine_config(root)
+    cash0 = float(config.get("starting_cash", DEFAULT_STARTING_CASH))  # type: ignore[arg-type]
+    if earlier and (not states or states[-1] < earlier[-1]):
+        raise AnalyticsError(
+            f"no end-of-day state for {earlier[-1]}: run `pm-polars eod --date {earlier[-1]}`"
+        )
+    if not states:
+        empty = pl.DataFrame(schema={"portfolio_id": pl.String, "instrument_token": pl.Int64,
+                                     "quantity": pl.Int64, "multiplier": pl.Float64})
+        cash = pl.DataFrame(schema={"portfolio_id": pl.String, "cash": pl.Float64})
+        marks = pl.DataFrame(schema={"instrument_token": pl.Int64, "tick_price": pl.Float64,
+                                     "fill_price": pl.Float64})
+        return empty, cash, marks, cash0
+    snap = store.read_state(root, states[-1])
+    cash0 = float(snap.meta.get("starting_cash", cash0))
+    return snap.positions, snap.cash.select("portfolio_id", "cash"), snap.marks, cash0
+
+
+def _last_per_bucket(frame: pl.DataFrame, price: str, grid: pl.DataFrame) -> pl.DataFrame:
+    """Latest ``price`` by ts per (instrument, bucket), forward-filled over the grid."""
+    last = frame.group_by("instrument_token", "bucket").agg(
+        pl.col(price).sort_by("ts").last().alias(f"_{price}")
+    )
+    return grid.join(last, on=["instrument_token", "bucket"], how="left").sort(
+        "instrument_token", "bucket"
+    ).with_columns(pl.col(f"_{price}").forward_fill().over("instrument_token"))
+
+
+def intraday_equity(
+    root: str | Path = DEFAULT_ROOT,
+    day: date | None = None,
+    every: str = "5m",
+    portfolios: list[str] | None = None,
+) -> pl.DataFrame:
+    """``time`` (bucket end, UTC), ``portfolio_id``, ``cash``, ``market_value``, ``equity``."""
+    base = Path(root)
+    if day is None:
+        days = reader.archive_dates(base)
+        if not days:
+            raise AnalyticsError(f"the archive under {base} has no events")
+        day = days[-1]
+    step = _duration_ns(every)
+    positions, cash, marks, cash0 = _prior(base, day)
+    fills = reader.read(base, "fills", [day], ["portfolio_id", "instrument_token",
+                                               "signed_qty", "fill_price", "fee", "ts"])
+    ticks = reader.read(base, "ticks", [day], ["instrument_token", "last_price", "ts"])
+    bucket = (pl.col("ts") // step * step + step).alias("bucket")
+    fills, ticks = fills.with_columns(bucket), ticks.with_columns(bucket)
+    stamps = pl.concat([fills.get_column("bucket"), ticks.get_column("bucket")])
+    if stamps.len() == 0:
+        raise AnalyticsError(f"no events on {day} under {base}")
+    buckets = pl.DataFrame({"bucket": pl.int_range(int(stamps.min()), int(stamps.max()) + step,  # type: ignore[arg-type]
+                                                   step, eager=True)})
+    instruments = load_instruments(base / "instruments.parquet"
+                                   if (base / "instruments.parquet").exists() else None)
+    mult = (
+        fills.select(KEYS).unique()
+        .join(positions.select(*KEYS, "multiplier"), on=KEYS, how="left")
+        .join(instruments.select("instrument_token", pl.col("multiplier").alias("_m")),
+              on="instrument_token", how="left")
+        .select(*KEYS, pl.coalesce("multiplier", "_m", pl.lit(1.0)).alias("multiplier"))
+    )
+    held = positions.filter(pl.col("quantity") != 0).select(*KEYS, "multiplier")
+    books = pl.concat([held, mult]).unique(KEYS, keep="first")
+    tokens = books.select("instrument_token").unique()
+    mark_grid = _last_per_bucket(ticks, "last_price", tokens.join(buckets, how="cross"))
+    mark_grid = _last_per_bucket(fills, "fill_price", mark_grid)
+    mark_grid = mark_grid.join(marks.select("instrument_token", "tick_price", "fill_price"),
+                               on="instrument_token", how="left").select(
+        "instrument_token", "bucket",
+        pl.coalesce("_last_price", "tick_price", "_fill_price", "fill_price").alias("mark"),
+    )
+    moves = fills.group_by(*KEYS, "bucket").agg(pl.col("signed_qty").sum().alias("dq"))
+    qty = (
+        books.join(buckets, how="cross")
+        .join(positions.select(*KEYS, pl.col("quantity").alias("q0")), on=KEYS, how="left")
+        .join(moves, on=[*KEYS, "bucket"], how="left")
+        .sort(*KEYS, "bucket")
+        .with_columns((pl.col("q0").fill_null(0) + pl.col("dq").fill_null(0).cum_sum()
+                       .over(KEYS)).alias("q"))
+        .join(mark_grid, on=["instrument_token", "bucket"], how="left")
+    )
+    mv = qty.group_by("portfolio_id", "bucket").agg(
+        (pl.col("q").cast(pl.Float64) * pl.col("mark") * pl.col("multiplier"))
+        .fill_null(0.0).sum().alias("market_value")
+    )
+    flows = fills.join(mult, on=KEYS, how="left").group_by("portfolio_id", "bucket").agg(
+        (-pl.col("signed_qty") * pl.col("fill_price") * pl.col("multiplier") - pl.col("fee"))
+        .sum().alias("flow"), pl.len().alias("n")
+    )
+    cash_grid = (
+        books.select("portfolio_id").unique().join(buckets, how="cross")
+        .join(cash, on="portfolio_id", how="left")
+        .join(flows, on=["portfolio_id", "bucket"], how="left")
+        .sort("portfolio_id", "bucket")
+        .with_columns(
+            pl.col("n").fill_null(0).cum_sum().over("portfolio_id").alias("_n"),
+            (pl.col("cash").fill_null(cash0)
+             + pl.col("flow").fill_null(0.0).cum_sum().over("portfolio_id")).alias("cash"),
+        )
+        .filter((pl.col("_n") > 0) | pl.col("portfolio_id").is_in(cash["portfolio_id"].implode()))
+    )
+    out = cash_grid.join(mv, on=["portfolio_id", "bucket"], how="left").select(
+        pl.from_epoch("bucket", "ns").dt.replace_time_zone("UTC").alias("time"),
+        "portfolio_id", "cash", pl.col("market_value").fill_null(0.0),
+        (pl.col("cash") + pl.col("market_value").fill_null(0.0)).alias("equity"),
+    )
+    if portfolios:
+        out = out.filter(pl.col("portfolio_id").is_in(portfolios))
+    return out.sort("portfolio_id", "time")
+
