@@ -99,6 +99,17 @@ def parse_file_name(path: Path) -> FileRange | None:
     return None
 
 
+def remove_stream_files(root: Path, stream: str) -> int:
+    """Delete every event file of the non-Kafka ``stream`` (all kinds and dates)."""
+    removed = 0
+    for kind in KIND_SCHEMAS:
+        for path in Path(root).glob(f"{kind}/date=*/{safe_name(stream)}-b*.parquet"):
+            if _LOCAL_NAME.match(path.name):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def date_dir(root: Path, kind: str, day: date) -> Path:
     return Path(root) / kind / f"date={day.isoformat()}"
 

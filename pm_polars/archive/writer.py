@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
+from pm_polars.archive.config import save_engine_config
 from pm_polars.archive.layout import (
     DEFAULT_ROOT,
     KIND_SCHEMAS,
@@ -30,8 +31,10 @@ from pm_polars.archive.layout import (
     event_date_expr,
     kafka_file_name,
     local_file_name,
+    remove_stream_files,
     write_atomic,
 )
+from pm_polars.engine.engine import PortfolioEngine
 
 log = logging.getLogger(__name__)
 
@@ -193,3 +196,21 @@ class ArchiveWriter:
         self.files_written += 1
         log.debug("archived %d %s rows to %s", frame.height, buf.kind, path)
         return path
+
+
+def start_local_archive(
+    root: str | Path, engine: PortfolioEngine, stream: str, max_rows: int = DEFAULT_MAX_ROWS
+) -> ArchiveWriter:
+    """A writer for a deterministic non-Kafka run (the demo, a backtest) of ``engine``.
+
+    It replaces the stream's previous run: the stream's event files are deleted first (end
+    of day snapshots built on them become stale and are recomputed by the next ``eod``),
+    the engine's settings are recorded (``config.save_engine_config``), and files are cut
+    by size only, so the same run writes the same file names.
+    """
+    removed = remove_stream_files(Path(root), stream)
+    if removed:
+        log.info("archive: replaced %d files of the previous %r run under %s", removed,
+                 stream, root)
+    save_engine_config(root, engine)
+    return ArchiveWriter(root, stream=stream, max_rows=max_rows, max_age_s=float("inf"))

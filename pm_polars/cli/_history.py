@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from pm_polars.archive.layout import DEFAULT_ROOT
+
+log = logging.getLogger("pm_polars.cli")
 
 
 def iso_date(text: str) -> date:
@@ -50,3 +54,20 @@ def add_engine_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instruments", type=Path, default=None,
                         help="instruments CSV/Parquet (default: the archive's "
                         "instruments.parquet)")
+
+
+def guarded(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Wrap a command so that a missing-data error is one log line and exit status 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        from pm_polars.analytics.connection import AnalyticsError
+        from pm_polars.eod.run import EodError
+
+        try:
+            return body(args)
+        except (AnalyticsError, EodError) as exc:
+            log.error("%s", exc)
+            return 1
+
+    run.__doc__ = body.__doc__
+    return run

@@ -44,6 +44,10 @@ def register(subparsers: Subparsers) -> None:
                         help="output root; files land in DATA_DIR/demo/ (default ./data)")
     parser.add_argument("--starting-cash", type=float, default=DEFAULT_STARTING_CASH,
                         help=f"cash per portfolio (default {DEFAULT_STARTING_CASH:,.0f})")
+    parser.add_argument("--archive-root", type=Path, default=None,
+                        help="archive the run here for eod/report/notebooks "
+                        "(default DATA_DIR/archive)")
+    parser.add_argument("--no-archive", action="store_true", help="do not archive the run")
     parser.set_defaults(handler=run)
 
 
@@ -58,5 +62,6 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         starting_cash=args.starting_cash,
         out=sys.stdout,
+        archive_root=None if args.no_archive else (args.archive_root or args.data_dir / "archive"),
     )
     return 0

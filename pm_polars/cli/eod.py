@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from pm_polars.cli import Subparsers
-from pm_polars.cli._history import add_archive_root, add_engine_overrides, iso_date
+from pm_polars.cli._history import add_archive_root, add_engine_overrides, guarded, iso_date
 
 
 def register(subparsers: Subparsers) -> None:
@@ -29,6 +29,7 @@ def register(subparsers: Subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
+@guarded
 def run(args: argparse.Namespace) -> int:
     """Execute ``pm-polars eod``."""
     from pm_polars.eod import run_eod

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from pm_polars.cli import Subparsers
-from pm_polars.cli._history import add_archive_root, add_engine_overrides, timestamp_ns
+from pm_polars.cli._history import add_archive_root, add_engine_overrides, guarded, timestamp_ns
 
 
 def register(subparsers: Subparsers) -> None:
@@ -31,6 +31,7 @@ def register(subparsers: Subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
+@guarded
 def run(args: argparse.Namespace) -> int:
     """Execute ``pm-polars replay``."""
     from pm_polars.archive.replay import replay

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from pm_polars.cli import Subparsers
-from pm_polars.cli._history import add_archive_root, iso_date
+from pm_polars.cli._history import add_archive_root, guarded, iso_date
 
 log = logging.getLogger(__name__)
 FORMATS = ("table", "csv", "parquet", "html")
@@ -20,7 +20,8 @@ def register(subparsers: Subparsers) -> None:
         "report",
         help="end-of-day report per strategy portfolio with an all-strategies row",
         description=(
-            "Report of DATE from the end-of-day snapshots (run first when missing): fills, "
+            "Report of DATE from the end-of-day snapshots (eod runs first when they are "
+            "missing or older than the archive): fills, "
             "round trips, win rate, turnover, realized/unrealized/fees/net P&L, return, "
             "equity and exposure per strategy portfolio, plus an ALL row. HTML adds an "
             "equity curve and a P&L-by-strategy chart in one self-contained file."
@@ -37,18 +38,18 @@ def register(subparsers: Subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
+@guarded
 def run(args: argparse.Namespace) -> int:
     """Execute ``pm-polars report``."""
     from pm_polars.analytics import connect
     from pm_polars.analytics.report import eod_report, format_table
-    from pm_polars.eod import store
-    from pm_polars.eod.run import run_eod
+    from pm_polars.eod.run import is_closed, run_eod
 
     if args.format == "parquet" and args.output is None:
         log.error("--format parquet needs --output FILE")
         return 2
-    if not store.table_path(args.archive_root, "portfolios", args.date).exists():
-        log.info("no end-of-day snapshot for %s yet: running eod first", args.date)
+    if not is_closed(args.archive_root, args.date):
+        log.info("no current end-of-day snapshot for %s: running eod first", args.date)
         run_eod(args.archive_root, args.date)
     con = connect(args.archive_root)
     report = eod_report(con, args.date, args.portfolio)

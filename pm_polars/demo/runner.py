@@ -7,6 +7,10 @@ portfolio table goes to ``out`` (stdout in the CLI). Outputs under ``<data_dir>/
 * ``positions.parquet``   ``eng.positions()`` at the end of the run
 * ``portfolios.parquet``  ``eng.portfolios()`` (strategy portfolios, no Overall rows)
 * ``rejects.parquet``     every rejected record with its reason
+
+With ``archive_root`` every batch's result is also archived there (stream ``demo``, see
+``pm_polars.archive``), replacing the previous demo run's archive, so ``pm-polars eod`` /
+``report`` and the notebooks can read the run.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, TextIO
 import polars as pl
 
 from pm_polars import PortfolioEngine
+from pm_polars.archive.writer import start_local_archive
 from pm_polars.demo.catalog import instruments_frame
 from pm_polars.demo.feed import FeedStats, generate_batches
 from pm_polars.demo.summary import format_live_summary, format_portfolio_table, table_order
@@ -108,6 +113,7 @@ def run_demo(
     refresh_s: float = 0.5,
     top: int = 3,
     out: TextIO | None = None,
+    archive_root: str | Path | None = None,
 ) -> DemoResult:
     """Run ``events`` synthetic events through a fresh engine in batches of ``batch_size``.
 
@@ -118,6 +124,7 @@ def run_demo(
     res = DemoResult(output_dir=Path(data_dir) / "demo")
     eng = PortfolioEngine(starting_cash=starting_cash, instruments=instruments_frame())
     rejects: list[pl.DataFrame] = []
+    archive = None if archive_root is None else start_local_archive(archive_root, eng, "demo")
     log.info("demo: %s events, batch %s, seed %s -> %s", f"{events:,}", f"{batch_size:,}",
              seed, res.output_dir)
     started = time.perf_counter()
@@ -127,6 +134,8 @@ def run_demo(
         t0 = time.perf_counter()
         result = eng.apply(batch)
         res.engine_s += time.perf_counter() - t0
+        if archive is not None:
+            archive.submit(result)
         res.batches += 1
         res.events += len(batch)
         res.fills_applied += result.fills_applied
@@ -157,6 +166,10 @@ def run_demo(
         log.info("  reject x%d: %s", n, reason)
     write_outputs(eng, rejects, res.output_dir)
     log.info("wrote snapshot and parquet files to %s", res.output_dir)
+    if archive is not None:
+        archive.close()
+        log.info("archived %s rows in %d files under %s", f"{archive.rows_written:,}",
+                 archive.files_written, archive_root)
     res.portfolios = table_order(eng.portfolios(aggregates=True))
     res.aum = dict(eng.aum())
     if out is not None:

@@ -4,6 +4,6 @@
 ``store`` names the snapshot files, ``run`` orchestrates an incremental run.
 """
 
-from pm_polars.eod.run import EodResult, run_eod
+from pm_polars.eod.run import EodError, EodResult, run_eod
 
-__all__ = ["EodResult", "run_eod"]
+__all__ = ["EodError", "EodResult", "run_eod"]

@@ -31,6 +31,10 @@ from pm_polars.eod import roll, store, trips
 log = logging.getLogger(__name__)
 
 
+class EodError(RuntimeError):
+    """End of day cannot run; the message says why."""
+
+
 @dataclass
 class EodResult:
     """What a run did: the days rolled and the tables of the requested date."""
@@ -49,6 +53,14 @@ def _base(root: Path, day: date, fps: dict[str, list[int]]) -> date | None:
             return d
         log.info("eod: state of %s is stale (archive changed since), looking further back", d)
     return None
+
+
+def is_closed(root: str | Path, day: date) -> bool:
+    """True when ``day`` has end-of-day snapshots that match the archive as it is now."""
+    if not (store.state_path(root, day) / "meta.json").exists():
+        return False
+    fps = reader.fingerprint(root, reader.archive_dates(root, day))
+    return store.is_current(store.read_state(root, day), fps, day)
 
 
 def _open_trips(positions: pl.DataFrame) -> pl.DataFrame:
@@ -116,6 +128,8 @@ def run_eod(
     base_root = Path(root)
     started = time.perf_counter()
     days = reader.archive_dates(base_root, day)
+    if not days:
+        raise EodError(f"the archive under {base_root} has no fills or ticks up to {day}")
     fps = reader.fingerprint(base_root, days)
     res = EodResult(day=day, base=None if full else _base(base_root, day, fps))
     carry_none = pl.DataFrame(schema=trips.TRIP_CARRY_SCHEMA)
