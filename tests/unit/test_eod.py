@@ -16,37 +16,13 @@ from typing import Any
 
 import polars as pl
 import pytest
-from history_helpers import D1, D2, D3, START, at, batch, fill, tick
+from history_helpers import D1, D2, D3, DAYS, START, A, B, at, batch, build_book, fill
 from polars.testing import assert_frame_equal
 
 from pm_polars import PortfolioEngine
-from pm_polars.archive import ArchiveWriter, save_engine_config
+from pm_polars.archive import ArchiveWriter
 from pm_polars.eod import run_eod, store
 from pm_polars.eod.trips import TRIP_CARRY_SCHEMA, day_trips
-
-A, B = 256265, 738561
-INSTRUMENTS = pl.DataFrame({"instrument_token": [A, B], "multiplier": [1.0, 2.0]})
-DAYS = {
-    D1: [fill("S1", A, "BUY", 10, 95.0, at(D1, 4), fee=1.0, fill_id="a1"),
-         fill("S2", B, "SELL", 10, 100.0, at(D1, 4, 1), fee=1.0, fill_id="b1"),
-         tick(A, 100.0, at(D1, 9)), tick(B, 98.0, at(D1, 9))],
-    D2: [fill("S1", A, "BUY", 5, 102.0, at(D2, 4), fee=1.0, fill_id="a2"),
-         fill("S1", A, "SELL", 8, 105.0, at(D2, 5), fee=1.0, fill_id="a3"),
-         fill("S2", B, "BUY", 4, 97.0, at(D2, 5, 30), fee=1.0, fill_id="b2"),
-         tick(A, 104.0, at(D2, 9)), tick(B, 96.0, at(D2, 9))],
-    D3: [fill("S1", A, "SELL", 7, 106.0, at(D3, 4), fee=1.0, fill_id="a4"),
-         tick(A, 107.0, at(D3, 9))],
-}
-
-
-def build(root: Path) -> PortfolioEngine:
-    """Archive the book day by day through a live engine; returns that engine."""
-    eng = PortfolioEngine(starting_cash=START, instruments=INSTRUMENTS)
-    save_engine_config(root, eng)
-    with ArchiveWriter(root, fsync=False) as w:
-        for events in DAYS.values():
-            w.submit(eng.apply_decoded(batch(events)))
-    return eng
 
 
 def row(frame: pl.DataFrame, **where: Any) -> dict[str, Any]:
@@ -62,7 +38,7 @@ def check(got: dict[str, Any], **want: float) -> None:
 
 @pytest.fixture()
 def closed(tmp_path: Path) -> tuple[Path, PortfolioEngine]:
-    eng = build(tmp_path)
+    eng = build_book(tmp_path)
     for day in DAYS:
         run_eod(tmp_path, day)
     return tmp_path, eng
@@ -183,7 +159,7 @@ def test_incremental_equals_full_replay_and_live_state(
 
 
 def test_second_run_is_incremental_and_late_events_recompute(tmp_path: Path) -> None:
-    build(tmp_path)
+    build_book(tmp_path)
     assert run_eod(tmp_path, D2).rolled == [D1, D2]
     res = run_eod(tmp_path, D3)
     assert (res.base, res.rolled) == (D2, [D3])
@@ -197,7 +173,7 @@ def test_second_run_is_incremental_and_late_events_recompute(tmp_path: Path) -> 
 
 
 def test_requested_day_without_events_still_gets_a_snapshot(tmp_path: Path) -> None:
-    build(tmp_path)
+    build_book(tmp_path)
     later = D3.replace(day=28)
     res = run_eod(tmp_path, later)
     assert res.rolled == [D1, D2, D3, later]
