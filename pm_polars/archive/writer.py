@@ -169,7 +169,7 @@ class ArchiveWriter:
             key = (kind, day, topic, partition)
             buf = self._buffers.get(key)
             if buf is None:
-                buf = self._buffers[key] = _Buffer(kind, day, topic, partition, now)  # type: ignore[arg-type]
+                buf = self._buffers[key] = _Buffer(kind, day, topic, partition, now)
             buf.frames.append(part.drop("date"))
             buf.rows += part.height
             if buf.rows >= self.max_rows:

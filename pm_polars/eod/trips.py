@@ -83,7 +83,7 @@ def day_trips(
     ``fills`` the day's applied fills in arrival order with a ``multiplier`` column,
     ``carry`` the open-trip carry of the previous day (``TRIP_CARRY_SCHEMA``).
     """
-    carry = carry.select(list(TRIP_CARRY_SCHEMA)).cast(TRIP_CARRY_SCHEMA)
+    carry = carry.select(list(TRIP_CARRY_SCHEMA)).cast(pl.Schema(TRIP_CARRY_SCHEMA))
     if fills.height == 0:
         return pl.DataFrame(schema=TRIP_SCHEMA), carry
     trips = (
@@ -113,11 +113,11 @@ def day_trips(
         "open_ts", "close_ts", "fills", pl.col("peak").alias("peak_quantity"),
         pl.col("realized").alias("realized_pnl"), pl.col("fee").alias("fees"),
         (pl.col("realized") - pl.col("fee")).alias("net_pnl"),
-    ).cast(TRIP_SCHEMA).sort(*KEYS, "close_ts")
+    ).cast(pl.Schema(TRIP_SCHEMA)).sort(*KEYS, "close_ts")
     still_open = trips.filter(~pl.col("ended")).select(
         *KEYS, pl.col("open_ts").alias("trip_open_ts"), pl.col("fills").alias("trip_fills"),
         pl.col("peak").alias("trip_peak"), pl.col("realized").alias("trip_realized"),
         pl.col("fee").alias("trip_fees"),
-    ).cast(TRIP_CARRY_SCHEMA)
+    ).cast(pl.Schema(TRIP_CARRY_SCHEMA))
     untouched = carry.join(fills.select(KEYS).unique(), on=KEYS, how="anti")
     return closed, pl.concat([untouched, still_open]).sort(KEYS)
