@@ -264,7 +264,7 @@ def decode_any(batch: object, *, seq_start: int = 0) -> DecodedBatch:
     for i, item in enumerate(items):
         if isinstance(item, Mapping):
             encoded.append(_encode_event(item))
-        elif item is None or isinstance(item, str | _BYTES_LIKE):
+        elif item is None or isinstance(item, (str, *_BYTES_LIKE)):
             encoded.append(_as_bytes(i, item))
         else:
             raise TypeError(
