@@ -222,7 +222,13 @@ def test_stream_generator_produces_the_interesting_cases() -> None:
 
 
 def _hot_stream(n: int, seed: int) -> list[dict[str, Any]]:
-    """One position: open big, reduce 99% / add back cycles, flips, tiny trades."""
+    """One position, three phases.
+
+    First and last 40%: an unbroken same-direction run of "reduce by 99%, add back to ~1e9"
+    cycles (thousands of 0.01 factors within one open segment: a cumulative product of
+    quantity ratios underflows to 0 after ~160 of them). Middle 20%: flips, exact closes,
+    tiny trades, 99% reductions and add-backs mixed at random.
+    """
     rng = random.Random(seed)
     price = 24_510.5
     q = 0
@@ -235,11 +241,12 @@ def _hot_stream(n: int, seed: int) -> list[dict[str, Any]]:
         away = "SELL" if q > 0 else "BUY"
         toward = "BUY" if q > 0 else "SELL"
         r = rng.random()
+        mixed = 0.4 * n <= i < 0.6 * n
         if q == 0:
             side, size = rng.choice(["BUY", "SELL"]), rng.randint(1, 10**9)
-        elif r < 0.35 and abs(q) >= 2:  # reduce by 99%
+        elif (r < 0.35 or (not mixed and r < 0.5)) and abs(q) >= 2:  # reduce by 99%
             side, size = away, abs(q) - max(1, abs(q) // 100)
-        elif r < 0.70:  # add back up to ~1e9
+        elif r < 0.70 or not mixed:  # add back up to ~1e9
             side, size = toward, max(1, 10**9 - abs(q) + rng.randint(-1000, 1000))
         elif r < 0.85:  # flip
             side, size = away, abs(q) + rng.randint(1, 10**9)
@@ -269,16 +276,21 @@ def test_hot_position_100k_fills_one_batch() -> None:
     ref, ref_rejects = _reference(events)
     assert ref_rejects == 0
     # the stream must actually exercise what it claims to
-    quantities = []
-    q = 0
+    quantities = [0]
     for e in events[:-1]:
-        q += e["quantity"] if e["original_signal"]["signal_type"] == "BUY" else -e["quantity"]
-        quantities.append(q)
-    flips = sum(1 for a, b in zip(quantities, quantities[1:], strict=False) if a * b < 0)
-    deep_reductions = sum(
-        1 for a, b in zip(quantities, quantities[1:], strict=False) if 0 < abs(b) * 50 < abs(a)
-    )
-    assert flips > 5_000 and deep_reductions > 20_000, (flips, deep_reductions)
+        q = e["quantity"] if e["original_signal"]["signal_type"] == "BUY" else -e["quantity"]
+        quantities.append(quantities[-1] + q)
+    steps = list(zip(quantities, quantities[1:], strict=False))
+    flips = sum(1 for a, b in steps if a * b < 0)
+    # longest run of 99% reductions inside one open segment (no flat, no flip in between)
+    longest = run = 0
+    for a, b in steps:
+        if a * b <= 0:
+            run = 0
+        elif 0 < abs(b) * 50 < abs(a):
+            run += 1
+            longest = max(longest, run)
+    assert flips > 1_000 and longest > 10_000, (flips, longest)
 
     eng = EngineBook.create(instruments=INSTRUMENTS)
     assert eng.apply(events) == []
