@@ -9,7 +9,8 @@ Each subcommand lives in its own module ``pm_polars/cli/<name>.py`` that defines
 
 Modules are found with :mod:`pkgutil`, so adding a command means adding one file; this
 module never needs editing. Modules without ``register`` (helpers such as ``logs``) and
-private modules (``_name``) are skipped. Every subcommand gets ``--log-level``.
+private modules (``_name``) are skipped, and so, with a warning, is a module that fails to
+import. Every subcommand gets ``--log-level``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ def command_modules() -> list[str]:
     for info in pkgutil.iter_modules(__path__):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+        try:
+            module = importlib.import_module(f"{__name__}.{info.name}")
+        except Exception as exc:  # one broken command must not take down the others
+            log.warning("pm-polars: skipping command module %r: %s: %s", info.name,
+                        type(exc).__name__, exc)
+            continue
         if callable(getattr(module, "register", None)):
             names.append(info.name)
     return sorted(names)
