@@ -1,7 +1,7 @@
 # pm_polars entry points. A fresh machine needs only python3 and make:
 #   make demo    run the synthetic demo end to end (creates .venv on first use)
 #   make test    ruff + mypy + pytest (installs redis-server via apt-get if missing)
-#   make bench   run the benchmark scripts in bench/
+#   make bench   run the benchmark scripts in bench/ (BENCH=engine for one)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,6 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.pm-polars-installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 DEMO_ARGS ?=
+BENCH ?=
 BENCH_ARGS ?=
 
 .PHONY: help install demo test lint typecheck unit bench redis-server
@@ -17,7 +18,7 @@ BENCH_ARGS ?=
 help:
 	@echo "make demo   - run the synthetic demo (DEMO_ARGS='--events 1000000 --seed 3')"
 	@echo "make test   - ruff, mypy and pytest (redis-server installed if missing)"
-	@echo "make bench  - run bench/bench_*.py (BENCH_ARGS passed through)"
+	@echo "make bench  - run bench/*.py (BENCH=engine for one; BENCH_ARGS passed through)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,9 +48,11 @@ test: install redis-server
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
+# every bench/<name>.py script (not _helpers); BENCH=engine runs only bench/engine.py
 bench: install
-	@shopt -s nullglob; scripts=(bench/bench_*.py); \
-	if [ $${#scripts[@]} -eq 0 ]; then echo "no bench/bench_*.py scripts yet"; exit 0; fi; \
+	@shopt -s nullglob; \
+	if [ -n "$(BENCH)" ]; then scripts=(bench/$(BENCH).py); else scripts=(bench/[!_]*.py); fi; \
+	if [ $${#scripts[@]} -eq 0 ]; then echo "no bench scripts found"; exit 0; fi; \
 	for script in "$${scripts[@]}"; do \
 	  echo "== $$script"; $(BIN)/python "$$script" $(BENCH_ARGS) || exit $$?; \
 	done
@@ -60,6 +63,6 @@ redis-server:
 	  echo "redis-server not found: installing it with apt-get"; \
 	  if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
 	  $$sudo apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq redis-server >/dev/null; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	fi
 	@command -v redis-server >/dev/null
