@@ -1,0 +1,189 @@
+"""The daemon's thin loop: collect a micro-batch, process it, repeat; stop cleanly.
+
+Wiring: ``FillsSource`` (group, pattern, cooperative-sticky) and ``TicksSource`` (all tick
+partitions, no group) feed the ``MicroBatcher``; ``BatchStep`` applies and checkpoints;
+``Partitions`` holds one engine per owned partition. Exit codes: 0 after SIGTERM/SIGINT
+(current batch written and committed), 3 reject ratio exceeded, 4 stopped while Redis/Kafka
+stayed unreachable (nothing written; the batch is re-read on restart), 1 unexpected error.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from pm_polars.daemon.batch_step import BatchStep
+from pm_polars.daemon.batching import MicroBatcher, RawBatch
+from pm_polars.daemon.checkpoint import TP, Checkpoint
+from pm_polars.daemon.config import Settings, redacted
+from pm_polars.daemon.dlq import DeadLetters, RejectGuard, RejectRatioExceeded
+from pm_polars.daemon.fills_source import FillsSource, consumer_config
+from pm_polars.daemon.health import HealthServer, Liveness
+from pm_polars.daemon.metrics import Metrics
+from pm_polars.daemon.partitions import Partitions
+from pm_polars.daemon.retry import Abandoned, Backoff
+from pm_polars.daemon.sinks import Sink, Sinks
+from pm_polars.daemon.tick_table import TickTable
+from pm_polars.daemon.ticks_source import TicksSource
+from pm_polars.engine.instruments import load_instruments
+from pm_polars.publish.keys import Keys
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_ERROR, EXIT_REJECTS, EXIT_ABANDONED = 0, 1, 3, 4
+LAG_INTERVAL_S = 1.0
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """Client for ``redis_url`` (TLS with rediss://); retries are the daemon's own."""
+    extra = {} if settings.redis_password is None else {"password": settings.redis_password}
+    return redis.Redis.from_url(
+        settings.redis_url, decode_responses=True, socket_timeout=5.0,
+        socket_connect_timeout=3.0, retry=Retry(NoBackoff(), 0), **extra,
+    )
+
+
+class Daemon:
+    """``pm-polars run``: Kafka -> micro-batches -> engines -> Redis."""
+
+    def __init__(self, settings: Settings, sinks: list[Sink] | None = None) -> None:
+        self.settings = s = settings
+        self.metrics = Metrics()
+        self.liveness = Liveness(s.health_timeout)
+        self.sinks = Sinks(sinks)
+        self.stop_event = threading.Event()
+        self.backoff = Backoff(self.stop_event.is_set, self._beat)
+        self.redis = redis_client(s)
+        self.checkpoint = Checkpoint(self.redis, Keys(s.key_prefix), s.group_id, s.ticks_topic)
+        self.instruments = load_instruments(s.instruments)
+        self.pending = RawBatch()
+        self.partitions: Partitions | None = None
+
+    # ------------------------------------------------------------------ control
+    def request_stop(self, *_: object) -> None:
+        if not self.stop_event.is_set():
+            log.info("event=stop_requested action=finish_current_batch")
+        self.stop_event.set()
+
+    def _beat(self) -> None:
+        self.liveness.beat()
+        self.metrics.last_iteration.set(time.time())
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # ------------------------------------------------------------------ ownership
+    def assigned(self, tps: list[TP]) -> dict[TP, int | None]:
+        assert self.partitions is not None
+        parts = self.partitions
+        return {tp: self.backoff.call(f"load {tp[0]}:{tp[1]}",
+                                      lambda tp=tp: parts.load(tp),  # type: ignore[misc]
+                                      (redis.RedisError,))
+                for tp in tps}
+
+    def revoked(self, tps: list[TP], lost: bool) -> None:
+        dropped = self.pending.drop(tps)
+        if self.partitions is not None:
+            self.partitions.drop(tps)
+        log.info("event=partitions_released lost=%s abandoned_records=%d", lost, dropped)
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> int:
+        """Run until stopped; returns the process exit code."""
+        s = self.settings
+        log.info("event=starting settings=%s", redacted(s))
+        self._install_signals()
+        http = HealthServer(s.metrics_host, s.metrics_port, self.metrics, self.liveness) \
+            if s.metrics_port else None
+        fills: FillsSource | None = None
+        ticks: TicksSource | None = None
+        try:
+            offsets, prices = self.backoff.call("load tick state", self.checkpoint.load_ticks,
+                                                (redis.RedisError,))
+            self.liveness.redis = "ok"
+            table = TickTable.from_prices(prices)
+            self.partitions = Partitions(
+                self.checkpoint, table, starting_cash=s.starting_cash,
+                instruments=self.instruments, dedupe_retention_s=s.dedupe_retention,
+            )
+            base = consumer_config(s.bootstrap_servers, s.group_id, s.kafka)
+            ticks = TicksSource({**base, "group.id": f"{s.group_id}.ticks.unjoined"},
+                                s.ticks_topic, s.ticks_start, offsets, self.metrics)
+            ticks.refresh(force=True)
+            fills = FillsSource(base, s.fills_pattern, self, self.metrics)
+            producer_conf = {"bootstrap.servers": s.bootstrap_servers, "linger.ms": 5, **s.kafka}
+            dead_letters = DeadLetters(producer_conf, s.dlq_topic)
+            step = BatchStep(
+                partitions=self.partitions, checkpoint=self.checkpoint, fills=fills,
+                dead_letters=dead_letters,
+                guard=RejectGuard(s.max_reject_ratio, s.reject_window), sinks=self.sinks,
+                metrics=self.metrics, backoff=self.backoff, ticks_topic=s.ticks_topic,
+            )
+            self._loop(MicroBatcher(fills, ticks, s.max_events, s.max_wait_ms / 1000), step,
+                       fills, ticks)
+            fills.commit({tp: op.offset for tp, op in self.partitions.owned.items()
+                          if op.offset is not None}, asynchronous=False)
+            dead_letters.close()
+            code = EXIT_OK
+        except RejectRatioExceeded as exc:
+            log.error("event=stopping reason=reject_ratio detail=%s", exc)
+            code = EXIT_REJECTS
+        except Abandoned as exc:
+            log.error("event=stopping reason=dependency_unreachable detail=%s", exc)
+            code = EXIT_ABANDONED
+        except Exception:
+            log.exception("event=stopping reason=unexpected_error")
+            code = EXIT_ERROR
+        finally:
+            self._close(fills, ticks, http)
+        log.info("event=stopped exit_code=%d", code)
+        return code
+
+    def _loop(self, batcher: MicroBatcher, step: BatchStep, fills: FillsSource,
+              ticks: TicksSource) -> None:
+        assert self.partitions is not None
+        next_lag = 0.0
+        stopping = self.stop_event.is_set
+        while True:
+            self._beat()
+            ticks.refresh()
+            batch = batcher.collect(self.pending, stopping)
+            if len(batch) or self.partitions.any_republish():
+                self.pending = RawBatch()
+                step.process(batch)
+                self.liveness.redis = "ok"
+            elif stopping():
+                return
+            now = time.monotonic()
+            if now >= next_lag:
+                next_lag = now + LAG_INTERVAL_S
+                owned = {tp: op.offset for tp, op in self.partitions.owned.items()}
+                for (t, p), lag in fills.lag(owned).items():
+                    self.metrics.consumer_lag.labels(topic=t, partition=str(p)).set(lag)
+
+    def _close(self, fills: FillsSource | None, ticks: TicksSource | None,
+               http: HealthServer | None) -> None:
+        for what, close in (("fills consumer", fills.close if fills else None),
+                            ("ticks consumer", ticks.close if ticks else None),
+                            ("sinks", self.sinks.close),
+                            ("http", http.close if http else None)):
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception:
+                log.exception("event=close_failed what=%s", what)

@@ -1,0 +1,160 @@
+"""One micro-batch, start to finish: decode, apply, dead-letter, checkpoint, follow-ups.
+
+Order (the exactly-once argument relies on it):
+
+1. decode; the reject-ratio guard may stop the daemon here (nothing written);
+2. snapshot every engine and the tick table (O(1));
+3. apply to the engines and build the commit plan;
+4. dead letters produced and flushed (once per batch, before the commit);
+5. checkpoint commit: state + offsets + read model in one MULTI/EXEC;
+   on a Redis/Kafka error: restore the snapshots, back off, go to 3 (nothing advanced);
+   on a stale partition (another owner moved it on): restore, reload that partition from
+   Redis, seek it to the stored offset, drop its records from this batch, go to 3;
+6. after EXEC: Kafka offset commit (monitoring only), metrics, sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+
+import polars as pl
+import redis
+
+from pm_polars.daemon.batching import RawBatch
+from pm_polars.daemon.checkpoint import TP, Checkpoint, CommitOutcome
+from pm_polars.daemon.decoding import Decoded, decode_batch
+from pm_polars.daemon.dlq import DeadLetters, DeliveryError, RejectGuard
+from pm_polars.daemon.fills_source import FillsSource
+from pm_polars.daemon.metrics import Metrics
+from pm_polars.daemon.partitions import Partitions
+from pm_polars.daemon.processor import Applied, apply_batch
+from pm_polars.daemon.retry import Backoff
+from pm_polars.daemon.sinks import Sinks
+
+log = logging.getLogger(__name__)
+RETRYABLE = (redis.RedisError, DeliveryError)
+
+
+@dataclass
+class _Pending:
+    decoded: Decoded
+    next_offsets: dict[TP, int]
+    tick_offsets: dict[int, int]
+    dead_lettered: bool = False
+
+
+class BatchStep:
+    """Processes batches for one daemon; see the module docstring for the order."""
+
+    def __init__(
+        self, *, partitions: Partitions, checkpoint: Checkpoint, fills: FillsSource,
+        dead_letters: DeadLetters, guard: RejectGuard, sinks: Sinks, metrics: Metrics,
+        backoff: Backoff, ticks_topic: str,
+    ) -> None:
+        self.partitions, self.checkpoint, self.fills = partitions, checkpoint, fills
+        self.dead_letters, self.guard, self.sinks = dead_letters, guard, sinks
+        self.metrics, self.backoff, self.ticks_topic = metrics, backoff, ticks_topic
+
+    def process(self, batch: RawBatch) -> None:
+        t0 = time.perf_counter()
+        decoded = decode_batch(batch, self.ticks_topic)
+        self.metrics.stage("decode", time.perf_counter() - t0)
+        self.guard.check(decoded.records, decoded.rejects.height)
+        pending = _Pending(decoded, batch.next_offsets(), batch.tick_offsets())
+        while True:
+            outcome, applied = self.backoff.call(
+                "checkpoint", lambda: self._attempt(pending), RETRYABLE
+            )
+            if outcome.committed:
+                break
+            self._reload_stale(outcome, pending)
+        self._after_commit(pending, applied, outcome)
+
+    def _attempt(self, p: _Pending) -> tuple[CommitOutcome, Applied]:
+        parts, ticks = self.partitions, self.partitions.ticks
+        snaps, tick_table = parts.snapshots(), ticks.table
+        try:
+            t0 = time.perf_counter()
+            applied = apply_batch(p.decoded, parts, p.next_offsets, p.tick_offsets)
+            t1 = time.perf_counter()
+            self.metrics.stage("apply", t1 - t0)
+            if not p.dead_lettered:
+                sent = self.dead_letters.send(p.decoded.rejects)
+                self.metrics.dlq_records.inc(sent)
+                p.dead_lettered = True
+            t2 = time.perf_counter()
+            outcome = self.checkpoint.commit(applied.plan) if not applied.plan.is_empty() \
+                else CommitOutcome()
+            self.metrics.stage("redis", time.perf_counter() - t2)
+        except BaseException as exc:
+            parts.restore(snaps)
+            ticks.table = tick_table
+            if isinstance(exc, redis.RedisError):
+                self.metrics.redis_errors.inc()
+            raise
+        if not outcome.committed:
+            parts.restore(snaps)
+            ticks.table = tick_table
+        return outcome, applied
+
+    def _reload_stale(self, outcome: CommitOutcome, p: _Pending) -> None:
+        """Another owner (or our own EXEC whose reply was lost) moved these partitions on."""
+        self.metrics.stale_writes.inc()
+        for tp, stored in outcome.stale.items():
+            log.warning("event=stale_partition partition=%s:%s stored_offset=%s action=reload",
+                        tp[0], tp[1], stored)
+            self.partitions.drop([tp])
+            offset = self.backoff.call("reload partition",
+                                       lambda tp=tp: self.partitions.load(tp),  # type: ignore[misc]
+                                       (redis.RedisError,))
+            try:
+                self.fills.seek(tp, offset)
+            except Exception as exc:  # KafkaException: no longer assigned; a revoke follows
+                log.info("event=seek_failed partition=%s:%s error=%r", tp[0], tp[1], exc)
+            p.next_offsets.pop(tp, None)
+        gone = pl.DataFrame(
+            {"topic": [t for t, _ in outcome.stale], "partition": [q for _, q in outcome.stale]},
+            schema={"topic": pl.String, "partition": pl.Int32},
+        )
+        d = p.decoded
+        p.decoded = replace(
+            d,
+            fills=d.fills.join(gone, on=["topic", "partition"], how="anti"),
+            rejects=d.rejects.join(gone, on=["topic", "partition"], how="anti"),
+        )
+
+    def _after_commit(self, p: _Pending, applied: Applied, outcome: CommitOutcome) -> None:
+        t0 = time.perf_counter()
+        written = time.time_ns()
+        for pc in applied.plan.partitions:
+            op = self.partitions.owned.get(pc.tp)
+            if op is None:
+                continue
+            if pc.delta is not None:
+                op.offset = p.next_offsets[pc.tp]
+            op.known_portfolios.update(pc.new_portfolios)
+        for op in self.partitions.owned.values():
+            op.republish = False
+        if outcome.conflicts:
+            self.metrics.partition_conflicts.inc(len(outcome.conflicts))
+            log.warning("event=partition_conflict portfolios=%s note=%s", outcome.conflicts,
+                        "portfolio seen on a second partition; kept apart, not merged "
+                        "(producers must key fills by portfolio_id)")
+        self.fills.commit(p.next_offsets)
+        res = applied.result
+        m = self.metrics
+        m.count_events("fill", res.fills.height)
+        m.count_events("tick", res.ticks.height)
+        m.count_events("reject", res.rejects.height)
+        m.count_events("duplicate", res.duplicates.height)
+        m.batches.inc()
+        ts = pl.concat([res.fills.get_column("ts"), res.ticks.get_column("ts")])
+        m.event_to_redis.observe_many((written - ts) / 1e9)
+        m.stage("commit", time.perf_counter() - t0)
+        offsets = dict(p.next_offsets)
+        offsets.update({(self.ticks_topic, q): o for q, o in p.tick_offsets.items()})
+        t1 = time.perf_counter()
+        self.sinks.submit(res, offsets)
+        m.stage("sinks", time.perf_counter() - t1)

@@ -1,0 +1,217 @@
+"""Settings of ``pm-polars run``: one table of specs, four sources, one precedence.
+
+Precedence: command-line flag > environment variable (``PM_<NAME>``) > TOML file
+(``--config FILE``; top-level keys are the setting names, librdkafka properties go in a
+``[kafka]`` table) > default. librdkafka properties are merged per key in the same order
+(``-X key=value`` flags, ``PM_KAFKA_PROPERTIES="k=v;k=v"``, the ``[kafka]`` table).
+
+Units: ``*_ms`` milliseconds; durations (``dedupe_retention``, ``health_timeout``) are
+seconds and also accept ``90s``, ``15m``, ``24h``, ``7d``. Secrets (``redis_password`` and librdkafka properties
+containing ``password``, ``secret`` or ``key.pem``) are never logged; see :func:`redacted`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the setting and the fix."""
+
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration_s(text: str) -> float:
+    """``"86400"``, ``"90s"``, ``"15m"``, ``"24h"``, ``"7d"`` -> seconds."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use seconds or a suffix s/m/h/d)")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if str(text).strip() else None
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One setting: its name (TOML key), flag, parser from text, default and help."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    metavar: str = ""
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+    shown: str = ""  # default as shown in --help (when repr is not the clearest)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "PM_" + self.name.upper()
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("bootstrap_servers", str, None, "Kafka/Redpanda bootstrap servers (required)",
+         "HOST:PORT[,...]"),
+    Spec("redis_url", str, "redis://localhost:6379/0",
+         "Redis URL; rediss:// for TLS, redis://user:pass@host/db for AUTH", "URL"),
+    Spec("redis_password", str, None,
+         "Redis AUTH password (prefer the env var: flags show up in ps)", "SECRET", secret=True),
+    Spec("group_id", str, "pm-polars", "consumer group of the fills consumer", "ID"),
+    Spec("fills_pattern", str, r"^orders\.filled\..*",
+         "regex of fill topics (must start with ^); new matching topics join at run time",
+         "REGEX"),
+    Spec("ticks_topic", str, "market.ticks", "topic of market ticks, read in full by every "
+         "instance (no group)", "TOPIC"),
+    Spec("ticks_start", str, "earliest", "where ticks start when Redis holds no tick offsets; "
+         "'latest' is unreliable on tansu (re-delivers)", "WHERE", choices=("earliest", "latest")),
+    Spec("dlq_topic", str, "pm.deadletter", "dead-letter topic for invalid records", "TOPIC"),
+    Spec("archive_root", _optional_path, None, "root directory of the Parquet archive "
+         "(stored for archive sinks; none are built in yet)", "DIR"),
+    Spec("metrics_port", int, 9108, "port of /metrics and /healthz; 0 disables", "N"),
+    Spec("metrics_host", str, "0.0.0.0", "address /metrics and /healthz bind to", "ADDR"),
+    Spec("max_events", int, 50_000, "flush a micro-batch at this many records", "N"),
+    Spec("max_wait_ms", float, 20.0, "flush a micro-batch this long after its first record",
+         "MS"),
+    Spec("starting_cash", float, 1_000_000.0, "cash credited to a portfolio at its first fill "
+         "(account currency)", "AMOUNT"),
+    Spec("instruments", _optional_path, None, "instruments CSV/Parquet (instrument_token, "
+         "multiplier or lot_size); default: multiplier 1 for all", "FILE"),
+    Spec("dedupe_retention", duration_s, 86_400.0, "remember fill ids this long (event "
+         "time, seconds or 90s/15m/24h/7d) to drop redeliveries; keep Kafka retention longer",
+         "DURATION", shown="24h"),
+    Spec("max_reject_ratio", float, 0.5, "stop (exit 3) if more than this share of the last "
+         "--reject-window records is invalid", "RATIO"),
+    Spec("reject_window", int, 1000, "records the reject ratio is measured over", "N"),
+    Spec("key_prefix", str, "", "namespace prepended to every Redis key and channel", "PREFIX"),
+    Spec("health_timeout", duration_s, 10.0, "/healthz answers 503 when the loop has not "
+         "iterated for this long (seconds or 30s/1m)", "DURATION", shown="10s"),
+)
+SPEC_BY_NAME = {s.name: s for s in SPECS}
+SECRET_WORDS = ("password", "secret", "key.pem", "sasl.oauthbearer.config")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings of one daemon (see ``SPECS`` for meaning and defaults)."""
+
+    bootstrap_servers: str
+    redis_url: str = "redis://localhost:6379/0"
+    redis_password: str | None = None
+    group_id: str = "pm-polars"
+    fills_pattern: str = r"^orders\.filled\..*"
+    ticks_topic: str = "market.ticks"
+    ticks_start: str = "earliest"
+    dlq_topic: str = "pm.deadletter"
+    archive_root: Path | None = None
+    metrics_port: int = 9108
+    metrics_host: str = "0.0.0.0"
+    max_events: int = 50_000
+    max_wait_ms: float = 20.0
+    starting_cash: float = 1_000_000.0
+    instruments: Path | None = None
+    dedupe_retention: float = 86_400.0  # seconds
+    max_reject_ratio: float = 0.5
+    reject_window: int = 1000
+    key_prefix: str = ""
+    health_timeout: float = 10.0  # seconds
+    kafka: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def _fail(name: str, problem: str, fix: str) -> ConfigError:
+    spec = SPEC_BY_NAME.get(name)
+    where = f"{spec.flag} / {spec.env} / '{name}' in the config file" if spec else name
+    return ConfigError(f"setting {where}: {problem}. Fix: {fix}")
+
+
+def validate(s: Settings) -> None:
+    """Raise :class:`ConfigError` naming the first invalid setting and how to fix it."""
+    if not s.bootstrap_servers:
+        raise _fail("bootstrap_servers", "missing", "give the Kafka brokers as HOST:PORT")
+    if urlsplit(s.redis_url).scheme not in ("redis", "rediss", "unix"):
+        raise _fail("redis_url", f"unsupported URL {redact_url(s.redis_url)!r}",
+                    "use redis://HOST:PORT/DB, rediss://... (TLS) or unix:///path")
+    if not s.fills_pattern.startswith("^"):
+        raise _fail("fills_pattern", f"{s.fills_pattern!r} is not a regex subscription",
+                    "start it with ^ (librdkafka only treats ^... as a pattern)")
+    try:
+        re.compile(s.fills_pattern)
+    except re.error as exc:
+        raise _fail("fills_pattern", f"invalid regex ({exc})", "fix the expression") from exc
+    if re.match(s.fills_pattern, s.ticks_topic) or re.match(s.fills_pattern, s.dlq_topic):
+        raise _fail("fills_pattern", "matches the ticks or dead-letter topic",
+                    "narrow the pattern so only fill topics match")
+    if s.ticks_start not in ("earliest", "latest"):
+        raise _fail("ticks_start", f"{s.ticks_start!r}", "use earliest or latest")
+    positive = {"max_events": s.max_events, "reject_window": s.reject_window,
+                "max_wait_ms": s.max_wait_ms, "health_timeout": s.health_timeout,
+                "dedupe_retention": s.dedupe_retention}
+    for name, value in positive.items():
+        if not value > 0:
+            raise _fail(name, f"must be > 0, got {value}", "give a positive number")
+    if not 0 < s.max_reject_ratio <= 1:
+        raise _fail("max_reject_ratio", f"must be in (0, 1], got {s.max_reject_ratio}",
+                    "give a fraction such as 0.5")
+    if not 0 <= s.metrics_port < 65536:
+        raise _fail("metrics_port", f"{s.metrics_port} is not a port", "use 1-65535 or 0")
+    if s.instruments is not None and not s.instruments.exists():
+        raise _fail("instruments", f"file {s.instruments} does not exist",
+                    "point it at a CSV or Parquet instruments table")
+    for key in s.kafka:
+        if not key or "=" in key:
+            raise ConfigError(f"librdkafka property {key!r} is malformed. Fix: -X key=value")
+
+
+def parse_value(name: str, text: Any) -> Any:
+    """Parse one setting from text (env, flag) or a TOML value; errors name the setting."""
+    spec = SPEC_BY_NAME[name]
+    if spec.choices and str(text) not in spec.choices:
+        raise _fail(name, f"{text!r} is not one of {', '.join(spec.choices)}",
+                    f"use one of {', '.join(spec.choices)}")
+    try:
+        return spec.parse(text if isinstance(text, str) else str(text))
+    except (TypeError, ValueError) as exc:
+        raise _fail(name, f"cannot parse {text!r} ({exc})", f"give a {spec.metavar}") from exc
+
+
+def is_secret_property(key: str) -> bool:
+    return any(word in key.lower() for word in SECRET_WORDS)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redacted(s: Settings) -> dict[str, Any]:
+    """Settings as a dict that is safe to log: secrets become ``***``."""
+    out: dict[str, Any] = {}
+    for spec in SPECS:
+        value = getattr(s, spec.name)
+        if spec.secret and value:
+            value = "***"
+        out[spec.name] = str(value) if isinstance(value, Path) else value
+    out["redis_url"] = redact_url(s.redis_url)
+    out["kafka"] = {k: ("***" if is_secret_property(k) else v) for k, v in s.kafka.items()}
+    return out

@@ -1,0 +1,168 @@
+"""The fills consumer: a consumer group on a topic pattern, cooperative-sticky.
+
+Offsets come from Redis, not from Kafka: on assignment the ``Ownership`` listener loads each
+partition's state and returns the offset to start at (``None``: the beginning), and we
+``incremental_assign`` exactly there. Kafka commits are only written after the Redis commit
+(``commit``), for lag monitoring. Auto-commit and the offset store are off.
+Rebalance callbacks run inside ``consume`` on the caller's thread, so they never interleave
+with the apply/commit of a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from pm_polars.daemon.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+ERROR_LOG_INTERVAL_S = 5.0
+
+
+class Ownership(Protocol):
+    """Reacts to assignment changes (implemented by the app)."""
+
+    def assigned(self, tps: list[TP]) -> dict[TP, int | None]: ...
+    def revoked(self, tps: list[TP], lost: bool) -> None: ...
+
+
+def consumer_config(
+    bootstrap: str, group_id: str, extra: Mapping[str, str]
+) -> dict[str, Any]:
+    """Our required settings over librdkafka defaults; ``-X`` properties override them."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "partition.assignment.strategy": "cooperative-sticky",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+        "topic.metadata.refresh.interval.ms": 30_000,
+        **extra,
+    }
+
+
+class ErrorLog:
+    """Logs a Kafka error once per ``ERROR_LOG_INTERVAL_S`` per code (it may repeat fast)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.last: dict[int, float] = {}
+
+    def __call__(self, err: KafkaError, where: str) -> None:
+        self.metrics.kafka_errors.inc()
+        now = time.monotonic()
+        if now - self.last.get(err.code(), -1e9) >= ERROR_LOG_INTERVAL_S:
+            self.last[err.code()] = now
+            log.warning("event=kafka_error where=%s code=%s error=%r", where, err.name(), err.str())
+
+
+class FillsSource:
+    """Group consumer of the fill topics."""
+
+    def __init__(
+        self, config: dict[str, Any], pattern: str, ownership: Ownership, metrics: Metrics
+    ) -> None:
+        self.consumer = Consumer({**config, "error_cb": self._on_error})
+        self.ownership, self.metrics = ownership, metrics
+        self.errors = ErrorLog(metrics)
+        self.owned: set[TP] = set()
+        self.consumer.subscribe(
+            [pattern], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+
+    def _on_error(self, err: KafkaError) -> None:
+        self.errors(err, "fills")
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        self.metrics.rebalance("assign")
+        starts = self.ownership.assigned(tps) if tps else {}
+        assign = []
+        for t, p in tps:
+            start = starts.get((t, p))
+            assign.append(TopicPartition(t, p, OFFSET_BEGINNING if start is None else start))
+        consumer.incremental_assign(assign)
+        self.owned.update(tps)
+        self.metrics.assigned.set(len(self.owned))
+        log.info("event=assigned partitions=%s starts=%s", _fmt(tps),
+                 {f"{t}:{p}": starts.get((t, p)) for t, p in tps})
+
+    def _revoke(self, partitions: list[TopicPartition], lost: bool) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        self.metrics.rebalance("lost" if lost else "revoke")
+        if tps:
+            self.ownership.revoked(tps, lost)
+        self.owned.difference_update(tps)
+        self.metrics.assigned.set(len(self.owned))
+        log.info("event=%s partitions=%s", "lost" if lost else "revoked", _fmt(tps))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._revoke(partitions, lost=False)
+        consumer.incremental_unassign(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._revoke(partitions, lost=True)
+        consumer.incremental_unassign(partitions)
+
+    def consume(self, max_records: int, timeout: float) -> list[Message]:
+        """Up to ``max_records`` records of owned partitions; errors are logged, not returned."""
+        msgs = self.consumer.consume(num_messages=max_records, timeout=timeout)
+        if not msgs:
+            return msgs
+        good = []
+        owned = self.owned
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    self.errors(err, "fills")
+            elif (msg.topic(), msg.partition()) in owned:
+                good.append(msg)
+        return good
+
+    def seek(self, tp: TP, offset: int | None) -> None:
+        """Restart fetching ``tp`` at ``offset`` (``None``: the beginning)."""
+        target = OFFSET_BEGINNING if offset is None else offset
+        self.consumer.seek(TopicPartition(tp[0], tp[1], target))
+
+    def commit(self, offsets: Mapping[TP, int], asynchronous: bool = True) -> None:
+        """Commit next offsets of owned partitions to Kafka (monitoring only, after Redis)."""
+        parts = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in self.owned]
+        if parts:
+            try:
+                if asynchronous:
+                    self.consumer.commit(offsets=parts, asynchronous=True)
+                else:
+                    self.consumer.commit(offsets=parts, asynchronous=False)
+            except Exception as exc:  # KafkaException: e.g. no coordinator yet
+                log.debug("event=kafka_commit_failed error=%r", exc)
+
+    def lag(self, next_offsets: Mapping[TP, int | None]) -> dict[TP, int]:
+        """High watermark (cached from fetches; tansu's ListOffsets is wrong) minus position."""
+        out = {}
+        for tp in self.owned:
+            try:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
+            except Exception:  # no fetch yet
+                continue
+            pos = next_offsets.get(tp)
+            if high >= 0:
+                out[tp] = max(0, high - (pos or 0))
+        return out
+
+    def close(self) -> None:
+        """Leave the group (revokes every partition through the callbacks)."""
+        self.consumer.close()
+
+
+def _fmt(tps: list[TP]) -> str:
+    return ",".join(f"{t}:{p}" for t, p in sorted(tps)) or "-"

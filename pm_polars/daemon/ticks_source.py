@@ -1,0 +1,97 @@
+"""The ticks consumer: every partition of the ticks topic, like a global table.
+
+Not in any consumer group: librdkafka needs a ``group.id`` even for ``assign()``, so it gets
+a dummy one, but it never subscribes, joins or commits. Start offsets are the tick offsets
+stored in Redis (with the prices, in the same MULTI); partitions without one start at the
+beginning (``ticks_start="earliest"``, ``OFFSET_BEGINNING``) or the end (``"latest"``,
+``OFFSET_END``; tansu mis-handles OFFSET_END and re-delivers part of the log). Fill
+rebalances never touch this consumer. New partitions are picked up by a periodic metadata
+check (``refresh``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    Message,
+    TopicPartition,
+)
+
+from pm_polars.daemon.fills_source import ErrorLog
+from pm_polars.daemon.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+REFRESH_INTERVAL_S = 2.0
+
+
+class TicksSource:
+    """Assigned (not subscribed) consumer of all partitions of ``topic``."""
+
+    def __init__(
+        self, config: Mapping[str, Any], topic: str, start: str, stored: Mapping[int, int],
+        metrics: Metrics,
+    ) -> None:
+        conf = {**config, "enable.auto.commit": False, "enable.auto.offset.store": False,
+                "error_cb": self._on_error}
+        conf.pop("partition.assignment.strategy", None)
+        self.consumer = Consumer(conf)
+        self.topic, self.metrics = topic, metrics
+        self.default_start = OFFSET_END if start == "latest" else OFFSET_BEGINNING
+        self.stored = dict(stored)
+        self.assigned: set[int] = set()
+        self.errors = ErrorLog(metrics)
+        self.next_refresh = 0.0
+
+    def _on_error(self, err: KafkaError) -> None:
+        self.errors(err, "ticks")
+
+    def refresh(self, force: bool = False) -> None:
+        """Assign partitions of the topic that appeared since the last check."""
+        now = time.monotonic()
+        if not force and now < self.next_refresh:
+            return
+        self.next_refresh = now + REFRESH_INTERVAL_S
+        try:
+            meta = self.consumer.list_topics(self.topic, timeout=1.0).topics.get(self.topic)
+        except Exception as exc:  # KafkaException: broker unreachable
+            log.debug("event=ticks_metadata_failed error=%r", exc)
+            return
+        if meta is None or meta.error is not None:
+            return
+        new = sorted(set(meta.partitions) - self.assigned)
+        if not new:
+            return
+        parts = [
+            TopicPartition(self.topic, p, self.stored.get(p, self.default_start)) for p in new
+        ]
+        self.consumer.incremental_assign(parts)
+        self.assigned.update(new)
+        log.info("event=ticks_assigned topic=%s partitions=%s starts=%s", self.topic, new,
+                 {p.partition: p.offset for p in parts})
+
+    def consume(self, max_records: int, timeout: float) -> list[Message]:
+        if not self.assigned:
+            return []
+        msgs = self.consumer.consume(num_messages=max_records, timeout=timeout)
+        if not msgs:
+            return msgs
+        good = []
+        for msg in msgs:
+            err = msg.error()
+            if err is None:
+                good.append(msg)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                self.errors(err, "ticks")
+        return good
+
+    def close(self) -> None:
+        self.consumer.close()

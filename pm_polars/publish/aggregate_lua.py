@@ -1,0 +1,171 @@
+"""The Lua script that completes a daemon checkpoint inside the MULTI/EXEC.
+
+It runs after the partition state and the strategy documents were queued, and:
+
+1. sums every partition's ``pm:parts`` contribution of the changed sources into
+   ``portfolio:{source}_Overall`` (+ its position hashes and the index) and into ``aum``;
+2. records ``pm:owner`` (portfolio -> partition) and returns portfolios already owned by a
+   different partition (reported by the caller, never merged);
+3. writes ``prices`` only where the tick is not older than the stored one, and tick offsets
+   only upwards, so instances at different tick positions never move them backwards.
+
+Numbers are written with ``%.17g`` (exact doubles); cjson's encoder would keep 14 digits.
+Timestamps (ns) are compared as decimal strings: Lua numbers are doubles.
+The argument is one JSON object (see :func:`request`). Not Redis Cluster compatible (keys
+are built from the prefix), like the multi-key MULTI/EXEC around it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+SCRIPT = r"""
+local req = cjson.decode(ARGV[1])
+local P = req.prefix
+local INT = {quantity=true, buy_quantity=true, sell_quantity=true, open_positions=true,
+             instrument_token=true}
+local PF = {'cash','total_realized_pnl','total_unrealized_pnl','total_fees','total_pnl',
+            'net_pnl','market_value','equity','gross_exposure','net_exposure','open_positions'}
+local POS = {'quantity','realized_pnl','unrealized_pnl','fees','market_value','buy_quantity',
+             'sell_quantity','buy_value','sell_value','cost'}
+local POS_OUT = {'instrument_token','quantity','average_price','last_price','realized_pnl',
+                 'unrealized_pnl','fees','multiplier','market_value','buy_quantity',
+                 'sell_quantity','buy_value','sell_value'}
+
+local function isnull(x) return x == nil or x == cjson.null end
+local function num(name, x)
+  if isnull(x) then return 'null' end
+  if x ~= x or x == math.huge or x == -math.huge then return 'null' end
+  if INT[name] then return string.format('%d', x) end
+  local s = string.format('%.17g', x)
+  if not string.find(s, '[%.eEn]') then s = s .. '.0' end
+  return s
+end
+local function field(name, x)
+  if type(x) == 'string' then return cjson.encode(x) end
+  return num(name, x)
+end
+local function object(names, t)
+  local parts = {}
+  for _, k in ipairs(names) do parts[#parts + 1] = cjson.encode(k) .. ':' .. field(k, t[k]) end
+  return parts
+end
+local function sorted_parts(key)
+  local flat = redis.call('HGETALL', key)
+  local names, vals = {}, {}
+  for i = 1, #flat, 2 do names[#names + 1] = flat[i]; vals[flat[i]] = flat[i + 1] end
+  table.sort(names)
+  local out = {}
+  for _, n in ipairs(names) do out[#out + 1] = cjson.decode(vals[n]) end
+  return out
+end
+
+for _, src in ipairs(req.sources) do
+  local pid = src .. '_Overall'
+  local tot, pos, toks = {}, {}, {}
+  for _, k in ipairs(PF) do tot[k] = 0 end
+  for _, part in ipairs(sorted_parts(P .. 'pm:parts:' .. req.group .. ':overall:' .. src)) do
+    for _, k in ipairs(PF) do tot[k] = tot[k] + (isnull(part.totals[k]) and 0 or part.totals[k]) end
+    for tok, row in pairs(part.positions) do
+      local acc = pos[tok]
+      if acc == nil then
+        acc = {instrument_token = tonumber(tok)}
+        for _, k in ipairs(POS) do acc[k] = 0 end
+        pos[tok] = acc; toks[#toks + 1] = tonumber(tok)
+      end
+      for _, k in ipairs(POS) do acc[k] = acc[k] + (isnull(row[k]) and 0 or row[k]) end
+      if isnull(acc.last_price) and not isnull(row.last_price) then acc.last_price = row.last_price end
+      if isnull(acc.multiplier) and not isnull(row.multiplier) then acc.multiplier = row.multiplier end
+    end
+  end
+  table.sort(toks)
+  local posjson = {}
+  for _, t in ipairs(toks) do
+    local acc = pos[tostring(t)]
+    acc.average_price = (acc.quantity ~= 0) and (acc.cost / acc.quantity) or 0
+    posjson[#posjson + 1] = cjson.encode(tostring(t)) .. ':{' .. table.concat(object(POS_OUT, acc), ',') .. '}'
+    local hash = {}
+    for _, k in ipairs(POS_OUT) do
+      local v = num(k, acc[k]); if v == 'null' then v = '' end
+      hash[#hash + 1] = k; hash[#hash + 1] = v
+    end
+    redis.call('HSET', P .. 'position:' .. pid .. ':' .. t, unpack(hash))
+  end
+  local head = {'"portfolio_id":' .. cjson.encode(pid), '"source":' .. cjson.encode(src),
+                '"strategy_id":"Overall"'}
+  for _, s in ipairs(object(PF, tot)) do head[#head + 1] = s end
+  head[#head + 1] = '"positions":{' .. table.concat(posjson, ',') .. '}'
+  redis.call('SET', P .. 'portfolio:' .. pid, '{' .. table.concat(head, ',') .. '}')
+  redis.call('SADD', P .. 'portfolios', pid)
+end
+
+if req.aum then
+  local total, by = 0, {}
+  local names = {}
+  for _, part in ipairs(sorted_parts(P .. 'pm:parts:' .. req.group .. ':aum')) do
+    total = total + part.total
+    for src, v in pairs(part.by_source) do
+      if by[src] == nil then by[src] = 0; names[#names + 1] = src end
+      by[src] = by[src] + v
+    end
+  end
+  table.sort(names)
+  local bs = {}
+  for _, src in ipairs(names) do bs[#bs + 1] = cjson.encode(src) .. ':' .. num('', by[src]) end
+  redis.call('SET', P .. 'aum', '{"total":' .. num('', total) .. ',"by_source":{' .. table.concat(bs, ',') .. '}}')
+end
+
+local conflicts = {}
+local owners = P .. 'pm:owner:' .. req.group
+for _, pair in ipairs(req.owners) do
+  local cur = redis.call('HGET', owners, pair[1])
+  if not cur then redis.call('HSET', owners, pair[1], pair[2])
+  elseif cur ~= pair[2] then conflicts[#conflicts + 1] = pair[1] .. '=' .. cur end
+end
+
+local function newer_or_equal(a, b)  -- decimal integer strings, '' = no timestamp
+  if a == '' or b == nil or b == '' then return true end
+  if string.sub(a, 1, 1) == '-' or string.sub(b, 1, 1) == '-' then return tonumber(a) >= tonumber(b) end
+  if #a ~= #b then return #a > #b end
+  return a >= b
+end
+for _, p in ipairs(req.prices) do
+  local cur = redis.call('HGET', P .. 'prices', p[1])
+  local curts = cur and string.match(cur, '"ts":(%-?%d+)')
+  if not cur or newer_or_equal(p[2], curts) then redis.call('HSET', P .. 'prices', p[1], p[3]) end
+end
+for _, o in ipairs(req.tick_offsets) do
+  local cur = redis.call('HGET', req.tick_offsets_key, o[1])
+  if not cur or tonumber(cur) < o[2] then redis.call('HSET', req.tick_offsets_key, o[1], o[2]) end
+end
+return conflicts
+"""
+
+
+def request(
+    *,
+    prefix: str,
+    group: str,
+    sources: Sequence[str],
+    aum: bool,
+    owners: Sequence[tuple[str, str]],
+    prices: Sequence[tuple[str, str, str]],
+    tick_offsets_key: str,
+    tick_offsets: Sequence[tuple[int, int]],
+) -> str:
+    """The script's single JSON argument.
+
+    ``prices`` items are ``(token, ts_ns_as_text_or_empty, price_json)``; ``tick_offsets``
+    items are ``(partition, next_offset)``; ``owners`` items ``(portfolio_id, part_name)``.
+    """
+    payload: dict[str, Any] = {
+        "prefix": prefix, "group": group, "sources": list(sources), "aum": aum,
+        "owners": [list(o) for o in owners], "prices": [list(p) for p in prices],
+        "tick_offsets_key": tick_offsets_key,
+        "tick_offsets": [[str(p), int(o)] for p, o in tick_offsets],
+    }
+    text = json.dumps(payload)
+    # cjson decodes [] as an empty table either way; make empty lists explicit arrays
+    return text
