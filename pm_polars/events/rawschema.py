@@ -21,7 +21,6 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 RAW_SCHEMA: dict[str, pl.DataType] = {
     "event_type": pl.String(),
@@ -91,11 +90,9 @@ def table_to_raw(table: pa.Table, ts_kind: str) -> tuple[pl.DataFrame, pl.Series
     that float64 cannot prove to be the exact integer sent (fraction, NaN, >= 2**53).
     """
     ts = table.column("ts")
-    if ts_kind == TS_DECIMAL:
-        ts = pc.cast(ts, pa.string())
     table = table.drop_columns(["ts"])
     for kind, name in ((TS_INT, "ts_int"), (TS_DECIMAL, "ts_num"), (TS_STRING, "ts_str")):
-        dtype = pa.int64() if kind == TS_INT else pa.string()
+        dtype = {TS_INT: pa.int64(), TS_DECIMAL: _TS_TYPES[TS_DECIMAL]}.get(kind, pa.string())
         table = table.append_column(name, ts if kind == ts_kind else pa.nulls(len(table), dtype))
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
@@ -105,7 +102,7 @@ def table_to_raw(table: pa.Table, ts_kind: str) -> tuple[pl.DataFrame, pl.Series
         pl.col("source"),
         pl.col("fill_id").cast(pl.String),
         pl.col("ts_int"),
-        pl.col("ts_num"),
+        pl.col("ts_num").cast(pl.String),  # plain decimal text (Arrow's cast may give 1E-9)
         pl.col("ts_str"),
         pl.col("quantity"),
         pl.col("fill_price"),
