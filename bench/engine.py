@@ -21,6 +21,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import polars as pl
 
@@ -93,12 +94,16 @@ def batch(fills: pl.DataFrame | None = None, ticks: pl.DataFrame | None = None) 
     )
 
 
-def median_seconds(runs: int, setup: Callable[[], object], work: Callable[[object], object]) -> float:
+def median_seconds(
+    runs: int, make_engine: Callable[[], PortfolioEngine], batches: list[DecodedBatch]
+) -> float:
+    """Median wall time of applying ``batches`` in order to a fresh ``make_engine()``."""
     times = []
     for _ in range(runs):
-        state = setup()
+        eng = make_engine()
         start = time.perf_counter()
-        work(state)
+        for b in batches:
+            eng.apply_decoded(b)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -127,37 +132,43 @@ def main() -> None:
     runs = parser.parse_args().runs
     print(f"pm_polars engine benchmark, median of {runs} runs, polars {pl.__version__}")
 
-    big = batch(fills_frame(1_000_000, 10_000))
-    s = median_seconds(runs, PortfolioEngine, lambda e: e.apply_decoded(big))  # type: ignore[attr-defined]
-    report("1M-fill batch, 10k positions", 1_000_000, s, "fills")
+    big = [batch(fills_frame(1_000_000, 10_000))]
+    report("1M-fill batch, 10k positions", 1_000_000,
+           median_seconds(runs, PortfolioEngine, big), "fills")
 
     mid = [batch(fills_frame(100_000, 10_000, seed=k)) for k in range(5)]
-    s = median_seconds(runs, PortfolioEngine, lambda e: [e.apply_decoded(b) for b in mid])  # type: ignore[attr-defined]
-    report("5 x 100k-fill batches, 10k positions", 500_000, s, "fills")
+    report("5 x 100k-fill batches, 10k positions", 500_000,
+           median_seconds(runs, PortfolioEngine, mid), "fills")
 
     small = [batch(fills_frame(10_000, 10_000, seed=k)) for k in range(20)]
-    s = median_seconds(runs, PortfolioEngine, lambda e: [e.apply_decoded(b) for b in small])  # type: ignore[attr-defined]
-    report("20 x 10k-fill micro-batches, 10k positions", 200_000, s, "fills")
+    report("20 x 10k-fill micro-batches, 10k positions", 200_000,
+           median_seconds(runs, PortfolioEngine, small), "fills")
 
-    hot = batch(hot_position(100_000))
-    s = median_seconds(runs, PortfolioEngine, lambda e: e.apply_decoded(hot))  # type: ignore[attr-defined]
-    report("hot position, 1e5 fills in one batch", 100_000, s, "fills")
+    hot = [batch(hot_position(100_000))]
+    report("hot position, 1e5 fills in one batch", 100_000,
+           median_seconds(runs, PortfolioEngine, hot), "fills")
 
-    warm = open_engine(10_000)
+    warm = open_engine(10_000).snapshot()
     ticks = [batch(ticks=ticks_frame(100_000, 100, seed=k)) for k in range(5)]
-    s = median_seconds(runs, lambda: warm, lambda e: [e.apply_decoded(b) for b in ticks])  # type: ignore[attr-defined]
-    report("5 x 100k-tick batches, 10k open positions", 500_000, s, "ticks")
+    report("5 x 100k-tick batches, 10k open positions", 500_000,
+           median_seconds(runs, partial(PortfolioEngine.restore, warm), ticks), "ticks")
 
     for n_open in (10_000, 1_000_000):
-        eng = open_engine(n_open)
-        one_k = [batch(ticks=ticks_frame(1_000, 10, seed=k)) for k in range(runs)]
-        it = iter(one_k)
-        s = median_seconds(runs, lambda e=eng: e, lambda e: e.apply_decoded(next(it)))  # type: ignore[attr-defined]
-        report(f"1k-tick batch (10 instruments), {n_open:,} open positions", 1_000, s, "ticks")
+        state = open_engine(n_open).snapshot()
+        one_k = [batch(ticks=ticks_frame(1_000, 10, seed=1))]
+        seconds = median_seconds(runs, partial(PortfolioEngine.restore, state), one_k)
+        report(f"1k-tick batch (10 instruments), {n_open:,} open positions", 1_000,
+               seconds, "ticks")
 
-    bytes_batch = _json_messages(100_000)
-    s = median_seconds(runs, PortfolioEngine, lambda e: e.apply(bytes_batch))  # type: ignore[attr-defined]
-    report("100k raw JSON messages (80% fills) decode+apply", 100_000, s, "events")
+    raw = _json_messages(100_000)
+    times = []
+    for _ in range(runs):
+        eng = PortfolioEngine()
+        start = time.perf_counter()
+        eng.apply(raw)
+        times.append(time.perf_counter() - start)
+    report("100k raw JSON messages (80% fills) decode+apply", 100_000,
+           statistics.median(times), "events")
 
 
 def _json_messages(n: int) -> list[bytes]:

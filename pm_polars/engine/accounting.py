@@ -121,7 +121,8 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
     """Per-fill accounting: one row per fill with the position after it.
 
     ``fills`` follows ``FILL_SCHEMA`` plus a ``multiplier`` column; ``positions`` follows
-    ``POSITION_STATE_SCHEMA`` (the state before the batch). Output columns added: ``q``
+    ``POSITION_STATE_SCHEMA`` (the state before the batch). Output: the fills' key, seq,
+    quantity, price, fee and multiplier columns plus ``_gid`` (position number), ``q``
     (quantity after the fill), ``average_price`` (after), ``closed_qty`` (units closed, >= 0)
     and ``realized`` (gross price P&L of this fill x multiplier). Rows come out sorted by
     position (in hash order), then arrival order.
@@ -131,7 +132,10 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
         pl.col("quantity").alias("q0"),
         pl.col("average_price").alias("a0"),
     )
-    f, start = _group_contiguously(fills)
+    lean = fills.select(
+        "seq", *KEYS, "quantity", "signed_qty", "fill_price", "fee", "multiplier"
+    )
+    f, start = _group_contiguously(lean)
     row = pl.int_range(pl.len(), dtype=pl.Int64)
     running = _d.cum_sum()
     f = (
@@ -140,6 +144,7 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
             pl.col("q0").fill_null(0),
             pl.col("a0").fill_null(0.0),
             (row - pl.when(start).then(row).forward_fill()).alias("idx"),
+            start.cum_sum().alias("_gid"),
             (running - pl.when(start).then(running - _d).forward_fill()).alias("_net"),
         )
         .with_columns((pl.col("q0") + pl.col("_net")).alias("q"))
@@ -147,7 +152,7 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
         .with_columns(_affine_coefficients())
         .drop("_net")
     )
-    max_run = int(f.get_column("idx").max() or 0) + 1 if f.height else 0
+    max_run = int(f.select(pl.col("idx").max()).item() or 0) + 1 if f.height else 0
     f = prefix_compose(f, max_run)
     c0 = pl.col("a0") * pl.col("q0")
     cost = pl.col("alpha") * c0 + pl.col("beta")
@@ -172,8 +177,9 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
 def position_deltas(ledger: pl.DataFrame) -> pl.DataFrame:
     """Collapse a fill ledger to one row per position: final quantity/average and sums."""
     notional = pl.col("quantity").cast(pl.Float64) * pl.col("fill_price") * pl.col("multiplier")
-    buy = pl.col("side") == "BUY"
-    return ledger.group_by(KEYS, maintain_order=True).agg(
+    buy = pl.col("signed_qty") > 0
+    return ledger.group_by("_gid", maintain_order=True).agg(
+        *[pl.col(k).first() for k in KEYS],
         pl.col("q").last().alias("quantity"),
         pl.col("average_price").last(),
         pl.col("realized").sum().alias("realized_pnl"),
@@ -204,15 +210,11 @@ def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame) -> pl.DataFra
         [(pl.col(c) + pl.col(f"{c}_old").fill_null(0)).alias(c) for c in cumulative]
     )
     untouched = positions.join(deltas.select(*KEYS), on=KEYS, how="anti")
-    updated = touched.select(list(POSITION_STATE_SCHEMA)).cast(POSITION_STATE_SCHEMA)
+    updated = touched.select(list(POSITION_STATE_SCHEMA)).cast(pl.Schema(POSITION_STATE_SCHEMA))
     return pl.concat([untouched, updated]).sort("instrument_token", maintain_order=True)
 
 
 def cash_flows(ledger: pl.DataFrame) -> pl.DataFrame:
     """Cash change per portfolio: BUY -q*p*m - fee, SELL +q*p*m - fee (account currency)."""
     flow = -pl.col("signed_qty") * pl.col("fill_price") * pl.col("multiplier") - pl.col("fee")
-    return ledger.group_by("portfolio_id", maintain_order=True).agg(
-        pl.col("source").first(),
-        pl.col("strategy_id").first(),
-        flow.sum().alias("cash_flow"),
-    )
+    return ledger.group_by("portfolio_id", maintain_order=True).agg(flow.sum().alias("cash_flow"))

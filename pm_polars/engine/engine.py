@@ -75,7 +75,7 @@ class PortfolioEngine:
         self._positions = pl.DataFrame(schema=accounting.POSITION_STATE_SCHEMA)
         self._cash = pl.DataFrame(schema=CASH_SCHEMA)
         self._marks = pl.DataFrame(schema=marks.MARK_STATE_SCHEMA)
-        self._seen = pl.DataFrame(schema=dedupe.SEEN_SCHEMA)
+        self._seen = dedupe.with_hashes(pl.DataFrame(schema=dedupe.SEEN_SCHEMA))
         self._clock_ns: int | None = None
 
     # ------------------------------------------------------------------ writes
@@ -93,7 +93,10 @@ class PortfolioEngine:
             positions = accounting.merge_positions(
                 self._positions, accounting.position_deltas(ledger)
             )
-            cash = self._merge_cash(accounting.cash_flows(ledger))
+            owners = fresh.select("portfolio_id", "source", "strategy_id").unique(
+                "portfolio_id", keep="first", maintain_order=True
+            )
+            cash = self._merge_cash(accounting.cash_flows(ledger).join(owners, on="portfolio_id"))
         else:
             fresh = fresh.with_columns(pl.lit(1.0).alias("multiplier"))
         new_marks, tick_changed = marks.merge_marks(
@@ -204,7 +207,8 @@ class PortfolioEngine:
     def snapshot(self) -> Snapshot:
         """The complete state, exact (frames are immutable, so nothing is copied)."""
         return Snapshot(
-            positions=self._positions, cash=self._cash, marks=self._marks, seen=self._seen,
+            positions=self._positions, cash=self._cash, marks=self._marks,
+            seen=self._seen.select(list(dedupe.SEEN_SCHEMA)),
             instruments=self._instruments,
             meta={
                 "starting_cash": self.starting_cash,
@@ -222,18 +226,22 @@ class PortfolioEngine:
         eng.dedupe_retention_ns = meta.get("dedupe_retention_ns")
         eng._clock_ns = meta.get("clock_ns")
         eng._instruments = snap.instruments
-        eng._positions = snap.positions.cast(accounting.POSITION_STATE_SCHEMA).sort(
+        eng._positions = snap.positions.cast(pl.Schema(accounting.POSITION_STATE_SCHEMA)).sort(
             "instrument_token", maintain_order=True
         )
-        eng._cash = snap.cash.cast(CASH_SCHEMA)
-        eng._marks = snap.marks.cast(marks.MARK_STATE_SCHEMA)
-        eng._seen = snap.seen.cast(dedupe.SEEN_SCHEMA)
+        eng._cash = snap.cash.cast(pl.Schema(CASH_SCHEMA))
+        eng._marks = snap.marks.cast(pl.Schema(marks.MARK_STATE_SCHEMA))
+        seen = snap.seen.select(list(dedupe.SEEN_SCHEMA)).cast(pl.Schema(dedupe.SEEN_SCHEMA))
+        eng._seen = dedupe.with_hashes(seen)
         return eng
 
 
 def _max_ts(clock: int | None, *frames: pl.DataFrame) -> int | None:
-    values = [clock] + [f.get_column("ts").max() for f in frames if f.height]
-    known = [int(v) for v in values if v is not None]  # type: ignore[call-overload]
+    known = [] if clock is None else [clock]
+    for frame in frames:
+        newest = frame.select(pl.col("ts").max()).item() if frame.height else None
+        if newest is not None:
+            known.append(int(newest))
     return max(known) if known else None
 
 

@@ -87,5 +87,5 @@ def merge_marks(
         pl.coalesce("eff_ts", ts_col).alias(ts_col),
     ).select(list(MARK_STATE_SCHEMA))
     kept = marks.join(updates.select("instrument_token"), on="instrument_token", how="anti")
-    new = pl.concat([kept, updates.cast(MARK_STATE_SCHEMA)])
+    new = pl.concat([kept, updates.cast(pl.Schema(MARK_STATE_SCHEMA))])
     return new, changed
