@@ -71,8 +71,10 @@ def hot_position(n: int) -> pl.DataFrame:
     """One position: reduce 99%, add back, flip, repeat (stresses the scan's products)."""
     i = pl.int_range(n, dtype=pl.Int64)
     phase = i % 4
-    qty = pl.when(phase == 0).then(1_000_000).when(phase == 1).then(990_000)
-    qty = qty.when(phase == 2).then(1_990_000).otherwise(1_000_000)
+    qty = (
+        pl.when(phase == 0).then(1_000_000).when(phase == 1).then(990_000)
+        .when(phase == 2).then(1_990_000).otherwise(1_000_000)
+    )
     buy = (phase == 0) | (phase == 3)
     frame = pl.select(
         seq=i, portfolio_id=pl.lit("paper_HOT"), source=pl.lit("paper"),
