@@ -22,11 +22,11 @@ from test_decode import enc, fill, tick
 
 from pm_polars.events import (
     DecodedBatch,
-    decode,
     decode_any,
     decode_dicts,
     decode_frame,
     decode_messages,
+    pipeline,
 )
 
 EVENTS: list[dict[str, Any]] = [
@@ -208,7 +208,7 @@ def test_junk_never_raises_loses_or_alters_valid_records(
 def test_fast_path_equals_reference_decoder(msgs: list[bytes | None]) -> None:
     fast = decode_messages(msgs)
     with pytest.MonkeyPatch.context() as mp:  # every record through the Python decoder
-        mp.setattr(decode, "parse_fast", lambda text: ([], list(range(len(text)))))
+        mp.setattr(pipeline, "parse_fast", lambda text: ([], list(range(len(text)))))
         reference = decode_messages(msgs)
     assert_frame_equal(fast.fills, reference.fills)
     assert_frame_equal(fast.ticks, reference.ticks)
