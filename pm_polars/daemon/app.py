@@ -24,8 +24,9 @@ from pm_polars.daemon.batching import MicroBatcher, RawBatch
 from pm_polars.daemon.checkpoint import TP, Checkpoint
 from pm_polars.daemon.config import Settings, redacted
 from pm_polars.daemon.dlq import DeadLetters, RejectGuard, RejectRatioExceeded
-from pm_polars.daemon.fills_source import FillsSource, consumer_config
+from pm_polars.daemon.fills_source import FillsSource
 from pm_polars.daemon.health import HealthServer, Liveness
+from pm_polars.daemon.kafka_config import consumer_config, producer_config
 from pm_polars.daemon.metrics import Metrics
 from pm_polars.daemon.partitions import Partitions
 from pm_polars.daemon.retry import Abandoned, Backoff
@@ -125,8 +126,7 @@ class Daemon:
                                 s.ticks_topic, s.ticks_start, offsets, self.metrics)
             ticks.refresh(force=True)
             fills = FillsSource(base, s.fills_pattern, self, self.metrics)
-            producer_conf = {"bootstrap.servers": s.bootstrap_servers, "linger.ms": 5, **s.kafka}
-            dead_letters = DeadLetters(producer_conf, s.dlq_topic)
+            dead_letters = DeadLetters(producer_config(s.bootstrap_servers, s.kafka), s.dlq_topic)
             step = BatchStep(
                 partitions=self.partitions, checkpoint=self.checkpoint, fills=fills,
                 dead_letters=dead_letters,

@@ -11,18 +11,17 @@ with the apply/commit of a batch.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from pm_polars.daemon.kafka_config import ErrorLog
 from pm_polars.daemon.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
-ERROR_LOG_INTERVAL_S = 5.0
 
 
 class Ownership(Protocol):
@@ -30,38 +29,6 @@ class Ownership(Protocol):
 
     def assigned(self, tps: list[TP]) -> dict[TP, int | None]: ...
     def revoked(self, tps: list[TP], lost: bool) -> None: ...
-
-
-def consumer_config(
-    bootstrap: str, group_id: str, extra: Mapping[str, str]
-) -> dict[str, Any]:
-    """Our required settings over librdkafka defaults; ``-X`` properties override them."""
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": group_id,
-        "partition.assignment.strategy": "cooperative-sticky",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "enable.partition.eof": False,
-        "topic.metadata.refresh.interval.ms": 30_000,
-        **extra,
-    }
-
-
-class ErrorLog:
-    """Logs a Kafka error once per ``ERROR_LOG_INTERVAL_S`` per code (it may repeat fast)."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self.last: dict[int, float] = {}
-
-    def __call__(self, err: KafkaError, where: str) -> None:
-        self.metrics.kafka_errors.inc()
-        now = time.monotonic()
-        if now - self.last.get(err.code(), -1e9) >= ERROR_LOG_INTERVAL_S:
-            self.last[err.code()] = now
-            log.warning("event=kafka_error where=%s code=%s error=%r", where, err.name(), err.str())
 
 
 class FillsSource:

@@ -25,7 +25,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from pm_polars.daemon.fills_source import ErrorLog
+from pm_polars.daemon.kafka_config import ErrorLog
 from pm_polars.daemon.metrics import Metrics
 
 log = logging.getLogger(__name__)
