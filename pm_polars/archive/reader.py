@@ -9,6 +9,7 @@ consumer crash), rows are deduplicated by event identity, keeping the latest arr
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -52,23 +53,31 @@ def scan(
     kind: str,
     days: Iterable[date] | None = None,
     columns: list[str] | None = None,
+    files: list[Path] | None = None,
 ) -> pl.LazyFrame:
     """Lazy frame over ``kind`` for ``days`` (all when None), typed by ``KIND_SCHEMAS``.
 
     Rows are deduplicated when the file names show overlaps; otherwise they come in file
     order (use ``.sort(ORDER)`` for arrival order). ``columns`` selects columns (the
-    identity and order columns are read as needed for deduplication).
+    identity and order columns are read as needed for deduplication). ``files`` restricts
+    the scan to those files (``days`` is then ignored).
     """
     schema = KIND_SCHEMAS[kind]
-    by_date = files_by_date(Path(root), kind, days)
-    files = [f for fs in by_date.values() for f in fs]
+    if files is None:
+        groups = list(files_by_date(Path(root), kind, days).values())
+    else:
+        by_dir: dict[Path, list[Path]] = {}
+        for f in files:
+            by_dir.setdefault(f.parent, []).append(f)
+        groups = list(by_dir.values())
+    files = [f for fs in groups for f in fs]
     wanted = list(schema) if columns is None else columns
     if not files:
         return pl.LazyFrame(schema={c: schema[c] for c in wanted})
     lf = pl.scan_parquet(
         files, hive_partitioning=False, missing_columns="insert", extra_columns="ignore"
     )
-    overlapping = any(has_overlaps(fs) for fs in by_date.values())
+    overlapping = any(has_overlaps(fs) for fs in groups)
     if overlapping:
         needed = list(dict.fromkeys([*wanted, *ORDER, *KAFKA_KEY, *LOCAL_KEY]))
         lf = dedupe(lf.select(needed))
@@ -87,16 +96,26 @@ def read(
     return frame if columns is None else frame.select(columns)
 
 
-def _file_stats(path: Path) -> tuple[int, int]:
-    """(rows, max arrival_ns) from the Parquet footer, without reading data pages."""
+@dataclass(frozen=True)
+class FileStats:
+    """What a file's Parquet footer says: rows and the range of ``arrival_ns``."""
+
+    path: Path
+    rows: int
+    first_arrival: int
+    last_arrival: int
+
+
+def file_stats(path: Path) -> FileStats:
+    """Rows and arrival range of an archive file, from its footer (no data pages read)."""
     meta = pq.ParquetFile(path).metadata
     idx = meta.schema.names.index("arrival_ns")
-    best = 0
+    lo, hi = 2**63 - 1, 0
     for g in range(meta.num_row_groups):
         stats = meta.row_group(g).column(idx).statistics
         if stats is not None and stats.has_min_max:
-            best = max(best, int(stats.max))
-    return meta.num_rows, best
+            lo, hi = min(lo, int(stats.min)), max(hi, int(stats.max))
+    return FileStats(path, meta.num_rows, lo if lo <= hi else 0, hi)
 
 
 def fingerprint(root: str | Path, days: Iterable[date]) -> dict[str, list[int]]:
@@ -110,8 +129,8 @@ def fingerprint(root: str | Path, days: Iterable[date]) -> dict[str, list[int]]:
     for d in sorted(set(days)):
         values: list[int] = []
         for kind in STATE_KINDS:
-            stats = [_file_stats(f) for f in data_files(date_dir(Path(root), kind, d))]
-            values += [sum(s[0] for s in stats), max((s[1] for s in stats), default=0)]
+            stats = [file_stats(f) for f in data_files(date_dir(Path(root), kind, d))]
+            values += [sum(s.rows for s in stats), max((s.last_arrival for s in stats), default=0)]
         out[d.isoformat()] = values
     return out
 

@@ -64,9 +64,11 @@ def is_closed(root: str | Path, day: date) -> bool:
 
 
 def _open_trips(positions: pl.DataFrame) -> pl.DataFrame:
-    """The open-trip carry kept in an end-of-day positions table."""
+    """The open-trip carry kept in an end-of-day positions table (missing columns null)."""
+    cols = positions.columns
     return positions.filter(pl.col("trip_fills").is_not_null()).select(
-        list(trips.TRIP_CARRY_SCHEMA)
+        [pl.col(c) if c in cols else pl.lit(None, t).alias(c)
+         for c, t in trips.TRIP_CARRY_SCHEMA.items()]
     )
 
 
@@ -95,6 +97,9 @@ def roll_day(
     closed, carry = trips.day_trips(day, prior.positions, fills, carry)
     positions = roll.day_positions(day, prev_pos, prev_marks, engine.positions()).join(
         carry, on=KEYS, how="left"
+    ).with_columns(
+        (pl.col("trip_cash") + pl.col("quantity").cast(pl.Float64) * pl.col("average_price")
+         * pl.col("multiplier")).alias("trip_realized")
     )
     portfolios = roll.day_portfolios(day, prev_port, engine.portfolios(), positions,
                                      engine.starting_cash)

@@ -7,9 +7,13 @@ peak absolute quantity, realized P&L (average cost, x multiplier, account curren
 ``net_pnl = realized_pnl - fees``. A flip fill counts in both trips; its realized P&L and fee
 belong to the trip it closes.
 
-Trips span days: the open trip of each position is carried from one end of day to the next
-(``TRIP_CARRY_SCHEMA``, kept in the end-of-day positions table), so a trip closed today
-includes what it realized and paid on earlier days. Trips open before the first end of day
+A trip starts and ends flat, so under average cost its realized P&L is the sum of its cash
+flows before fees (``-signed quantity x price x multiplier``; a flip's flow split into its
+closing and opening parts): no per-fill average-cost replay is needed. Trips span days: the
+open trip of each position is carried from one end of day to the next (``TRIP_CARRY_SCHEMA``,
+kept in the end-of-day positions table), so a trip closed today includes what it realized and
+paid on earlier days; ``trip_realized`` there is the open trip's realized P&L so far
+(``trip_cash + quantity x average_price x multiplier``). Trips open before the first end of day
 that was computed start from that day (their open time is then unknown, null).
 """
 
@@ -19,7 +23,7 @@ from datetime import date
 
 import polars as pl
 
-from pm_polars.engine.accounting import KEYS, fill_ledger
+from pm_polars.engine.accounting import KEYS
 
 TRIP_CARRY_SCHEMA: dict[str, pl.DataType] = {
     "portfolio_id": pl.String(),
@@ -27,7 +31,7 @@ TRIP_CARRY_SCHEMA: dict[str, pl.DataType] = {
     "trip_open_ts": pl.Int64(),
     "trip_fills": pl.Int64(),
     "trip_peak": pl.Int64(),
-    "trip_realized": pl.Float64(),
+    "trip_cash": pl.Float64(),  # the open trip's cash flows so far, before fees
     "trip_fees": pl.Float64(),
 }
 
@@ -46,19 +50,30 @@ TRIP_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _contributions(ledger: pl.DataFrame) -> pl.DataFrame:
-    """Per fill, what it adds to its trip; a flip adds a second row to the next trip."""
+def _contributions(prior: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
+    """Per fill, what it adds to its trip; a flip adds a second row to the next trip.
+
+    ``cash`` is the fill's cash flow before fees (``-signed quantity x price x m``); a flip's
+    is split into the closing part (old trip) and the opening part (new trip).
+    """
+    d, p = pl.col("signed_qty"), pl.col("fill_price") * pl.col("multiplier")
     q, qp = pl.col("q"), pl.col("q_prev")
+    base = (
+        fills.join(prior.select(*KEYS, pl.col("quantity").alias("q0")), on=KEYS, how="left",
+                   maintain_order="left")
+        .with_columns((pl.col("q0").fill_null(0) + d.cum_sum().over(KEYS)).alias("q"))
+        .with_columns((q - d).alias("q_prev"))
+    )
     ends = (qp != 0) & ((q == 0) | (q.sign() != qp.sign()))
     flip = (qp != 0) & (q != 0) & (q.sign() != qp.sign())
-    base = ledger.with_columns(
-        ends.alias("ended"),
-        flip.alias("flip"),
+    base = base.with_columns(
+        ends.alias("ended"), flip.alias("flip"),
         (ends.cast(pl.Int64).cum_sum() - ends.cast(pl.Int64)).over(KEYS).alias("trip_no"),
     )
     own = base.select(
         *KEYS, "trip_no", "ended",
-        pl.col("realized"), pl.col("fee"), pl.lit(1, pl.Int64).alias("fills"),
+        (pl.when(pl.col("flip")).then(qp).otherwise(-d).cast(pl.Float64) * p).alias("cash"),
+        pl.col("fee"), pl.lit(1, pl.Int64).alias("fills"),
         pl.when(qp == 0).then(pl.col("ts")).alias("open_ts"),
         pl.when(pl.col("ended")).then(pl.col("ts")).alias("close_ts"),
         pl.max_horizontal(qp.abs(), pl.when(pl.col("flip")).then(0).otherwise(q.abs()))
@@ -67,7 +82,7 @@ def _contributions(ledger: pl.DataFrame) -> pl.DataFrame:
     )
     flips = base.filter(pl.col("flip")).select(
         *KEYS, (pl.col("trip_no") + 1).alias("trip_no"), pl.lit(False).alias("ended"),
-        pl.lit(0.0).alias("realized"), pl.lit(0.0).alias("fee"),
+        (-q.cast(pl.Float64) * p).alias("cash"), pl.lit(0.0).alias("fee"),
         pl.lit(1, pl.Int64).alias("fills"), pl.col("ts").alias("open_ts"),
         pl.lit(None, pl.Int64).alias("close_ts"), q.abs().alias("peak"), q.sign().alias("dir"),
     )
@@ -81,20 +96,27 @@ def day_trips(
 
     ``prior`` is the engine position state before the day (``POSITION_STATE_SCHEMA``),
     ``fills`` the day's applied fills in arrival order with a ``multiplier`` column,
-    ``carry`` the open-trip carry of the previous day (``TRIP_CARRY_SCHEMA``).
+    ``carry`` the open-trip carry of the previous day (``TRIP_CARRY_SCHEMA``). A trip's
+    realized P&L is the sum of its cash flows (it starts and ends flat); a carried trip
+    without carry starts from the position's cost basis.
     """
     carry = carry.select(list(TRIP_CARRY_SCHEMA)).cast(pl.Schema(TRIP_CARRY_SCHEMA))
     if fills.height == 0:
         return pl.DataFrame(schema=TRIP_SCHEMA), carry
+    basis = prior.select(
+        *KEYS, pl.col("quantity").alias("q0"),
+        (-pl.col("quantity").cast(pl.Float64) * pl.col("average_price") * pl.col("multiplier"))
+        .alias("basis_cash"),
+    )
     trips = (
-        _contributions(fill_ledger(prior, fills))
+        _contributions(prior, fills)
         .group_by(*KEYS, "trip_no")
         .agg(
-            pl.col("ended").any(), pl.col("realized").sum(), pl.col("fee").sum(),
+            pl.col("ended").any(), pl.col("cash").sum(), pl.col("fee").sum(),
             pl.col("fills").sum(), pl.col("open_ts").min(), pl.col("close_ts").max(),
             pl.col("peak").max(), pl.col("dir").first(),
         )
-        .join(prior.select(*KEYS, pl.col("quantity").alias("q0")), on=KEYS, how="left")
+        .join(basis, on=KEYS, how="left")
     )
     carried = (pl.col("trip_no") == 0) & (pl.col("q0").fill_null(0) != 0)
     trips = trips.join(carry, on=KEYS, how="left").with_columns(
@@ -102,8 +124,8 @@ def day_trips(
         .alias("open_ts"),
         pl.col("fills") + pl.when(carried).then(pl.col("trip_fills")).otherwise(0).fill_null(0),
         pl.max_horizontal("peak", pl.when(carried).then(pl.col("trip_peak"))),
-        pl.col("realized")
-        + pl.when(carried).then(pl.col("trip_realized")).otherwise(0.0).fill_null(0.0),
+        pl.col("cash")
+        + pl.when(carried).then(pl.coalesce("trip_cash", "basis_cash")).otherwise(0.0),
         pl.col("fee") + pl.when(carried).then(pl.col("trip_fees")).otherwise(0.0).fill_null(0.0),
     )
     closed = trips.filter(pl.col("ended")).select(
@@ -111,12 +133,12 @@ def day_trips(
         pl.when(pl.col("dir") > 0).then(pl.lit("LONG")).otherwise(pl.lit("SHORT"))
         .alias("direction"),
         "open_ts", "close_ts", "fills", pl.col("peak").alias("peak_quantity"),
-        pl.col("realized").alias("realized_pnl"), pl.col("fee").alias("fees"),
-        (pl.col("realized") - pl.col("fee")).alias("net_pnl"),
+        pl.col("cash").alias("realized_pnl"), pl.col("fee").alias("fees"),
+        (pl.col("cash") - pl.col("fee")).alias("net_pnl"),
     ).cast(pl.Schema(TRIP_SCHEMA)).sort(*KEYS, "close_ts")
     still_open = trips.filter(~pl.col("ended")).select(
         *KEYS, pl.col("open_ts").alias("trip_open_ts"), pl.col("fills").alias("trip_fills"),
-        pl.col("peak").alias("trip_peak"), pl.col("realized").alias("trip_realized"),
+        pl.col("peak").alias("trip_peak"), pl.col("cash").alias("trip_cash"),
         pl.col("fee").alias("trip_fees"),
     ).cast(pl.Schema(TRIP_CARRY_SCHEMA))
     untouched = carry.join(fills.select(KEYS).unique(), on=KEYS, how="anti")

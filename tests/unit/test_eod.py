@@ -179,3 +179,22 @@ def test_requested_day_without_events_still_gets_a_snapshot(tmp_path: Path) -> N
     assert res.rolled == [D1, D2, D3, later]
     s2 = row(res.positions, portfolio_id="paper_S2")
     check(s2, overnight_quantity=-6, quantity=-6, m2m=0.0, prev_close=96.0, close=96.0)
+
+
+def test_trip_realized_adds_up_to_the_engine_realized(tmp_path: Path) -> None:
+    """Demo feed (opens, adds, reduces, flips): trips realize what the engine realized."""
+    import io
+
+    from pm_polars.demo.runner import run_demo
+
+    res = run_demo(events=8_000, batch_size=600, seed=9, data_dir=tmp_path, refresh_s=1e9,
+                   out=io.StringIO(), archive_root=tmp_path / "archive")
+    eod = run_eod(tmp_path / "archive", D3)
+    closed = eod.trips.group_by("portfolio_id").agg(pl.col("realized_pnl").sum())
+    still_open = eod.positions.group_by("portfolio_id").agg(
+        pl.col("trip_realized").fill_null(0.0).sum().alias("open"))
+    both = (res.portfolios.select("portfolio_id", "total_realized_pnl")
+            .join(closed, on="portfolio_id").join(still_open, on="portfolio_id"))
+    assert both.height >= 10 and eod.trips.height > 100
+    assert (both["realized_pnl"] + both["open"]).to_list() == pytest.approx(
+        both["total_realized_pnl"].to_list(), abs=1e-6)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from history_helpers import D3, START, at, batch, fill, tick
+from history_helpers import D3, START, at, batch, build_book, fill, tick
 from polars.testing import assert_frame_equal
 
 from pm_polars import PortfolioEngine, Snapshot
-from pm_polars.archive import ArchiveWriter, save_engine_config
-from pm_polars.archive.replay import load_ordered, replay
+from pm_polars.archive import ArchiveWriter, archive_dates, save_engine_config
+from pm_polars.archive.replay import arrival_windows, load_ordered, replay
 from pm_polars.cli import main
 from pm_polars.demo.runner import run_demo
 
@@ -105,6 +105,16 @@ def test_replay_after_rearchived_offsets_equals_live(tmp_path: Path) -> None:
     with ArchiveWriter(tmp_path, fsync=False) as w:
         for events in kafka_batches(with_ids=False)[1:]:
             w.submit(batch(events))
+    same_state(replay(tmp_path), live)
+
+
+def test_replay_walks_arrival_windows_across_days(tmp_path: Path) -> None:
+    live = build_book(tmp_path)
+    windows = arrival_windows(tmp_path, archive_dates(tmp_path), chunk_events=1)
+    # one batch a day: its fills file and ticks file end at the same arrival -> 3 windows
+    assert windows is not None and len(windows) == 3
+    assert [w.after for w in windows[1:]] == [w.upto for w in windows[:-1]]
+    same_state(replay(tmp_path, chunk_events=1), live)
     same_state(replay(tmp_path), live)
 
 
