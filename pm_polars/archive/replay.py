@@ -158,7 +158,8 @@ def arrival_windows(
             return None
         stats[kind] = [reader.file_stats(f) for fs in by_date.values() for f in fs]
     every = sorted((s for ss in stats.values() for s in ss), key=lambda s: s.last_arrival)
-    cuts, rows = [], 0
+    cuts: list[int] = []
+    rows = 0
     for s in every:
         rows += s.rows
         if rows >= chunk_events and (not cuts or s.last_arrival > cuts[-1]):
