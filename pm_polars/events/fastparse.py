@@ -2,8 +2,9 @@
 
 1. **Routing** (columnar regexes over the batch): only messages that are provably one object
    on one line go to pyarrow - they start with ``{``, end with ``}``, hold no raw CR/LF, no
-   ``}`` followed by another value, no escaped key and no ``-NaN`` (which pyarrow accepts but
-   JSON does not). Everything else is left to the Python decoder (``pyparse``). Messages are
+   ``}`` followed by another value, no escaped key, no ``-NaN``/``Inf`` literal (which
+   pyarrow accepts but JSON does not) and at most ``MAX_OPENERS`` brackets (pyarrow accepts any nesting depth,
+   Python's recursive parser does not). Everything else is left to the Python decoder (``pyparse``). Messages are
    grouped by the JSON type of ``ts`` (integer / fraction / string) and ``fill_id`` (string /
    number), because pyarrow needs one explicit type per field.
 2. **Read**: a group is cut into pieces of ``PIECE`` messages, read in parallel threads; each
@@ -52,9 +53,12 @@ _NOT_ONE_LINE_OBJECT = "|".join(
         r"[\r\n]",  # pretty-printed: breaks line splitting
         r"\}" + _WS + r"[^ \t,}\]]",  # a value after a closing brace: maybe two objects
         r'\\[^"]*"' + _WS + ":",  # an escaped key: pyarrow would unescape it, regexes not
-        r"-NaN",  # pyarrow accepts it, JSON (and Python) does not
+        r"[:\[,]" + _WS + r"(?:-NaN|-?Inf(?:[^i]|$))",  # pyarrow accepts these, JSON does not
     ]
 )
+# More [ or { than this: maybe nested deeper than Python's JSON parser allows (it recurses),
+# so the Python decoder decides (pyarrow would accept any depth).
+MAX_OPENERS = 256
 _TS_STRING = r'"ts"' + _WS + ":" + _WS + '"'
 _TS_FRACTION = r'"ts"' + _WS + ":" + _WS + r"-?[0-9]+[.eE]"
 _FILL_ID_NUMBER = r'"fill_id"' + _WS + ":" + _WS + "-?[0-9]"
@@ -86,7 +90,12 @@ def route(text: pl.Series) -> pl.DataFrame:
         .select(
             pl.col("idx").cast(pl.Int64),
             t,
-            (t.str.starts_with("{") & t.str.ends_with("}") & ~t.str.contains(_NOT_ONE_LINE_OBJECT))
+            (
+                t.str.starts_with("{")
+                & t.str.ends_with("}")
+                & ~t.str.contains(_NOT_ONE_LINE_OBJECT)
+                & (t.str.count_matches(r"[\[{]") <= MAX_OPENERS)
+            )
             .fill_null(False)
             .alias("fast"),
             t.str.contains(_TS_STRING).fill_null(False).alias("ts_string"),

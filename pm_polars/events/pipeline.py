@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def as_bytes(i: int, value: object) -> bytes | None:
+    """Message ``i`` as bytes (``str`` encoded as UTF-8); ``TypeError`` for other types."""
     if value is None or isinstance(value, bytes):
         return value
     if isinstance(value, bytearray | memoryview):
@@ -39,6 +40,7 @@ def as_bytes(i: int, value: object) -> bytes | None:
 
 
 def to_binary(values: Sequence[object]) -> pa.Array:
+    """Messages as an Arrow ``large_binary`` array (``None`` -> null)."""
     try:
         return pa.array(values, type=pa.large_binary())
     except (pa.ArrowException, TypeError, ValueError):
@@ -70,6 +72,7 @@ def _utf8_text(arr: pa.Array) -> pl.Series:
 
 
 def _column(name: str, values: Sequence[Any] | pl.Series | None, dtype: Any, n: int) -> pl.Series:
+    """A per-message column (all null when not given); its length must match the batch."""
     if values is None:
         return pl.repeat(None, n, dtype=dtype, eager=True).alias(name)
     if len(values) != n:
@@ -88,6 +91,11 @@ def decode_binary(
     offsets: Sequence[int] | pl.Series | None = None,
     kafka_timestamps_ms: Sequence[int | None] | None = None,
 ) -> DecodedBatch:
+    """Decode an Arrow binary array of messages (null = tombstone) into a ``DecodedBatch``.
+
+    Provenance sequences, when given, have one value per message; ``kafka_timestamps_ms``
+    (ms since epoch, ``None``/negative = unknown) stands in for a missing/null ``ts``.
+    """
     n = len(arr)
     extra = [
         _column("topic", topics, pl.String, n),

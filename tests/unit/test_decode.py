@@ -133,6 +133,19 @@ def test_exponent_quantity_and_pretty_printed_json_are_valid() -> None:
     assert batch.fills["seq"].to_list() == [0, 1, 2]
 
 
+def test_nesting_depth_gets_the_same_verdict_alone_and_in_a_batch() -> None:
+    def nested(depth: int) -> bytes:
+        return enc(tick()).replace(b"{", b'{"x": ' + b"[" * depth + b"]" * depth + b", ", 1)
+
+    for depth, valid in ((200, True), (100_000, False)):
+        alone = decode_messages([nested(depth)])
+        mixed = decode_messages([enc(fill()), b"{bad", nested(depth)] * 40)
+        assert alone.ticks.height == int(valid) and mixed.ticks.height == 40 * int(valid)
+        if not valid:
+            assert alone.rejects["reason"][0] == "not valid JSON: nested too deeply"
+            assert mixed.rejects["reason"].to_list()[1::2] == alone.rejects["reason"].to_list() * 40
+
+
 def test_extra_fields_are_ignored_whatever_they_hold() -> None:
     junk = {"nested": {"a": [1, {"b": None}], "ts": "x"}, "blob": "z" * 100_000, "n": 1e300}
     odd_tick = tick(quantity="not a number", original_signal=7, fill_price=[1], source=5)
@@ -222,6 +235,14 @@ REJECTS: list[tuple[bytes | None, str]] = [
     ),
     (enc(tick(ts=True)), "ts: expected an epoch number or an ISO-8601 string, got boolean"),
     (b'{"event_type": "market_tick", "instrument_token": 1, "last_price": -NaN}', "not valid JSON"),
+    (
+        b'{"event_type": "market_tick", "instrument_token": 1, "last_price": 2, "x": Inf}',
+        "not valid JSON",
+    ),
+    (
+        b'{"event_type": "market_tick", "instrument_token": 1, "last_price": 2, "x": [-Inf]}',
+        "not valid JSON",
+    ),
     (
         b'{"event_type": "market_tick", "instrument_token": 1, "last_price": 2, "last_price": 3}',
         "last_price: duplicate key",

@@ -174,7 +174,35 @@ def valid_fill(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     return event, expected
 
 
+TRICKY = [b"Inf", b"-Inf", b"-NaN", b"NaN", b"Infinity", b"1e400", b"-0", b"01", b"true"]
+TRICKY += [b"\\u0074", b"\\ud800", b"}", b"{", b"[", b",", b":", b'"', b"\n", b"\xff", b"\t"]
+TRICKY += [
+    b"[" * 300 + b"]" * 300,
+    b"[" * 3000 + b"]" * 3000,
+    b'{"ts": 1.5}',
+    b'"ts": "x", ',
+    b'"fill_id": 1.5, ',
+]
+
+
+def splice(msg: bytes, token: bytes, at: int) -> bytes:
+    at %= len(msg) + 1
+    return msg[:at] + token + msg[at:]
+
+
+def as_extra_value(msg: bytes, token: bytes) -> bytes:
+    """``token`` as the value of an extra (ignored) field: only its JSON validity matters."""
+    return b'{"x": ' + token + b", " + msg[1:]
+
+
 junk = st.one_of(
+    st.builds(as_extra_value, st.sampled_from([enc(fill()), enc(tick())]), st.sampled_from(TRICKY)),
+    st.builds(
+        splice,
+        st.sampled_from([enc(fill()), enc(tick())]),
+        st.sampled_from(TRICKY),
+        st.integers(0, 300),
+    ),
     st.binary(max_size=40),
     json_values.map(lambda v: json.dumps(v).encode()),
     st.none(),
