@@ -2,12 +2,15 @@
 
 It runs after the partition state and the strategy documents were queued, and:
 
-1. sums every partition's ``pm:parts`` contribution of the changed sources into
+1. writes ``prices`` only where the tick is not older than the stored one;
+2. sums every partition's ``pm:parts`` contribution of the changed sources into
    ``portfolio:{source}_Overall`` (+ its position hashes and the index) and into ``aum``;
-2. records ``pm:owner`` (portfolio -> partition) and returns portfolios already owned by a
+   an aggregate position's ``last_price`` is the latest tick from ``prices`` (a partition's
+   own contribution may carry an older mark), else the first contribution's fill mark;
+3. records ``pm:owner`` (portfolio -> partition) and returns portfolios already owned by a
    different partition (reported by the caller, never merged);
-3. writes ``prices`` only where the tick is not older than the stored one, and tick offsets
-   only upwards, so instances at different tick positions never move them backwards.
+4. moves tick offsets only upwards, so instances at different tick positions never move
+   them (or ``prices``) backwards.
 
 Numbers are written with ``%.17g`` (exact doubles); cjson's encoder would keep 14 digits.
 Timestamps (ns) are compared as decimal strings: Lua numbers are doubles.
@@ -62,6 +65,17 @@ local function sorted_parts(key)
   return out
 end
 
+local function newer_or_equal(a, b)  -- decimal integer strings, '' = no timestamp
+  if a == '' or b == nil or b == '' then return true end
+  if string.sub(a, 1, 1) == '-' or string.sub(b, 1, 1) == '-' then return tonumber(a) >= tonumber(b) end
+  if #a ~= #b then return #a > #b end
+  return a >= b
+end
+for _, p in ipairs(req.prices) do
+  local cur = redis.call('HGET', P .. 'prices', p[1])
+  local curts = cur and string.match(cur, '"ts":(%-?%d+)')
+  if not cur or newer_or_equal(p[2], curts) then redis.call('HSET', P .. 'prices', p[1], p[3]) end
+end
 for _, src in ipairs(req.sources) do
   local pid = src .. '_Overall'
   local tot, pos, toks = {}, {}, {}
@@ -85,6 +99,8 @@ for _, src in ipairs(req.sources) do
   for _, t in ipairs(toks) do
     local acc = pos[tostring(t)]
     acc.average_price = (acc.quantity ~= 0) and (acc.cost / acc.quantity) or 0
+    local tick = redis.call('HGET', P .. 'prices', tostring(t))
+    if tick then acc.last_price = cjson.decode(tick).last_price end
     posjson[#posjson + 1] = cjson.encode(tostring(t)) .. ':{' .. table.concat(object(POS_OUT, acc), ',') .. '}'
     local hash = {}
     for _, k in ipairs(POS_OUT) do
@@ -125,17 +141,6 @@ for _, pair in ipairs(req.owners) do
   elseif cur ~= pair[2] then conflicts[#conflicts + 1] = pair[1] .. '=' .. cur end
 end
 
-local function newer_or_equal(a, b)  -- decimal integer strings, '' = no timestamp
-  if a == '' or b == nil or b == '' then return true end
-  if string.sub(a, 1, 1) == '-' or string.sub(b, 1, 1) == '-' then return tonumber(a) >= tonumber(b) end
-  if #a ~= #b then return #a > #b end
-  return a >= b
-end
-for _, p in ipairs(req.prices) do
-  local cur = redis.call('HGET', P .. 'prices', p[1])
-  local curts = cur and string.match(cur, '"ts":(%-?%d+)')
-  if not cur or newer_or_equal(p[2], curts) then redis.call('HSET', P .. 'prices', p[1], p[3]) end
-end
 for _, o in ipairs(req.tick_offsets) do
   local cur = redis.call('HGET', req.tick_offsets_key, o[1])
   if not cur or tonumber(cur) < o[2] then redis.call('HSET', req.tick_offsets_key, o[1], o[2]) end

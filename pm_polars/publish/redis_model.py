@@ -8,6 +8,10 @@ portfolio (never per event). Keys come from :mod:`pm_polars.publish.keys`:
 * ``position:{pid}:{token}``   HASH of the position's fields as text (``""`` for null);
 * ``portfolios``               SET index of portfolio ids.
 
+A portfolio is rewritten when a fill touches it or a tick moves the mark of an instrument
+it holds an *open* position in; a flat position's ``last_price`` therefore shows the mark
+as of the portfolio's last rewrite (its money fields are 0 and stay exact).
+
 The ``{source}_Overall`` documents, ``aum`` and ``prices`` are written by the aggregate Lua
 script (they span instances). The ``portfolio-updates`` message is
 ``{"portfolio_ids": [...], "ts": ns}`` where ``ts`` is the writer's clock at the batch.

@@ -2,7 +2,9 @@
 
 The reference is a ``PortfolioEngine`` that applied the same events in produce order; the
 daemon must publish the same numbers. Quantities must be equal; money to ``rel`` relative
-to ``max(|value|, 1)`` (aggregates are summed in a different order in Lua).
+to ``max(|value|, 1)`` (aggregates are summed in a different order in Lua). A flat
+strategy position's ``last_price`` is not compared: ticks only republish portfolios with an
+open position in the ticked instrument, so it shows the mark of its last republication.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ def differences(
             for f in POSITION_MONEY:
                 if not with_marks and f in mark_fields:
                     continue
+                if f == "last_price" and wpos["quantity"] == 0 and not pid.endswith("_Overall"):
+                    continue  # a flat position is not republished on ticks (documented)
                 if not _close(gpos[f], wpos[f], rel):
                     problems.append(f"{pid}[{tok}].{f}: {gpos[f]!r} != {wpos[f]!r}")
     extra = set(docs) - set(wanted)
