@@ -7,7 +7,9 @@ so it runs on a small minority of records; it is also the definition of what a m
 JSON rules: strict RFC 8259 as Python's ``json`` reads it, plus the ``NaN`` / ``Infinity`` /
 ``-Infinity`` literals (they decode, then fail the finiteness rules). Only the fields of the
 record's own event type are type-checked; everything else is ignored, whatever it holds.
-Value rules (``> 0``, BUY/SELL, ...) are *not* checked here but in ``validate``.
+A key repeated among the record's own fields is a reject (which value would be meant is
+ambiguous); repeats elsewhere are ignored. Value rules (``> 0``, BUY/SELL, ...) are *not*
+checked here but in ``validate``.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def _text(value: Any, path: str) -> str:
 
 
 def get_str(obj: dict[str, Any], key: str, path: str) -> str | None:
+    """A string field (null/absent -> None); ``path`` names it in reasons."""
     value = obj.get(key)
     if value is None:
         return None
@@ -101,6 +104,7 @@ def get_int(obj: dict[str, Any], key: str, path: str) -> int | None:
 
 
 def get_float(obj: dict[str, Any], key: str, path: str) -> float | None:
+    """A number field as float64 (correctly rounded; beyond float range -> +-inf)."""
     value = obj.get(key)
     if value is None:
         return None

@@ -1,15 +1,15 @@
 """Columnar validation: judge every decoded row at once and split fills / ticks / rejects.
 
 Input: ``RAW_SCHEMA`` rows (see ``rawschema``) plus ``seq``, ``raw`` (the record's bytes),
-``kafka_ts_ms`` and the provenance columns. One ``when/then`` chain yields ``reason``, the
-*first* failing rule of the record's event type (``null`` = valid), in this order:
+``kafka_ts_ms`` and the provenance columns. One expression over all rows yields ``reason``,
+the *first* failing rule of the record's event type (``null`` = valid), in this order:
 
 decode problems (``parse_error``) -> ``event_type`` -> fills: ``source``, ``original_signal``
 (``strategy_id``, ``instrument_token``, ``signal_type``), ``quantity``, ``fill_price``, ``fee``;
 ticks: ``instrument_token``, ``last_price`` -> ``ts``.
 
-Rules: strings non-empty (not blank); ``signal_type`` BUY/SELL in any letter case (output upper
-case); ``quantity`` > 0; prices finite and > 0; ``fee`` finite, missing = 0.0 (negative =
+Rules: strings non-empty (not blank); ``signal_type`` BUY/SELL in any ASCII letter case
+(output upper case); ``quantity`` > 0; prices finite and > 0; ``fee`` finite, missing = 0.0 (negative =
 rebate); ``fill_id`` "" is treated as absent (no dedupe key). ``ts`` see ``timestamps``.
 """
 
@@ -75,7 +75,7 @@ def _fill_rules() -> list[_Rule]:
         _required("sig_token", "original_signal.instrument_token"),
         _required("signal_type", "original_signal.signal_type"),
         (
-            ~side.is_in(list(SIDES)),
+            ~(side.is_in(list(SIDES)) & pl.col("signal_type").str.contains("^[A-Za-z]+$")),
             pl.format(
                 "original_signal.signal_type: must be BUY or SELL, got {}", _shown("signal_type")
             ),

@@ -201,6 +201,7 @@ REJECTS: list[tuple[bytes | None, str]] = [
         "original_signal.signal_type: must be BUY or SELL, got 'HOLD'",
     ),
     (enc(fill(signal={"signal_type": None})), "original_signal.signal_type: is required"),
+    (enc(fill(signal={"signal_type": "\u017fell"})), "must be BUY or SELL, got '\u017fell'"),
     (
         enc(fill(signal={"signal_type": True})),
         "original_signal.signal_type: expected a string, got boolean",
