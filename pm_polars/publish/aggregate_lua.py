@@ -73,7 +73,7 @@ local function newer_or_equal(a, b)  -- decimal integer strings, '' = no timesta
 end
 for _, p in ipairs(req.prices) do
   local cur = redis.call('HGET', P .. 'prices', p[1])
-  local curts = cur and string.match(cur, '"ts":(%-?%d+)')
+  local curts = cur and string.match(cur, '"ts":%s*(%-?%d+)')
   if not cur or newer_or_equal(p[2], curts) then redis.call('HSET', P .. 'prices', p[1], p[3]) end
 end
 for _, src in ipairs(req.sources) do

@@ -1,0 +1,95 @@
+"""Daemon settings: precedence flag > env > file > default, errors that name the fix,
+secrets redacted, and --help documenting every setting with its default."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from pm_polars.cli import build_parser
+from pm_polars.daemon.config import SPECS, ConfigError, Settings, duration_s, redacted
+from pm_polars.daemon.config_sources import add_arguments, resolve
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
+    cfg = tmp_path / "pm.toml"
+    cfg.write_text(
+        'bootstrap_servers = "file:9092"\nmax_events = 111\nmax_wait_ms = 7\n'
+        'group_id = "from-file"\n[kafka]\n"security.protocol" = "SSL"\n"linger.ms" = 1\n'
+    )
+    env = {"PM_MAX_EVENTS": "222", "PM_GROUP_ID": "from-env",
+           "PM_KAFKA_PROPERTIES": "linger.ms=2;acks=all"}
+    s = resolve(_args("--config", str(cfg), "--group-id", "from-flag", "-X", "acks=1"), env)
+    assert s.bootstrap_servers == "file:9092"  # file only
+    assert s.max_events == 222  # env beats file
+    assert s.group_id == "from-flag"  # flag beats env
+    assert s.max_wait_ms == 7.0  # file beats default
+    assert s.ticks_topic == "market.ticks"  # default
+    assert s.kafka == {"security.protocol": "SSL", "linger.ms": "2", "acks": "1"}
+
+
+def test_durations_accept_suffixes() -> None:
+    assert duration_s("24h") == 86_400.0
+    assert duration_s("90s") == 90.0 and duration_s("1.5m") == 90.0 and duration_s("7") == 7.0
+    s = resolve(_args("--bootstrap-servers", "b:1", "--dedupe-retention", "2d"), {})
+    assert s.dedupe_retention == 172_800.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "needle"),
+    [
+        ((), {}, "--bootstrap-servers / PM_BOOTSTRAP_SERVERS"),
+        (("--bootstrap-servers", "b:1", "--max-events", "lots"), {}, "--max-events"),
+        (("--bootstrap-servers", "b:1"), {"PM_MAX_WAIT_MS": "-1"}, "PM_MAX_WAIT_MS"),
+        (("--bootstrap-servers", "b:1", "--fills-pattern", "orders"), {}, "start it with ^"),
+        (("--bootstrap-servers", "b:1", "--redis-url", "http://x"), {}, "--redis-url"),
+        (("--bootstrap-servers", "b:1", "--ticks-start", "now"), {}, "earliest, latest"),
+        (("--bootstrap-servers", "b:1", "-X", "novalue"), {}, "key=value"),
+        (("--bootstrap-servers", "b:1", "--max-reject-ratio", "2"), {}, "fraction"),
+    ],
+)
+def test_config_errors_name_the_setting_and_the_fix(
+    argv: tuple[str, ...], env: dict[str, str], needle: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        resolve(_args(*argv), env)
+    assert needle in str(err.value)
+    assert "Fix" in str(err.value) or "use one of" in str(err.value)
+
+
+def test_unknown_file_key_is_an_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "pm.toml"
+    cfg.write_text('bootstrap_servers = "b:1"\nmax_event = 5\n')
+    with pytest.raises(ConfigError, match="unknown setting.*max_event"):
+        resolve(_args("--config", str(cfg)), {})
+
+
+def test_secrets_are_redacted() -> None:
+    s = Settings(
+        bootstrap_servers="b:1", redis_url="rediss://user:hunter2@redis:6380/0",
+        redis_password="s3cret",
+        kafka={"sasl.password": "pw1", "ssl.key.password": "pw2", "sasl.username": "me"},
+    )
+    text = repr(redacted(s))
+    for secret in ("hunter2", "s3cret", "pw1", "pw2"):
+        assert secret not in text
+    assert "me" in text and "rediss://user:***@redis:6380/0" in text
+
+
+def test_help_documents_every_setting_with_its_default() -> None:
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    text = " ".join(sub.format_help().split())
+    for spec in SPECS:
+        assert spec.flag in text, spec.flag
+        assert spec.env in text, spec.env
+    assert "Default 50000" in text and "Default 20.0" in text and "Default 24h" in text
+    assert "Default 'pm-polars'" in text.replace("pm- polars", "pm-polars")
