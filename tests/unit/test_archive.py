@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from itertools import count
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def kafka_fills(first: int, last: int, partition: int = 3) -> list[dict[str, obj
     ]
 
 
-def clock(start: int = 1_000) -> object:
+def clock(start: int = 1_000) -> Callable[[], int]:
     it = count(start)
     return lambda: next(it)
 
