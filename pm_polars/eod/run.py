@@ -49,7 +49,7 @@ class EodResult:
 
 def _base(root: Path, day: date, fps: dict[str, list[int]]) -> date | None:
     for d in reversed([d for d in store.state_dates(root) if d < day]):
-        if store.is_current(store.read_state(root, d), fps, d):
+        if store.is_current(store.state_meta(root, d), fps, d):
             return d
         log.info("eod: state of %s is stale (archive changed since), looking further back", d)
     return None
@@ -57,10 +57,11 @@ def _base(root: Path, day: date, fps: dict[str, list[int]]) -> date | None:
 
 def is_closed(root: str | Path, day: date) -> bool:
     """True when ``day`` has end-of-day snapshots that match the archive as it is now."""
-    if not (store.state_path(root, day) / "meta.json").exists():
+    meta = store.state_meta(root, day)
+    if not meta:
         return False
     fps = reader.fingerprint(root, reader.archive_dates(root, day))
-    return store.is_current(store.read_state(root, day), fps, day)
+    return store.is_current(meta, fps, day)
 
 
 def _open_trips(positions: pl.DataFrame) -> pl.DataFrame:

@@ -14,8 +14,10 @@ date it consumed (``reader.fingerprint``), used to tell whether it is still curr
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -53,8 +55,14 @@ def read_state(root: str | Path, day: date) -> Snapshot:
     return Snapshot.read(state_path(root, day))
 
 
-def is_current(snapshot: Snapshot, fingerprints: dict[str, list[int]], day: date) -> bool:
-    """True when the archive up to ``day`` is what ``snapshot`` consumed."""
-    consumed = snapshot.meta.get("eod", {}).get("consumed")
+def state_meta(root: str | Path, day: date) -> dict[str, Any]:
+    """The ``meta.json`` of ``day``'s state (without reading its tables); {} if none."""
+    path = state_path(root, day) / "meta.json"
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def is_current(meta: dict[str, Any], fingerprints: dict[str, list[int]], day: date) -> bool:
+    """True when the archive up to ``day`` is what the state with ``meta`` consumed."""
+    consumed = meta.get("eod", {}).get("consumed")
     expected = {k: v for k, v in fingerprints.items() if k <= day.isoformat()}
     return consumed == expected
