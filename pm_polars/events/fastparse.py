@@ -48,13 +48,12 @@ _FIRST_WINDOW = 256  # messages per read while scanning a piece pyarrow rejected
 _MAX_BLOCK = (1 << 31) - 1
 
 _WS = r"[ \t]*"
-_NOT_ONE_LINE_OBJECT = "|".join(
-    [
-        r"[\r\n]",  # pretty-printed: breaks line splitting
-        r"\}" + _WS + r"[^ \t,}\]]",  # a value after a closing brace: maybe two objects
-        r'\\[^"]*"' + _WS + ":",  # an escaped key: pyarrow would unescape it, regexes not
-        r"[:\[,]" + _WS + r"(?:-NaN|-?Inf(?:[^i]|$))",  # pyarrow accepts these, JSON does not
-    ]
+# Separate patterns, OR-ed: one regex alternation of them is ~8x slower in Polars 2.1.
+_NOT_ONE_LINE_OBJECT = (
+    r"[\r\n]",  # pretty-printed: breaks line splitting
+    r"\}" + _WS + r"[^ \t,}\]]",  # a value after a closing brace: maybe two objects
+    r'\\[^"]*"' + _WS + ":",  # an escaped key: pyarrow would unescape it, regexes not
+    r"[:\[,]" + _WS + r"(?:-NaN|-?Inf(?:[^i]|$))",  # pyarrow accepts these, JSON does not
 )
 # More [ or { than this: maybe nested deeper than Python's JSON parser allows (it recurses),
 # so the Python decoder decides (pyarrow would accept any depth).
@@ -64,19 +63,23 @@ _TS_FRACTION = r'"ts"' + _WS + ":" + _WS + r"-?[0-9]+[.eE]"
 _FILL_ID_NUMBER = r'"fill_id"' + _WS + ":" + _WS + "-?[0-9]"
 # Text showing a wrong JSON type or a syntax error pyarrow would trip over; used only on a
 # piece pyarrow rejected, to take the likely culprits out before reading it again.
-_SUSPECT = "|".join(
-    [
-        r'"(?:quantity|fill_price|fee|instrument_token|last_price)"'
-        + _WS
-        + ":"
-        + _WS
-        + r"[^-0-9nNI \t]",
-        r'"(?:event_type|source|strategy_id|signal_type)"' + _WS + ":" + _WS + r'[^" \tn]',
-        r'"original_signal"' + _WS + ":" + _WS + r"[^{ \tn]",
-        r'"ts"' + _WS + ":" + _WS + r"[tf\[{NI]",
-        r",[ \t]*[}\]]",
-    ]
+_SUSPECT = (
+    r'"(?:quantity|fill_price|fee|instrument_token|last_price)"'
+    + _WS
+    + ":"
+    + _WS
+    + r"[^-0-9nNI \t]",
+    r'"(?:event_type|source|strategy_id|signal_type)"' + _WS + ":" + _WS + r'[^" \tn]',
+    r'"original_signal"' + _WS + ":" + _WS + r"[^{ \tn]",
+    r'"ts"' + _WS + ":" + _WS + r"[tf\[{NI]",
+    r",[ \t]*[}\]]",
 )
+
+
+def _matches_any(expr: pl.Expr, patterns: tuple[str, ...]) -> pl.Expr:
+    return pl.any_horizontal([expr.str.contains(p) for p in patterns])
+
+
 _ERROR_ROW = re.compile(r"in row (\d+)")
 _UNCONVERTIBLE = re.compile(r"Failed to convert JSON to [^:]+?(?:, couldn't parse)?:\s*(\S+)")
 
@@ -93,7 +96,7 @@ def route(text: pl.Series) -> pl.DataFrame:
             (
                 t.str.starts_with("{")
                 & t.str.ends_with("}")
-                & ~t.str.contains(_NOT_ONE_LINE_OBJECT)
+                & ~_matches_any(t, _NOT_ONE_LINE_OBJECT)
                 & (t.str.count_matches(r"[\[{]") <= MAX_OPENERS)
             )
             .fill_null(False)
@@ -197,7 +200,8 @@ def _read_piece(
     result = _read(texts, schema)
     if isinstance(result, pa.Table):
         return [(result, idx)], []
-    suspect = pl.Series(texts).str.contains(_SUSPECT).to_arrow()
+    frame = pl.DataFrame({"t": pl.Series(texts)})
+    suspect = frame.select(_matches_any(pl.col("t"), _SUSPECT)).to_series().to_arrow()
     slow: list[int] = idx.filter(suspect).to_pylist()
     if slow:
         keep = pc.invert(suspect)
