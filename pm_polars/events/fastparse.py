@@ -1,21 +1,17 @@
-"""Fast path: read batches of JSON messages with pyarrow's multi-threaded JSON reader.
+"""Fast path: read batches of JSON messages with pyarrow's JSON reader, in parallel pieces.
 
-1. **Routing** (columnar regexes over the batch): only messages that are provably one object
-   on one line go to pyarrow - they start with ``{``, end with ``}``, hold no raw CR/LF, no
-   ``}`` followed by another value, no escaped key, no ``-NaN``/``Inf`` literal (which
-   pyarrow accepts but JSON does not) and at most ``MAX_OPENERS`` brackets (pyarrow accepts any nesting depth,
-   Python's recursive parser does not). Everything else is left to the Python decoder (``pyparse``). Messages are
-   grouped by the JSON type of ``ts`` (integer / fraction / string) and ``fill_id`` (string /
-   number), because pyarrow needs one explicit type per field.
+1. **Routing** (``routing``): messages pyarrow may read, grouped by per-field JSON types.
 2. **Read**: a group is cut into pieces of ``PIECE`` messages, read in parallel threads; each
    piece is joined with ``\\n`` and read with an explicit schema (unknown fields ignored).
    Every routed line starts with ``{`` and so yields at least one row: the row count must
    equal the line count, which proves rows align 1:1 with messages.
-3. **Failure** (one bad record makes pyarrow reject a whole read): the piece is cut at the
-   row pyarrow names (that record goes to Python), or around the records holding the value
-   pyarrow could not convert, or else halved; pieces of ``SMALL`` records or fewer go to
-   Python record by record. Integer fields are read as float64 and rows whose values are not
-   exact integers below 2**53 are re-decoded in Python too.
+3. **Failure** (one bad record makes pyarrow reject a whole read): records whose text shows
+   a field of the wrong JSON type or a stray comma (``routing.SUSPECT``) go to Python and the
+   piece is read again; if it still fails it is scanned in windows, each cut at the row
+   pyarrow names (that record goes to Python), or around the records holding a value pyarrow
+   could not convert, or else halved; pieces of ``SMALL`` records or fewer go to Python.
+   Integer fields are read as float64; rows whose values are not exact integers below 2**53
+   are re-decoded in Python too.
 
 A record pyarrow reads gives exactly the row ``pyparse`` would give (same types, exact
 decimal ``ts`` text, correctly rounded floats), so routing never changes a result.
@@ -32,13 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from pm_polars.events.rawschema import (
-    TS_DECIMAL,
-    TS_INT,
-    TS_STRING,
-    arrow_schema,
-    table_to_raw,
-)
+from pm_polars.events.rawschema import arrow_schema, table_to_raw
+from pm_polars.events.routing import SUSPECT, matches_any, route
 
 log = logging.getLogger(__name__)
 
@@ -47,78 +38,8 @@ PIECE = 16_384  # messages per pyarrow read
 _FIRST_WINDOW = 256  # messages per read while scanning a piece pyarrow rejected
 _MAX_BLOCK = (1 << 31) - 1
 
-_WS = r"[ \t]*"
-# Separate patterns, OR-ed: one regex alternation of them is ~8x slower in Polars 2.1.
-_NOT_ONE_LINE_OBJECT = (
-    r"[\r\n]",  # pretty-printed: breaks line splitting
-    r"\}" + _WS + r"[^ \t,}\]]",  # a value after a closing brace: maybe two objects
-    r'\\[^"]*"' + _WS + ":",  # an escaped key: pyarrow would unescape it, regexes not
-    r"[:\[,]" + _WS + r"(?:-NaN|-?Inf(?:[^i]|$))",  # pyarrow accepts these, JSON does not
-)
-# More [ or { than this: maybe nested deeper than Python's JSON parser allows (it recurses),
-# so the Python decoder decides (pyarrow would accept any depth).
-MAX_OPENERS = 256
-_TS_STRING = r'"ts"' + _WS + ":" + _WS + '"'
-_TS_FRACTION = r'"ts"' + _WS + ":" + _WS + r"-?[0-9]+[.eE]"
-_FILL_ID_NUMBER = r'"fill_id"' + _WS + ":" + _WS + "-?[0-9]"
-# Text showing a wrong JSON type or a syntax error pyarrow would trip over; used only on a
-# piece pyarrow rejected, to take the likely culprits out before reading it again.
-_SUSPECT = (
-    r'"(?:quantity|fill_price|fee|instrument_token|last_price)"'
-    + _WS
-    + ":"
-    + _WS
-    + r"[^-0-9nNI \t]",
-    r'"(?:event_type|source|strategy_id|signal_type)"' + _WS + ":" + _WS + r'[^" \tn]',
-    r'"original_signal"' + _WS + ":" + _WS + r"[^{ \tn]",
-    r'"ts"' + _WS + ":" + _WS + r"[tf\[{NI]",
-    r",[ \t]*[}\]]",
-)
-
-
-def _matches_any(expr: pl.Expr, patterns: tuple[str, ...]) -> pl.Expr:
-    return pl.any_horizontal([expr.str.contains(p) for p in patterns])
-
-
 _ERROR_ROW = re.compile(r"in row (\d+)")
 _UNCONVERTIBLE = re.compile(r"Failed to convert JSON to [^:]+?(?:, couldn't parse)?:\s*(\S+)")
-
-
-def route(text: pl.Series) -> pl.DataFrame:
-    """Per message: ``idx``, ``text``, ``fast`` (pyarrow may read it), ``ts_kind``, ``fid_num``."""
-    t = pl.col("text")
-    flags = (
-        pl.DataFrame({"text": text})
-        .with_row_index("idx")
-        .select(
-            pl.col("idx").cast(pl.Int64),
-            t,
-            (
-                t.str.starts_with("{")
-                & t.str.ends_with("}")
-                & ~_matches_any(t, _NOT_ONE_LINE_OBJECT)
-                & (t.str.count_matches(r"[\[{]") <= MAX_OPENERS)
-            )
-            .fill_null(False)
-            .alias("fast"),
-            t.str.contains(_TS_STRING).fill_null(False).alias("ts_string"),
-            t.str.contains(_TS_FRACTION).fill_null(False).alias("ts_fraction"),
-            t.str.contains(_FILL_ID_NUMBER).fill_null(False).alias("fid_num"),
-        )
-    )
-    string, fraction = pl.col("ts_string"), pl.col("ts_fraction")
-    return flags.select(
-        "idx",
-        "text",
-        pl.col("fast") & ~(string & fraction),  # both kinds in one message: Python decides
-        pl.when(string)
-        .then(pl.lit(TS_STRING))
-        .when(fraction)
-        .then(pl.lit(TS_DECIMAL))
-        .otherwise(pl.lit(TS_INT))
-        .alias("ts_kind"),
-        "fid_num",
-    )
 
 
 def _read(texts: pa.Array, schema: pa.Schema) -> pa.Table | str:
@@ -201,7 +122,7 @@ def _read_piece(
     if isinstance(result, pa.Table):
         return [(result, idx)], []
     frame = pl.DataFrame({"t": pl.Series(texts)})
-    suspect = frame.select(_matches_any(pl.col("t"), _SUSPECT)).to_series().to_arrow()
+    suspect = frame.select(matches_any(pl.col("t"), SUSPECT)).to_series().to_arrow()
     slow: list[int] = idx.filter(suspect).to_pylist()
     if slow:
         keep = pc.invert(suspect)
