@@ -2,7 +2,7 @@
 
 Wiring: ``FillsSource`` (group, pattern, cooperative-sticky) and ``TicksSource`` (all tick
 partitions, no group) feed the ``MicroBatcher``; ``BatchStep`` applies and checkpoints;
-``Partitions`` holds one engine per owned partition. Exit codes: 0 after SIGTERM/SIGINT
+``Book`` holds one engine for all owned partitions (state stays per partition in Redis). Exit codes: 0 after SIGTERM/SIGINT
 (current batch written and committed), 3 reject ratio exceeded, 4 stopped while Redis/Kafka
 stayed unreachable (nothing written; the batch is re-read on restart), 1 unexpected error.
 """
@@ -21,6 +21,7 @@ from redis.retry import Retry
 
 from pm_polars.daemon.batch_step import BatchStep
 from pm_polars.daemon.batching import MicroBatcher, RawBatch
+from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint import TP, Checkpoint
 from pm_polars.daemon.config import Settings, redacted
 from pm_polars.daemon.dlq import DeadLetters, RejectGuard, RejectRatioExceeded
@@ -28,7 +29,6 @@ from pm_polars.daemon.fills_source import FillsSource
 from pm_polars.daemon.health import HealthServer, Liveness
 from pm_polars.daemon.kafka_config import consumer_config, producer_config
 from pm_polars.daemon.metrics import Metrics
-from pm_polars.daemon.partitions import Partitions
 from pm_polars.daemon.retry import Abandoned, Backoff
 from pm_polars.daemon.sinks import Sink, Sinks
 from pm_polars.daemon.tick_table import TickTable
@@ -65,7 +65,7 @@ class Daemon:
         self.checkpoint = Checkpoint(self.redis, Keys(s.key_prefix), s.group_id, s.ticks_topic)
         self.instruments = load_instruments(s.instruments)
         self.pending = RawBatch()
-        self.partitions: Partitions | None = None
+        self.book: Book | None = None
 
     # ------------------------------------------------------------------ control
     def request_stop(self, *_: object) -> None:
@@ -89,17 +89,14 @@ class Daemon:
 
     # ------------------------------------------------------------------ ownership
     def assigned(self, tps: list[TP]) -> dict[TP, int | None]:
-        assert self.partitions is not None
-        parts = self.partitions
-        return {tp: self.backoff.call(f"load {tp[0]}:{tp[1]}",
-                                      lambda tp=tp: parts.load(tp),  # type: ignore[misc]
-                                      (redis.RedisError,))
-                for tp in tps}
+        assert self.book is not None
+        book = self.book
+        return self.backoff.call("load partitions", lambda: book.load(tps), (redis.RedisError,))
 
     def revoked(self, tps: list[TP], lost: bool) -> None:
         dropped = self.pending.drop(tps)
-        if self.partitions is not None:
-            self.partitions.drop(tps)
+        if self.book is not None:
+            self.book.drop(tps)
         log.info("event=partitions_released lost=%s abandoned_records=%d", lost, dropped)
 
     # ------------------------------------------------------------------ run
@@ -117,7 +114,7 @@ class Daemon:
                                                 (redis.RedisError,))
             self.liveness.redis = "ok"
             table = TickTable.from_prices(prices)
-            self.partitions = Partitions(
+            self.book = Book(
                 self.checkpoint, table, starting_cash=s.starting_cash,
                 instruments=self.instruments, dedupe_retention_s=s.dedupe_retention,
             )
@@ -128,15 +125,15 @@ class Daemon:
             fills = FillsSource(base, s.fills_pattern, self, self.metrics)
             dead_letters = DeadLetters(producer_config(s.bootstrap_servers, s.kafka), s.dlq_topic)
             step = BatchStep(
-                partitions=self.partitions, checkpoint=self.checkpoint, fills=fills,
+                book=self.book, checkpoint=self.checkpoint, fills=fills,
                 dead_letters=dead_letters,
                 guard=RejectGuard(s.max_reject_ratio, s.reject_window), sinks=self.sinks,
                 metrics=self.metrics, backoff=self.backoff, ticks_topic=s.ticks_topic,
             )
             self._loop(MicroBatcher(fills, ticks, s.max_events, s.max_wait_ms / 1000), step,
                        fills, ticks)
-            fills.commit({tp: op.offset for tp, op in self.partitions.owned.items()
-                          if op.offset is not None}, asynchronous=False)
+            fills.commit({tp: info.offset for tp, info in self.book.parts.items()
+                          if info.offset is not None}, asynchronous=False)
             dead_letters.close()
             code = EXIT_OK
         except RejectRatioExceeded as exc:
@@ -155,14 +152,14 @@ class Daemon:
 
     def _loop(self, batcher: MicroBatcher, step: BatchStep, fills: FillsSource,
               ticks: TicksSource) -> None:
-        assert self.partitions is not None
+        assert self.book is not None
         next_lag = 0.0
         stopping = self.stop_event.is_set
         while True:
             self._beat()
             ticks.refresh()
             batch = batcher.collect(self.pending, stopping)
-            if len(batch) or self.partitions.any_republish():
+            if len(batch) or self.book.any_republish():
                 self.pending = RawBatch()
                 step.process(batch)
                 self.liveness.redis = "ok"
@@ -171,7 +168,7 @@ class Daemon:
             now = time.monotonic()
             if now >= next_lag:
                 next_lag = now + LAG_INTERVAL_S
-                owned = {tp: op.offset for tp, op in self.partitions.owned.items()}
+                owned = {tp: info.offset for tp, info in self.book.parts.items()}
                 for (t, p), lag in fills.lag(owned).items():
                     self.metrics.consumer_lag.labels(topic=t, partition=str(p)).set(lag)
 

@@ -6,6 +6,7 @@ Order (the exactly-once argument relies on it):
 2. snapshot every engine and the tick table (O(1));
 3. apply to the engines and build the commit plan;
 4. dead letters produced and flushed (once per batch, before the commit);
+   (fills refused for arriving on a foreign partition included);
 5. checkpoint commit: state + offsets + read model in one MULTI/EXEC;
    on a Redis/Kafka error: restore the snapshots, back off, go to 3 (nothing advanced);
    on a stale partition (another owner moved it on): restore, reload that partition from
@@ -23,12 +24,12 @@ import polars as pl
 import redis
 
 from pm_polars.daemon.batching import RawBatch
+from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint import TP, Checkpoint, CommitOutcome
 from pm_polars.daemon.decoding import Decoded, decode_batch
 from pm_polars.daemon.dlq import DeadLetters, DeliveryError, RejectGuard
 from pm_polars.daemon.fills_source import FillsSource
 from pm_polars.daemon.metrics import Metrics
-from pm_polars.daemon.partitions import Partitions
 from pm_polars.daemon.processor import Applied, apply_batch
 from pm_polars.daemon.retry import Backoff
 from pm_polars.daemon.sinks import Sinks
@@ -49,11 +50,12 @@ class BatchStep:
     """Processes batches for one daemon; see the module docstring for the order."""
 
     def __init__(
-        self, *, partitions: Partitions, checkpoint: Checkpoint, fills: FillsSource,
+        self, *, book: Book, checkpoint: Checkpoint, fills: FillsSource,
         dead_letters: DeadLetters, guard: RejectGuard, sinks: Sinks, metrics: Metrics,
         backoff: Backoff, ticks_topic: str,
     ) -> None:
-        self.partitions, self.checkpoint, self.fills = partitions, checkpoint, fills
+        self.book, self.checkpoint, self.fills = book, checkpoint, fills
+        self.foreign: dict[str, TP] = {}  # portfolio -> partition owned elsewhere
         self.dead_letters, self.guard, self.sinks = dead_letters, guard, sinks
         self.metrics, self.backoff, self.ticks_topic = metrics, backoff, ticks_topic
 
@@ -73,15 +75,17 @@ class BatchStep:
         self._after_commit(pending, applied, outcome)
 
     def _attempt(self, p: _Pending) -> tuple[CommitOutcome, Applied]:
-        parts, ticks = self.partitions, self.partitions.ticks
-        snaps, tick_table = parts.snapshots(), ticks.table
+        book = self.book
+        self._lookup_owners(p.decoded)
+        before = book.state()
         try:
             t0 = time.perf_counter()
-            applied = apply_batch(p.decoded, parts, p.next_offsets, p.tick_offsets)
+            applied = apply_batch(p.decoded, book, p.next_offsets, p.tick_offsets,
+                                  self.foreign)
             t1 = time.perf_counter()
             self.metrics.stage("apply", t1 - t0)
             if not p.dead_lettered:
-                sent = self.dead_letters.send(p.decoded.rejects)
+                sent = self.dead_letters.send(applied.result.rejects)
                 self.metrics.dlq_records.inc(sent)
                 p.dead_lettered = True
             t2 = time.perf_counter()
@@ -89,33 +93,41 @@ class BatchStep:
                 else CommitOutcome()
             self.metrics.stage("redis", time.perf_counter() - t2)
         except BaseException as exc:
-            parts.restore(snaps)
-            ticks.table = tick_table
+            book.restore(before)
             if isinstance(exc, redis.RedisError):
                 self.metrics.redis_errors.inc()
             raise
         if not outcome.committed:
-            parts.restore(snaps)
-            ticks.table = tick_table
+            book.restore(before)
         return outcome, applied
+
+    def _lookup_owners(self, decoded: Decoded) -> None:
+        """Partitions of portfolios this instance has not seen (``pm:owner``; rare)."""
+        if decoded.fills.height == 0:
+            return
+        pids = decoded.fills.get_column("portfolio_id").unique().to_list()
+        unknown = [p for p in pids if p not in self.book.owner and p not in self.foreign]
+        if unknown:
+            self.foreign.update(self.checkpoint.owners(unknown))
 
     def _reload_stale(self, outcome: CommitOutcome, p: _Pending) -> None:
         """Another owner (or our own EXEC whose reply was lost) moved these partitions on."""
         self.metrics.stale_writes.inc()
+        tps = list(outcome.stale)
         for tp, stored in outcome.stale.items():
             log.warning("event=stale_partition partition=%s:%s stored_offset=%s action=reload",
                         tp[0], tp[1], stored)
-            self.partitions.drop([tp])
-            offset = self.backoff.call("reload partition",
-                                       lambda tp=tp: self.partitions.load(tp),  # type: ignore[misc]
-                                       (redis.RedisError,))
+        self.book.drop(tps)
+        starts = self.backoff.call("reload partitions", lambda: self.book.load(tps),
+                                   (redis.RedisError,))
+        for tp, offset in starts.items():
             try:
                 self.fills.seek(tp, offset)
             except Exception as exc:  # KafkaException: no longer assigned; a revoke follows
                 log.info("event=seek_failed partition=%s:%s error=%r", tp[0], tp[1], exc)
             p.next_offsets.pop(tp, None)
         gone = pl.DataFrame(
-            {"topic": [t for t, _ in outcome.stale], "partition": [q for _, q in outcome.stale]},
+            {"topic": [t for t, _ in tps], "partition": [q for _, q in tps]},
             schema={"topic": pl.String, "partition": pl.Int32},
         )
         d = p.decoded
@@ -128,20 +140,23 @@ class BatchStep:
     def _after_commit(self, p: _Pending, applied: Applied, outcome: CommitOutcome) -> None:
         t0 = time.perf_counter()
         written = time.time_ns()
+        book = self.book
         for pc in applied.plan.partitions:
-            op = self.partitions.owned.get(pc.tp)
-            if op is None:
+            info = book.parts.get(pc.tp)
+            if info is None:
                 continue
             if pc.delta is not None:
-                op.offset = p.next_offsets[pc.tp]
-            op.known_portfolios.update(pc.new_portfolios)
-        for op in self.partitions.owned.values():
-            op.republish = False
-        if outcome.conflicts:
-            self.metrics.partition_conflicts.inc(len(outcome.conflicts))
-            log.warning("event=partition_conflict portfolios=%s note=%s", outcome.conflicts,
-                        "portfolio seen on a second partition; kept apart, not merged "
-                        "(producers must key fills by portfolio_id)")
+                info.offset = p.next_offsets[pc.tp]
+            info.republish = False
+        book.owner.update({pid: tp for pid, tp in applied.claims.items() if tp in book.parts})
+        conflicts = applied.refused + len(outcome.conflicts)
+        if conflicts:
+            self.metrics.partition_conflicts.inc(conflicts)
+            log.warning("event=partition_conflict refused_fills=%d raced_claims=%s note=%s",
+                        applied.refused, outcome.conflicts,
+                        "a portfolio's fills arrived on a second partition; refused and "
+                        "dead-lettered, never merged (producers must key fills by "
+                        "portfolio_id)")
         self.fills.commit(p.next_offsets)
         res = applied.result
         m = self.metrics

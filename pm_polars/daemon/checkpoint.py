@@ -17,7 +17,6 @@ leaves the same result. Redis is the source of truth; Kafka commits only follow 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,6 +182,16 @@ class Checkpoint:
         )
         return snap, int(meta["next_offset"])
 
+    def owners(self, portfolio_ids: list[str]) -> dict[str, TP]:
+        """Partitions recorded in ``pm:owner`` for these portfolios (unknown ones omitted)."""
+        values = self.client.hmget(self.keys.owners(self.group), portfolio_ids)
+        out: dict[str, TP] = {}
+        for pid, part in zip(portfolio_ids, values, strict=True):
+            if part:
+                topic, _, partition = str(part).rpartition(":")
+                out[pid] = (topic, int(partition))
+        return out
+
     def load_ticks(self) -> tuple[dict[int, int], dict[str, str]]:
         """``(tick offsets by partition, prices hash)`` as stored by earlier batches."""
         with self.client.pipeline(transaction=True) as pipe:
@@ -190,8 +199,3 @@ class Checkpoint:
             pipe.hgetall(self.keys.prices)
             offsets, prices = pipe.execute()
         return {int(p): int(o) for p, o in offsets.items()}, dict(prices)
-
-
-def price_json(last_price: float, ts_ns: int | None) -> str:
-    """Value of one ``prices`` field: ``{"last_price": float, "ts": ns or null}``."""
-    return json.dumps({"last_price": last_price, "ts": ts_ns})

@@ -1,14 +1,14 @@
 """Decode a :class:`RawBatch`: fill topics and the ticks topic, with Kafka provenance.
 
-Records are decoded in two bulk calls (fill topics, then ticks with ``seq`` continuing),
-so ``seq`` is arrival order within the batch. An event on the wrong kind of topic (a tick on
+Records are decoded in one bulk call (fill partitions in offset order, then ticks), so
+``seq`` orders fills of one partition by offset. An event on the wrong kind of topic (a tick on
 a fill topic or a fill on the ticks topic) is rejected: fills must stay with the partition
 that owns their portfolio, and a tick on one fill partition would reach one instance only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -21,12 +21,25 @@ from pm_polars.events.schema import REJECT_SCHEMA
 
 @dataclass(frozen=True)
 class Decoded:
-    """Valid fills (fill topics only), valid ticks (ticks topic only), all rejects."""
+    """Valid fills (fill topics only), valid ticks (ticks topic only), all rejects.
+
+    ``values`` are the raw records by ``seq`` (to dead-letter a fill refused later).
+    """
 
     fills: pl.DataFrame
     ticks: pl.DataFrame
     rejects: pl.DataFrame
     records: int
+    values: list[Any] = field(default_factory=list)
+
+    def refuse(self, fills: pl.DataFrame, reason: pl.Expr) -> Decoded:
+        """Move ``fills`` (rows of ``self.fills``) to the rejects with ``reason``."""
+        if fills.height == 0:
+            return self
+        gone = _misplaced(fills, self.values, 0, reason)
+        keep = self.fills.join(fills.select("seq"), on="seq", how="anti")
+        rejects = pl.concat([self.rejects, gone]).sort("seq")
+        return replace(self, fills=keep, rejects=rejects)
 
 
 def _columns(msgs: list[Message]) -> dict[str, list[Any]]:
@@ -47,34 +60,36 @@ def _columns(msgs: list[Message]) -> dict[str, list[Any]]:
 
 
 def _misplaced(frame: pl.DataFrame, values: list[Any], seq_start: int,
-               reason: str) -> pl.DataFrame:
+               reason: str | pl.Expr) -> pl.DataFrame:
     if frame.height == 0:
         return pl.DataFrame(schema=REJECT_SCHEMA)
     raw = [values[s - seq_start] for s in frame["seq"].to_list()]
+    why = pl.lit(reason) if isinstance(reason, str) else reason
     return frame.select(
         "seq",
         pl.Series("raw", raw, dtype=pl.Binary),
-        pl.lit(reason).alias("reason"),
+        why.alias("reason"),
         "topic", "partition", "offset",
     ).cast(pl.Schema(REJECT_SCHEMA))
 
 
 def decode_batch(batch: RawBatch, ticks_topic: str) -> Decoded:
-    """Decode every record of ``batch``; ``Decoded.records`` counts them."""
-    fill_msgs = [m for msgs in batch.fills.values() for m in msgs]
-    cols = _columns(fill_msgs)
-    fill_values = cols.pop("values")
-    f = decode_messages(fill_values, **cols, seq_start=0)
-    tcols = _columns(batch.ticks)
-    tick_values = tcols.pop("values")
-    t = decode_messages(tick_values, **tcols, seq_start=len(fill_msgs))
-    rejects = [f.rejects, t.rejects]
-    if f.ticks.height:
-        rejects.append(_misplaced(f.ticks, fill_values, 0,
-                                  f"market_tick on a fill topic; ticks belong on {ticks_topic}"))
-    if t.fills.height:
-        rejects.append(_misplaced(t.fills, tick_values, len(fill_msgs),
-                                  "order_fill on the ticks topic; fills belong on a fill topic "
-                                  "keyed by portfolio_id"))
-    all_rejects = pl.concat([r.cast(pl.Schema(REJECT_SCHEMA)) for r in rejects]).sort("seq")
-    return Decoded(f.fills, t.ticks, all_rejects, len(fill_msgs) + len(batch.ticks))
+    """Decode every record of ``batch`` in one call; ``Decoded.records`` counts them."""
+    msgs = [m for ms in batch.fills.values() for m in ms]
+    msgs.extend(batch.ticks)
+    cols = _columns(msgs)
+    values = cols.pop("values")
+    d = decode_messages(values, **cols, seq_start=0)
+    on_ticks = pl.col("topic") == ticks_topic
+    rejects = [d.rejects]
+    fills, ticks = d.fills, d.ticks
+    if fills.height and (wrong := fills.filter(on_ticks)).height:
+        fills = fills.filter(~on_ticks)
+        rejects.append(_misplaced(wrong, values, 0, "order_fill on the ticks topic; fills "
+                                  "belong on a fill topic keyed by portfolio_id"))
+    if ticks.height and (wrong := ticks.filter(~on_ticks)).height:
+        ticks = ticks.filter(on_ticks)
+        rejects.append(_misplaced(wrong, values, 0, "market_tick on a fill topic; ticks "
+                                  f"belong on {ticks_topic}"))
+    all_rejects = pl.concat(rejects).sort("seq") if len(rejects) > 1 else d.rejects
+    return Decoded(fills, ticks, all_rejects, len(msgs), values)

@@ -1,11 +1,16 @@
-"""Apply a decoded batch to the partition engines and build its :class:`CommitPlan`.
+"""Apply a decoded batch to the book and build its :class:`CommitPlan`.
 
-Fills go to the engine of their own (topic, partition); the batch's ticks, reduced to one
-winner per instrument, go to every engine (every instance needs every price). The plan holds
-only what changed: state rows touched by the batch's fills, documents of changed portfolios
-(once per batch, never per event), the partitions' aggregate contributions, the winning
-prices and every next offset. Engines are mutated here; the caller snapshots them before
-and restores them if the commit fails.
+1. Route: every fill must arrive on its portfolio's partition. A portfolio's partition is the
+   one its first fill came on (``pm:owner``); a fill of it on another partition is refused
+   with a reason (dead-lettered, counted as a partition conflict), never merged.
+2. Apply fills and the batch's reduced ticks (one winner per instrument) to the engine in
+   one columnar call.
+3. Plan, per partition: the state rows its fills touched and its next offset; the documents
+   of its changed portfolios (once per batch, never per event); its Overall/aum
+   contribution; plus the winning prices and tick offsets.
+
+The engine is mutated here; the caller takes ``book.state()`` before and restores it if
+the commit fails.
 """
 
 from __future__ import annotations
@@ -15,23 +20,25 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint import TP, CommitPlan, PartitionCommit
 from pm_polars.daemon.decoding import Decoded
-from pm_polars.daemon.partitions import OwnedPartition, Partitions
-from pm_polars.daemon.state_codec import encode_delta
+from pm_polars.daemon.state_codec import encode_deltas
 from pm_polars.daemon.tick_table import price_rows
+from pm_polars.engine.documents import portfolio_documents
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
-from pm_polars.publish.contributions import aum_contribution, overall_contributions
+from pm_polars.publish.contributions import partition_contributions
+from pm_polars.publish.keys import part_name
 
 
 @dataclass(frozen=True)
 class BatchResult:
     """What one committed batch did (handed to sinks). Frames follow ``events.schema``."""
 
-    fills: pl.DataFrame  # applied fills, all partitions
+    fills: pl.DataFrame  # applied fills
     ticks: pl.DataFrame  # valid ticks received
-    rejects: pl.DataFrame
+    rejects: pl.DataFrame  # invalid or refused records (all dead-lettered)
     duplicates: pl.DataFrame
     changed_portfolios: list[str] = field(default_factory=list)
     written_ns: int = 0
@@ -39,78 +46,90 @@ class BatchResult:
 
 @dataclass
 class Applied:
-    """A plan plus the per-partition facts the caller needs after a successful commit."""
-
     plan: CommitPlan
     result: BatchResult
-    new_portfolios: dict[TP, list[str]]
+    claims: dict[str, TP]  # portfolios first seen in this batch -> their partition
+    refused: int  # fills refused for arriving on a foreign partition
 
 
-def _split_by_partition(fills: pl.DataFrame) -> dict[TP, pl.DataFrame]:
+def route(decoded: Decoded, book: Book, foreign: dict[str, TP]) -> tuple[Decoded, dict[str, TP]]:
+    """Refuse fills on the wrong partition; claim partitions for new portfolios."""
+    fills = decoded.fills
+    claims: dict[str, TP] = {}
+    wrong: list[tuple[str, str, int, str]] = []
     if fills.height == 0:
-        return {}
-    parts = fills.partition_by("topic", "partition", as_dict=True, maintain_order=True)
-    return {(str(k[0]), int(k[1])): v for k, v in parts.items()}
+        return decoded, claims
+    keys = fills.select("portfolio_id", "topic", "partition").unique(maintain_order=True)
+    for pid, topic, partition in keys.iter_rows():
+        tp = (topic, partition)
+        owner = book.owner.get(pid) or claims.get(pid) or foreign.get(pid)
+        if owner is None:
+            claims[pid] = tp
+        elif owner != tp:
+            wrong.append((pid, topic, partition, part_name(*owner)))
+    if not wrong:
+        return decoded, claims
+    bad = pl.DataFrame(wrong, schema={"portfolio_id": pl.String, "topic": pl.String,
+                                      "partition": pl.Int32, "owner": pl.String}, orient="row")
+    refused = fills.join(bad, on=["portfolio_id", "topic", "partition"], how="inner")
+    reason = pl.format("portfolio {} belongs to partition {}: fills must be keyed by "
+                       "portfolio_id (refused, not merged)", "portfolio_id", "owner")
+    return decoded.refuse(refused, reason), claims
 
 
 def apply_batch(
     decoded: Decoded,
-    partitions: Partitions,
+    book: Book,
     next_offsets: dict[TP, int],
     tick_offsets: dict[int, int],
+    foreign: dict[str, TP] | None = None,
 ) -> Applied:
-    """Apply ``decoded`` to every owned engine and return the commit plan."""
+    """Apply ``decoded`` to the book's engine and return the commit plan."""
     now = time.time_ns()
-    reduced = partitions.ticks.reduce(decoded.ticks)
-    wins = partitions.ticks.merge(reduced)
-    by_tp = _split_by_partition(decoded.fills)
+    routed, claims = route(decoded, book, foreign or {})
+    refused = decoded.fills.height - routed.fills.height
+    reduced = book.ticks.reduce(routed.ticks)
+    wins = book.ticks.merge(reduced)
+    engine = book.engine
+    res = engine.apply_decoded(DecodedBatch(routed.fills, reduced, empty(REJECT_SCHEMA)))
+
+    def owner_of(pid: str) -> TP | None:
+        return book.owner.get(pid) or claims.get(pid)
+
+    offsets = {tp: o for tp, o in next_offsets.items() if tp in book.parts}
+    republish = {tp for tp, info in book.parts.items() if info.republish}
+    changed = set(res.changed_portfolios) | set(book.portfolios_of(republish))
+    changed_tps = {tp for tp in map(owner_of, changed) if tp is not None} | republish
+    members = [pid for pid in set(book.owner) | set(claims) if owner_of(pid) in changed_tps]
+    pf = engine.portfolios(members) if members else pl.DataFrame()
+    pos = engine.positions(members) if members else pl.DataFrame()
+    docs: dict[str, dict[str, object]] = {}
+    overall: dict[str, dict[str, str]] = {}
+    aum: dict[str, str] = {}
+    if members:
+        is_changed = pl.col("portfolio_id").is_in(sorted(changed))
+        docs = portfolio_documents(pf.filter(is_changed), pos.filter(is_changed))
+        part_of = pl.DataFrame(
+            {"portfolio_id": members,
+             "part": [part_name(*owner_of(p)) for p in members]},  # type: ignore[misc]
+            schema={"portfolio_id": pl.String, "part": pl.String},
+        )
+        overall, aum = partition_contributions(pf, pos, part_of)
+    deltas = encode_deltas(engine.snapshot(), res.fills, offsets, now)
+
     plan = CommitPlan(partitions=[], prices=price_rows(wins), tick_offsets=dict(tick_offsets),
                       ts_ns=now)
-    applied, dups, changed_all = [], [], set()
-    new_pids: dict[TP, list[str]] = {}
-    for tp, op in partitions.owned.items():
-        fills = by_tp.get(tp, empty(FILL_SCHEMA))
-        consumed = tp in next_offsets
-        if not consumed and reduced.height == 0 and not op.republish:
-            continue
-        res = op.engine.apply_decoded(DecodedBatch(fills, reduced, empty(REJECT_SCHEMA)))
-        applied.append(res.fills)
-        dups.append(res.duplicates)
-        changed = set(res.changed_portfolios)
-        if op.republish:
-            changed.update(op.engine.portfolio_ids())
-        pc = _partition_commit(op, res.fills, changed, next_offsets.get(tp), now)
-        if pc is None:
-            continue
-        plan.partitions.append(pc)
-        new_pids[tp] = pc.new_portfolios
-        changed_all.update(changed)
+    for tp in sorted(set(offsets) | changed_tps):
+        part = part_name(*tp)
+        plan.partitions.append(PartitionCommit(
+            tp=tp, expected_offset=book.parts[tp].offset, delta=deltas.get(tp),
+            documents={pid: d for pid, d in docs.items() if owner_of(pid) == tp},
+            overall_parts=overall.get(part, {}), aum_part=aum.get(part),
+            new_portfolios=sorted(pid for pid, c in claims.items() if c == tp),
+        ))
     result = BatchResult(
-        fills=pl.concat(applied) if applied else empty(FILL_SCHEMA),
-        ticks=decoded.ticks,
-        rejects=decoded.rejects,
-        duplicates=pl.concat(dups) if dups else empty(FILL_SCHEMA),
-        changed_portfolios=sorted(changed_all),
-        written_ns=now,
+        fills=res.fills, ticks=routed.ticks, rejects=routed.rejects,
+        duplicates=res.duplicates if res.duplicates.height else empty(FILL_SCHEMA),
+        changed_portfolios=sorted(changed), written_ns=now,
     )
-    return Applied(plan, result, new_pids)
-
-
-def _partition_commit(
-    op: OwnedPartition, fills: pl.DataFrame, changed: set[str], next_offset: int | None,
-    now: int,
-) -> PartitionCommit | None:
-    if next_offset is None and not changed:
-        return None
-    engine = op.engine
-    delta = None
-    if next_offset is not None:
-        delta = encode_delta(engine.snapshot(), fills, next_offset, now)
-    pc = PartitionCommit(tp=op.tp, expected_offset=op.offset, delta=delta)
-    if changed:
-        pc.documents = engine.portfolio_documents(sorted(changed))
-        pc.overall_parts = overall_contributions(engine)
-        pc.aum_part = aum_contribution(engine)
-    fresh = set(fills.get_column("portfolio_id").unique().to_list()) if fills.height else set()
-    pc.new_portfolios = sorted(fresh - op.known_portfolios)
-    return pc
+    return Applied(plan, result, claims, refused)

@@ -45,45 +45,63 @@ def _json_column(df: pl.DataFrame) -> pl.Series:
     return df.select(pl.struct(pl.all()).struct.json_encode().alias("json")).to_series()
 
 
-def _as_mapping(keys: pl.Series, values: pl.Series) -> dict[str, str]:
-    return dict(zip(keys.to_list(), values.to_list(), strict=True))
+def _rows(
+    state: pl.DataFrame, touched: pl.DataFrame, on: list[str], key: pl.Expr
+) -> list[tuple[str, int, str, str]]:
+    """``(topic, partition, field, JSON)`` of the ``state`` rows matching ``touched``."""
+    rows = state.join(touched, on=on, how="inner")
+    if rows.height == 0:
+        return []
+    out = pl.DataFrame({
+        "topic": rows.get_column("topic"), "partition": rows.get_column("partition"),
+        "field": rows.select(key.cast(pl.String)).to_series(),
+        "json": _json_column(rows.select(state.columns)),
+    })
+    return list(out.iter_rows())
 
 
-def encode_delta(
-    snap: Snapshot, fills: pl.DataFrame, next_offset: int, updated_ns: int
-) -> StateDelta:
-    """State rows touched by ``fills`` (the batch's applied fills of this partition).
+def encode_deltas(
+    snap: Snapshot, fills: pl.DataFrame, next_offsets: dict[tuple[str, int], int],
+    updated_ns: int,
+) -> dict[tuple[str, int], StateDelta]:
+    """Per partition of ``next_offsets``: the state rows its fills in this batch touched.
 
-    ``snap`` is the engine's snapshot *after* the batch. Positions and cash rows of every
-    touched ``(portfolio, instrument)`` are rewritten whole (absolute values, so writing the
-    same delta twice is harmless); new fill ids are added to ``seen`` and ids older than the
-    retention horizon are pruned, like the engine does in memory.
+    ``snap`` is the engine's snapshot *after* the batch; ``fills`` the applied fills with
+    their provenance (``topic``, ``partition``). Positions and cash rows of every touched
+    ``(portfolio, instrument)`` are rewritten whole (absolute values, so writing the same
+    delta twice is harmless); new fill ids are added to ``seen`` and ids older than the
+    retention horizon are pruned, as the engine does in memory. Every partition gets its
+    ``meta`` (``next_offset`` = first offset not applied).
     """
-    delta = StateDelta()
     clock = snap.meta.get("clock_ns")
     retention = snap.meta.get("dedupe_retention_ns")
+    deltas = {tp: StateDelta() for tp in next_offsets}
     if fills.height:
-        touched = fills.select(accounting.KEYS).unique()
-        pos = snap.positions.join(touched, on=accounting.KEYS, how="semi")
-        keys = pos.select(pl.format("{}|{}", "portfolio_id", "instrument_token")).to_series()
-        delta.positions = _as_mapping(keys, _json_column(pos))
-        cash = snap.cash.join(touched.select("portfolio_id").unique(), on="portfolio_id",
-                              how="semi")
-        delta.cash = _as_mapping(cash["portfolio_id"], _json_column(cash))
-        tokens = fills.select("instrument_token").unique()
-        mk = snap.marks.join(tokens, on="instrument_token", how="semi")
-        delta.marks = _as_mapping(mk["instrument_token"].cast(pl.String), _json_column(mk))
+        touched = fills.select("topic", "partition", *accounting.KEYS).unique()
+        pid_tok = pl.format("{}|{}", "portfolio_id", "instrument_token")
+        for t, p, f, j in _rows(snap.positions, touched, accounting.KEYS, pid_tok):
+            deltas[(t, p)].positions[f] = j
+        by_pid = touched.select("topic", "partition", "portfolio_id").unique()
+        for t, p, f, j in _rows(snap.cash, by_pid, ["portfolio_id"], pl.col("portfolio_id")):
+            deltas[(t, p)].cash[f] = j
+        by_tok = touched.select("topic", "partition", "instrument_token").unique()
+        for t, p, f, j in _rows(snap.marks, by_tok, ["instrument_token"],
+                                pl.col("instrument_token")):
+            deltas[(t, p)].marks[f] = j
         ids = fills.filter(pl.col("fill_id").is_not_null()).select(
+            "topic", "partition",
             pl.format("{}|{}", "source", "fill_id").alias("member"),
             pl.col("ts").fill_null(clock).cast(pl.Float64).alias("score"),
         )
-        delta.seen_add = dict(zip(ids["member"].to_list(), ids["score"].to_list(), strict=True))
-    if retention is not None and clock is not None:
-        delta.seen_prune_below = float(clock - retention)
-    delta.meta = {"next_offset": str(next_offset), "updated_ns": str(updated_ns)}
-    if clock is not None:
-        delta.meta["clock_ns"] = str(clock)
-    return delta
+        for t, p, member, score in ids.iter_rows():
+            deltas[(t, p)].seen_add[member] = score
+    for tp, delta in deltas.items():
+        if retention is not None and clock is not None:
+            delta.seen_prune_below = float(clock - retention)
+        delta.meta = {"next_offset": str(next_offsets[tp]), "updated_ns": str(updated_ns)}
+        if clock is not None:
+            delta.meta["clock_ns"] = str(clock)
+    return deltas
 
 
 def _frame(values: list[str], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:

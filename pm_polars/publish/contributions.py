@@ -23,7 +23,6 @@ from typing import Any
 import polars as pl
 
 from pm_polars.engine import views
-from pm_polars.engine.engine import PortfolioEngine
 
 PORTFOLIO_SUMS = [
     c for c in views.PORTFOLIO_COLUMNS if c not in ("portfolio_id", "source", "strategy_id")
@@ -34,38 +33,45 @@ POSITION_SUMS = [
 ]
 
 
-def overall_contributions(engine: PortfolioEngine) -> dict[str, str]:
-    """``{source: contribution JSON}`` for every source the engine holds portfolios of."""
-    portfolios = engine.portfolios()
-    if portfolios.height == 0:
-        return {}
-    positions = engine.positions().join(
-        portfolios.select("portfolio_id", "source"), on="portfolio_id", how="left"
-    )
-    totals = portfolios.group_by("source").agg([pl.col(c).sum() for c in PORTFOLIO_SUMS])
-    pos = (
-        positions.with_columns(
+def partition_contributions(
+    portfolios: pl.DataFrame, positions: pl.DataFrame, part_of: pl.DataFrame
+) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Contributions of every partition in ``part_of`` (``portfolio_id``, ``part``).
+
+    ``portfolios``/``positions`` are the engine's views (``portfolios_view``,
+    ``positions_view``) covering at least those partitions' portfolios. Returns
+    ``({part: {source: overall JSON}}, {part: aum JSON})``; aum is ``{"total",
+    "by_source"}``, the sum of strategy equity.
+    """
+    pf = portfolios.join(part_of, on="portfolio_id", how="inner")
+    if pf.height == 0:
+        return {}, {}
+    pos = positions.join(pf.select("portfolio_id", "part", "source"), on="portfolio_id",
+                         how="inner")
+    totals = pf.group_by("part", "source").agg([pl.col(c).sum() for c in PORTFOLIO_SUMS])
+    grouped = (
+        pos.with_columns(
             (pl.col("average_price") * pl.col("quantity").cast(pl.Float64)).alias("cost")
         )
-        .group_by("source", "instrument_token")
+        .group_by("part", "source", "instrument_token")
         .agg(
             *[pl.col(c).sum() for c in POSITION_SUMS],
             pl.col("last_price").drop_nulls().first(),
             pl.col("multiplier").first(),
         )
-        .sort("source", "instrument_token")
+        .sort("part", "source", "instrument_token")
     )
-    out: dict[str, str] = {}
-    by_source: dict[str, dict[str, Any]] = {}
-    for row in pos.to_dicts():
-        src = row.pop("source")
-        by_source.setdefault(src, {})[str(row.pop("instrument_token"))] = row
-    for row in totals.to_dicts():
-        src = row.pop("source")
-        out[src] = json.dumps({"totals": row, "positions": by_source.get(src, {})})
-    return out
-
-
-def aum_contribution(engine: PortfolioEngine) -> str:
-    """JSON ``{"total", "by_source"}`` of the engine's strategy portfolios (sum of equity)."""
-    return json.dumps(engine.aum())
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in grouped.to_dicts():
+        key = (row.pop("part"), row.pop("source"))
+        rows.setdefault(key, {})[str(row.pop("instrument_token"))] = row
+    overall: dict[str, dict[str, str]] = {}
+    aum: dict[str, dict[str, Any]] = {}
+    for row in totals.sort("part", "source").to_dicts():
+        part, src = row.pop("part"), row.pop("source")
+        overall.setdefault(part, {})[src] = json.dumps(
+            {"totals": row, "positions": rows.get((part, src), {})})
+        entry = aum.setdefault(part, {"total": 0.0, "by_source": {}})
+        entry["by_source"][src] = row["equity"]
+        entry["total"] += row["equity"]
+    return overall, {part: json.dumps(v) for part, v in aum.items()}

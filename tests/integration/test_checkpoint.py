@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import zlib
 
+import polars as pl
 import pytest
 from support import RedisServer
 from support.published import differences
 
 from pm_polars import PortfolioEngine
+from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint import Checkpoint
 from pm_polars.daemon.decoding import Decoded
-from pm_polars.daemon.partitions import Partitions
 from pm_polars.daemon.processor import apply_batch
 from pm_polars.daemon.tick_table import TickTable
 from pm_polars.demo.feed import generate_messages
@@ -39,20 +40,19 @@ def _decoded(n: int, seed: int) -> tuple[Decoded, dict[tuple[str, int], int], li
     return Decoded(f.fills, t.ticks, f.rejects, len(msgs)), offsets, [m.value for m in msgs]
 
 
-def _partitions(checkpoint: Checkpoint) -> Partitions:
-    parts = Partitions(checkpoint, TickTable(), starting_cash=1e7,
-                       instruments=load_instruments(None), dedupe_retention_s=86_400.0)
-    for tp in (("fills", 0), ("fills", 1)):
-        parts.load(tp)
-    return parts
+def _book(checkpoint: Checkpoint) -> Book:
+    book = Book(checkpoint, TickTable(), starting_cash=1e7,
+                instruments=load_instruments(None), dedupe_retention_s=86_400.0)
+    book.load([("fills", 0), ("fills", 1)])
+    return book
 
 
 def test_commit_sums_partitions_cas_and_reload(redis_srv: RedisServer) -> None:
     client = redis_srv.client()
     checkpoint = Checkpoint(client, Keys(), GROUP, TICKS)
-    parts = _partitions(checkpoint)
+    book = _book(checkpoint)
     decoded, offsets, values = _decoded(6_000, seed=21)
-    applied = apply_batch(decoded, parts, offsets, {0: 4_000})
+    applied = apply_batch(decoded, book, offsets, {0: 4_000})
     outcome = checkpoint.commit(applied.plan)
     assert outcome.committed and not outcome.conflicts
 
@@ -75,15 +75,18 @@ def test_commit_sums_partitions_cas_and_reload(redis_srv: RedisServer) -> None:
     assert client.hget(f"pm:ticks:{TICKS}:offsets", "0") == "4000"  # never backwards
 
     # loading a partition back gives its engine's exact state
-    for tp, op in parts.owned.items():
+    key = ["portfolio_id", "instrument_token"]
+    whole = book.engine.snapshot()
+    for tp in book.parts:
         snap, offset = checkpoint.load_partition(
             tp, instruments=load_instruments(None), starting_cash=1e7,
             dedupe_retention_ns=86_400 * 10**9)
         assert offset == offsets[tp] and snap is not None
-        key = ["portfolio_id", "instrument_token"]
-        assert snap.positions.sort(key).equals(op.engine.snapshot().positions.sort(key))
+        mine = pl.col("portfolio_id").is_in([p for p, t in applied.claims.items() if t == tp])
+        assert snap.positions.height > 0
+        assert snap.positions.sort(key).equals(whole.positions.filter(mine).sort(key))
         assert snap.cash.sort("portfolio_id").equals(
-            op.engine.snapshot().cash.sort("portfolio_id"))
+            whole.cash.filter(mine).sort("portfolio_id"))
 
 
 def _ticks(price: float, ts_ns: int) -> Decoded:
@@ -97,9 +100,9 @@ def test_prices_and_tick_offsets_never_move_backwards(redis_srv: RedisServer) ->
     client = redis_srv.client()
     checkpoint = Checkpoint(client, Keys("p:"), GROUP, TICKS)
 
-    def instance() -> Partitions:  # a fresh instance with its own tick table
-        return Partitions(checkpoint, TickTable(), starting_cash=1e7,
-                          instruments=load_instruments(None), dedupe_retention_s=60.0)
+    def instance() -> Book:  # a fresh instance with its own tick table
+        return Book(checkpoint, TickTable(), starting_cash=1e7,
+                    instruments=load_instruments(None), dedupe_retention_s=60.0)
 
     ts = 1_795_600_000_000_000_123
     assert checkpoint.commit(apply_batch(_ticks(10.0, ts), instance(), {}, {0: 5}).plan).committed

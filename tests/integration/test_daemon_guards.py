@@ -1,5 +1,5 @@
-"""Guards: the reject-ratio limit stops a bad deploy; a portfolio on two partitions is
-reported (log + pm:owner), never merged."""
+"""Guards: the reject-ratio limit stops a bad deploy; a portfolio's fill on a second
+partition is reported (log, metric, dead letter with the reason), never merged."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_reject_ratio_exceeded_stops_with_exit_3_before_dead_lettering(
         consume_all(broker.bootstrap, names.dlq, 1_000, timeout=2)
 
 
-def test_portfolio_on_two_partitions_is_reported_not_merged(
+def test_fill_on_a_second_partition_is_refused_not_merged(
     broker: KafkaBroker, redis_srv: RedisServer, topics: Names, start_daemon: StartDaemon
 ) -> None:
     names = topics
@@ -53,8 +53,15 @@ def test_portfolio_on_two_partitions_is_reported_not_merged(
     wait_for("conflict reported", lambda: "event=partition_conflict" in daemon.log(),
              diagnose=lambda: daemon.log()[-2000:])
     assert client.hget(f"pm:owner:{names.group}", "paper_S1") == f"{topic}:0"
-    # each partition keeps its own book of the portfolio: nothing was merged
+    [dead] = consume_all(broker.bootstrap, names.dlq, 1)
+    headers = {k: v.decode() for k, v in dead.headers()}
+    assert f"belongs to partition {topic}:0" in headers["reason"]
+    assert headers["partition"] == "1" and dead.value() == fill("b", 5)
+    # the portfolio's book is the first partition's only: nothing was merged
     q0 = json.loads(client.hget(f"pm:state:{names.group}:{topic}:0:positions", "paper_S1|1"))
-    q1 = json.loads(client.hget(f"pm:state:{names.group}:{topic}:1:positions", "paper_S1|1"))
-    assert (q0["quantity"], q1["quantity"]) == (10, 5)
+    assert q0["quantity"] == 10
+    assert not client.hgetall(f"pm:state:{names.group}:{topic}:1:positions")
+    wait_for("offset of the refused fill stored",
+             lambda: client.hget(f"pm:state:{names.group}:{topic}:1:meta", "next_offset") == "1")
+    assert json.loads(client.get("portfolio:paper_S1"))["positions"]["1"]["quantity"] == 10
     assert daemon.terminate() == 0

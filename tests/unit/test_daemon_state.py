@@ -7,9 +7,9 @@ import polars as pl
 import pytest
 
 from pm_polars import PortfolioEngine
+from pm_polars.daemon.book import ticks_only
 from pm_polars.daemon.dlq import RejectGuard, RejectRatioExceeded
-from pm_polars.daemon.partitions import ticks_only
-from pm_polars.daemon.state_codec import decode_snapshot, encode_delta
+from pm_polars.daemon.state_codec import decode_snapshot, encode_deltas
 from pm_polars.daemon.tick_table import TickTable
 from pm_polars.demo.feed import generate_batches
 from pm_polars.events import decode_messages
@@ -26,7 +26,8 @@ def _engine_and_fills() -> tuple[PortfolioEngine, pl.DataFrame]:
 def test_state_round_trips_bit_for_bit() -> None:
     eng, fills = _engine_and_fills()
     snap = eng.snapshot()
-    delta = encode_delta(snap, fills, next_offset=6_000, updated_ns=1)
+    fills = fills.with_columns(pl.lit("t").alias("topic"), pl.lit(0, pl.Int32).alias("partition"))
+    delta = encode_deltas(snap, fills, {("t", 0): 6_000}, updated_ns=1)[("t", 0)]
     seen = sorted(delta.seen_add.items())
     back = decode_snapshot(
         delta.positions, delta.cash, delta.marks, seen, delta.meta,

@@ -1,0 +1,199 @@
+"""Pipeline bench: Kafka (tansu) -> ``pm-polars run`` -> Redis, against the raw consume rate.
+
+    .venv/bin/python bench/pipeline.py [--events 200000] [--runs 3] [--paced-rate 5000]
+
+1. Starts a tansu broker and a redis-server on free ports (killed at exit).
+2. Produces ``--events`` demo-feed records (20 % fills, ticks otherwise; 3 partitions per fill
+   topic, 2 for ticks), ``ts`` rewritten to the produce time (ms).
+3. Raw ceiling: a bare consumer assigned to every partition counts the records, no
+   processing; rate = records / (last record - first record).
+4. End to end: the daemon (a subprocess, as in production) consumes the same records from a
+   fresh group and Redis; rate = records committed / time between the first and the last
+   committed batch (startup and group join excluded), read from the stored offsets.
+5. Paced: ``--paced-rate`` events/s for ``--paced-seconds`` into a running, caught-up daemon;
+   event -> Redis latency p50/p99 from the daemon's ``pm_event_to_redis_seconds`` histogram
+   (event ts = produce time; bucket upper bounds, linear inside the bucket).
+
+Floors checked (printed, exit 1 if missed): end-to-end >= 60 % of raw; paced p99 <= 100 ms.
+Figures are medians over ``--runs``. Wall-clock numbers: only meaningful on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+from support import create_topics, kafka_broker, redis_server  # noqa: E402
+from support.daemon import DaemonProcess, wait_for  # noqa: E402
+from support.ports import free_port  # noqa: E402
+
+from pm_polars.demo.feed import generate_messages  # noqa: E402
+
+TS = re.compile(rb'"ts":\d+')
+PARTS = {"orders.filled.paper": 3, "orders.filled.live": 3, "market.ticks": 2}
+
+
+def make_topics(bootstrap: str, uid: str) -> dict[str, str]:
+    names = {t: f"{uid}.{t}" for t in PARTS}
+    create_topics(bootstrap, {names[t]: n for t, n in PARTS.items()})
+    return names
+
+
+def produce(bootstrap: str, names: dict[str, str], n: int, seed: int, rate: float = 0.0) -> int:
+    """Produce ``n`` feed records with ts = now (ms); paced at ``rate``/s if > 0."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2,
+                         "queue.buffering.max.messages": 1_000_000})
+    start = time.perf_counter()
+    for i, m in enumerate(generate_messages(seed, n, fill_rate=0.2, malformed_rate=0.0,
+                                            duplicate_rate=0.0)):
+        if rate:
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        value = m.value
+        if rate:  # event time = produce time, so latency is measured from here
+            value = TS.sub(b'"ts":' + str(time.time_ns() // 1_000_000).encode(), value, 1)
+        while True:
+            try:
+                producer.produce(names[m.topic], key=m.key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(60)
+    return n
+
+
+def raw_rate(bootstrap: str, names: dict[str, str], n: int) -> float:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-raw",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(names[t], p, OFFSET_BEGINNING)
+                     for t, k in PARTS.items() for p in range(k)])
+    got, first = 0, None
+    while got < n:
+        msgs = consumer.consume(num_messages=10_000, timeout=1.0)
+        if msgs and first is None:
+            first = time.perf_counter()
+        got += sum(1 for m in msgs if m.error() is None)
+    elapsed = time.perf_counter() - (first or time.perf_counter())
+    consumer.close()
+    return n / elapsed
+
+
+def committed(client, group: str, names: dict[str, str]) -> int:  # type: ignore[no-untyped-def]
+    total = sum(int(client.hget(k, "next_offset") or 0)
+                for k in client.scan_iter(f"pm:state:{group}:*:meta"))
+    ticks = client.hgetall(f"pm:ticks:{names['market.ticks']}:offsets")
+    return total + sum(int(v) for v in ticks.values())
+
+
+def start_daemon(bootstrap: str, redis_url: str, uid: str, port: int, log: Path) -> DaemonProcess:
+    args = ["--group-id", f"{uid}-g", "--fills-pattern", rf"^{uid}\.orders\.filled\..*",
+            "--ticks-topic", f"{uid}.market.ticks", "--dlq-topic", f"{uid}.dlq",
+            "--metrics-port", str(port), "--metrics-host", "127.0.0.1", "--log-level",
+            "WARNING"]
+    return DaemonProcess(bootstrap, redis_url, log, args=args)
+
+
+def end_to_end(bootstrap: str, redis, names: dict[str, str], uid: str, n: int,  # type: ignore[no-untyped-def]
+               tmp: Path) -> float:
+    client = redis.client()
+    daemon = start_daemon(bootstrap, redis.url, uid, 0, tmp / f"{uid}.log")
+    try:
+        base = wait_for("first batch", lambda: committed(client, f"{uid}-g", names),
+                        timeout=120, interval=0.005)
+        t0 = time.perf_counter()
+        wait_for("all records", lambda: committed(client, f"{uid}-g", names) >= n,
+                 timeout=600, interval=0.005, diagnose=lambda: daemon.log()[-2000:])
+        return (n - base) / (time.perf_counter() - t0)
+    finally:
+        daemon.terminate()
+
+
+def histogram(port: int) -> list[tuple[float, float]]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = []
+    for le, count in re.findall(r'pm_event_to_redis_seconds_bucket\{le="([^"]+)"\} (\S+)', text):
+        out.append((float(le), float(count)))
+    return out
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    total = buckets[-1][1]
+    prev_le, prev_c = 0.0, 0.0
+    for le, c in buckets:
+        if c >= q * total:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * (q * total - prev_c) / max(c - prev_c, 1e-9)
+        prev_le, prev_c = le, c
+    return float("nan")
+
+
+def paced(bootstrap: str, redis, rate: float, seconds: float, tmp: Path) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    uid = "p" + uuid.uuid4().hex[:8]
+    names = make_topics(bootstrap, uid)
+    port = free_port()
+    client = redis.client()
+    daemon = start_daemon(bootstrap, redis.url, uid, port, tmp / f"{uid}.log")
+    try:
+        produce(bootstrap, names, 200, seed=1)  # warm-up: group joined, engines loaded
+        wait_for("warm-up", lambda: committed(client, f"{uid}-g", names) >= 200, timeout=120)
+        before = histogram(port)
+        n = int(rate * seconds)
+        produce(bootstrap, names, n, seed=2, rate=rate)
+        wait_for("paced records", lambda: committed(client, f"{uid}-g", names) >= 200 + n,
+                 timeout=120)
+        after = histogram(port)
+        diff = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
+        return quantile(diff, 0.5), quantile(diff, 0.99)
+    finally:
+        daemon.terminate()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--paced-rate", type=float, default=5_000.0)
+    ap.add_argument("--paced-seconds", type=float, default=10.0)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="pm-bench-"))
+    with kafka_broker() as broker, redis_server(appendonly=False) as redis:
+        raw, e2e = [], []
+        for run in range(args.runs):
+            uid = "b" + uuid.uuid4().hex[:8]
+            names = make_topics(broker.bootstrap, uid)
+            produce(broker.bootstrap, names, args.events, seed=run)
+            raw.append(raw_rate(broker.bootstrap, names, args.events))
+            e2e.append(end_to_end(broker.bootstrap, redis, names, uid, args.events, tmp))
+            print(f"run {run}: raw consume {raw[-1]:,.0f} ev/s, end-to-end {e2e[-1]:,.0f} ev/s")
+        p50s, p99s = [], []
+        for _ in range(max(1, args.runs // 2)):
+            p50, p99 = paced(broker.bootstrap, redis, args.paced_rate, args.paced_seconds, tmp)
+            p50s.append(p50)
+            p99s.append(p99)
+            print(f"paced {args.paced_rate:,.0f} ev/s: p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms")
+    r, e = statistics.median(raw), statistics.median(e2e)
+    p50, p99 = statistics.median(p50s), statistics.median(p99s)
+    print(f"\nmedian raw consume     {r:>12,.0f} events/s")
+    print(f"median end-to-end      {e:>12,.0f} events/s  ({e / r:.0%} of raw; floor 60%)")
+    print(f"paced {args.paced_rate:,.0f}/s latency  p50 {p50 * 1e3:.1f} ms  p99 {p99 * 1e3:.1f} ms "
+          "(floor p99 <= 100 ms)")
+    ok = e >= 0.6 * r and p99 <= 0.1
+    print("floors:", "met" if ok else "MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
