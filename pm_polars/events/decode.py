@@ -62,6 +62,8 @@ def decode_frame(data: pl.DataFrame | pa.Table, *, seq_start: int = 0) -> Decode
             f"decode_frame expects a Polars DataFrame or an Arrow table, got {type(data).__name__}"
         )
     payload = frames.to_json(frames.wire_layout(df)).cast(pl.Binary).to_arrow()
+    if len(payload) != df.height:
+        raise RuntimeError(f"frame encoding lost rows: {len(payload)} of {df.height}")
     prov = frames.provenance(df)
     batch = decode_binary(
         payload,

@@ -50,7 +50,12 @@ def wire_layout(df: pl.DataFrame) -> pl.DataFrame:
     ):
         parts = [pl.col(c) for c in _FLAT_SIGNAL if c in df.columns]
         df = df.with_columns(pl.struct(parts).alias("original_signal"))
-    return _plain(df.select([c for c in WIRE_FIELDS if c in df.columns]))
+    present = [c for c in WIRE_FIELDS if c in df.columns]
+    if not present:  # keep one (null) column: a frame without columns has no rows
+        return df.with_columns(pl.lit(None, dtype=pl.String).alias("event_type")).select(
+            "event_type"
+        )
+    return _plain(df.select(present))
 
 
 def _float_token(name: str) -> pl.Expr:

@@ -99,6 +99,11 @@ def test_frame_with_missing_columns_and_datetime_ts() -> None:
     assert batch.ticks.rows() == [(0, 1, 2.5, 1795600550123456000, None, None, None)]
     assert batch.rejects["reason"].to_list() == ["last_price: is required (missing or null)"]
     assert decode_frame(frame).rejects.height == 2  # no last_price column at all
+    unrelated = decode_frame(pl.DataFrame({"a": [1, 2]}))  # no wire field at all
+    assert (
+        unrelated.rejects["reason"].to_list() == ["event_type: is required (missing or null)"] * 2
+    )
+    assert unrelated.rejects["raw"].to_list() == [b'{"a":1}', b'{"a":2}']
 
 
 def test_dicts_with_datetimes_and_unencodable_values() -> None:
