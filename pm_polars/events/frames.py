@@ -32,14 +32,30 @@ WIRE_FIELDS = (
 _FLAT_SIGNAL = ("strategy_id", "instrument_token", "signal_type")
 
 
+def _binary_text(series: pl.Series) -> pl.Series:
+    """Binary as text: the UTF-8 string when every value is valid UTF-8, else hex."""
+    try:
+        return series.cast(pl.String)
+    except Exception:  # noqa: BLE001 - invalid UTF-8 somewhere in the column
+        return series.bin.encode("hex")
+
+
 def _plain(df: pl.DataFrame) -> pl.DataFrame:
-    """Datetimes -> Int64 epoch ns, categoricals/enums -> strings (top-level columns)."""
-    fixes = []
+    """Top-level columns in JSON-writable form: datetimes -> Int64 epoch ns (naive = UTC);
+    categoricals -> strings; decimals -> float64 (``ts``: exact decimal text, which reads as
+    a numeric string); binary -> text. ``TypeError`` for Object columns."""
+    fixes: list[pl.Expr | pl.Series] = []
     for name, dtype in df.schema.items():
         if isinstance(dtype, pl.Datetime):
             fixes.append(pl.col(name).dt.epoch("ns").alias(name))
         elif isinstance(dtype, pl.Categorical | pl.Enum):
             fixes.append(pl.col(name).cast(pl.String))
+        elif isinstance(dtype, pl.Decimal):
+            fixes.append(pl.col(name).cast(pl.String if name == "ts" else pl.Float64))
+        elif dtype == pl.Binary:
+            fixes.append(_binary_text(df[name]).alias(name))
+        elif isinstance(dtype, pl.Object):
+            raise TypeError(f"column {name!r}: Object values cannot be written as JSON")
     return df.with_columns(fixes) if fixes else df
 
 
@@ -84,10 +100,13 @@ def to_json(df: pl.DataFrame) -> pl.Series:
         parts.append(encoded.str.strip_prefix("{").str.strip_suffix("}"))
     for name in floats:
         parts.append(pl.concat_str([pl.lit(json.dumps(name) + ":"), _float_token(name)]))
-    if not parts:
-        return pl.Series("json", ["{}"] * df.height, dtype=pl.String)
+    if not parts:  # no columns (hence no rows)
+        return pl.Series("json", [], dtype=pl.String)
     body = pl.concat_str(parts, separator=",")
-    return df.select(pl.concat_str([pl.lit("{"), body, pl.lit("}")]).alias("json")).to_series()
+    try:
+        return df.select(pl.concat_str([pl.lit("{"), body, pl.lit("}")]).alias("json")).to_series()
+    except pl.exceptions.PanicException as exc:  # e.g. binary nested in a struct
+        raise TypeError(f"frame cannot be written as JSON: {exc}") from None
 
 
 def provenance(df: pl.DataFrame) -> dict[str, pl.Series | None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
@@ -104,6 +105,31 @@ def test_frame_with_missing_columns_and_datetime_ts() -> None:
         unrelated.rejects["reason"].to_list() == ["event_type: is required (missing or null)"] * 2
     )
     assert unrelated.rejects["raw"].to_list() == [b'{"a":1}', b'{"a":2}']
+
+
+def test_frame_column_types_json_cannot_write_directly() -> None:
+    frame = pl.DataFrame(
+        {
+            "event_type": pl.Series([b"market_tick", b"market_tick"]),  # binary, valid UTF-8
+            "instrument_token": pl.Series([1, 2], dtype=pl.UInt64),
+            "last_price": pl.Series([Decimal("24512.50"), Decimal("-1")], dtype=pl.Decimal(10, 2)),
+            "ts": pl.Series([Decimal("1795600550.123"), None], dtype=pl.Decimal(20, 3)),
+            "blob": pl.Series([b"\xff", b"\x00"]),  # not UTF-8: written as hex
+            "obj": pl.Series([object(), object()], dtype=pl.Object),  # not writable at all
+        }
+    )
+    batch = decode_frame(frame)
+    assert batch.ticks.rows() == [(0, 1, 24512.5, 1795600550123000000, None, None, None)]
+    assert batch.rejects["reason"].to_list() == ["last_price: must be > 0, got -1.0"]
+    raw = json.loads(batch.rejects["raw"][0])  # the Object column cannot be written: wire fields
+    assert raw == {
+        "event_type": "market_tick",
+        "instrument_token": 2,
+        "last_price": -1.0,
+        "ts": None,
+    }
+    with pytest.raises(TypeError, match="fill_id.*Object"):
+        decode_frame(frame.rename({"obj": "fill_id"}))
 
 
 def test_dicts_with_datetimes_and_unencodable_values() -> None:
