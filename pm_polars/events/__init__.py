@@ -1,6 +1,9 @@
 """Decode stage: Kafka JSON messages (or frames / dicts) -> validated fills, ticks, rejects.
 
-See ``decode`` for the pipeline and ``schema`` for the column contracts.
+Entry points are in ``decode``; the column contracts in ``schema``. Inside: ``pipeline``
+(one batch end to end), ``routing`` + ``fastparse`` (pyarrow reads), ``pyparse`` (the
+reference decoder for everything else), ``validate`` + ``timestamps``/``isotime`` (columnar
+rules), ``frames`` (frame rows -> JSON), ``rawschema`` (the row layout between them).
 """
 
 from pm_polars.events.batch import DecodedBatch
