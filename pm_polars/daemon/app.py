@@ -121,7 +121,7 @@ class Daemon:
             base = consumer_config(s.bootstrap_servers, s.group_id, s.kafka)
             ticks = TicksSource({**base, "group.id": f"{s.group_id}.ticks.unjoined"},
                                 s.ticks_topic, s.ticks_start, offsets, self.metrics)
-            ticks.refresh(force=True)
+            ticks.start()
             fills = FillsSource(base, s.fills_pattern, self, self.metrics)
             dead_letters = DeadLetters(producer_config(s.bootstrap_servers, s.kafka), s.dlq_topic)
             step = BatchStep(
@@ -158,7 +158,10 @@ class Daemon:
         while True:
             self._beat()
             ticks.refresh()
+            t0 = time.perf_counter()
             batch = batcher.collect(self.pending, stopping)
+            if len(batch):
+                self.metrics.stage("collect", time.perf_counter() - t0)
             if len(batch) or self.book.any_republish():
                 self.pending = RawBatch()
                 step.process(batch)

@@ -26,16 +26,17 @@ class Source(Protocol):
 
 @dataclass
 class RawBatch:
-    """Records of one micro-batch, not yet decoded."""
+    """Records of one micro-batch, not yet decoded, grouped by partition in offset order."""
 
     fills: dict[TP, list[Message]] = field(default_factory=dict)
-    ticks: list[Message] = field(default_factory=list)
-    first_arrival: float | None = None  # time.monotonic() of the first record
+    ticks: dict[int, list[Message]] = field(default_factory=dict)
+    first_arrival: float | None = None  # time.monotonic() the oldest record was produced
+    size: int = 0
 
     def __len__(self) -> int:
-        return len(self.ticks) + sum(len(v) for v in self.fills.values())
+        return self.size
 
-    def add_fills(self, messages: Iterable[Message]) -> None:
+    def add_fills(self, messages: list[Message]) -> None:
         fills = self.fills
         for msg in messages:
             tp = cast(TP, (msg.topic(), msg.partition()))
@@ -43,36 +44,50 @@ class RawBatch:
             if bucket is None:
                 bucket = fills[tp] = []
             bucket.append(msg)
+        self.size += len(messages)
 
     def add_ticks(self, messages: list[Message]) -> None:
-        self.ticks.extend(messages)
+        ticks = self.ticks
+        for msg in messages:
+            p = cast(int, msg.partition())
+            bucket = ticks.get(p)
+            if bucket is None:
+                bucket = ticks[p] = []
+            bucket.append(msg)
+        self.size += len(messages)
 
     def drop(self, tps: Iterable[TP]) -> int:
         """Forget the records of ``tps``; returns how many were dropped."""
         dropped = 0
         for tp in tps:
             dropped += len(self.fills.pop(tp, []))
+        self.size -= dropped
         return dropped
 
     def next_offsets(self) -> dict[TP, int]:
         return {tp: cast(int, msgs[-1].offset()) + 1 for tp, msgs in self.fills.items() if msgs}
 
     def tick_offsets(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for msg in self.ticks:
-            p, o = cast(int, msg.partition()), cast(int, msg.offset()) + 1
-            if o > out.get(p, -1):
-                out[p] = o
-        return out
+        return {p: cast(int, msgs[-1].offset()) + 1 for p, msgs in self.ticks.items() if msgs}
+
+
+def produced_at(msg: Message, now_mono: float) -> float:
+    """``time.monotonic()`` equivalent of the record's Kafka timestamp (never after now)."""
+    kind, ms = msg.timestamp()
+    if not kind or ms < 0:
+        return now_mono
+    return min(now_mono, now_mono - (time.time() - ms / 1000.0))
 
 
 class MicroBatcher:
     """Collects from the fills and ticks sources until ``max_events`` or ``max_wait_s``.
 
-    The wait starts at the first record of a batch. With no records at all, ``collect``
-    returns an empty batch after about ``IDLE_RETURN_S`` so the caller's loop stays live.
-    Fills are polled with a short timeout and ticks without blocking, so neither source
-    starves the other.
+    ``max_wait_s`` bounds how long a record waits for its batch: it counts from the oldest
+    record's Kafka timestamp (its produce time), so records that queued up while the
+    previous batch was being processed are flushed as soon as what is available has been
+    read. Both sources are first read without blocking; only when neither has anything
+    does ``collect`` block, in short slices alternating between them. With no records at
+    all it returns an empty batch after about ``IDLE_RETURN_S`` so the loop stays live.
     """
 
     def __init__(
@@ -82,30 +97,41 @@ class MicroBatcher:
         self.fills, self.ticks = fills, ticks
         self.max_events, self.max_wait_s = max_events, max_wait_s
         self.clock = clock
-        self.slice_s = min(0.005, max_wait_s / 2)
+        self.slice_s = min(0.002, max_wait_s / 2)
+        self._turn = 0
+
+    def _read(self, batch: RawBatch, room: int, timeout: float) -> bool:
+        if timeout > 0:  # block on one source at a time, alternating
+            self._turn ^= 1
+            src = self.fills if self._turn else self.ticks
+            got = src.consume(room, timeout)
+            (batch.add_fills if src is self.fills else batch.add_ticks)(got)
+            firsts = got[:1]
+        else:
+            fills = self.fills.consume(room, 0.0)
+            batch.add_fills(fills)
+            ticks = self.ticks.consume(room - len(fills), 0.0) if room > len(fills) else []
+            batch.add_ticks(ticks)
+            firsts = fills[:1] + ticks[:1]
+        if firsts and batch.first_arrival is None:
+            now = self.clock()
+            batch.first_arrival = min(produced_at(m, now) for m in firsts)
+        return bool(firsts)
 
     def collect(self, batch: RawBatch, stopping: Callable[[], bool]) -> RawBatch:
         """Fill ``batch`` (possibly holding records already) and return it."""
         start = self.clock()
         while True:
             now = self.clock()
+            room = self.max_events - len(batch)
+            if room <= 0:
+                return batch
+            if self._read(batch, room, 0.0):
+                continue  # drain what is available first
             if batch.first_arrival is not None:
                 remaining = batch.first_arrival + self.max_wait_s - now
             else:
                 remaining = start + IDLE_RETURN_S - now
-            room = self.max_events - len(batch)
-            if room <= 0 or remaining <= 0 or (stopping() and batch.first_arrival is None):
+            if remaining <= 0 or stopping():
                 return batch
-            got = self.fills.consume(room, min(self.slice_s, remaining))
-            if got:
-                batch.add_fills(got)
-                room -= len(got)
-            if room > 0:
-                ticks = self.ticks.consume(room, 0.0)
-                if ticks:
-                    batch.add_ticks(ticks)
-                    got = got or ticks
-            if got and batch.first_arrival is None:
-                batch.first_arrival = self.clock()
-            if stopping():
-                return batch
+            self._read(batch, room, min(self.slice_s, remaining))

@@ -42,19 +42,18 @@ class Decoded:
         return replace(self, fills=keep, rejects=rejects)
 
 
-def _columns(msgs: list[Message]) -> dict[str, list[Any]]:
+def _columns(groups: list[tuple[str, int, list[Message]]]) -> dict[str, list[Any]]:
     values: list[Any] = []
     topics: list[Any] = []
     partitions: list[Any] = []
     offsets: list[Any] = []
     stamps: list[Any] = []
-    for m in msgs:
-        values.append(m.value())
-        topics.append(m.topic())
-        partitions.append(m.partition())
-        offsets.append(m.offset())
-        kind, ms = m.timestamp()
-        stamps.append(ms if kind and ms >= 0 else None)
+    for topic, partition, msgs in groups:
+        values += [m.value() for m in msgs]
+        offsets += [m.offset() for m in msgs]
+        stamps += [m.timestamp()[1] for m in msgs]  # -1 when unknown
+        topics += [topic] * len(msgs)
+        partitions += [partition] * len(msgs)
     return {"values": values, "topics": topics, "partitions": partitions, "offsets": offsets,
             "kafka_timestamps_ms": stamps}
 
@@ -75,9 +74,9 @@ def _misplaced(frame: pl.DataFrame, values: list[Any], seq_start: int,
 
 def decode_batch(batch: RawBatch, ticks_topic: str) -> Decoded:
     """Decode every record of ``batch`` in one call; ``Decoded.records`` counts them."""
-    msgs = [m for ms in batch.fills.values() for m in ms]
-    msgs.extend(batch.ticks)
-    cols = _columns(msgs)
+    groups = [(t, p, ms) for (t, p), ms in batch.fills.items()]
+    groups += [(ticks_topic, p, ms) for p, ms in batch.ticks.items()]
+    cols = _columns(groups)
     values = cols.pop("values")
     d = decode_messages(values, **cols, seq_start=0)
     on_ticks = pl.col("topic") == ticks_topic
@@ -92,4 +91,4 @@ def decode_batch(batch: RawBatch, ticks_topic: str) -> Decoded:
         rejects.append(_misplaced(wrong, values, 0, "market_tick on a fill topic; ticks "
                                   f"belong on {ticks_topic}"))
     all_rejects = pl.concat(rejects).sort("seq") if len(rejects) > 1 else d.rejects
-    return Decoded(fills, ticks, all_rejects, len(msgs), values)
+    return Decoded(fills, ticks, all_rejects, len(values), values)

@@ -40,6 +40,9 @@ def consumer_config(bootstrap: str, group_id: str, extra: Mapping[str, str]) -> 
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         "topic.metadata.refresh.interval.ms": 30_000,
+        # Kafka/Redpanda answer a fetch as soon as data arrives; brokers that hold it for
+        # the full wait (tansu does) add up to this much latency (librdkafka default 500)
+        "fetch.wait.max.ms": 100,
         "logger": kafka_log,
         **extra,
     }

@@ -31,6 +31,9 @@ from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
 from pm_polars.publish.contributions import partition_contributions
 from pm_polars.publish.keys import part_name
 
+NO_REJECTS = empty(REJECT_SCHEMA)
+NO_FILLS = empty(FILL_SCHEMA)
+
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -91,7 +94,7 @@ def apply_batch(
     reduced = book.ticks.reduce(routed.ticks)
     wins = book.ticks.merge(reduced)
     engine = book.engine
-    res = engine.apply_decoded(DecodedBatch(routed.fills, reduced, empty(REJECT_SCHEMA)))
+    res = engine.apply_decoded(DecodedBatch(routed.fills, reduced, NO_REJECTS))
 
     def owner_of(pid: str) -> TP | None:
         return book.owner.get(pid) or claims.get(pid)
@@ -129,7 +132,7 @@ def apply_batch(
         ))
     result = BatchResult(
         fills=res.fills, ticks=routed.ticks, rejects=routed.rejects,
-        duplicates=res.duplicates if res.duplicates.height else empty(FILL_SCHEMA),
+        duplicates=res.duplicates if res.duplicates.height else NO_FILLS,
         changed_portfolios=sorted(changed), written_ns=now,
     )
     return Applied(plan, result, claims, refused)

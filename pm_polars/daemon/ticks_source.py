@@ -6,13 +6,15 @@ stored in Redis (with the prices, in the same MULTI); partitions without one sta
 beginning (``ticks_start="earliest"``, ``OFFSET_BEGINNING``) or the end (``"latest"``,
 ``OFFSET_END``; tansu mis-handles OFFSET_END and re-delivers part of the log). Fill
 rebalances never touch this consumer. New partitions are picked up by a periodic metadata
-check (``refresh``).
+check: a background thread reads the topic's metadata every ``REFRESH_INTERVAL_S`` (a
+metadata request can take tens of ms and must not stall the loop) and ``refresh``, called by
+the loop, assigns partitions that appeared.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,30 +46,44 @@ class TicksSource:
                 "error_cb": self._on_error}
         conf.pop("partition.assignment.strategy", None)
         self.consumer = Consumer(conf)
+        self._meta_client = Consumer({k: v for k, v in conf.items() if k != "error_cb"})
         self.topic, self.metrics = topic, metrics
         self.default_start = OFFSET_END if start == "latest" else OFFSET_BEGINNING
         self.stored = dict(stored)
         self.assigned: set[int] = set()
         self.errors = ErrorLog(metrics)
-        self.next_refresh = 0.0
+        self.known: frozenset[int] = frozenset()
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="pm-ticks-metadata",
+                                         daemon=True)
 
     def _on_error(self, err: KafkaError) -> None:
         self.errors(err, "ticks")
 
-    def refresh(self, force: bool = False) -> None:
-        """Assign partitions of the topic that appeared since the last check."""
-        now = time.monotonic()
-        if not force and now < self.next_refresh:
-            return
-        self.next_refresh = now + REFRESH_INTERVAL_S
+    def partitions(self) -> frozenset[int]:
+        """Partitions of the topic per broker metadata (empty if unknown or unreachable)."""
         try:
-            meta = self.consumer.list_topics(self.topic, timeout=1.0).topics.get(self.topic)
+            meta = self._meta_client.list_topics(self.topic, timeout=5.0).topics.get(self.topic)
         except Exception as exc:  # KafkaException: broker unreachable
             log.debug("event=ticks_metadata_failed error=%r", exc)
-            return
+            return frozenset()
         if meta is None or meta.error is not None:
-            return
-        new = sorted(set(meta.partitions) - self.assigned)
+            return frozenset()
+        return frozenset(meta.partitions)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(REFRESH_INTERVAL_S):
+            self.known = self.partitions()
+
+    def start(self) -> None:
+        """Assign the partitions known now and start watching for new ones."""
+        self.known = self.partitions()
+        self.refresh()
+        self._watcher.start()
+
+    def refresh(self) -> None:
+        """Assign partitions of the topic that appeared since the last call (cheap)."""
+        new = sorted(self.known - self.assigned)
         if not new:
             return
         parts = [
@@ -94,4 +110,8 @@ class TicksSource:
         return good
 
     def close(self) -> None:
+        self._stop.set()
+        if self._watcher.is_alive():
+            self._watcher.join(timeout=10)
         self.consumer.close()
+        self._meta_client.close()
