@@ -143,7 +143,10 @@ class Checkpoint:
         )
         pipe.eval(aggregate_lua.SCRIPT, 0, arg)
         updated.update(f"{s}_Overall" for s in sources)
-        pipe.publish(keys.updates_channel, update_message(updated, plan.ts_ns))
+        if updated:
+            pipe.publish(keys.updates_channel, update_message(updated, plan.ts_ns))
+        else:
+            pipe.echo("no portfolio changed")  # keeps the EVAL result at index -2
         return sorted(updated)
 
     def _queue_state(self, pipe: Any, tp: TP, delta: StateDelta) -> None:
