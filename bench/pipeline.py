@@ -170,6 +170,10 @@ def bare_latency(bootstrap: str, rate: float, seconds: float) -> float:
                          "fetch.wait.max.ms": 10})
     consumer.assign([TopicPartition(names[t], p, OFFSET_BEGINNING)
                      for t, k in PARTS.items() for p in range(k)])
+    produce(bootstrap, names, 100, seed=4)  # warm-up: connections and fetch sessions up
+    seen = 0
+    while seen < 100:
+        seen += len(consumer.consume(num_messages=1000, timeout=0.2))
     n = int(rate * seconds)
     lags: list[float] = []
     feeder = multiprocessing.get_context("fork").Process(
@@ -200,6 +204,7 @@ def paced(bootstrap: str, redis, rate: float, seconds: float, tmp: Path) -> tupl
         wait_for("paced records", lambda: committed(client, f"{uid}-g", names) >= 200 + n,
                  timeout=120)
         after = histogram(port)
+        print("  paced stage seconds (sum over batches, warm-up included):", stages(port))
         diff = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
         return quantile(diff, 0.5), quantile(diff, 0.99)
     finally:
