@@ -209,9 +209,16 @@ def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame) -> pl.DataFra
     ).with_columns(
         [(pl.col(c) + pl.col(f"{c}_old").fill_null(0)).alias(c) for c in cumulative]
     )
-    untouched = positions.join(deltas.select(*KEYS), on=KEYS, how="anti")
-    updated = touched.select(list(POSITION_STATE_SCHEMA)).cast(pl.Schema(POSITION_STATE_SCHEMA))
-    return pl.concat([untouched, updated]).sort("instrument_token", maintain_order=True)
+    updated = (
+        touched.select(list(POSITION_STATE_SCHEMA))
+        .cast(pl.Schema(POSITION_STATE_SCHEMA))
+        .sort("instrument_token")
+    )
+    untouched = positions.join(deltas.select(*KEYS), on=KEYS, how="anti", maintain_order="left")
+    token = pl.col("instrument_token").set_sorted()
+    return untouched.with_columns(token).merge_sorted(
+        updated.with_columns(token), key="instrument_token"
+    )
 
 
 def cash_flows(ledger: pl.DataFrame) -> pl.DataFrame:
