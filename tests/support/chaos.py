@@ -484,6 +484,7 @@ class DlqCheck:
     unique: int  # distinct source records dead-lettered
     total: int  # dead letters read (> unique when a batch was dead-lettered twice after a crash)
     reasons: dict[str, str] = field(default_factory=dict)  # poison name -> reason seen
+    copies: Counter[tuple[str, int, int]] = field(default_factory=Counter)  # per record
 
 
 def headers_of(msg: Message) -> dict[str, str]:
@@ -556,7 +557,7 @@ def read_dead_letters(bootstrap: str, names: Names, items: Sequence[Item], *,
             problems.append(f"{len(missing)} of {len(want)} dead letters missing")
     finally:
         consumer.close()
-    return DlqCheck(problems, len(set(got) & set(want)), sum(got.values()), reasons)
+    return DlqCheck(problems, len(set(got) & set(want)), sum(got.values()), reasons, got)
 
 
 # ---------------------------------------------------------------------------- processes
@@ -756,12 +757,91 @@ def kill_chaos(
                        time.monotonic() - t0)
 
 
+# ---------------------------------------------------------------------------- soak
+@dataclass
+class SoakFigures:
+    events: int
+    seconds: float  # production time at the steady rate
+    rate: float
+    rss_start_mb: float  # after the first committed batch
+    rss_end_mb: float  # after catch-up
+    rss_max_mb: float
+    max_lag: int  # records acknowledged by the broker but not yet committed to Redis
+    max_lag_metric: float  # max of the daemon's own pm_consumer_lag_records (fills, summed)
+    samples: int
+
+    def lines(self) -> list[str]:
+        return [
+            f"soak                      {self.events:,} events in {self.seconds:.0f} s "
+            f"({self.rate:,.0f}/s target)",
+            f"soak RSS start/end        {self.rss_start_mb:.1f} MiB -> {self.rss_end_mb:.1f} MiB"
+            f" (max {self.rss_max_mb:.1f} MiB, {self.samples} samples)",
+            f"soak max lag              {self.max_lag:,} records produced but not committed "
+            f"(daemon's own fill-lag gauge max {self.max_lag_metric:,.0f})",
+        ]
+
+
+def soak(
+    bootstrap: str, client: redis.Redis, redis_url: str, names: Names, stream: Stream,
+    workdir: Path, *, rate: float, port: int, sample_every: float = 0.5,
+    say: Callable[[str], None] = lambda _s: None,
+) -> SoakFigures:
+    """One daemon under ``stream`` produced at a steady ``rate``; RSS and lag sampled.
+
+    Ends with the state equal to the reference and the dead letters complete.
+    """
+    daemons = Daemons(bootstrap, redis_url, names, workdir)
+    items = stream.items
+    try:
+        daemon = daemons.start("--metrics-port", str(port), "--metrics-host", "127.0.0.1")
+        producer = PacedProducer(bootstrap, items, rate)
+        producer.start()
+        t0 = time.monotonic()
+        wait_for("first batch", lambda: progress(client, names) > 0, timeout=60,
+                 diagnose=daemons.tail)
+        rss: list[float] = [rss_mb(daemon.pid)]
+        max_lag, max_metric, next_say = 0, 0.0, t0 + 10
+        while not producer.finished.is_set():
+            time.sleep(sample_every)
+            acked = producer.acked
+            max_lag = max(max_lag, acked - progress(client, names))
+            rss.append(rss_mb(daemon.pid))
+            try:
+                m = scrape(port)
+            except OSError:
+                m = {}
+            max_metric = max(max_metric, sum(v for k, v in m.items()
+                                             if k.startswith("pm_consumer_lag_records")))
+            if time.monotonic() >= next_say:
+                next_say += 10
+                say(f"soak {time.monotonic() - t0:5.0f} s: {acked:,} produced, lag "
+                    f"{acked - progress(client, names):,}, RSS {rss[-1]:.1f} MiB")
+            if not daemon.alive():
+                raise AssertionError("daemon died during the soak\n" + daemons.tail())
+        produced_s = time.monotonic() - t0
+        if producer.errors:
+            raise AssertionError(f"produce errors {producer.errors[:3]}")
+        wait_caught_up(client, names, items, timeout=300, diagnose=daemons.tail)
+        check_equal(client, names, items, diagnose=daemons.tail)
+        rss.append(rss_mb(daemon.pid))
+        dlq = read_dead_letters(bootstrap, names, items)
+        if dlq.problems:
+            raise AssertionError("dead letters:\n" + "\n".join(dlq.problems[:20]))
+        code = daemon.terminate()
+        if code != 0:
+            raise AssertionError(f"daemon exited {code}\n{daemons.tail()}")
+    finally:
+        daemons.kill_all()
+    return SoakFigures(len(items), produced_s, rate, rss[0], rss[-1], max(rss), max_lag,
+                       max_metric, len(rss))
+
+
 # Re-exported so tests import everything from one place.
 __all__ = [
     "DEAD", "FAST_KAFKA", "STARTING_CASH", "TICKS_TOPIC", "VALID", "Daemons", "DlqCheck",
     "Item", "KillFigures", "KillRecord", "Names", "PacedProducer", "Stream", "build_stream",
     "check_equal", "ends", "fillers", "frozen_problems", "headers_of", "kill_chaos", "owned", "poison_items",
-    "price_problems", "produce_items",
+    "price_problems", "produce_items", "SoakFigures", "soak",
     "progress", "read_dead_letters", "reference", "rss_mb", "scrape", "seen_count",
     "state_problems", "stored", "unique_fills", "wait_caught_up",
 ]
