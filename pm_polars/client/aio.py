@@ -158,16 +158,19 @@ class AsyncSubscription:
         if self._started or self._closed:
             return
         self._started = True
-        await self._pubsub.subscribe(self.channel)
-        deadline = time.monotonic() + self._confirm_timeout
-        while True:
-            left = max(0.0, deadline - time.monotonic())
-            msg: Any = await self._pubsub.get_message(timeout=left)
-            if msg is not None and msg["type"] == "subscribe":
-                return
-            if time.monotonic() >= deadline:
-                await self.aclose()
-                raise RedisTimeoutError(f"no SUBSCRIBE confirmation for {self.channel!r}")
+        try:
+            await self._pubsub.subscribe(self.channel)
+            deadline = time.monotonic() + self._confirm_timeout
+            while True:
+                left = max(0.0, deadline - time.monotonic())
+                msg: Any = await self._pubsub.get_message(timeout=left)
+                if msg is not None and msg["type"] == "subscribe":
+                    return
+                if time.monotonic() >= deadline:
+                    raise RedisTimeoutError(f"no SUBSCRIBE confirmation for {self.channel!r}")
+        except BaseException:
+            await self.aclose()
+            raise
 
     async def get(self, timeout: float | None = None) -> Update | None:
         """The next update, or None after ``timeout`` seconds (None: wait until one)."""

@@ -180,15 +180,22 @@ class Subscription:
         self.channel = channel
         self._pubsub = client.pubsub()
         self._closed = False
-        self._pubsub.subscribe(channel)
-        deadline = time.monotonic() + confirm_timeout
-        while True:  # wait for the confirmation: no publication after this is missed
+        try:
+            self._confirm(confirm_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _confirm(self, timeout: float) -> None:
+        """Subscribe and wait for the confirmation: no publication after it is missed."""
+        self._pubsub.subscribe(self.channel)
+        deadline = time.monotonic() + timeout
+        while True:
             msg: Any = self._pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
             if msg is not None and msg["type"] == "subscribe":
                 return
             if time.monotonic() >= deadline:
-                self._pubsub.close()
-                raise redis.TimeoutError(f"no SUBSCRIBE confirmation for {channel!r}")
+                raise redis.TimeoutError(f"no SUBSCRIBE confirmation for {self.channel!r}")
 
     def get(self, timeout: float | None = None) -> Update | None:
         """The next update, or None after ``timeout`` seconds (None: wait until one)."""

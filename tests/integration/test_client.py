@@ -315,6 +315,10 @@ def test_subscribers_receive_the_published_update(
                     plan, outcome = daemon.batch({}, BATCH2_TICKS)
                     got_sync = sub.get(timeout=5)
                     assert sub.get(timeout=0.1) is None
+                    # iteration; a newer writer's extra message fields are kept
+                    client.publish(Keys(PREFIX).updates_channel,
+                                   '{"portfolio_ids": ["x"], "ts": 7, "instance": "d2"}')
+                    assert next(iter(sub)) == Update(["x"], 7, {"instance": "d2"})
                 got_async = None
                 async for update in asub:
                     got_async = update
