@@ -28,7 +28,8 @@ def register(subparsers: Subparsers) -> None:
             "Consume fills (consumer group on a topic pattern) and ticks (every partition, "
             "no group) in micro-batches, apply them to one engine per owned partition and "
             "write state, offsets and the published read model to Redis in one MULTI/EXEC "
-            "per batch. Settings: flag > env PM_<NAME> > --config TOML > default. Exit codes: "
+            "per batch; with --archive-root every committed record is also archived exactly "
+            "once as Parquet (see docs/history.md). Settings: flag > env PM_<NAME> > --config TOML > default. Exit codes: "
             "0 stopped by SIGTERM/SIGINT, 1 error, 2 bad settings, 3 reject ratio exceeded, "
             "4 stopped while Redis/Kafka were unreachable."
         ),

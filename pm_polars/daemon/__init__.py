@@ -4,8 +4,8 @@ Flow of one batch (each step its own module)::
 
     fills_source / ticks_source -> batching (RawBatch, explicit next offsets)
       -> decoding (one decode_messages call) -> processor (route, apply, plan)
-      -> dlq (dead letters, reject ratio) -> checkpoint (state + offsets, ONE MULTI/EXEC)
-      -> Kafka commit, metrics, sinks
+      -> dlq (dead letters, reject ratio) -> archive_sink.stage (durable, before EXEC)
+      -> checkpoint (state + offsets, ONE MULTI/EXEC) -> Kafka commit, metrics, sinks
 
 ``app`` is the thin loop, ``book`` the engine of the owned partitions, ``config`` the
 settings. Redis is the source of truth for state and offsets; see ``checkpoint``.

@@ -19,6 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from pm_polars.daemon.archive_sink import ArchiveSink
 from pm_polars.daemon.batch_step import BatchStep
 from pm_polars.daemon.batching import MicroBatcher, RawBatch
 from pm_polars.daemon.book import Book
@@ -66,6 +67,11 @@ class Daemon:
         self.instruments = load_instruments(s.instruments)
         self.pending = RawBatch()
         self.book: Book | None = None
+        self.archive: ArchiveSink | None = None
+        if s.archive_root is not None:
+            self.archive = ArchiveSink(s.archive_root, s.group_id, roll_rows=s.archive_roll_events,
+                                       roll_s=s.archive_roll_s)
+            self.sinks.register(self.archive)
 
     # ------------------------------------------------------------------ control
     def request_stop(self, *_: object) -> None:
@@ -118,6 +124,8 @@ class Daemon:
                 self.checkpoint, table, starting_cash=s.starting_cash,
                 instruments=self.instruments, dedupe_retention_s=s.dedupe_retention,
             )
+            if self.archive is not None:
+                self._start_archive(self.archive, self.book)
             base = consumer_config(s.bootstrap_servers, s.group_id, s.kafka)
             ticks = TicksSource({**base, "group.id": f"{s.group_id}.ticks.unjoined"},
                                 s.ticks_topic, s.ticks_start, offsets, self.metrics)
@@ -150,6 +158,13 @@ class Daemon:
         log.info("event=stopped exit_code=%d", code)
         return code
 
+    def _start_archive(self, archive: ArchiveSink, book: Book) -> None:
+        """Engine settings to the archive; rows of dead daemons' staging segments in."""
+        rows = self.backoff.call(
+            "archive start", lambda: archive.start(book.engine, self.checkpoint.committed_offsets),
+            (redis.RedisError, OSError))
+        log.info("event=archive_ready root=%s recovered_rows=%d", archive.root, rows)
+
     def _loop(self, batcher: MicroBatcher, step: BatchStep, fills: FillsSource,
               ticks: TicksSource) -> None:
         assert self.book is not None
@@ -168,6 +183,7 @@ class Daemon:
                 self.liveness.redis = "ok"
             elif stopping():
                 return
+            self.sinks.maintain()
             now = time.monotonic()
             if now >= next_lag:
                 next_lag = now + LAG_INTERVAL_S

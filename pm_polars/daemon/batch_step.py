@@ -6,23 +6,28 @@ Order (the exactly-once argument relies on it):
 2. snapshot every engine and the tick table (O(1));
 3. apply to the engines and build the commit plan;
 4. dead letters produced and flushed (once per batch, before the commit);
-   (fills refused for arriving on a foreign partition included);
+   (fills refused for arriving on a foreign partition included); the archive rows are
+   staged (made durable, see ``archive_sink``) before the EXEC;
 5. checkpoint commit: state + offsets + read model in one MULTI/EXEC;
    on a Redis/Kafka error: restore the snapshots, back off, go to 3 (nothing advanced);
    on a stale partition (another owner moved it on): restore, reload that partition from
    Redis, seek it to the stored offset, drop its records from this batch, go to 3;
-6. after EXEC: Kafka offset commit (monitoring only), metrics, sinks.
+6. after EXEC: Kafka offset commit (monitoring only), metrics, sinks. The sinks get the
+   rows of every attempt below the offsets now committed: after a stale partition, the
+   rows an earlier attempt staged for it below the stored offset were committed (by
+   another owner, or by our own EXEC whose reply was lost) and are archived too.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import polars as pl
 import redis
 
+from pm_polars.daemon.archive_sink import KINDS, Rows, rows_of
 from pm_polars.daemon.batching import RawBatch
 from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint import TP, Checkpoint, CommitOutcome
@@ -30,12 +35,13 @@ from pm_polars.daemon.decoding import Decoded, decode_batch
 from pm_polars.daemon.dlq import DeadLetters, DeliveryError, RejectGuard
 from pm_polars.daemon.fills_source import FillsSource
 from pm_polars.daemon.metrics import Metrics
-from pm_polars.daemon.processor import Applied, apply_batch
+from pm_polars.daemon.processor import Applied, BatchResult, apply_batch
 from pm_polars.daemon.retry import Backoff
 from pm_polars.daemon.sinks import Sinks
+from pm_polars.daemon.staging import Record, committed_only
 
 log = logging.getLogger(__name__)
-RETRYABLE = (redis.RedisError, DeliveryError)
+RETRYABLE = (redis.RedisError, DeliveryError, OSError)  # OSError: archive staging
 
 
 @dataclass
@@ -44,6 +50,8 @@ class _Pending:
     next_offsets: dict[TP, int]
     tick_offsets: dict[int, int]
     dead_lettered: bool = False
+    staged: list[BatchResult] = field(default_factory=list)  # one per staged attempt
+    stale: dict[TP, int | None] = field(default_factory=dict)  # partition -> stored offset
 
 
 class BatchStep:
@@ -88,6 +96,10 @@ class BatchStep:
                 sent = self.dead_letters.send(applied.result.rejects)
                 self.metrics.dlq_records.inc(sent)
                 p.dead_lettered = True
+            if self.sinks.staging:
+                self.sinks.stage(applied.result)
+                p.staged.append(applied.result)
+                self.sinks.barrier()
             t2 = time.perf_counter()
             outcome = self.checkpoint.commit(applied.plan) if not applied.plan.is_empty() \
                 else CommitOutcome()
@@ -114,6 +126,7 @@ class BatchStep:
         """Another owner (or our own EXEC whose reply was lost) moved these partitions on."""
         self.metrics.stale_writes.inc()
         tps = list(outcome.stale)
+        p.stale.update(outcome.stale)
         for tp, stored in outcome.stale.items():
             log.warning("event=stale_partition partition=%s:%s stored_offset=%s action=reload",
                         tp[0], tp[1], stored)
@@ -171,5 +184,19 @@ class BatchStep:
         offsets = dict(p.next_offsets)
         offsets.update({(self.ticks_topic, q): o for q, o in p.tick_offsets.items()})
         t1 = time.perf_counter()
-        self.sinks.submit(res, offsets)
+        self.sinks.submit(self._archived(p, res), offsets)
         m.stage("sinks", time.perf_counter() - t1)
+
+    def _archived(self, p: _Pending, res: BatchResult) -> BatchResult:
+        """``res`` plus rows of earlier attempts that are committed (see step 6)."""
+        if len(p.staged) <= 1:
+            return res
+        limits: dict[TP, int | None] = {**p.stale, **p.next_offsets}
+        limits.update({(self.ticks_topic, q): o for q, o in p.tick_offsets.items()})
+        kept = committed_only(
+            [Record(i, 0, rows_of(r).frames()) for i, r in enumerate(p.staged)], limits)
+        frames = {k: pl.concat([r.frames[k] for r in kept if k in r.frames], how="diagonal")
+                  for k in KINDS if any(k in r.frames for r in kept)}
+        rows = Rows.of(frames)
+        return replace(res, fills=rows.fills, ticks=rows.ticks, rejects=rows.rejects,
+                       duplicates=rows.duplicates)

@@ -185,6 +185,20 @@ class Checkpoint:
         )
         return snap, int(meta["next_offset"])
 
+    def committed_offsets(self, tps: set[TP]) -> dict[TP, int | None]:
+        """Stored next offsets of ``tps``: a fill partition's ``meta``, a ticks partition's
+        tick offset (None: nothing committed yet)."""
+        fills = sorted(tp for tp in tps if tp[0] != self.ticks_topic)
+        with self.client.pipeline(transaction=False) as pipe:
+            for tp in fills:
+                pipe.hget(self._state(tp, "meta"), "next_offset")
+            pipe.hgetall(self.keys.tick_offsets(self.ticks_topic))
+            *metas, ticks = pipe.execute()
+        out: dict[TP, int | None] = {tp: _offset(v) for tp, v in zip(fills, metas, strict=True)}
+        stored = {int(q): int(o) for q, o in ticks.items()}
+        out.update({tp: stored.get(tp[1]) for tp in tps if tp[0] == self.ticks_topic})
+        return out
+
     def owners(self, portfolio_ids: list[str]) -> dict[str, TP]:
         """Partitions recorded in ``pm:owner`` for these portfolios (unknown ones omitted)."""
         values = self.client.hmget(self.keys.owners(self.group), portfolio_ids)

@@ -78,8 +78,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("ticks_start", str, "earliest", "where ticks start when Redis holds no tick offsets; "
          "'latest' is unreliable on tansu (re-delivers)", "WHERE", choices=("earliest", "latest")),
     Spec("dlq_topic", str, "pm.deadletter", "dead-letter topic for invalid records", "TOPIC"),
-    Spec("archive_root", _optional_path, None, "root directory of the Parquet archive "
-         "(stored for archive sinks; none are built in yet)", "DIR"),
+    Spec("archive_root", _optional_path, None, "archive every committed event (applied "
+         "fills, duplicates, ticks, rejects) exactly once as Parquet under this directory "
+         "(pm-polars replay/eod/report read it); off when not given", "DIR"),
+    Spec("archive_roll_events", int, 500_000, "cut archive Parquet files when this many "
+         "events are buffered", "N"),
+    Spec("archive_roll_s", duration_s, 60.0, "cut archive Parquet files at least this often "
+         "(seconds or 30s/5m)", "DURATION", shown="60s"),
     Spec("metrics_port", int, 9108, "port of /metrics and /healthz; 0 disables", "N"),
     Spec("metrics_host", str, "0.0.0.0", "address /metrics and /healthz bind to", "ADDR"),
     Spec("max_events", int, 50_000, "flush a micro-batch at this many records", "N"),
@@ -116,6 +121,8 @@ class Settings:
     ticks_start: str = "earliest"
     dlq_topic: str = "pm.deadletter"
     archive_root: Path | None = None
+    archive_roll_events: int = 500_000
+    archive_roll_s: float = 60.0  # seconds
     metrics_port: int = 9108
     metrics_host: str = "0.0.0.0"
     max_events: int = 50_000
@@ -160,7 +167,8 @@ def validate(s: Settings) -> None:
         raise _fail("ticks_start", f"{s.ticks_start!r}", "use earliest or latest")
     positive = {"max_events": s.max_events, "reject_window": s.reject_window,
                 "max_wait_ms": s.max_wait_ms, "health_timeout": s.health_timeout,
-                "dedupe_retention": s.dedupe_retention}
+                "dedupe_retention": s.dedupe_retention,
+                "archive_roll_events": s.archive_roll_events, "archive_roll_s": s.archive_roll_s}
     for name, value in positive.items():
         if not value > 0:
             raise _fail(name, f"must be > 0, got {value}", "give a positive number")

@@ -1,11 +1,17 @@
-"""Sinks: consumers of committed batches (e.g. the Parquet archive writer).
+"""Sinks: consumers of committed batches (e.g. the Parquet archive).
 
 A sink is called after the batch's Redis commit succeeded, in registration order, with the
 batch's :class:`~pm_polars.daemon.processor.BatchResult` and its next offsets
 (``{(topic, partition): next offset}`` for fills and ``{("<ticks topic>", p): ...}`` for
-ticks). A sink that raises is logged and the daemon goes on: Redis is the source of truth,
-and a sink that needs every batch must make its own progress durable (``flush``) and be
-idempotent on re-delivery after a crash. ``flush`` is called on shutdown before ``close``.
+ticks). A sink that raises in ``submit`` is logged and the daemon goes on: Redis is the
+source of truth. ``flush`` is called on shutdown before ``close``.
+
+A sink that must hold every committed batch exactly once (the archive, see
+``archive_sink``) also implements the *pre-commit* hooks: ``stage(result)`` for every
+attempt to commit a batch, then ``barrier()`` right before the EXEC, which returns once what
+was staged is durable. Their errors are not contained: they fail the attempt, which is
+retried like a Redis error (nothing was committed). ``maintain()`` (optional) is called from
+the loop when it is idle.
 """
 
 from __future__ import annotations
@@ -25,14 +31,37 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+class StagingSink(Sink, Protocol):
+    """A sink that is durable before the commit (see the module docstring)."""
+
+    def stage(self, result: Any) -> None: ...
+    def barrier(self) -> None: ...
+
+
 class Sinks:
-    """The registered sinks; errors are contained per sink."""
+    """The registered sinks; errors of ``submit``/``flush``/``close`` are contained per sink."""
 
     def __init__(self, sinks: list[Sink] | None = None) -> None:
-        self.sinks: list[Sink] = list(sinks or [])
+        self.sinks: list[Sink] = []
+        for sink in sinks or []:
+            self.register(sink)
 
     def register(self, sink: Sink) -> None:
         self.sinks.append(sink)
+
+    @property
+    def staging(self) -> list[StagingSink]:
+        return [s for s in self.sinks if hasattr(s, "stage") and hasattr(s, "barrier")]  # type: ignore[misc]
+
+    def stage(self, result: Any) -> None:
+        """Pre-commit: start making ``result`` durable in every staging sink (raises)."""
+        for sink in self.staging:
+            sink.stage(result)
+
+    def barrier(self) -> None:
+        """Pre-commit: wait until every staging sink holds what was staged (raises)."""
+        for sink in self.staging:
+            sink.barrier()
 
     def submit(self, result: Any, offsets: Mapping[tuple[str, int], int]) -> None:
         for sink in self.sinks:
@@ -40,6 +69,16 @@ class Sinks:
                 sink.submit(result, offsets)
             except Exception:
                 log.exception("event=sink_failed sink=%s", type(sink).__name__)
+
+    def maintain(self) -> None:
+        for sink in self.sinks:
+            step = getattr(sink, "maintain", None)
+            if step is None:
+                continue
+            try:
+                step()
+            except Exception:
+                log.exception("event=sink_maintain_failed sink=%s", type(sink).__name__)
 
     def close(self) -> None:
         for sink in self.sinks:
