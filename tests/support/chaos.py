@@ -449,8 +449,12 @@ def unique_fills(items: Iterable[Item]) -> int:
 
 
 def wait_caught_up(client: redis.Redis, names: Names, items: Sequence[Item], *,
-                   timeout: float = 120.0, diagnose: Callable[[], str] | None = None) -> None:
-    """Until the stored offsets are the log end of every partition that got records."""
+                   timeout: float = 120.0, diagnose: Callable[[], str] | None = None,
+                   alive: Callable[[], bool] | None = None) -> None:
+    """Until the stored offsets are the log end of every partition that got records.
+
+    ``alive``: fail at once (instead of at the timeout) when it returns False.
+    """
     want_f, want_t = ends(items, names)
 
     def done() -> bool:
@@ -458,7 +462,11 @@ def wait_caught_up(client: redis.Redis, names: Names, items: Sequence[Item], *,
         return all(got_f.get(tp) == o for tp, o in want_f.items()) and \
             all(got_t.get(p) == o for p, o in want_t.items())
 
-    wait_for("offsets at the log end", done, timeout=timeout, interval=0.05, diagnose=diagnose)
+    wait_for("offsets at the log end", lambda: done() or (alive is not None and not alive()),
+             timeout=timeout, interval=0.05, diagnose=diagnose)
+    if not done():
+        raise AssertionError("the daemon died before catching up\n"
+                             + (diagnose() if diagnose else ""))
 
 
 def check_equal(client: redis.Redis, names: Names, items: Sequence[Item],
@@ -697,6 +705,9 @@ def kill_chaos(
 
     def kill(d: DaemonProcess, mode: str, produced: int) -> None:
         nonlocal checks
+        if not d.alive():
+            raise AssertionError(f"the daemon exited by itself (code {d.proc.returncode}) "
+                                 f"before kill #{len(records) + 1}\n{daemons.tail()}")
         d.proc.send_signal(signal.SIGKILL)
         d.wait(10)
         at = progress(client, names)
@@ -740,7 +751,7 @@ def kill_chaos(
                 current = spawn()
             done = items[:produced]
             wait_caught_up(client, names, done, timeout=catch_up_timeout,
-                           diagnose=daemons.tail)
+                           diagnose=daemons.tail, alive=current.alive)
             check_equal(client, names, done, diagnose=daemons.tail)
             checks += 1
             say(f"chunk {c + 1}/{n_chunks}: {produced:,} records, caught up, state = reference")
@@ -821,7 +832,8 @@ def soak(
         produced_s = time.monotonic() - t0
         if producer.errors:
             raise AssertionError(f"produce errors {producer.errors[:3]}")
-        wait_caught_up(client, names, items, timeout=300, diagnose=daemons.tail)
+        wait_caught_up(client, names, items, timeout=300, diagnose=daemons.tail,
+                       alive=daemon.alive)
         check_equal(client, names, items, diagnose=daemons.tail)
         rss.append(rss_mb(daemon.pid))
         dlq = read_dead_letters(bootstrap, names, items)
