@@ -6,12 +6,19 @@ original key is not kept) and headers ``reason``, ``topic``, ``partition``, ``of
 between re-reads the batch and dead-letters its records again (at-least-once), never zero
 times.
 
+A record larger than ``max_value_bytes`` (default 900 KB, under the 1 MB message size that
+Kafka brokers and librdkafka accept by default) is dead-lettered with its first
+``max_value_bytes`` bytes and the headers ``truncated`` (original size in bytes) and
+``sha256`` (of the whole original); the original stays retrievable at the source
+topic/partition/offset named in the headers. A poison record can never become fatal.
+
 :class:`RejectGuard` stops the daemon when more than ``max_ratio`` of the last ``window``
 records (at least ``window`` seen) were invalid, *before* those records are dead-lettered.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import deque
 from typing import Any
@@ -33,9 +40,16 @@ class RejectRatioExceeded(RuntimeError):
 class DeadLetters:
     """Producer of the dead-letter topic."""
 
-    def __init__(self, config: dict[str, Any], topic: str, flush_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topic: str,
+        flush_timeout_s: float = 10.0,
+        max_value_bytes: int = 900_000,
+    ) -> None:
         self.producer = Producer(config)
         self.topic = topic
+        self.max_value_bytes = max_value_bytes
         self.flush_timeout_s = flush_timeout_s
         self.failed: list[str] = []
 
@@ -52,11 +66,15 @@ class DeadLetters:
             "raw", "reason", "topic", "partition", "offset"
         ).iter_rows():
             headers: list[tuple[str, str | bytes | None]] = [
-                ("reason", str(reason).encode()),
+                ("reason", str(reason)[:2000].encode()),
                 ("topic", str(topic or "").encode()),
                 ("partition", "" if partition is None else str(partition).encode()),
                 ("offset", "" if offset is None else str(offset).encode()),
             ]
+            if raw is not None and len(raw) > self.max_value_bytes:
+                headers.append(("truncated", str(len(raw)).encode()))
+                headers.append(("sha256", hashlib.sha256(raw).hexdigest().encode()))
+                raw = raw[: self.max_value_bytes]
             while True:
                 try:
                     self.producer.produce(self.topic, value=raw, headers=headers,

@@ -80,11 +80,6 @@ def test_catalogue_dead_lettered_with_reasons_counted_and_valid_records_applied(
     assert "Traceback" not in daemon.log()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon bug: a record over 1,000,000 bytes (librdkafka's default message.max.bytes of "
-    "the dead-letter producer) makes DeadLetters.send raise KafkaException "
-    "MSG_SIZE_TOO_LARGE, which is not retried or contained: the daemon exits 1, and every "
-    "restart re-reads the same batch and dies again (a poison pill)"))
 def test_record_over_1_mib_is_dead_lettered_not_fatal(
     broker: KafkaBroker, redis_srv: RedisServer, names: Names, daemons: Daemons
 ) -> None:
