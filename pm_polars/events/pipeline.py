@@ -47,10 +47,10 @@ def to_binary(values: Sequence[object]) -> pa.Array:
         return pa.array([as_bytes(i, v) for i, v in enumerate(values)], type=pa.large_binary())
 
 
-def _utf8_text(arr: pa.Array) -> pl.Series:
-    """The messages as a String series; null for tombstones and for invalid UTF-8."""
+def _utf8_text(arr: pa.Array) -> pa.Array:
+    """The messages as Arrow ``large_string``; null for tombstones and for invalid UTF-8."""
     try:
-        text = arr.cast(pa.large_string())
+        return arr.cast(pa.large_string())
     except pa.ArrowInvalid:
         bad: list[int] = []
         stack = [(0, len(arr))]
@@ -65,21 +65,23 @@ def _utf8_text(arr: pa.Array) -> pl.Series:
                     mid = (lo + hi) // 2
                     stack += [(lo, mid), (mid, hi)]
         mask = pl.repeat(False, len(arr), eager=True).scatter(bad, True).to_arrow()
-        text = pc.if_else(mask, pa.scalar(None, pa.large_binary()), arr).cast(pa.large_string())
-    series = pl.from_arrow(text)
-    assert isinstance(series, pl.Series)
-    return series
+        return pc.if_else(mask, pa.scalar(None, pa.large_binary()), arr).cast(pa.large_string())
 
 
-def _column(name: str, values: Sequence[Any] | pl.Series | None, dtype: Any, n: int) -> pl.Series:
-    """A per-message column (all null when not given); its length must match the batch."""
-    if values is None:
-        return pl.repeat(None, n, dtype=dtype, eager=True).alias(name)
+def _column(name: str, values: Sequence[Any] | pl.Series, dtype: Any, n: int) -> pl.Series:
+    """A per-message column; its length must match the batch."""
     if len(values) != n:
         raise ValueError(f"{name}: got {len(values)} values for {n} messages")
     if isinstance(values, pl.Series):
         return values.cast(dtype, strict=False).alias(name)
     return pl.Series(name, list(values), dtype=dtype)
+
+
+def _in_order(idx: pl.Series, n: int) -> bool:
+    """``idx`` is exactly ``0, 1, ..., n - 1``: n values from 0 to n - 1, no repeat, sorted."""
+    if len(idx) != n or idx[0] != 0 or idx[-1] != n - 1:
+        return False
+    return n < 3 or bool((idx.slice(1) > idx.slice(0, n - 1)).all())
 
 
 def decode_binary(
@@ -97,12 +99,13 @@ def decode_binary(
     (ms since epoch, ``None``/negative = unknown) stands in for a missing/null ``ts``.
     """
     n = len(arr)
-    extra = [
-        _column("topic", topics, pl.String, n),
-        _column("partition", partitions, pl.Int32, n),
-        _column("offset", offsets, pl.Int64, n),
-        _column("kafka_ts_ms", kafka_timestamps_ms, pl.Int64, n),
-    ]
+    given = {
+        "topic": (topics, pl.String),
+        "partition": (partitions, pl.Int32),
+        "offset": (offsets, pl.Int64),
+        "kafka_ts_ms": (kafka_timestamps_ms, pl.Int64),
+    }
+    extra = [_column(k, v, dtype, n) for k, (v, dtype) in given.items() if v is not None]
     if n == 0:
         return DecodedBatch.empty()
     parsed, slow = parse_fast(_utf8_text(arr))
@@ -112,15 +115,13 @@ def decode_binary(
         rows = rows_to_raw([parse_record(raw) for raw in slow_raw])
         parsed.append(rows.with_columns(idx=pl.Series(slow, dtype=pl.Int64)))
         log.debug("%d of %d records decoded in Python", len(slow), n)
-    rows = pl.concat(parsed, how="vertical")
-    if len(parsed) > 1:
-        rows = rows.sort("idx")
-    if rows.height != n or not rows["idx"].equals(pl.int_range(n, eager=True), check_names=False):
+    if len(parsed) == 1:
+        rows = parsed[0]  # read in one piece, in order
+    else:
+        rows = pl.concat(parsed, how="vertical").sort("idx")
+    if not _in_order(rows.get_column("idx"), n):
         raise RuntimeError(f"decode lost track of records: {rows.height} rows for {n} messages")
-    raw = pl.from_arrow(arr)
-    assert isinstance(raw, pl.Series)
-    rows = rows.with_columns(
-        (pl.col("idx") + seq_start).alias("seq"), raw.cast(pl.Binary).alias("raw"), *extra
-    )
-    fills, ticks, rejects = split(rows)
+    rows = rows.hstack([(rows.get_column("idx") + seq_start).alias("seq"), *extra])
+    raw = pl.Series("raw", arr).cast(pl.Binary)
+    fills, ticks, rejects = split(rows, raw)
     return DecodedBatch(fills, ticks, rejects)

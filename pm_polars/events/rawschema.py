@@ -17,10 +17,13 @@ Column meanings:
 
 from __future__ import annotations
 
+import functools
+from functools import cache
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 RAW_SCHEMA: dict[str, pl.DataType] = {
     "event_type": pl.String(),
@@ -55,7 +58,6 @@ _TS_TYPES = {TS_INT: pa.int64(), TS_DECIMAL: pa.decimal128(38, 9), TS_STRING: pa
 # Integer fields are read as float64 (pyarrow's int64 conversion error names no row); values
 # that are not exact integers below 2**53 are re-decoded by the Python decoder.
 _EXACT_FLOAT_INT = 2**53
-_INT_FIELDS = ("quantity", "instrument_token", "sig_token")
 _SIGNAL = pa.struct(
     [
         ("strategy_id", pa.string()),
@@ -65,6 +67,7 @@ _SIGNAL = pa.struct(
 )
 
 
+@cache
 def arrow_schema(ts_kind: str, fill_id_is_number: bool) -> pa.Schema:
     """Explicit pyarrow schema for one routing variant (JSON types differ per variant)."""
     return pa.schema(
@@ -83,49 +86,84 @@ def arrow_schema(ts_kind: str, fill_id_is_number: bool) -> pa.Schema:
     )
 
 
-def table_to_raw(table: pa.Table, ts_kind: str) -> tuple[pl.DataFrame, pl.Series]:
-    """Convert a pyarrow JSON read (``arrow_schema`` layout) to ``RAW_SCHEMA`` columns.
+def _exact_ints(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
+    """An integer field read as float64 -> int64, and the rows to re-decode (``None``: none).
 
-    Also returns a mask of rows to re-decode in Python: an integer field holding a value
-    that float64 cannot prove to be the exact integer sent (fraction, NaN, >= 2**53).
+    A value float64 cannot prove to be the exact integer sent (fraction, NaN, infinite,
+    ``|x| >= 2**53``) is null here and its row is re-decoded.
     """
-    ts = table.column("ts")
-    table = table.drop_columns(["ts"])
-    for kind, name in ((TS_INT, "ts_int"), (TS_DECIMAL, "ts_num"), (TS_STRING, "ts_str")):
-        dtype = {TS_INT: pa.int64(), TS_DECIMAL: _TS_TYPES[TS_DECIMAL]}.get(kind, pa.string())
-        table = table.append_column(name, ts if kind == ts_kind else pa.nulls(len(table), dtype))
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
-    sig = pl.col("original_signal")
-    df = df.select(
-        pl.col("event_type"),
-        pl.col("source"),
-        pl.col("fill_id").cast(pl.String),
-        pl.col("ts_int"),
-        pl.col("ts_num").cast(pl.String),  # plain decimal text (Arrow's cast may give 1E-9)
-        pl.col("ts_str"),
-        pl.col("quantity"),
-        pl.col("fill_price"),
-        pl.col("fee"),
-        pl.col("instrument_token"),
-        pl.col("last_price"),
-        sig.is_not_null().alias("sig_present"),
-        sig.struct.field("strategy_id"),
-        sig.struct.field("instrument_token").alias("sig_token"),
-        sig.struct.field("signal_type"),
-        pl.lit(None, dtype=pl.String).alias("parse_error"),
+    bounds = pc.min_max(values)  # NaN is skipped; the safe cast refuses it
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    if low is None or (-_EXACT_FLOAT_INT < low and high < _EXACT_FLOAT_INT):
+        try:
+            return pc.cast(values, pa.int64()), None  # raises on a fraction, NaN or inf
+        except pa.ArrowInvalid:
+            pass
+    exact = pc.and_(
+        pc.and_(pc.is_finite(values), pc.equal(values, pc.floor(values))),
+        pc.less(pc.abs(values), _EXACT_FLOAT_INT),
     )
-    inexact = [
-        pl.col(c).is_not_null() & ~(pl.col(c).is_finite() & (pl.col(c) == pl.col(c).floor()))
-        | (pl.col(c).abs() >= _EXACT_FLOAT_INT)
-        for c in _INT_FIELDS
+    ints = pc.if_else(exact, values, pa.scalar(None, pa.float64())).cast(pa.int64())
+    return ints, pc.and_(pc.is_valid(values), pc.invert(exact))
+
+
+def _ts_columns(ts: pa.ChunkedArray, ts_kind: str) -> list[pa.ChunkedArray | pa.Array]:
+    """``ts_int``, ``ts_num``, ``ts_str`` from the ``ts`` column of an ``ts_kind`` read."""
+    n = len(ts)
+    out: list[pa.ChunkedArray | pa.Array] = [
+        pa.nulls(n, pa.int64()),
+        pa.nulls(n, pa.large_string()),
+        pa.nulls(n, pa.large_string()),
     ]
-    recheck = df.select(pl.any_horizontal(inexact).fill_null(False)).to_series()
-    ints = [
-        pl.when(pl.col(c).abs() < _EXACT_FLOAT_INT).then(pl.col(c)).cast(pl.Int64)
-        for c in _INT_FIELDS
+    if ts_kind == TS_INT:
+        out[0] = ts
+    elif ts_kind == TS_DECIMAL:  # Polars writes plain decimal text (Arrow's cast may give 1E-9)
+        out[1] = pl.Series(ts).cast(pl.String).to_arrow()
+    else:
+        out[2] = ts
+    return out
+
+
+def table_to_raw(
+    table: pa.Table, ts_kind: str, idx: pl.Series | None = None
+) -> tuple[pl.DataFrame, pl.Series]:
+    """Convert a pyarrow JSON read (``arrow_schema`` layout) to ``RAW_SCHEMA`` + ``idx``.
+
+    ``idx`` (the records' positions; default ``0..n-1``) becomes a column. Rows where an
+    integer field holds a value float64 cannot prove to be the exact integer sent (fraction,
+    NaN, >= 2**53) are left out; their ``idx`` is returned for the Python decoder.
+    """
+    sig = table.column("original_signal")
+    quantity, recheck_q = _exact_ints(table.column("quantity"))
+    token, recheck_t = _exact_ints(table.column("instrument_token"))
+    sig_token, recheck_s = _exact_ints(pc.struct_field(sig, "instrument_token"))
+    fill_id = table.column("fill_id")
+    columns = [
+        table.column("event_type"),
+        table.column("source"),
+        fill_id if pa.types.is_string(fill_id.type) else pc.cast(fill_id, pa.string()),
+        *_ts_columns(table.column("ts"), ts_kind),
+        quantity,
+        table.column("fill_price"),
+        table.column("fee"),
+        token,
+        table.column("last_price"),
+        pc.is_valid(sig),
+        pc.struct_field(sig, "strategy_id"),
+        sig_token,
+        pc.struct_field(sig, "signal_type"),
+        pa.nulls(table.num_rows, pa.large_string()),
     ]
-    return df.with_columns(ints), recheck
+    position = pl.int_range(table.num_rows, dtype=pl.Int64, eager=True) if idx is None else idx
+    rows = pl.DataFrame(
+        [pl.Series(name, column) for name, column in zip(RAW_SCHEMA, columns, strict=True)]
+        + [position.cast(pl.Int64).alias("idx")]
+    )
+    checks = [c for c in (recheck_q, recheck_t, recheck_s) if c is not None]
+    if not checks:
+        return rows, pl.Series("idx", [], dtype=pl.Int64)
+    again = pl.Series(functools.reduce(pc.or_, checks)).fill_null(False)
+    return rows.filter(~again), rows["idx"].filter(again)
 
 
 def rows_to_raw(rows: list[dict[str, Any]]) -> pl.DataFrame:

@@ -19,10 +19,12 @@ Everything is Polars expressions over whole columns; no per-row Python.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 import polars as pl
+import pyarrow as pa
 
-from pm_polars.events.isotime import NS_PER_S, checked_ns, i64, iso_ns
+from pm_polars.events.isotime import NS_MAX, NS_PER_S, checked_ns, i64, iso_ns
 
 _NUMERIC = r"^-?[0-9]+(?:\.[0-9]+)?$"
 _SHOWN = 80  # characters of an offending value quoted in a reason
@@ -60,15 +62,21 @@ def _unit(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _integer_ns(values: pl.Series) -> pl.DataFrame:
-    """``ns``/``ok`` for integer epoch values (the common case: no text, no fraction)."""
-    x = pl.col("x")
-    frame = pl.DataFrame({"x": values}).select(
-        (x < 0).fill_null(False).alias("neg"),
-        pl.when(x != i64(-(2**63))).then(x.abs()).alias("whole"),  # |int64 min| overflows
-        i64(0).alias("frac"),
+def _integer_ns(x: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """``(ns, ok)`` expressions for an Int64 epoch value (the common case: no text, no
+    fraction): ``ns = x * unit`` where it fits int64 (|x| * unit <= NS_MAX), else null."""
+    whole = pl.when(x != i64(-(2**63))).then(x.abs())  # |int64 min| overflows: null
+    mult = (
+        pl.when(whole < 10**11)
+        .then(i64(NS_PER_S))
+        .when(whole < 10**14)
+        .then(i64(1_000_000))
+        .when(whole < 10**17)
+        .then(i64(1_000))
+        .otherwise(i64(1))
     )
-    return checked_ns(_unit(frame))
+    ok = (whole <= i64(NS_MAX) // mult).fill_null(False)
+    return pl.when(ok).then(x) * mult, ok  # no product of a value that does not fit
 
 
 def _text_ns(num: pl.Series) -> pl.DataFrame:
@@ -110,6 +118,47 @@ def _on_subset(
     )
 
 
+_OUT_OF_RANGE = "ts: out of range for int64 nanoseconds since epoch, got {}"
+
+
+def _fallback(fallback_ms: str | None) -> pl.Expr:
+    """The Kafka timestamp (ms; negative = unknown) in ns, or null."""
+    if fallback_ms is None:
+        return pl.lit(None, dtype=pl.Int64)
+    fb = pl.col(fallback_ms).cast(pl.Int64)
+    return pl.when(fb >= 0).then(fb * i64(1_000_000))
+
+
+# [start, end) of the integer part -> ns per unit (see the module docstring)
+_UNITS = (
+    (0, 10**11, NS_PER_S),
+    (10**11, 10**14, 1_000_000),
+    (10**14, 10**17, 1_000),
+    (10**17, 2**63, 1),
+)
+
+
+def _common_unit(values: pl.Series) -> int | None:
+    """ns per unit when every value is >= 0, of one unit, and fits int64 in ns; else None."""
+    low, high = values.min(), values.max()
+    if not isinstance(low, int) or not isinstance(high, int) or low < 0:
+        return None
+    for start, end, mult in _UNITS:
+        if start <= low and high < end:
+            return mult if high <= NS_MAX // mult else None
+    return None
+
+
+@cache
+def _integer_only(integer: str, fallback_ms: str | None) -> tuple[pl.Expr, pl.Expr]:
+    """``ts`` / ``ts_error`` when no row has a numeric text or string ``ts``."""
+    x = pl.col(integer).cast(pl.Int64)
+    ns, ok = _integer_ns(x)
+    ts = pl.when(x.is_not_null()).then(ns).otherwise(_fallback(fallback_ms))
+    error = pl.when(x.is_not_null() & ~ok).then(pl.format(_OUT_OF_RANGE, x.cast(pl.String)))
+    return ts.cast(pl.Int64).alias("ts"), error.cast(pl.String).alias("ts_error")
+
+
 def normalize_ts(
     df: pl.DataFrame,
     *,
@@ -125,24 +174,22 @@ def normalize_ts(
     ``text`` (a JSON string). ``fallback_ms`` (Kafka timestamp, ms; negative = unknown) is
     used when all three are null.
     """
+    if df[number].null_count() == df.height and df[text].null_count() == df.height:
+        values = df[integer]
+        mult = _common_unit(values)
+        if mult is not None and values.null_count() == 0:  # the common case: a multiply
+            no_error = pl.Series("ts_error", pa.nulls(df.height, pa.large_string()))
+            return df.hstack([(values * mult).alias("ts"), no_error])
+        return df.with_columns(*_integer_only(integer, fallback_ms))
     t = pl.col(text)
     work = df.select(
-        pl.col(integer).cast(pl.Int64).alias("int"),
         pl.coalesce(pl.col(number), pl.when(t.str.contains(_NUMERIC)).then(t)).alias("num"),
         t.alias("text"),
     )
-    whole = _integer_ns(work["int"])
     has_num = work["num"].is_not_null()
     decimal = _on_subset(has_num, work["num"], _text_ns)
     iso = _on_subset(~has_num & work["text"].is_not_null(), work["text"], iso_ns)
-    fallback: pl.Expr = pl.lit(None, dtype=pl.Int64)
-    if fallback_ms is not None:
-        fb = pl.col(fallback_ms).cast(pl.Int64)
-        fallback = pl.when(fb >= 0).then(fb * i64(1_000_000))
     staged = df.with_columns(
-        work["int"].is_not_null().alias("_ts_has_int"),
-        whole["ns"].alias("_ts_int_ns"),
-        whole["ok"].alias("_ts_int_ok"),
         work["num"].alias("_ts_num"),
         decimal["ns"].alias("_ts_num_ns"),
         decimal["ok"].alias("_ts_num_ok"),
@@ -150,26 +197,27 @@ def normalize_ts(
         iso["matched"].alias("_ts_iso_matched"),
         iso["ok"].alias("_ts_iso_ok"),
     )
-    has_int, has_number = pl.col("_ts_has_int"), pl.col("_ts_num").is_not_null()
+    x = pl.col(integer).cast(pl.Int64)
+    int_ns, int_ok = _integer_ns(x)
+    has_int, has_number = x.is_not_null(), pl.col("_ts_num").is_not_null()
     has_text = t.is_not_null()
     ts = (
         pl.when(has_int)
-        .then(pl.col("_ts_int_ns"))
+        .then(int_ns)
         .when(has_number)
         .then(pl.col("_ts_num_ns"))
         .when(has_text)
         .then(pl.col("_ts_iso_ns"))
-        .otherwise(fallback)
+        .otherwise(_fallback(fallback_ms))
     )
-    out_of_range = "ts: out of range for int64 nanoseconds since epoch, got {}"
     shown_num = canonical_number(pl.col("_ts_num")).str.slice(0, _SHOWN)
     error = (
-        pl.when(has_int & ~pl.col("_ts_int_ok"))
-        .then(pl.format(out_of_range, pl.col(integer).cast(pl.String)))
+        pl.when(has_int & ~int_ok)
+        .then(pl.format(_OUT_OF_RANGE, x.cast(pl.String)))
         .when(has_int)
         .then(pl.lit(None, dtype=pl.String))
         .when(has_number & ~pl.col("_ts_num_ok"))
-        .then(pl.format(out_of_range, shown_num))
+        .then(pl.format(_OUT_OF_RANGE, shown_num))
         .when(has_number)
         .then(pl.lit(None, dtype=pl.String))
         .when(has_text & ~pl.col("_ts_iso_matched"))

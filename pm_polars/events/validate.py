@@ -15,16 +15,21 @@ rebate); ``fill_id`` "" is treated as absent (no dedupe key). ``ts`` see ``times
 
 from __future__ import annotations
 
-import polars as pl
+from functools import cache
 
+import polars as pl
+import pyarrow as pa
+
+from pm_polars.events.quickcheck import all_valid, surely_valid
 from pm_polars.events.schema import (
     FILL_EVENT,
     FILL_SCHEMA,
+    PROVENANCE_SCHEMA,
     REJECT_SCHEMA,
     SIDES,
     TICK_EVENT,
     TICK_SCHEMA,
-    conform,
+    empty,
 )
 from pm_polars.events.timestamps import normalize_ts
 
@@ -91,11 +96,12 @@ def _tick_rules() -> list[_Rule]:
     return [_required("instrument_token", "instrument_token"), *_price("last_price")]
 
 
-def reason_expr() -> pl.Expr:
-    """First failing rule per row as a String expression; null for a valid record."""
+@cache
+def _rules() -> list[_Rule]:
+    """Every rule, in reason order: (condition that fails the record, its reason)."""
     et = pl.col("event_type")
     is_fill, is_tick = et == FILL_EVENT, et == TICK_EVENT
-    rules: list[_Rule] = [
+    return [
         (pl.col("parse_error").is_not_null(), pl.col("parse_error")),
         _required("event_type", "event_type"),
         (
@@ -109,29 +115,141 @@ def reason_expr() -> pl.Expr:
         *[(is_tick & cond, msg) for cond, msg in _tick_rules()],
         (pl.col("ts_error").is_not_null(), pl.col("ts_error")),
     ]
+
+
+@cache
+def reason_expr() -> pl.Expr:
+    """First failing rule per row as a String expression; null for a valid record."""
     # each rule is null unless it fails; the first non-null one is the reason
-    return pl.coalesce([pl.when(cond.fill_null(False)).then(msg) for cond, msg in rules])
+    return pl.coalesce([pl.when(cond.fill_null(False)).then(msg) for cond, msg in _rules()])
 
 
-def split(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(fills, ticks, rejects) in ``seq`` order, conforming to the schema contracts."""
+_FILL_COLUMNS = ("seq", "source", "strategy_id", "quantity", "fill_price", "ts")
+
+
+def _fills(rows: pl.DataFrame, provenance: list[pl.Series]) -> pl.DataFrame:
+    """``FILL_SCHEMA`` frame of valid fill rows."""
+    get = rows.get_column
+    side = get("signal_type").str.to_uppercase()
+    quantity, fee, fill_id = get("quantity"), get("fee"), get("fill_id")
+    if fee.null_count():
+        fee = fee.fill_null(0.0)
+    if (fill_id == "").any():  # no usable dedupe key
+        fill_id = fill_id.zip_with(fill_id != "", pl.Series([None], dtype=pl.String))
+    columns = {name: get(name) for name in _FILL_COLUMNS} | {
+        "portfolio_id": get("source") + "_" + get("strategy_id"),
+        "instrument_token": get("sig_token"),
+        "side": side,
+        "signed_qty": quantity.zip_with(side == "BUY", -quantity),
+        "fee": fee,
+        "fill_id": fill_id,
+    }
+    return _frame(columns, provenance, FILL_SCHEMA)
+
+
+_ARROW_NULLS = {"topic": pa.large_string(), "partition": pa.int32(), "offset": pa.int64()}
+_EMPTY = {id(schema): empty(schema) for schema in (FILL_SCHEMA, TICK_SCHEMA, REJECT_SCHEMA)}
+
+
+def _frame(
+    columns: dict[str, pl.Series], provenance: list[pl.Series], schema: dict[str, pl.DataType]
+) -> pl.DataFrame:
+    """``schema``'s columns in order, from ``columns`` and ``provenance`` (missing
+    provenance: null), each renamed and cast to its type (a no-op when it has it)."""
+    height = len(columns["seq"])
+    columns |= {s.name: s for s in provenance}
+    out = []
+    for name, dtype in schema.items():
+        column = columns.get(name)
+        if column is None:
+            column = pl.Series(name, pa.nulls(height, _ARROW_NULLS[name]))
+        column = column if column.dtype == dtype else column.cast(dtype)
+        out.append(column if column.name == name else column.alias(name))
+    return pl.DataFrame(out)
+
+
+def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    return _EMPTY[id(schema)].clone()
+
+
+def _rows(judged: pl.DataFrame, mask: pl.Series, names: list[str]) -> pl.DataFrame:
+    """Columns ``names`` of the rows where ``mask`` is true."""
+    if mask.sum() == len(mask):
+        return judged.select(names)
+    return pl.DataFrame([judged.get_column(name).filter(mask) for name in names])
+
+
+def _judge(judged: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """``failed`` per row and the reasons of the failed rows (in row order)."""
+    failed = surely_valid(judged).not_()
+    if not failed.any():
+        return failed, pl.Series("reason", [], dtype=pl.String)
+    unsure = failed.arg_true()
+    reason = judged[unsure].select(reason_expr().alias("reason")).to_series()
+    valid_after_all = reason.is_null()
+    if valid_after_all.any():
+        failed = failed.scatter(unsure.filter(valid_after_all), False)
+    return failed, reason.filter(valid_after_all.not_())
+
+
+_FILL_INPUTS = [*_FILL_COLUMNS, "signal_type", "fee", "fill_id", "sig_token", "sig_present"]
+_TICK_INPUTS = ["seq", "instrument_token", "last_price", "ts"]
+
+
+def _parts(
+    judged: pl.DataFrame, fill_rows: pl.Series, tick_rows: pl.Series, present: list[str]
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """The fill rows and the tick rows (with the columns their outputs need), or None."""
+    fills = ticks = None
+    if fill_rows.any():
+        fills = _rows(judged, fill_rows, [*_FILL_INPUTS, *present])
+    if tick_rows.any():
+        ticks = _rows(judged, tick_rows, [*_TICK_INPUTS, *present])
+    return fills, ticks
+
+
+def _outputs(
+    fills: pl.DataFrame | None, ticks: pl.DataFrame | None, present: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    fill_out, tick_out = _empty(FILL_SCHEMA), _empty(TICK_SCHEMA)
+    if fills is not None:
+        fill_out = _fills(fills, [fills.get_column(name) for name in present])
+    if ticks is not None:
+        columns = dict(zip(ticks.columns, ticks.get_columns(), strict=True))
+        tick_out = _frame(columns, [], TICK_SCHEMA)
+    return fill_out, tick_out
+
+
+def split(rows: pl.DataFrame, raw: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(fills, ticks, rejects) in ``seq`` order, conforming to the schema contracts.
+
+    ``rows``: ``RAW_SCHEMA`` columns, ``seq``, and when known the provenance columns and
+    ``kafka_ts_ms``; ``raw``: each row's message bytes (kept for the rejects).
+
+    A clean batch (every fill and every tick surely valid, checked column by column) costs
+    no per-row judgement; otherwise rows are judged one by one (``_judge``).
+    """
+    fallback = "kafka_ts_ms" if "kafka_ts_ms" in rows.columns else None
     judged = normalize_ts(
-        rows, integer="ts_int", number="ts_num", text="ts_str", fallback_ms="kafka_ts_ms"
+        rows, integer="ts_int", number="ts_num", text="ts_str", fallback_ms=fallback
     )
-    judged = judged.with_columns(reason_expr().alias("reason"))
-    valid = pl.col("reason").is_null()
-    side = pl.col("signal_type").str.to_uppercase()
-    fills = judged.filter(valid & (pl.col("event_type") == FILL_EVENT)).with_columns(
-        pl.concat_str([pl.col("source"), pl.lit("_"), pl.col("strategy_id")]).alias("portfolio_id"),
-        pl.col("sig_token").alias("instrument_token"),
-        side.alias("side"),
-        pl.when(side == "BUY")
-        .then(pl.col("quantity"))
-        .otherwise(-pl.col("quantity"))
-        .alias("signed_qty"),
-        pl.col("fee").fill_null(0.0),
-        pl.when(pl.col("fill_id") != "").then(pl.col("fill_id")).alias("fill_id"),
-    )
-    ticks = judged.filter(valid & (pl.col("event_type") == TICK_EVENT))
-    rejects = judged.filter(~valid)
-    return conform(fills, FILL_SCHEMA), conform(ticks, TICK_SCHEMA), conform(rejects, REJECT_SCHEMA)
+    present = [name for name in PROVENANCE_SCHEMA if name in rows.columns]
+    event_type = judged.get_column("event_type")
+    is_fill, is_tick = event_type == FILL_EVENT, event_type == TICK_EVENT
+    if (is_fill | is_tick).sum() == judged.height and all(
+        judged.get_column(name).null_count() == judged.height
+        for name in ("parse_error", "ts_error")
+    ):
+        fills, ticks = _parts(judged, is_fill, is_tick, present)
+        if all_valid(fills, ticks):
+            return *_outputs(fills, ticks, present), _empty(REJECT_SCHEMA)
+    failed, reason = _judge(judged)
+    valid = failed.not_()
+    fills, ticks = _parts(judged, valid & is_fill, valid & is_tick, present)
+    fill_out, tick_out = _outputs(fills, ticks, present)
+    if reason.is_empty():
+        return fill_out, tick_out, _empty(REJECT_SCHEMA)
+    part = _rows(judged, failed, ["seq", *present])
+    columns = dict(zip(part.columns, part.get_columns(), strict=True))
+    columns |= {"raw": raw.filter(failed), "reason": reason}
+    return fill_out, tick_out, _frame(columns, [], REJECT_SCHEMA)

@@ -28,6 +28,8 @@ from pm_polars.events import (
     decode_frame,
     decode_messages,
     pipeline,
+    timestamps,
+    validate,
 )
 
 EVENTS: list[dict[str, Any]] = [
@@ -272,3 +274,30 @@ def test_fast_path_equals_reference_decoder(msgs: list[bytes | None]) -> None:
     assert_frame_equal(fast.fills, reference.fills)
     assert_frame_equal(fast.ticks, reference.ticks)
     assert_frame_equal(fast.rejects, reference.rejects)
+
+
+valid_tick = st.builds(
+    lambda token, price, ts: enc(tick(instrument_token=token, last_price=price, ts=ts)),
+    st.integers(-(2**63), 2**63 - 1),
+    positive,
+    st.none() | st.integers(10**11, 9 * 10**12),
+)
+
+
+valid_msg = st.one_of(valid_fill().map(lambda f: enc(f[0])), valid_tick)
+
+
+@PROPERTY
+@given(st.lists(valid_msg, max_size=30) | st.lists(junk | valid_msg, max_size=30))
+def test_quick_checks_never_change_a_verdict(msgs: list[bytes | None]) -> None:
+    """The column-wise and row-wise shortcuts (``quickcheck``) and the one-multiply ``ts``
+    path agree with judging every row by every rule."""
+    quick = decode_messages(msgs)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(validate, "all_valid", lambda fills, ticks: False)
+        mp.setattr(validate, "surely_valid", lambda rows: pl.repeat(False, rows.height, eager=True))
+        mp.setattr(timestamps, "_common_unit", lambda values: None)
+        slow = decode_messages(msgs)
+    assert_frame_equal(quick.fills, slow.fills)
+    assert_frame_equal(quick.ticks, slow.ticks)
+    assert_frame_equal(quick.rejects, slow.rejects)

@@ -154,3 +154,37 @@ def test_ts_forms_mixed_in_one_batch() -> None:
     assert batch.rejects.height == 0
     expected = ([SAME_INSTANT] * len(FORMS) + [None] + [SAME_INSTANT] * len(FORMS)) * 20
     assert batch.ticks["ts"].to_list() == expected
+
+
+INTEGER_TS = [
+    0,
+    1,
+    9_223_372_036,
+    9_300_000_000,
+    99_999_999_999,
+    100_000_000_000,
+    1795600550123,
+    99_999_999_999_999,
+    100_000_000_000_000,
+    99_999_999_999_999_999,
+    100_000_000_000_000_000,
+    2**63 - 1,
+    -1,
+    -100_000_000_000,
+    -(2**63),
+]
+
+
+def test_integer_ts_alone_and_together_agree() -> None:
+    """A batch of one unit is one multiply; mixed units, negatives and overflows take the
+    per-row rule: both give the same values and reasons."""
+    alone = [decode_messages([tick_with(ts)]) for ts in INTEGER_TS]
+    together = decode_messages([tick_with(ts) for ts in INTEGER_TS])
+    ticks = {row["seq"]: row["ts"] for row in together.ticks.iter_rows(named=True)}
+    reasons = dict(zip(together.rejects["seq"], together.rejects["reason"], strict=True))
+    for i, batch in enumerate(alone):
+        if batch.ticks.height:
+            assert ticks[i] == batch.ticks["ts"][0]
+        else:
+            assert reasons[i] == batch.rejects["reason"][0]
+    assert len(ticks) == 10 and len(reasons) == 5
