@@ -61,7 +61,7 @@ def _read_group(
     """Read one routing variant: RAW rows (with ``idx``) and the idx left to Python."""
     schema = arrow_schema(*variant)
     pieces = [(texts[i : i + PIECE], idx[i : i + PIECE]) for i in range(0, len(texts), PIECE)]
-    known = failed if len(pieces) == 1 else None
+    known = failed if len(pieces) == 1 else None  # the error of a failed read of them all
     results = mapper(lambda piece: read_piece(piece[0], piece[1], schema, known), pieces)
     tables: Tables = []
     slow: list[int] = []
@@ -78,24 +78,31 @@ def _read_group(
     return raw, slow
 
 
-def _by_variant(
-    texts: pa.Array, idx: pa.Array, failed: str
-) -> tuple[list[pl.DataFrame], list[int]]:
-    """The recovery path: read each JSON-type variant on its own, pieces in threads."""
+def _by_variant(texts: pa.Array, idx: pa.Array) -> tuple[list[pl.DataFrame], list[int]]:
+    """The recovery path, once the one read failed: the records ``routing.variants`` leaves
+    to Python go there; the others are read per JSON-type variant, one read each, and a
+    variant pyarrow still rejects is read in pieces (``fastread.read_piece``), in threads."""
     kinds = variants(pl.Series(texts)).with_columns(idx=pl.Series(idx), n=pl.int_range(pl.len()))
-    slow = kinds.filter("mixed")["idx"].to_list()
-    groups = kinds.filter(~pl.col("mixed")).partition_by(["ts_kind", "fid_num"], as_dict=True)
-    pieces = sum(-(-group.height // PIECE) for group in groups.values())
+    slow = kinds.filter("python")["idx"].to_list()
+    groups = kinds.filter(~pl.col("python")).partition_by(["ts_kind", "fid_num"], as_dict=True)
     frames: list[pl.DataFrame] = []
+    failing: list[tuple[pa.Array, pa.Array, tuple[str, bool], str]] = []
+    for (ts_kind, fid_num), group in groups.items():
+        variant = (str(ts_kind), bool(fid_num))
+        take = pa.array(group["n"].to_arrow(), pa.int64())
+        group_texts, group_idx = texts.take(take), idx.take(take)
+        result = read_lines(group_texts, arrow_schema(*variant), threads=True)
+        if isinstance(result, str):
+            failing.append((group_texts, group_idx, variant, result))
+            continue
+        raw, again = table_to_raw(result, variant[0], pl.Series("idx", group_idx))
+        frames.append(raw)
+        slow += again.to_list()
+    pieces = sum(-(-len(group_texts) // PIECE) for group_texts, *_ in failing)
     with _mapper(pieces) as mapper:
-        for (ts_kind, fid_num), group in groups.items():
-            variant = (str(ts_kind), bool(fid_num))
-            whole = group.height == len(texts) and variant == _COMMON
-            take = pa.array(group["n"].to_arrow(), pa.int64())
-            raw, left = _read_group(
-                texts.take(take), idx.take(take), variant, mapper, failed if whole else None
-            )
-            frames += [raw] if raw is not None else []
+        for group_texts, group_idx, variant, error in failing:
+            recovered, left = _read_group(group_texts, group_idx, variant, mapper, error)
+            frames += [recovered] if recovered is not None else []
             slow += left
     return frames, slow
 
@@ -123,5 +130,5 @@ def parse_fast(text: pa.Array) -> tuple[list[pl.DataFrame], list[int]]:
         return [raw], slow + again.to_list()
     if idx is None:
         idx = pl.int_range(len(text), dtype=pl.Int64, eager=True)
-    frames, left = _by_variant(text, idx.to_arrow(), result)
+    frames, left = _by_variant(text, idx.to_arrow())
     return frames, slow + left

@@ -31,10 +31,21 @@ _MIN_BLOCK = 1 << 20
 
 _ERROR_ROW = re.compile(r"in row (\d+)")
 _UNCONVERTIBLE = re.compile(r"Failed to convert JSON to [^:]+?(?:, couldn't parse)?:\s*(\S+)")
-_EMPTY = pa.scalar(b"", pa.large_binary())
-_NEWLINE = pa.scalar(b"\n", pa.large_binary())
+_NEWLINE = pa.scalar("\n", pa.large_string())
 
 Tables = list[tuple[pa.Table, pa.Array]]
+
+
+def _joined(texts: pa.Array) -> pa.Buffer:
+    """The messages joined with ``\\n`` (null ones as empty lines), as one buffer."""
+    if texts.null_count:
+        texts = pc.fill_null(texts, "")
+    one_list = pa.LargeListArray.from_arrays(pa.array([0, len(texts)], pa.int64()), texts)
+    joined = pc.binary_join(one_list, _NEWLINE)
+    offsets = pa.Array.from_buffers(pa.int64(), 2, [None, joined.buffers()[1]])
+    start, end = offsets[0].as_py(), offsets[1].as_py()
+    data = joined.buffers()[2]
+    return pa.py_buffer(b"") if data is None else data.slice(start, end - start)
 
 
 def read_lines(texts: pa.Array, schema: pa.Schema, *, threads: bool = False) -> pa.Table | str:
@@ -44,13 +55,8 @@ def read_lines(texts: pa.Array, schema: pa.Schema, *, threads: bool = False) -> 
     ``threads``: large inputs are cut into blocks parsed in parallel (row numbers in errors are
     then relative to a block).
     """
-    joined = pc.binary_join_element_wise(texts.cast(pa.large_binary()), _EMPTY, _NEWLINE)
-    offsets = pa.Array.from_buffers(
-        pa.int64(), len(joined) + 1, [None, joined.buffers()[1]], offset=joined.offset
-    )
-    start, end = offsets[0].as_py(), offsets[len(joined)].as_py()
-    data = joined.buffers()[2].slice(start, end - start)
-    block = min(end - start + 2, _MAX_BLOCK)
+    data = _joined(texts)
+    block = min(data.size + 2, _MAX_BLOCK)
     threaded = threads and block > _THREADED_BYTES
     if threaded:  # a line must fit in a block
         longest = pc.max(pc.binary_length(texts)).as_py() or 0

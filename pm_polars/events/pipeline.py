@@ -47,25 +47,36 @@ def to_binary(values: Sequence[object]) -> pa.Array:
         return pa.array([as_bytes(i, v) for i, v in enumerate(values)], type=pa.large_binary())
 
 
+def _invalid_utf8(arr: pa.Array) -> list[int]:
+    """Positions of the messages that are not valid UTF-8, found by bisection (a cast of a
+    slice validates it at once)."""
+    bad: list[int] = []
+    stack = [(0, len(arr))]
+    while stack:
+        lo, hi = stack.pop()
+        try:
+            arr[lo:hi].cast(pa.large_string())
+        except pa.ArrowInvalid:
+            if hi - lo == 1:
+                bad.append(lo)
+            else:
+                mid = (lo + hi) // 2
+                stack += [(lo, mid), (mid, hi)]
+    return bad
+
+
 def _utf8_text(arr: pa.Array) -> pa.Array:
     """The messages as Arrow ``large_string``; null for tombstones and for invalid UTF-8."""
     try:
         return arr.cast(pa.large_string())
     except pa.ArrowInvalid:
-        bad: list[int] = []
-        stack = [(0, len(arr))]
-        while stack:
-            lo, hi = stack.pop()
-            try:
-                arr[lo:hi].cast(pa.large_string())
-            except pa.ArrowInvalid:
-                if hi - lo == 1:
-                    bad.append(lo)
-                else:
-                    mid = (lo + hi) // 2
-                    stack += [(lo, mid), (mid, hi)]
-        mask = pl.repeat(False, len(arr), eager=True).scatter(bad, True).to_arrow()
-        return pc.if_else(mask, pa.scalar(None, pa.large_binary()), arr).cast(pa.large_string())
+        pass
+    # only messages with a byte >= 0x80 can be invalid: look for them among those alone
+    ascii_only = pc.fill_null(pc.string_is_ascii(arr.view(pa.large_string())), True)
+    others = pc.indices_nonzero(pc.invert(ascii_only))
+    bad = others.take(pa.array(_invalid_utf8(arr.take(others)), pa.int64()))
+    mask = pl.Series([False] * len(arr)).scatter(pl.Series(bad), True).to_arrow()
+    return pc.if_else(mask, pa.scalar(None, pa.large_binary()), arr).cast(pa.large_string())
 
 
 def _column(name: str, values: Sequence[Any] | pl.Series, dtype: Any, n: int) -> pl.Series:

@@ -124,6 +124,15 @@ def _ts_columns(ts: pa.ChunkedArray, ts_kind: str) -> list[pa.ChunkedArray | pa.
     return out
 
 
+def _series(name: str, column: pa.ChunkedArray | pa.Array) -> pl.Series:
+    """A Polars series of an Arrow column, its chunks kept (no concatenating copy)."""
+    if isinstance(column, pa.ChunkedArray) and column.num_chunks > 1:
+        series = pl.from_arrow(column, rechunk=False)
+        assert isinstance(series, pl.Series)
+        return series.alias(name)
+    return pl.Series(name, column)
+
+
 def table_to_raw(
     table: pa.Table, ts_kind: str, idx: pl.Series | None = None
 ) -> tuple[pl.DataFrame, pl.Series]:
@@ -156,7 +165,7 @@ def table_to_raw(
     ]
     position = pl.int_range(table.num_rows, dtype=pl.Int64, eager=True) if idx is None else idx
     rows = pl.DataFrame(
-        [pl.Series(name, column) for name, column in zip(RAW_SCHEMA, columns, strict=True)]
+        [_series(name, column) for name, column in zip(RAW_SCHEMA, columns, strict=True)]
         + [position.cast(pl.Int64).alias("idx")]
     )
     checks = [c for c in (recheck_q, recheck_t, recheck_s) if c is not None]

@@ -39,6 +39,7 @@ _GUARDED = (
 # so the Python decoder decides (pyarrow would accept any depth).
 MAX_OPENERS = 256
 _LITERAL_SEARCH_BYTES = 1 << 20
+_RE2_MAX_ROWS = 4096
 _TS_STRING = r'"ts"' + _WS + ":" + _WS + '"'
 _TS_FRACTION = r'"ts"' + _WS + ":" + _WS + r"-?[0-9]+[.eE]"
 _FILL_ID_NUMBER = r'"fill_id"' + _WS + ":" + _WS + "-?[0-9]"
@@ -75,9 +76,9 @@ def _all_bytes(text: pa.Array) -> bytes:
 
 
 def _matches(text: pa.Array, pattern: str) -> pa.Array:
-    """Per message: does ``pattern`` match? ``_NOT_JSON`` (its leading class makes RE2 slow
-    on large batches) in Polars, the others in Arrow (RE2; less overhead on small batches)."""
-    if pattern == _NOT_JSON:
+    """Per message: does ``pattern`` match? Arrow's RE2 has less overhead on a small batch,
+    Polars' regex engine is faster on a large one (much faster for ``_NOT_JSON``)."""
+    if pattern == _NOT_JSON or len(text) > _RE2_MAX_ROWS:
         return pl.Series(text).str.contains(pattern).to_arrow()
     return pc.match_substring_regex(text, pattern)
 
@@ -116,7 +117,8 @@ def one_line_objects(text: pa.Array) -> pa.Array:
 
 def variants(text: pl.Series) -> pl.DataFrame:
     """Per message: ``ts_kind`` and ``fid_num`` (the JSON types pyarrow must be told), and
-    ``mixed`` (``ts`` seen both as a string and as a fraction: the Python decoder decides)."""
+    ``python``: leave it to the Python decoder (``ts`` seen both as a string and as a
+    fraction, or text showing a wrong JSON type or a stray comma, see ``SUSPECT``)."""
     t = pl.col("text")
     string, fraction = t.str.contains(_TS_STRING), t.str.contains(_TS_FRACTION)
     return pl.DataFrame({"text": text}).select(
@@ -127,5 +129,5 @@ def variants(text: pl.Series) -> pl.DataFrame:
         .otherwise(pl.lit(TS_INT))
         .alias("ts_kind"),
         t.str.contains(_FILL_ID_NUMBER).fill_null(False).alias("fid_num"),
-        (string & fraction).fill_null(False).alias("mixed"),
+        ((string & fraction) | matches_any(t, SUSPECT)).fill_null(False).alias("python"),
     )

@@ -19,6 +19,7 @@ from functools import cache
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pm_polars.events.quickcheck import all_valid, surely_valid
 from pm_polars.events.schema import (
@@ -130,17 +131,18 @@ _FILL_COLUMNS = ("seq", "source", "strategy_id", "quantity", "fill_price", "ts")
 def _fills(rows: pl.DataFrame, provenance: list[pl.Series]) -> pl.DataFrame:
     """``FILL_SCHEMA`` frame of valid fill rows."""
     get = rows.get_column
-    side = get("signal_type").str.to_uppercase()
-    quantity, fee, fill_id = get("quantity"), get("fee"), get("fill_id")
+    side = pl.Series("side", pc.utf8_upper(get("signal_type").to_arrow()))  # BUY or SELL
+    fee, fill_id = get("fee"), get("fill_id")
     if fee.null_count():
         fee = fee.fill_null(0.0)
     if (fill_id == "").any():  # no usable dedupe key
         fill_id = fill_id.zip_with(fill_id != "", pl.Series([None], dtype=pl.String))
+    sign = (side == "BUY").cast(pl.Int64) * 2 - 1
     columns = {name: get(name) for name in _FILL_COLUMNS} | {
         "portfolio_id": get("source") + "_" + get("strategy_id"),
         "instrument_token": get("sig_token"),
         "side": side,
-        "signed_qty": quantity.zip_with(side == "BUY", -quantity),
+        "signed_qty": get("quantity") * sign,
         "fee": fee,
         "fill_id": fill_id,
     }
