@@ -86,23 +86,30 @@ class BatchStep:
         book = self.book
         self._lookup_owners(p.decoded)
         before = book.state()
+        staging = bool(self.sinks.staging)
+
+        def stage(result: BatchResult) -> None:  # durable in the background while we plan
+            self.sinks.stage(result)
+            p.staged.append(result)
+
         try:
             t0 = time.perf_counter()
             applied = apply_batch(p.decoded, book, p.next_offsets, p.tick_offsets,
-                                  self.foreign)
+                                  self.foreign, on_applied=stage if staging else None)
             t1 = time.perf_counter()
             self.metrics.stage("apply", t1 - t0)
             if not p.dead_lettered:
                 sent = self.dead_letters.send(applied.result.rejects)
                 self.metrics.dlq_records.inc(sent)
                 p.dead_lettered = True
-            if self.sinks.staging:
-                self.sinks.stage(applied.result)
-                p.staged.append(applied.result)
-                self.sinks.barrier()
             t2 = time.perf_counter()
-            outcome = self.checkpoint.commit(applied.plan) if not applied.plan.is_empty() \
-                else CommitOutcome()
+            barrier = self.sinks.barrier if staging else None
+            if applied.plan.is_empty():
+                if barrier is not None:
+                    barrier()
+                outcome = CommitOutcome()
+            else:
+                outcome = self.checkpoint.commit(applied.plan, before_exec=barrier)
             self.metrics.stage("redis", time.perf_counter() - t2)
         except BaseException as exc:
             book.restore(before)

@@ -1,15 +1,17 @@
 """The checkpoint: a batch's state changes AND its next offsets in ONE Redis MULTI/EXEC.
 
-This is the only module that writes daemon state. Order inside one commit:
+This is the only module that writes daemon state. One commit, on one connection:
 
-1. ``WATCH`` the ``meta`` hash of every partition the batch writes, read each stored
-   ``next_offset`` and compare it with the offset the engine's state was loaded at (or last
-   committed). A mismatch means another owner (after a rebalance, or our own EXEC whose
-   reply was lost) moved the partition on: nothing is written and the caller reloads it.
-2. ``MULTI``; per partition: state rows (positions, cash, marks, seen, meta with the new
-   ``next_offset``), strategy documents, position hashes, index, ``pm:parts``
-   contributions; then the aggregate Lua script (Overall, aum, owners, prices, tick offsets);
-   then ``PUBLISH portfolio-updates``; ``EXEC``.
+1. ``WATCH`` the ``meta`` hash of every partition the batch writes and read each stored
+   ``next_offset`` (one round trip); compare it with the offset the engine's state was
+   loaded at (or last committed). A mismatch means another owner (after a rebalance, or our
+   own EXEC whose reply was lost) moved the partition on: nothing is written and the caller
+   reloads it.
+2. ``MULTI``; HSET per key (state rows, ``meta`` with the new ``next_offset``, position
+   hashes, ``pm:parts`` contributions), ZADD/ZREMRANGEBYSCORE of ``seen``, MSET of the
+   strategy documents, SADD to the index; the aggregate Lua script (Overall, aum, owners,
+   prices, tick offsets); ``PUBLISH portfolio-updates``; ``EXEC`` (one round trip: the
+   commands are encoded in bulk by Polars, see ``resp``).
 
 Every write is absolute (row values, max offsets, latest prices), so an EXEC applied twice
 leaves the same result. Redis is the source of truth; Kafka commits only follow for lag.
@@ -18,17 +20,18 @@ leaves the same result. Redis is the source of truth; Kafka commits only follow 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 import redis
 
-from pm_polars.daemon.state_codec import StateDelta, decode_snapshot
+from pm_polars.daemon.state_codec import decode_snapshot
 from pm_polars.engine.snapshot import Snapshot
-from pm_polars.publish import aggregate_lua
+from pm_polars.publish import aggregate_lua, resp
 from pm_polars.publish.keys import Keys, part_name
-from pm_polars.publish.redis_model import queue_documents, update_message
+from pm_polars.publish.redis_model import update_message
 
 log = logging.getLogger(__name__)
 
@@ -38,28 +41,41 @@ WATCH_RETRIES = 5
 
 @dataclass
 class PartitionCommit:
-    """What one batch writes for one owned fill partition."""
+    """What one batch changes for one owned fill partition (the rows are plan-wide)."""
 
     tp: TP
     expected_offset: int | None  # stored next_offset the engine state corresponds to
-    delta: StateDelta | None  # None: the partition consumed nothing (tick-only change)
-    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
-    overall_parts: dict[str, str] = field(default_factory=dict)  # source -> JSON
-    aum_part: str | None = None
+    delta: dict[str, str] | None  # its new ``meta``; None: it consumed nothing (tick-only)
     new_portfolios: list[str] = field(default_factory=list)  # owner check
 
 
 @dataclass
 class CommitPlan:
-    """Everything one batch writes. ``prices`` items: (token, ts text, price JSON)."""
+    """Everything one batch writes.
+
+    ``commands`` (``count`` of them): state and read-model writes already encoded (RESP,
+    see ``publish.resp``), queued first; ``documents``: strategy portfolios they rewrite;
+    ``sources`` whose ``{source}_Overall`` and ``aum`` the aggregate script recomputes;
+    ``prices`` items ``(token, ts text, price JSON)``.
+    """
 
     partitions: list[PartitionCommit]
+    commands: list[bytes] = field(default_factory=list)
+    count: int = 0
+    documents: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    aum: bool = False
     prices: list[tuple[str, str, str]] = field(default_factory=list)
     tick_offsets: dict[int, int] = field(default_factory=dict)
     ts_ns: int = 0
 
     def is_empty(self) -> bool:
         return not (self.partitions or self.prices or self.tick_offsets)
+
+    @property
+    def updated(self) -> list[str]:
+        """Portfolios this plan rewrites (strategies and ``{source}_Overall``)."""
+        return sorted({*self.documents, *(f"{s}_Overall" for s in self.sources)})
 
 
 @dataclass
@@ -85,83 +101,60 @@ class Checkpoint:
     def __init__(self, client: redis.Redis, keys: Keys, group: str, ticks_topic: str) -> None:
         self.client, self.keys, self.group, self.ticks_topic = client, keys, group, ticks_topic
 
-    def _state(self, tp: TP, table: str) -> str:
+    def state_key(self, tp: TP, table: str) -> str:
         return self.keys.partition_state(self.group, tp[0], tp[1], table)
 
+
     # ------------------------------------------------------------------ commit
-    def commit(self, plan: CommitPlan) -> CommitOutcome:
-        """Write ``plan`` atomically; see the module docstring. Raises ``RedisError``."""
-        metas = [self._state(pc.tp, "meta") for pc in plan.partitions]
-        for _ in range(WATCH_RETRIES):
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    if metas:
-                        pipe.watch(*metas)
-                    stale = {}
-                    for pc, meta in zip(plan.partitions, metas, strict=True):
-                        stored = _offset(pipe.hget(meta, "next_offset"))
-                        if stored != pc.expected_offset:
-                            stale[pc.tp] = stored
+    def commit(self, plan: CommitPlan,
+               before_exec: Callable[[], None] | None = None) -> CommitOutcome:
+        """Write ``plan`` atomically; see the module docstring. Raises ``RedisError``.
+
+        ``before_exec`` runs after the offsets were checked, right before the EXEC is sent
+        (the daemon waits there for the archive staging to be durable).
+        """
+        metas = [self.state_key(pc.tp, "meta") for pc in plan.partitions]
+        batch, at_eval = self.encode(plan)
+        with resp.RawConnection(self.client) as conn:
+            for _ in range(WATCH_RETRIES):
+                if metas:
+                    cmds = [resp.command("WATCH", *metas)]
+                    cmds += [resp.command("HGET", m, "next_offset") for m in metas]
+                    _, *stored = conn.call(cmds, len(cmds))
+                    stale = {pc.tp: _offset(v) for pc, v in zip(plan.partitions, stored,
+                                                                 strict=True)
+                             if _offset(v) != pc.expected_offset}
                     if stale:
-                        pipe.unwatch()
+                        conn.call([resp.UNWATCH], 1)
                         return CommitOutcome(stale=stale)
-                    pipe.multi()
-                    updated = self._queue(pipe, plan)
-                    results = pipe.execute()
-                except redis.WatchError:
+                if before_exec is not None:
+                    before_exec()
+                    before_exec = None
+                results = conn.exec(batch)
+                if results is None:
                     log.info("event=checkpoint_watch_retry partitions=%d", len(metas))
                     continue
-            conflicts = [str(c) for c in (results[-2] or [])]
-            return CommitOutcome(conflicts=conflicts, updated=updated)
+                conflicts = [str(c) for c in (results[at_eval] or [])]
+                return CommitOutcome(conflicts=conflicts, updated=plan.updated)
         # WATCH kept firing: let the caller re-check ownership on the next attempt
         return CommitOutcome(stale={pc.tp: pc.expected_offset for pc in plan.partitions})
 
-    def _queue(self, pipe: Any, plan: CommitPlan) -> list[str]:
-        keys = self.keys
-        owners: list[tuple[str, str]] = []
-        sources: set[str] = set()
-        aum = False
-        updated: set[str] = set()
-        for pc in plan.partitions:
-            if pc.delta is not None:
-                self._queue_state(pipe, pc.tp, pc.delta)
-            queue_documents(pipe, keys, pc.documents)
-            updated.update(pc.documents)
-            part = part_name(*pc.tp)
-            for source, contribution in pc.overall_parts.items():
-                pipe.hset(keys.overall_parts(self.group, source), part, contribution)
-                sources.add(source)
-            if pc.aum_part is not None:
-                pipe.hset(keys.aum_parts(self.group), part, pc.aum_part)
-                aum = True
-            owners.extend((pid, part) for pid in pc.new_portfolios)
+    def encode(self, plan: CommitPlan) -> tuple[resp.Batch, int]:
+        """The commands of ``plan`` and the index of the aggregate script's result."""
+        keys, batch = self.keys, resp.Batch(list(plan.commands), plan.count)
+        owners = [(pid, part_name(*pc.tp)) for pc in plan.partitions for pid in pc.new_portfolios]
         arg = aggregate_lua.request(
-            prefix=keys.prefix, group=self.group, sources=sorted(sources), aum=aum,
+            prefix=keys.prefix, group=self.group, sources=plan.sources, aum=plan.aum,
             owners=owners, prices=plan.prices,
             tick_offsets_key=keys.tick_offsets(self.ticks_topic),
             tick_offsets=sorted(plan.tick_offsets.items()),
         )
-        pipe.eval(aggregate_lua.SCRIPT, 0, arg)
-        updated.update(f"{s}_Overall" for s in sources)
+        at_eval = batch.add(resp.command("EVAL", aggregate_lua.SCRIPT, 0, arg))
+        updated = plan.updated
         if updated:
-            pipe.publish(keys.updates_channel, update_message(updated, plan.ts_ns))
-        else:
-            pipe.echo("no portfolio changed")  # keeps the EVAL result at index -2
-        return sorted(updated)
-
-    def _queue_state(self, pipe: Any, tp: TP, delta: StateDelta) -> None:
-        if delta.positions:
-            pipe.hset(self._state(tp, "positions"), mapping=delta.positions)
-        if delta.cash:
-            pipe.hset(self._state(tp, "cash"), mapping=delta.cash)
-        if delta.marks:
-            pipe.hset(self._state(tp, "marks"), mapping=delta.marks)
-        seen = self._state(tp, "seen")
-        if delta.seen_add:
-            pipe.zadd(seen, delta.seen_add)
-        if delta.seen_prune_below is not None:
-            pipe.zremrangebyscore(seen, "-inf", f"({delta.seen_prune_below!r}")
-        pipe.hset(self._state(tp, "meta"), mapping=delta.meta)
+            batch.add(resp.command("PUBLISH", keys.updates_channel,
+                                   update_message(updated, plan.ts_ns)))
+        return batch, at_eval
 
     # ------------------------------------------------------------------ load
     def load_partition(
@@ -170,11 +163,11 @@ class Checkpoint:
     ) -> tuple[Snapshot | None, int | None]:
         """``(snapshot, next_offset)`` of a partition; ``(None, None)`` if never written."""
         with self.client.pipeline(transaction=True) as pipe:  # one consistent read
-            pipe.hgetall(self._state(tp, "meta"))
-            pipe.hgetall(self._state(tp, "positions"))
-            pipe.hgetall(self._state(tp, "cash"))
-            pipe.hgetall(self._state(tp, "marks"))
-            pipe.zrange(self._state(tp, "seen"), 0, -1, withscores=True)
+            pipe.hgetall(self.state_key(tp, "meta"))
+            pipe.hgetall(self.state_key(tp, "positions"))
+            pipe.hgetall(self.state_key(tp, "cash"))
+            pipe.hgetall(self.state_key(tp, "marks"))
+            pipe.zrange(self.state_key(tp, "seen"), 0, -1, withscores=True)
             meta, positions, cash, mark_rows, seen = pipe.execute()
         if not meta or "next_offset" not in meta:
             return None, None
@@ -191,7 +184,7 @@ class Checkpoint:
         fills = sorted(tp for tp in tps if tp[0] != self.ticks_topic)
         with self.client.pipeline(transaction=False) as pipe:
             for tp in fills:
-                pipe.hget(self._state(tp, "meta"), "next_offset")
+                pipe.hget(self.state_key(tp, "meta"), "next_offset")
             pipe.hgetall(self.keys.tick_offsets(self.ticks_topic))
             *metas, ticks = pipe.execute()
         out: dict[TP, int | None] = {tp: _offset(v) for tp, v in zip(fills, metas, strict=True)}

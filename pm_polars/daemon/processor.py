@@ -16,6 +16,7 @@ the commit fails.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -23,13 +24,12 @@ import polars as pl
 from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint import TP, CommitPlan, PartitionCommit
 from pm_polars.daemon.decoding import Decoded
-from pm_polars.daemon.state_codec import encode_deltas
+from pm_polars.daemon.state_codec import encode_state
 from pm_polars.daemon.tick_table import price_rows
-from pm_polars.engine.documents import portfolio_documents
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
-from pm_polars.publish.contributions import partition_contributions
 from pm_polars.publish.keys import part_name
+from pm_polars.publish.model_rows import publish_rows
 
 NO_REJECTS = empty(REJECT_SCHEMA)
 NO_FILLS = empty(FILL_SCHEMA)
@@ -86,8 +86,13 @@ def apply_batch(
     next_offsets: dict[TP, int],
     tick_offsets: dict[int, int],
     foreign: dict[str, TP] | None = None,
+    on_applied: Callable[[BatchResult], None] | None = None,
 ) -> Applied:
-    """Apply ``decoded`` to the book's engine and return the commit plan."""
+    """Apply ``decoded`` to the book's engine and return the commit plan.
+
+    ``on_applied`` gets the :class:`BatchResult` as soon as the engine applied the batch,
+    before the plan is built (the daemon starts the archive staging there).
+    """
     now = time.time_ns()
     routed, claims = route(decoded, book, foreign or {})
     refused = decoded.fills.height - routed.fills.height
@@ -102,37 +107,30 @@ def apply_batch(
     offsets = {tp: o for tp, o in next_offsets.items() if tp in book.parts}
     republish = {tp for tp, info in book.parts.items() if info.republish}
     changed = set(res.changed_portfolios) | set(book.portfolios_of(republish))
-    changed_tps = {tp for tp in map(owner_of, changed) if tp is not None} | republish
-    members = [pid for pid in set(book.owner) | set(claims) if owner_of(pid) in changed_tps]
-    pf = engine.portfolios(members) if members else pl.DataFrame()
-    pos = engine.positions(members) if members else pl.DataFrame()
-    docs: dict[str, dict[str, object]] = {}
-    overall: dict[str, dict[str, str]] = {}
-    aum: dict[str, str] = {}
-    if members:
-        is_changed = pl.col("portfolio_id").is_in(sorted(changed))
-        docs = portfolio_documents(pf.filter(is_changed), pos.filter(is_changed))
-        part_of = pl.DataFrame(
-            {"portfolio_id": members,
-             "part": [part_name(*owner_of(p)) for p in members]},  # type: ignore[misc]
-            schema={"portfolio_id": pl.String, "part": pl.String},
-        )
-        overall, aum = partition_contributions(pf, pos, part_of)
-    deltas = encode_deltas(engine.snapshot(), res.fills, offsets, now)
-
-    plan = CommitPlan(partitions=[], prices=price_rows(wins), tick_offsets=dict(tick_offsets),
-                      ts_ns=now)
-    for tp in sorted(set(offsets) | changed_tps):
-        part = part_name(*tp)
-        plan.partitions.append(PartitionCommit(
-            tp=tp, expected_offset=book.parts[tp].offset, delta=deltas.get(tp),
-            documents={pid: d for pid, d in docs.items() if owner_of(pid) == tp},
-            overall_parts=overall.get(part, {}), aum_part=aum.get(part),
-            new_portfolios=sorted(pid for pid, c in claims.items() if c == tp),
-        ))
     result = BatchResult(
         fills=res.fills, ticks=routed.ticks, rejects=routed.rejects,
         duplicates=res.duplicates if res.duplicates.height else NO_FILLS,
         changed_portfolios=sorted(changed), written_ns=now,
     )
+    if on_applied is not None:
+        on_applied(result)
+    changed_tps = {tp for tp in map(owner_of, changed) if tp is not None} | republish
+    members = {pid: tp for pid in set(book.owner) | set(claims)
+               if (tp := owner_of(pid)) in changed_tps}
+    cp, snap = book.checkpoint, engine.snapshot()
+    state = encode_state(snap, res.fills, offsets, now, cp.state_key)
+    published = publish_rows(snap, {pid: part_name(*tp) for pid, tp in members.items()},
+                             changed, cp.keys, cp.group)
+    plan = CommitPlan(
+        partitions=[], commands=state.commands + published.commands,
+        count=state.count + published.count, documents=published.documents,
+        sources=published.sources, aum=published.aum, prices=price_rows(wins),
+        tick_offsets=dict(tick_offsets), ts_ns=now,
+    )
+    for tp in sorted(set(offsets) | changed_tps):
+        plan.partitions.append(PartitionCommit(
+            tp=tp, expected_offset=book.parts[tp].offset,
+            delta={"next_offset": str(offsets[tp])} if tp in offsets else None,
+            new_portfolios=sorted(pid for pid, c in claims.items() if c == tp),
+        ))
     return Applied(plan, result, claims, refused)

@@ -16,7 +16,9 @@ state read back equals the state written bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -24,84 +26,106 @@ import polars as pl
 from pm_polars.engine import accounting, dedupe, marks
 from pm_polars.engine.engine import CASH_SCHEMA
 from pm_polars.engine.snapshot import Snapshot
+from pm_polars.publish.resp import bulk, command, header
 
 TABLES = ("positions", "cash", "marks", "seen", "meta")
 SEP = "|"
 
 
 @dataclass
-class StateDelta:
-    """The Redis writes that carry one batch's state change of one partition."""
+class StateWrites:
+    """The Redis commands (RESP, see ``publish.resp``) carrying one batch's state change.
 
-    positions: dict[str, str] = field(default_factory=dict)
-    cash: dict[str, str] = field(default_factory=dict)
-    marks: dict[str, str] = field(default_factory=dict)
-    seen_add: dict[str, float] = field(default_factory=dict)
-    seen_prune_below: float | None = None  # remove members scored < this
-    meta: dict[str, str] = field(default_factory=dict)
+    Per partition: HSET of the touched ``positions``/``cash``/``marks`` rows, ZADD of new
+    ``seen`` ids, ZREMRANGEBYSCORE of ids past retention, HSET of ``meta``.
+    """
 
+    commands: list[bytes] = field(default_factory=list)
+    count: int = 0
 
-def _json_column(df: pl.DataFrame) -> pl.Series:
-    return df.select(pl.struct(pl.all()).struct.json_encode().alias("json")).to_series()
-
-
-def _rows(
-    state: pl.DataFrame, touched: pl.DataFrame, on: list[str], key: pl.Expr
-) -> list[tuple[str, int, str, str]]:
-    """``(topic, partition, field, JSON)`` of the ``state`` rows matching ``touched``."""
-    rows = state.join(touched, on=on, how="inner")
-    if rows.height == 0:
-        return []
-    out = pl.DataFrame({
-        "topic": rows.get_column("topic"), "partition": rows.get_column("partition"),
-        "field": rows.select(key.cast(pl.String)).to_series(),
-        "json": _json_column(rows.select(state.columns)),
-    })
-    return list(out.iter_rows())
+    def add(self, data: bytes) -> None:
+        self.commands.append(data)
+        self.count += 1
 
 
-def encode_deltas(
-    snap: Snapshot, fills: pl.DataFrame, next_offsets: dict[tuple[str, int], int],
-    updated_ns: int,
-) -> dict[tuple[str, int], StateDelta]:
-    """Per partition of ``next_offsets``: the state rows its fills in this batch touched.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _hset(out: StateWrites, key: str, rows: dict[str, str]) -> None:
+    if rows:
+        out.add(command("HSET", key, *(x for kv in rows.items() for x in kv)))
+
+
+def encode_state(
+    snap: Snapshot, fills: pl.DataFrame, next_offsets: Mapping[tuple[str, int], int],
+    updated_ns: int, key: Callable[[tuple[str, int], str], str],
+) -> StateWrites:
+    """Writes for each partition of ``next_offsets``: the state rows its fills touched.
 
     ``snap`` is the engine's snapshot *after* the batch; ``fills`` the applied fills with
-    their provenance (``topic``, ``partition``). Positions and cash rows of every touched
-    ``(portfolio, instrument)`` are rewritten whole (absolute values, so writing the same
-    delta twice is harmless); new fill ids are added to ``seen`` and ids older than the
-    retention horizon are pruned, as the engine does in memory. Every partition gets its
-    ``meta`` (``next_offset`` = first offset not applied).
+    their provenance (``topic``, ``partition``); ``key(tp, table)`` names a partition's
+    state key. Positions and cash rows of every touched ``(portfolio, instrument)`` are
+    rewritten whole (absolute values, so writing the same rows twice is harmless); new fill
+    ids are added to ``seen`` (scored by ``ts``, as integer text) and ids older than the
+    retention horizon pruned. Every partition gets its ``meta`` (``next_offset`` = first
+    offset not applied, ``updated_ns``, ``clock_ns``).
+
+    Touched rows are few (one per position, portfolio and instrument) and are encoded in
+    Python (``json`` floats are shortest round-trip, so reading them back is exact); the
+    ``seen`` ids (one per fill) are encoded by one Polars query.
     """
     clock = snap.meta.get("clock_ns")
     retention = snap.meta.get("dedupe_retention_ns")
-    deltas = {tp: StateDelta() for tp in next_offsets}
+    out = StateWrites()
+    tables: dict[tuple[tuple[str, int], str], dict[str, str]] = defaultdict(dict)
     if fills.height:
         touched = fills.select("topic", "partition", *accounting.KEYS).unique()
-        pid_tok = pl.format("{}|{}", "portfolio_id", "instrument_token")
-        for t, p, f, j in _rows(snap.positions, touched, accounting.KEYS, pid_tok):
-            deltas[(t, p)].positions[f] = j
-        by_pid = touched.select("topic", "partition", "portfolio_id").unique()
-        for t, p, f, j in _rows(snap.cash, by_pid, ["portfolio_id"], pl.col("portfolio_id")):
-            deltas[(t, p)].cash[f] = j
-        by_tok = touched.select("topic", "partition", "instrument_token").unique()
-        for t, p, f, j in _rows(snap.marks, by_tok, ["instrument_token"],
-                                pl.col("instrument_token")):
-            deltas[(t, p)].marks[f] = j
-        ids = fills.filter(pl.col("fill_id").is_not_null()).select(
-            "topic", "partition",
-            pl.format("{}|{}", "source", "fill_id").alias("member"),
-            pl.col("ts").fill_null(clock).cast(pl.Float64).alias("score"),
-        )
-        for t, p, member, score in ids.iter_rows():
-            deltas[(t, p)].seen_add[member] = score
-    for tp, delta in deltas.items():
+        tp_of: dict[str, tuple[str, int]] = {}
+        tok_tps: dict[int, set[tuple[str, int]]] = defaultdict(set)
+        for t, p, pid, tok in touched.iter_rows():
+            tp_of[pid] = (t, p)
+            tok_tps[tok].add((t, p))
+        rows = snap.positions.join(touched.select(accounting.KEYS), on=accounting.KEYS,
+                                   how="semi")
+        for row in rows.iter_rows(named=True):
+            pid = row["portfolio_id"]
+            tables[(tp_of[pid], "positions")][f"{pid}{SEP}{row['instrument_token']}"] = \
+                _dumps(row)
+        cash = snap.cash.filter(pl.col("portfolio_id").is_in(list(tp_of)))
+        for row in cash.iter_rows(named=True):
+            tables[(tp_of[row["portfolio_id"]], "cash")][row["portfolio_id"]] = _dumps(row)
+        marks = snap.marks.filter(pl.col("instrument_token").is_in(list(tok_tps)))
+        for row in marks.iter_rows(named=True):
+            for tp in tok_tps[row["instrument_token"]]:
+                tables[(tp, "marks")][str(row["instrument_token"])] = _dumps(row)
+    for (tp, table), rows_of in sorted(tables.items()):
+        if tp in next_offsets:
+            _hset(out, key(tp, table), rows_of)
+    if fills.height:
+        _seen(out, fills, clock, next_offsets, key)
+    for tp in next_offsets:
         if retention is not None and clock is not None:
-            delta.seen_prune_below = float(clock - retention)
-        delta.meta = {"next_offset": str(next_offsets[tp]), "updated_ns": str(updated_ns)}
+            below = float(clock - retention)
+            out.add(command("ZREMRANGEBYSCORE", key(tp, "seen"), "-inf", f"({below!r}"))
+        meta = ["next_offset", next_offsets[tp], "updated_ns", updated_ns]
         if clock is not None:
-            delta.meta["clock_ns"] = str(clock)
-    return deltas
+            meta += ["clock_ns", clock]
+        out.add(command("HSET", key(tp, "meta"), *meta))
+    return out
+
+
+def _seen(out: StateWrites, fills: pl.DataFrame, clock: int | None,
+          next_offsets: Mapping[tuple[str, int], int],
+          key: Callable[[tuple[str, int], str], str]) -> None:
+    """ZADD per partition of ``"{source}|{fill_id}"`` scored by ``ts`` (integer text)."""
+    grouped = fills.filter(pl.col("fill_id").is_not_null()).group_by(
+        "topic", "partition", maintain_order=True).agg(
+        pl.concat_str(bulk(pl.col("ts").fill_null(clock)),
+                      bulk(pl.format("{}|{}", "source", "fill_id"))).str.join("").alias("body"),
+        pl.len().alias("n"))
+    for topic, part, body, n in grouped.iter_rows():
+        if (topic, part) in next_offsets:
+            out.add(header("ZADD", key((topic, part), "seen"), 2 * n) + body.encode())
 
 
 def _frame(values: list[str], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:

@@ -1,9 +1,10 @@
-"""Writes of the published read model (strategy portfolios), queued on a Redis pipeline.
+"""The published read model of strategy portfolios in Redis, and the update message.
 
-Called by the daemon's checkpoint inside its MULTI/EXEC, once per batch per changed
-portfolio (never per event). Keys come from :mod:`pm_polars.publish.keys`:
+Written by the daemon's checkpoint inside its MULTI/EXEC, once per batch per changed
+portfolio (never per event). Keys come from :mod:`pm_polars.publish.keys`; the rows are
+built column-wise by :mod:`pm_polars.publish.model_rows`:
 
-* ``portfolio:{pid}``          JSON of ``PortfolioEngine.portfolio_documents`` (same shape as
+* ``portfolio:{pid}``          JSON of the engine's published model (same shape as
   ``pm_polars.engine.documents``; existing readers parse it unchanged);
 * ``position:{pid}:{token}``   HASH of the position's fields as text (``""`` for null);
 * ``portfolios``               SET index of portfolio ids.
@@ -20,35 +21,7 @@ script (they span instances). The ``portfolio-updates`` message is
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any
-
-from redis.client import Pipeline
-
-from pm_polars.publish.keys import Keys
-
-
-def field_text(value: Any) -> str:
-    """How a position field is stored in its hash: ``repr`` of numbers, ``""`` for null."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def queue_documents(
-    pipe: Pipeline, keys: Keys, documents: Mapping[str, Mapping[str, Any]]
-) -> None:
-    """Queue SET of each document, HSET of each of its positions and SADD to the index."""
-    if not documents:
-        return
-    for pid, doc in documents.items():
-        pipe.set(keys.portfolio(pid), json.dumps(doc))
-        for token, pos in doc.get("positions", {}).items():
-            pipe.hset(keys.position(pid, token),
-                      mapping={k: field_text(v) for k, v in pos.items()})
-    pipe.sadd(keys.index, *documents.keys())
+from collections.abc import Iterable
 
 
 def update_message(portfolio_ids: Iterable[str], ts_ns: int) -> str:

@@ -9,7 +9,7 @@ import pytest
 from pm_polars import PortfolioEngine
 from pm_polars.daemon.book import ticks_only
 from pm_polars.daemon.dlq import RejectGuard, RejectRatioExceeded
-from pm_polars.daemon.state_codec import decode_snapshot, encode_deltas
+from pm_polars.daemon.state_codec import decode_snapshot, encode_state
 from pm_polars.daemon.tick_table import TickTable
 from pm_polars.demo.feed import generate_batches
 from pm_polars.events import decode_messages
@@ -23,15 +23,38 @@ def _engine_and_fills() -> tuple[PortfolioEngine, pl.DataFrame]:
     return eng, pl.concat(applied)
 
 
+def _parse(data: bytes) -> list[list[str]]:
+    """RESP commands -> argument lists (the inverse of ``publish.resp``)."""
+    out, pos = [], 0
+    while pos < len(data):
+        end = data.index(b"\r\n", pos)
+        argc, pos, args = int(data[pos + 1:end]), end + 2, []
+        for _ in range(argc):
+            end = data.index(b"\r\n", pos)
+            size = int(data[pos + 1:end])
+            args.append(data[end + 2:end + 2 + size].decode())
+            pos = end + 4 + size
+        out.append(args)
+    return out
+
+
 def test_state_round_trips_bit_for_bit() -> None:
     eng, fills = _engine_and_fills()
     snap = eng.snapshot()
     fills = fills.with_columns(pl.lit("t").alias("topic"), pl.lit(0, pl.Int32).alias("partition"))
-    delta = encode_deltas(snap, fills, {("t", 0): 6_000}, updated_ns=1)[("t", 0)]
-    seen = sorted(delta.seen_add.items())
+    writes = encode_state(snap, fills, {("t", 0): 6_000}, updated_ns=1,
+                          key=lambda tp, table: f"{tp[0]}:{tp[1]}:{table}")
+    cmds = _parse(b"".join(writes.commands))
+    assert len(cmds) == writes.count
+    assert sorted(tuple(c[:2]) for c in cmds) == [
+        ("HSET", "t:0:cash"), ("HSET", "t:0:marks"), ("HSET", "t:0:meta"),
+        ("HSET", "t:0:positions"), ("ZADD", "t:0:seen"), ("ZREMRANGEBYSCORE", "t:0:seen")]
+    tables = {c[1]: dict(zip(c[2::2], c[3::2], strict=True)) for c in cmds if c[0] == "HSET"}
+    zadd = next(c for c in cmds if c[0] == "ZADD")
+    seen = sorted((m, float(s)) for s, m in zip(zadd[2::2], zadd[3::2], strict=True))
     back = decode_snapshot(
-        delta.positions, delta.cash, delta.marks, seen, delta.meta,
-        instruments=snap.instruments, starting_cash=1e7,
+        tables["t:0:positions"], tables["t:0:cash"], tables["t:0:marks"], seen,
+        tables["t:0:meta"], instruments=snap.instruments, starting_cash=1e7,
         dedupe_retention_ns=snap.meta["dedupe_retention_ns"],
     )
     restored = PortfolioEngine.restore(back)
@@ -42,7 +65,7 @@ def test_state_round_trips_bit_for_bit() -> None:
     assert back.seen.height == snap.seen.height
     assert back.meta["clock_ns"] == snap.meta["clock_ns"]
     assert restored.portfolios().equals(eng.portfolios())
-    assert delta.meta["next_offset"] == "6000"
+    assert tables["t:0:meta"]["next_offset"] == "6000"
 
 
 def test_reduced_ticks_give_the_same_marks_as_the_whole_batch() -> None:
