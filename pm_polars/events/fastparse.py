@@ -4,10 +4,11 @@
 2. **One read**: those are read together with the common JSON types (integer ``ts``, string
    ``fill_id``); large reads are parsed in parallel blocks inside pyarrow. For a clean batch
    this is the whole decode.
-3. **Recovery**, only when that read fails: the messages are grouped by the JSON types of
-   ``ts``/``fill_id`` (``routing.variants``), each group is cut into pieces of ``PIECE``
-   messages read in threads, and a piece pyarrow rejects is scanned for the records to leave
-   to Python (``fastread.read_piece``).
+3. **Recovery**, only when that read fails: records whose text shows a wrong JSON type or a
+   stray comma go to Python, the others are grouped by the JSON types of ``ts``/``fill_id``
+   (``routing.variants``) and each group is read at once; a group pyarrow still rejects is
+   cut into pieces of ``PIECE`` messages read in threads, each scanned for the records to
+   leave to Python (``fastread.read_piece``).
 
 Integer fields are read as float64; rows whose values are not exact integers below 2**53
 are re-decoded in Python too. A record pyarrow reads gives exactly the row ``pyparse`` would

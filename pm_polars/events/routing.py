@@ -4,15 +4,17 @@ Only messages that are provably one JSON object on one line go to pyarrow: they 
 ``{``, end with ``}``, hold no raw CR/LF, no ``}`` followed by another value, no escaped key,
 no ``-NaN``/``Inf`` literal (which pyarrow accepts but JSON does not) and at most
 ``MAX_OPENERS`` brackets (pyarrow accepts any nesting depth, Python's recursive parser does
-not). Everything else is left to the Python decoder (``pyparse``).
+not; a message of at most ``2 * MAX_OPENERS`` bytes that pyarrow accepts has balanced
+brackets, so it nests no deeper). Everything else is left to the Python decoder
+(``pyparse``).
 
 ``one_line_objects`` skips every check the batch as a whole proves needless: one ``memchr``
 over all messages' bytes shows that no message holds a line break, a backslash or the first
-letter of ``Inf``/``NaN``, and the longest message shows whether any could hold more than
-``MAX_OPENERS`` brackets. ``variants`` tells the JSON type of ``ts`` (integer / fraction /
-string) and ``fill_id`` (string / number) per message, because pyarrow needs one explicit
-type per field; it is only needed when a read with the common types (integer ``ts``, string
-``fill_id``) failed. All checks are Polars string ops over the whole batch.
+letter of ``Inf``/``NaN``, and the longest message shows whether any needs its brackets
+counted. ``variants`` tells the JSON type of ``ts`` (integer / fraction / string) and
+``fill_id`` (string / number) per message, because pyarrow needs one explicit type per
+field; it is only needed when a read with the common types (integer ``ts``, string
+``fill_id``) failed. All checks are Arrow or Polars string kernels over the whole batch.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ _RE2_MAX_ROWS = 4096
 _TS_STRING = r'"ts"' + _WS + ":" + _WS + '"'
 _TS_FRACTION = r'"ts"' + _WS + ":" + _WS + r"-?[0-9]+[.eE]"
 _FILL_ID_NUMBER = r'"fill_id"' + _WS + ":" + _WS + "-?[0-9]"
-# Text showing a wrong JSON type or a syntax error pyarrow would trip over; used only on a
-# piece pyarrow rejected, to take the likely culprits out before reading it again.
+# Text showing a wrong JSON type or a syntax error pyarrow would trip over; used only once a
+# read failed, to take the likely culprits out before reading again.
 SUSPECT = (
     r'"(?:quantity|fill_price|fee|instrument_token|last_price)"'
     + _WS

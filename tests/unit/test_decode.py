@@ -170,3 +170,30 @@ def test_empty_batch_and_length_mismatch() -> None:
     assert batch.size == 0 and batch.fills.schema == pl.Schema(FILL_SCHEMA)
     with pytest.raises(ValueError, match="topic"):
         decode_messages([b"{}"], topics=["a", "b"])
+
+
+def test_a_large_batch_decodes_like_small_ones() -> None:
+    """Over 4 MB (pyarrow parses blocks in parallel) and over one recovery piece, clean and
+    with records pyarrow rejects in the middle: the same frames as 100-record batches."""
+    msgs: list[bytes | None] = []
+    for i in range(32_000):
+        msgs.append(enc(fill(fill_id=f"f-{i}", ts=TS_MS + i)) if i % 3 == 0 else enc(tick(ts=i)))
+    poison: list[bytes | None] = [
+        b'{"event_type": "market_tick", "instrument_token": 1, "last_price": 01}',  # bad JSON
+        enc(tick(ts="2026-11-25T09:55:50Z")),  # another ts type
+        enc(fill(quantity="5")),
+        None,
+        enc(fill(quantity=1.5)),
+    ]
+    dirty = list(msgs)
+    for k, bad in enumerate(poison):
+        dirty[1_000 + 7_000 * k] = bad
+    for batch in (msgs, dirty):
+        whole = decode_messages(batch, seq_start=3)
+        parts = [
+            decode_messages(batch[i : i + 100], seq_start=3 + i) for i in range(0, 32_000, 100)
+        ]
+        for name in ("fills", "ticks", "rejects"):
+            expected = pl.concat([getattr(p, name) for p in parts])
+            assert getattr(whole, name).equals(expected), name
+    assert decode_messages(dirty).rejects.height == 4
