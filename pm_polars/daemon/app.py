@@ -138,8 +138,9 @@ class Daemon:
                 guard=RejectGuard(s.max_reject_ratio, s.reject_window), sinks=self.sinks,
                 metrics=self.metrics, backoff=self.backoff, ticks_topic=s.ticks_topic,
             )
-            self._loop(MicroBatcher(fills, ticks, s.max_events, s.max_wait_ms / 1000), step,
-                       fills, ticks)
+            batcher = MicroBatcher(fills, ticks, s.max_events, s.max_wait_ms / 1000,
+                                   owned=fills.owned)
+            self._loop(batcher, step, fills, ticks)
             fills.commit({tp: info.offset for tp, info in self.book.parts.items()
                           if info.offset is not None}, asynchronous=False)
             dead_letters.close()

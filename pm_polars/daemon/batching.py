@@ -1,10 +1,11 @@
 """Micro-batches: Kafka records gathered in bulk until max events or max wait.
 
-A :class:`RawBatch` keeps fill records per partition (in offset order) and tick records,
-and carries its offsets explicitly: ``next_offsets()`` is ``{(topic, partition): last
-offset + 1}`` for the fill partitions it covers, ``tick_offsets()`` the same for ticks.
-Records of a revoked partition are dropped from the open batch (``drop``) and will be
-re-read by the partition's next owner from the offset stored in Redis.
+A :class:`RawBatch` keeps fill and tick records as columns in arrival order (each
+partition's records in offset order) and carries its offsets explicitly: ``next_offsets()``
+is ``{(topic, partition): last offset + 1}`` for the fill partitions it covers,
+``tick_offsets()`` the same for ticks. Records of a revoked partition are dropped from the
+open batch (``drop``) and will be re-read by the partition's next owner from the offset
+stored in Redis.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Protocol
 
 from confluent_kafka import Message
 
@@ -24,51 +25,87 @@ class Source(Protocol):
     def consume(self, max_records: int, timeout: float) -> list[Message]: ...
 
 
-@dataclass
-class RawBatch:
-    """Records of one micro-batch, not yet decoded, grouped by partition in offset order."""
+class Columns:
+    """Records as columns (value, topic, partition, offset, Kafka timestamp), arrival order.
 
-    fills: dict[TP, list[Message]] = field(default_factory=dict)
-    ticks: dict[int, list[Message]] = field(default_factory=dict)
-    first_arrival: float | None = None  # time.monotonic() the oldest record was produced
-    size: int = 0
+    Extracted once per record with one list comprehension per attribute (about 0.3 µs per
+    record in all), never as per-record dicts or objects.
+    """
+
+    __slots__ = ("offsets", "partitions", "stamps", "topics", "values")
+
+    def __init__(self) -> None:
+        self.values: list[bytes | None] = []
+        self.topics: list[str] = []
+        self.partitions: list[int] = []
+        self.offsets: list[int] = []
+        self.stamps: list[int] = []
 
     def __len__(self) -> int:
-        return self.size
+        return len(self.values)
 
-    def add_fills(self, messages: list[Message]) -> None:
-        fills = self.fills
-        for msg in messages:
-            tp = cast(TP, (msg.topic(), msg.partition()))
-            bucket = fills.get(tp)
-            if bucket is None:
-                bucket = fills[tp] = []
-            bucket.append(msg)
-        self.size += len(messages)
+    def extend(self, msgs: list[Message], topic: str | None = None) -> None:
+        """Append ``msgs``; ``topic`` when they all come from that topic."""
+        self.values += [m.value() for m in msgs]
+        self.topics += [m.topic() for m in msgs] if topic is None else [topic] * len(msgs)  # type: ignore[misc]
+        self.partitions += [m.partition() for m in msgs]  # type: ignore[misc]
+        self.offsets += [m.offset() for m in msgs]  # type: ignore[misc]
+        self.stamps += [m.timestamp()[1] for m in msgs]  # -1 when unknown
 
-    def add_ticks(self, messages: list[Message]) -> None:
-        ticks = self.ticks
-        for msg in messages:
-            p = cast(int, msg.partition())
-            bucket = ticks.get(p)
-            if bucket is None:
-                bucket = ticks[p] = []
-            bucket.append(msg)
-        self.size += len(messages)
-
-    def drop(self, tps: Iterable[TP]) -> int:
-        """Forget the records of ``tps``; returns how many were dropped."""
-        dropped = 0
-        for tp in tps:
-            dropped += len(self.fills.pop(tp, []))
-        self.size -= dropped
-        return dropped
+    def keep(self, wanted: Callable[[TP], bool], start: int = 0) -> int:
+        """Drop rows from ``start`` on whose partition is not ``wanted``; returns how many."""
+        rows = [i for i in range(start, len(self.values))
+                if not wanted((self.topics[i], self.partitions[i]))]
+        if not rows:
+            return 0
+        gone = set(rows)
+        for name in self.__slots__:
+            column = getattr(self, name)
+            column[start:] = [v for i, v in enumerate(column[start:], start) if i not in gone]
+        return len(rows)
 
     def next_offsets(self) -> dict[TP, int]:
-        return {tp: cast(int, msgs[-1].offset()) + 1 for tp, msgs in self.fills.items() if msgs}
+        """``{(topic, partition): last offset + 1}`` (records of a partition are in order)."""
+        last = dict(zip(zip(self.topics, self.partitions, strict=True), self.offsets,
+                        strict=True))
+        return {tp: o + 1 for tp, o in last.items()}
+
+
+@dataclass
+class RawBatch:
+    """Records of one micro-batch, not yet decoded: fills and ticks as :class:`Columns`."""
+
+    fills: Columns = field(default_factory=Columns)
+    ticks: Columns = field(default_factory=Columns)
+    first_arrival: float | None = None  # time.monotonic() the oldest record was produced
+
+    def __len__(self) -> int:
+        return len(self.fills) + len(self.ticks)
+
+    def add_fills(self, messages: list[Message], owned: set[TP] | None = None) -> None:
+        """Append fill records; those of partitions not in ``owned`` are dropped (records
+        fetched just before a revocation)."""
+        start = len(self.fills)
+        self.fills.extend(messages)
+        if owned is not None:
+            seen = set(zip(self.fills.topics[start:], self.fills.partitions[start:],
+                           strict=True))
+            if not seen <= owned:
+                self.fills.keep(owned.__contains__, start)
+
+    def add_ticks(self, messages: list[Message]) -> None:
+        self.ticks.extend(messages)
+
+    def drop(self, tps: Iterable[TP]) -> int:
+        """Forget the fill records of ``tps``; returns how many were dropped."""
+        gone = set(tps)
+        return self.fills.keep(lambda tp: tp not in gone)
+
+    def next_offsets(self) -> dict[TP, int]:
+        return self.fills.next_offsets()
 
     def tick_offsets(self) -> dict[int, int]:
-        return {p: cast(int, msgs[-1].offset()) + 1 for p, msgs in self.ticks.items() if msgs}
+        return {p: o for (_, p), o in self.ticks.next_offsets().items()}
 
 
 def produced_at(msg: Message, now_mono: float) -> float:
@@ -92,9 +129,9 @@ class MicroBatcher:
 
     def __init__(
         self, fills: Source, ticks: Source, max_events: int, max_wait_s: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, owned: set[TP] | None = None,
     ) -> None:
-        self.fills, self.ticks = fills, ticks
+        self.fills, self.ticks, self.owned = fills, ticks, owned
         self.max_events, self.max_wait_s = max_events, max_wait_s
         self.clock = clock
         self.slice_s = min(0.002, max_wait_s / 2)
@@ -105,11 +142,14 @@ class MicroBatcher:
             self._turn ^= 1
             src = self.fills if self._turn else self.ticks
             got = src.consume(room, timeout)
-            (batch.add_fills if src is self.fills else batch.add_ticks)(got)
+            if src is self.fills:
+                batch.add_fills(got, self.owned)
+            else:
+                batch.add_ticks(got)
             firsts = got[:1]
         else:
             fills = self.fills.consume(room, 0.0)
-            batch.add_fills(fills)
+            batch.add_fills(fills, self.owned)
             ticks = self.ticks.consume(room - len(fills), 0.0) if room > len(fills) else []
             batch.add_ticks(ticks)
             firsts = fills[:1] + ticks[:1]

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
-from confluent_kafka import Message
 
 from pm_polars.daemon.batching import RawBatch
 from pm_polars.events import decode_messages
@@ -42,22 +41,6 @@ class Decoded:
         return replace(self, fills=keep, rejects=rejects)
 
 
-def _columns(groups: list[tuple[str, int, list[Message]]]) -> dict[str, list[Any]]:
-    values: list[Any] = []
-    topics: list[Any] = []
-    partitions: list[Any] = []
-    offsets: list[Any] = []
-    stamps: list[Any] = []
-    for topic, partition, msgs in groups:
-        values += [m.value() for m in msgs]
-        offsets += [m.offset() for m in msgs]
-        stamps += [m.timestamp()[1] for m in msgs]  # -1 when unknown
-        topics += [topic] * len(msgs)
-        partitions += [partition] * len(msgs)
-    return {"values": values, "topics": topics, "partitions": partitions, "offsets": offsets,
-            "kafka_timestamps_ms": stamps}
-
-
 def _misplaced(frame: pl.DataFrame, values: list[Any], seq_start: int,
                reason: str | pl.Expr) -> pl.DataFrame:
     if frame.height == 0:
@@ -73,12 +56,16 @@ def _misplaced(frame: pl.DataFrame, values: list[Any], seq_start: int,
 
 
 def decode_batch(batch: RawBatch, ticks_topic: str) -> Decoded:
-    """Decode every record of ``batch`` in one call; ``Decoded.records`` counts them."""
-    groups = [(t, p, ms) for (t, p), ms in batch.fills.items()]
-    groups += [(ticks_topic, p, ms) for p, ms in batch.ticks.items()]
-    cols = _columns(groups)
-    values = cols.pop("values")
-    d = decode_messages(values, **cols, seq_start=0)
+    """Decode every record of ``batch`` in one call; ``Decoded.records`` counts them.
+
+    Fill records come first (in arrival order: each partition's in offset order), then
+    ticks; ``seq`` is the position in that order.
+    """
+    f, t = batch.fills, batch.ticks
+    values = f.values + t.values
+    d = decode_messages(values, topics=f.topics + t.topics,
+                        partitions=f.partitions + t.partitions, offsets=f.offsets + t.offsets,
+                        kafka_timestamps_ms=f.stamps + t.stamps, seq_start=0)
     on_ticks = pl.col("topic") == ticks_topic
     rejects = [d.rejects]
     fills, ticks = d.fills, d.ticks

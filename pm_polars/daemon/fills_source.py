@@ -81,20 +81,16 @@ class FillsSource:
         consumer.incremental_unassign(partitions)
 
     def consume(self, max_records: int, timeout: float) -> list[Message]:
-        """Up to ``max_records`` records of owned partitions; errors are logged, not returned."""
+        """Up to ``max_records`` records; errors are logged, not returned. Records of
+        partitions revoked meanwhile are dropped by the batch (``RawBatch.add_fills``)."""
         msgs = self.consumer.consume(num_messages=max_records, timeout=timeout)
-        if not msgs:
+        if not msgs or all(m.error() is None for m in msgs):
             return msgs
-        good = []
-        owned = self.owned
         for msg in msgs:
             err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    self.errors(err, "fills")
-            elif (msg.topic(), msg.partition()) in owned:
-                good.append(msg)
-        return good
+            if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                self.errors(err, "fills")
+        return [m for m in msgs if m.error() is None]
 
     def seek(self, tp: TP, offset: int | None) -> None:
         """Restart fetching ``tp`` at ``offset`` (``None``: the beginning)."""

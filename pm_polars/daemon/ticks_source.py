@@ -98,16 +98,13 @@ class TicksSource:
         if not self.assigned:
             return []
         msgs = self.consumer.consume(num_messages=max_records, timeout=timeout)
-        if not msgs:
+        if not msgs or all(m.error() is None for m in msgs):
             return msgs
-        good = []
         for msg in msgs:
             err = msg.error()
-            if err is None:
-                good.append(msg)
-            elif err.code() != KafkaError._PARTITION_EOF:
+            if err is not None and err.code() != KafkaError._PARTITION_EOF:
                 self.errors(err, "ticks")
-        return good
+        return [m for m in msgs if m.error() is None]
 
     def close(self) -> None:
         self._stop.set()

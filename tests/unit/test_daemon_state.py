@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from confluent_kafka import Message
 
 from pm_polars import PortfolioEngine
+from pm_polars.daemon.batching import RawBatch
 from pm_polars.daemon.book import ticks_only
 from pm_polars.daemon.dlq import RejectGuard, RejectRatioExceeded
 from pm_polars.daemon.state_codec import decode_snapshot, encode_state
@@ -91,3 +93,21 @@ def test_reject_guard_limits_the_ratio_over_the_window() -> None:
     with pytest.raises(RejectRatioExceeded, match="invalid"):
         guard.check(1000, 900)  # window slides: 900 of 1000 (+ part of the past)
     guard.check(1000, 100)  # the refused batch was not remembered
+
+
+def test_raw_batch_columns_offsets_and_dropped_partitions() -> None:
+    def msgs(topic: str, partition: int, offsets: range) -> list[Message]:
+        return [Message(topic=topic, partition=partition, offset=o, value=b"%d" % o,
+                        timestamp=(1, 1_000 + o)) for o in offsets]
+
+    batch = RawBatch()
+    batch.add_fills(msgs("f", 0, range(3)) + msgs("f", 1, range(10, 12)), owned={("f", 0), ("f", 1)})
+    batch.add_fills(msgs("f", 0, range(3, 5)) + msgs("f", 2, range(2)), owned={("f", 0), ("f", 1)})
+    batch.add_ticks(msgs("ticks", 1, range(7, 9)))
+    assert len(batch) == 9  # the revoked partition 2's records were dropped on arrival
+    assert batch.next_offsets() == {("f", 0): 5, ("f", 1): 12}
+    assert batch.tick_offsets() == {1: 9}
+    assert batch.fills.values == [b"0", b"1", b"2", b"10", b"11", b"3", b"4"]
+    assert batch.fills.stamps[:2] == [1_000, 1_001]
+    assert batch.drop([("f", 1)]) == 2
+    assert batch.next_offsets() == {("f", 0): 5} and batch.fills.offsets == [0, 1, 2, 3, 4]
