@@ -54,27 +54,30 @@ SIGNAL_KEYS = frozenset({"strategy_id", "instrument_token", "signal_type"})
 # exactly (up to 29 integer and 9 fractional digits; anything else fails the read and falls
 # back to the Python decoder).
 TS_INT, TS_DECIMAL, TS_STRING = "int", "decimal", "string"
-_TS_TYPES = {TS_INT: pa.int64(), TS_DECIMAL: pa.decimal128(38, 9), TS_STRING: pa.string()}
+_TEXT = pa.string_view()
+_TS_TYPES = {TS_INT: pa.int64(), TS_DECIMAL: pa.decimal128(38, 9), TS_STRING: _TEXT}
 # Integer fields are read as float64 (pyarrow's int64 conversion error names no row); values
 # that are not exact integers below 2**53 are re-decoded by the Python decoder.
 _EXACT_FLOAT_INT = 2**53
 _SIGNAL = pa.struct(
     [
-        ("strategy_id", pa.string()),
+        ("strategy_id", _TEXT),
         ("instrument_token", pa.float64()),
-        ("signal_type", pa.string()),
+        ("signal_type", _TEXT),
     ]
 )
 
 
 @cache
 def arrow_schema(ts_kind: str, fill_id_is_number: bool) -> pa.Schema:
-    """Explicit pyarrow schema for one routing variant (JSON types differ per variant)."""
+    """Explicit pyarrow schema for one routing variant (JSON types differ per variant).
+
+    Strings are read as ``string_view``, Polars' own layout (no copy into a frame)."""
     return pa.schema(
         [
-            ("event_type", pa.string()),
-            ("source", pa.string()),
-            ("fill_id", pa.int64() if fill_id_is_number else pa.string()),
+            ("event_type", _TEXT),
+            ("source", _TEXT),
+            ("fill_id", pa.int64() if fill_id_is_number else _TEXT),
             ("ts", _TS_TYPES[ts_kind]),
             ("quantity", pa.float64()),
             ("fill_price", pa.float64()),
@@ -150,7 +153,7 @@ def table_to_raw(
     columns = [
         table.column("event_type"),
         table.column("source"),
-        fill_id if pa.types.is_string(fill_id.type) else pc.cast(fill_id, pa.string()),
+        pc.cast(fill_id, pa.string()) if pa.types.is_integer(fill_id.type) else fill_id,
         *_ts_columns(table.column("ts"), ts_kind),
         quantity,
         table.column("fill_price"),

@@ -1,20 +1,24 @@
 """Routing: which messages pyarrow may read, and with which per-field JSON types.
 
-Only messages that are provably one JSON object on one line go to pyarrow: they start with
-``{``, end with ``}``, hold no raw CR/LF, no ``}`` followed by another value, no escaped key,
-no ``-NaN``/``Inf`` literal (which pyarrow accepts but JSON does not) and at most
+Only messages that are provably one JSON object on one line go to pyarrow
+(``one_line_objects``): they start with ``{``, end with ``}``, hold no raw CR/LF, no
+``-NaN``/``Inf`` literal (which pyarrow accepts but JSON does not) and at most
 ``MAX_OPENERS`` brackets (pyarrow accepts any nesting depth, Python's recursive parser does
 not; a message of at most ``2 * MAX_OPENERS`` bytes that pyarrow accepts has balanced
 brackets, so it nests no deeper). Everything else is left to the Python decoder
-(``pyparse``).
+(``pyparse``). A message holding more than one value makes pyarrow fail or yield an extra
+row, which the row count of the read catches. The checks the batch as a whole proves
+needless are skipped: one ``memchr`` over all messages' bytes shows that no message holds a
+line break or the first letter of ``Inf``/``NaN``, the longest message whether any needs its
+brackets counted.
 
-``one_line_objects`` skips every check the batch as a whole proves needless: one ``memchr``
-over all messages' bytes shows that no message holds a line break, a backslash or the first
-letter of ``Inf``/``NaN``, and the longest message shows whether any needs its brackets
-counted. ``variants`` tells the JSON type of ``ts`` (integer / fraction / string) and
-``fill_id`` (string / number) per message, because pyarrow needs one explicit type per
-field; it is only needed when a read with the common types (integer ``ts``, string
-``fill_id``) failed. All checks are Arrow or Polars string kernels over the whole batch.
+Only when a read with the common types (integer ``ts``, string ``fill_id``) failed,
+``variants`` tells the JSON type of ``ts`` (integer / fraction / string) and ``fill_id``
+(string / number) per message, because pyarrow needs one explicit type per field, and
+which messages to leave to Python: a value after a closing brace (maybe two objects), an
+escaped key (pyarrow would unescape it, the type regexes not), text showing a wrong JSON
+type or a stray comma (``SUSPECT``). All checks are Arrow or Polars string kernels over the
+whole batch.
 """
 
 from __future__ import annotations
@@ -32,11 +36,7 @@ _TWO_VALUES = r"\}" + _WS + r"[^ \t,}\]]"  # a value after a closing brace: mayb
 _ESCAPED_KEY = r'\\[^"]*"' + _WS + ":"  # pyarrow would unescape it, the type regexes not
 _NOT_JSON = r"[:\[,]" + _WS + r"(?:-NaN|-?Inf(?:[^i]|$))"  # pyarrow accepts these, JSON not
 # (pattern, bytes one of which a match needs): tested only if the batch holds such a byte.
-_GUARDED = (
-    (_LINE_BREAK, (b"\n", b"\r")),
-    (_ESCAPED_KEY, (b"\\",)),
-    (_NOT_JSON, (b"I", b"N")),
-)
+_GUARDED = ((_LINE_BREAK, (b"\n", b"\r")), (_NOT_JSON, (b"I", b"N")))
 # More [ or { than this: maybe nested deeper than Python's JSON parser allows (it recurses),
 # so the Python decoder decides (pyarrow would accept any depth).
 MAX_OPENERS = 256
@@ -58,6 +58,9 @@ SUSPECT = (
     r'"ts"' + _WS + ":" + _WS + r"[tf\[{NI]",
     r",[ \t]*[}\]]",
 )
+
+
+_TO_PYTHON = (_TWO_VALUES, _ESCAPED_KEY, *SUSPECT)
 
 
 def matches_any(expr: pl.Expr, patterns: tuple[str, ...] | list[str]) -> pl.Expr:
@@ -101,8 +104,7 @@ def one_line_objects(text: pa.Array) -> pa.Array:
     it, as one JSON object on one line? Boolean, never null."""
     data = _all_bytes(text)
     fast = pc.and_(pc.starts_with(text, "{"), pc.ends_with(text, "}"))
-    patterns = [_TWO_VALUES]
-    patterns += [p for p, needles in _GUARDED if _may_match(p, needles, data)]
+    patterns = [p for p, needles in _GUARDED if _may_match(p, needles, data)]
     for pattern in patterns:
         fast = pc.and_not(fast, _matches(text, pattern))
     lengths = pc.binary_length(text)
@@ -120,7 +122,7 @@ def one_line_objects(text: pa.Array) -> pa.Array:
 def variants(text: pl.Series) -> pl.DataFrame:
     """Per message: ``ts_kind`` and ``fid_num`` (the JSON types pyarrow must be told), and
     ``python``: leave it to the Python decoder (``ts`` seen both as a string and as a
-    fraction, or text showing a wrong JSON type or a stray comma, see ``SUSPECT``)."""
+    fraction, or text matching one of ``_TO_PYTHON``)."""
     t = pl.col("text")
     string, fraction = t.str.contains(_TS_STRING), t.str.contains(_TS_FRACTION)
     return pl.DataFrame({"text": text}).select(
@@ -131,5 +133,5 @@ def variants(text: pl.Series) -> pl.DataFrame:
         .otherwise(pl.lit(TS_INT))
         .alias("ts_kind"),
         t.str.contains(_FILL_ID_NUMBER).fill_null(False).alias("fid_num"),
-        ((string & fraction) | matches_any(t, SUSPECT)).fill_null(False).alias("python"),
+        ((string & fraction) | matches_any(t, _TO_PYTHON)).fill_null(False).alias("python"),
     )

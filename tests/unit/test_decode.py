@@ -197,3 +197,18 @@ def test_a_large_batch_decodes_like_small_ones() -> None:
             expected = pl.concat([getattr(p, name) for p in parts])
             assert getattr(whole, name).equals(expected), name
     assert decode_messages(dirty).rejects.height == 4
+
+
+def test_escaped_keys_mean_what_they_spell() -> None:
+    r"""``"\u0074s"`` is the key ``ts``: same values alone and among clean records."""
+    head = b'{"event_type": "market_tick", "instrument_token": 1, "last_price": 2.0, '
+    msgs = [
+        head + b'"\\u0074s": 1795600550123}',
+        head + b'"\\u0074s": "2026-11-25T09:55:50.123Z"}',
+        head + b'"ts": 1, "\\u0074s": 2}',  # a duplicate key
+    ]
+    expected = [1795600550123000000, 1795600550123000000]
+    for batch in (msgs, [enc(tick())] * 50 + msgs):
+        got = decode_messages(batch)
+        assert got.ticks["ts"].to_list()[-2:] == expected
+        assert got.rejects["reason"].to_list() == ["ts: duplicate key"]
