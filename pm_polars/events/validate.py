@@ -181,9 +181,10 @@ def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
 
 def _rows(judged: pl.DataFrame, mask: pl.Series, names: list[str]) -> pl.DataFrame:
     """Columns ``names`` of the rows where ``mask`` is true."""
-    if mask.sum() == len(mask):
-        return judged.select(names)
-    return pl.DataFrame([judged.get_column(name).filter(mask) for name in names])
+    columns = [judged.get_column(name) for name in names]
+    if mask.sum() != len(mask):
+        columns = [column.filter(mask) for column in columns]
+    return pl.DataFrame(columns)
 
 
 def _judge(judged: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
