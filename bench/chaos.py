@@ -66,12 +66,15 @@ def kill_phase(bootstrap: str, args: argparse.Namespace, tmp: Path) -> KillFigur
 def soak_phase(bootstrap: str, args: argparse.Namespace, tmp: Path) -> SoakFigures:
     names = Names("s" + uuid.uuid4().hex[:8])
     names.create(bootstrap)
+    retention = args.dedupe_retention
+    # a redelivery older than the retention is applied again by design: leave them out
     stream = build_stream(names, int(args.rate * args.soak_seconds), seed=args.seed + 1,
-                          poison_rate=0.001, redeliver_rate=0.002)
-    say(f"soak phase: {len(stream.items):,} records at {args.rate:,.0f}/s")
+                          poison_rate=0.001, redeliver_rate=0.002 if retention is None else 0.0)
+    extra = [] if retention is None else ["--dedupe-retention", str(retention)]
+    say(f"soak phase: {len(stream.items):,} records at {args.rate:,.0f}/s {' '.join(extra)}")
     with redis_server(appendonly=not args.no_aof) as redis:
         return soak(bootstrap, redis.client(), redis.url, names, stream, tmp,
-                    rate=args.rate, port=free_port(), say=say)
+                    rate=args.rate, port=free_port(), daemon_args=extra, say=say)
 
 
 def main() -> int:
@@ -83,6 +86,9 @@ def main() -> int:
     ap.add_argument("--soak-seconds", type=float, default=600.0)
     ap.add_argument("--rate", type=float, default=1_000.0, help="soak events/s")
     ap.add_argument("--skip-kills", action="store_true", help="soak only")
+    ap.add_argument("--dedupe-retention", type=float, default=None,
+                    help="soak daemon's --dedupe-retention in seconds (default: the daemon's "
+                    "24 h); when set, redeliveries of old fills are left out of the soak feed")
     ap.add_argument("--no-aof", action="store_true", help="redis-server without AOF")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pm-chaos-"))

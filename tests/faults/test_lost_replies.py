@@ -71,7 +71,8 @@ def _lose_replies(broker: KafkaBroker, redis_srv: RedisServer, names: Names,
     for n in range(losses):
         produce_items(broker.bootstrap, rest[n * step:(n + 1) * step if n < losses - 1
                                              else len(rest)])
-        proxy.arm(1, marker=b"next_offset")  # a checkpoint that moves fill offsets
+        # a checkpoint that moves fill offsets: HSET ...:meta next_offset N inside MULTI
+        proxy.arm(1, marker=b"next_offset")
         wait_for(f"lost reply {n + 1}", _dropped(proxy, n + 1), timeout=60, diagnose=d.tail)
         # the next loss must hit another batch, not the retry of this one
         wait_for("the batch after the loss", _advanced(client, names), timeout=60,

@@ -236,9 +236,13 @@ def poison_items(names: Names, poisons: Iterable[Poison], rng: random.Random) ->
 
 # ---------------------------------------------------------------------------- produce
 def _producer(bootstrap: str, extra: dict[str, Any] | None = None) -> Producer:
+    """Idempotent (a retried request never writes a record twice, so every item is exactly
+    one record), patient (tansu under load has stalled produce requests for 60 s), and
+    allowed 8 MiB records. Create a new one after a broker restart (an idempotent producer
+    does not survive one on tansu)."""
     return Producer({
-        "bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": False,
-        "message.max.bytes": 8 << 20, "message.timeout.ms": 60_000,
+        "bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True,
+        "message.max.bytes": 8 << 20, "message.timeout.ms": 600_000,
         "queue.buffering.max.messages": 500_000, **(extra or {}),
     })
 
@@ -259,7 +263,7 @@ def fillers(names: Names, fills: dict[TP, int], ticks: dict[int, int]) -> list[I
     return out
 
 
-def produce_items(bootstrap: str, items: Sequence[Item], timeout: float = 60.0) -> None:
+def produce_items(bootstrap: str, items: Sequence[Item], timeout: float = 600.0) -> None:
     """Produce ``items`` in order; fills in each item's partition and offset."""
     producer = _producer(bootstrap)
     errors: list[str] = []
@@ -331,7 +335,7 @@ class PacedProducer(threading.Thread):
                 except BufferError:
                     self.producer.poll(0.05)
             self.producer.poll(0)
-        self.producer.flush(60)
+        self.producer.flush(600)
         self.finished.set()
 
 
@@ -819,7 +823,7 @@ class SoakFigures:
 def soak(
     bootstrap: str, client: redis.Redis, redis_url: str, names: Names, stream: Stream,
     workdir: Path, *, rate: float, port: int, sample_every: float = 0.5,
-    say: Callable[[str], None] = lambda _s: None,
+    daemon_args: Sequence[str] = (), say: Callable[[str], None] = lambda _s: None,
 ) -> SoakFigures:
     """One daemon under ``stream`` produced at a steady ``rate``; RSS and lag sampled.
 
@@ -828,7 +832,8 @@ def soak(
     daemons = Daemons(bootstrap, redis_url, names, workdir)
     items = stream.items
     try:
-        daemon = daemons.start("--metrics-port", str(port), "--metrics-host", "127.0.0.1")
+        daemon = daemons.start("--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+                               *daemon_args)
         producer = PacedProducer(bootstrap, items, rate)
         producer.start()
         t0 = time.monotonic()

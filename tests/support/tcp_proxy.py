@@ -1,11 +1,12 @@
 """A TCP proxy in front of redis-server that can lose the reply of a transaction.
 
-``LossyProxy(upstream_port)`` listens on a free local port and pumps bytes both ways.
-``arm(n)`` makes the next ``n`` transactions lose their reply: when a client sends
-``EXEC`` (RESP ``$4\\r\\nEXEC\\r\\n``), the proxy forwards it, waits for Redis to answer --
-so the transaction *has been executed* (Redis is quiet for 0.2 s after its last answer) --
-then throws the answers away and resets the client's connection. The client sees a connection error for a write that was applied:
-the case an exactly-once checkpoint must survive (it must not apply the batch twice).
+``LossyProxy(upstream_port)`` listens on a free local port and pumps bytes both ways,
+counting RESP commands (client to server) and complete RESP replies (server to client).
+``arm(n, marker)`` makes the next ``n`` transactions with a queued command (between MULTI
+and EXEC) containing ``marker`` lose their reply: the proxy lets the ``EXEC`` through, waits for Redis's complete answer to it --
+so the transaction *has been executed* -- drops that answer and resets the client's
+connection. The client sees a connection error for a write that was applied: the case an
+exactly-once checkpoint must survive (it must not apply the batch twice).
 """
 
 from __future__ import annotations
@@ -18,13 +19,62 @@ import threading
 
 from .ports import free_port
 
-EXEC = b"$4\r\nEXEC\r\n"
-QUIET_S = 0.2
+_LINE_TYPES = b"+-:_,#("  # simple line values (RESP2 and RESP3)
+_BULK_TYPES = b"$=!"  # length-prefixed
+_AGGREGATE_TYPES = b"*~>"  # n values
+_PAIR_TYPES = b"%|"  # n key/value pairs (| is an attribute: one more value follows)
 
 
-def _found(pattern: bytes, tail: bytes, data: bytes) -> bool:
-    """``pattern`` ends inside ``data`` (possibly starting in ``tail``, the bytes before)."""
-    return pattern in tail[-(len(pattern) - 1):] + data
+def _end_of_value(buf: bytes | bytearray, i: int) -> int | None:
+    """End offset of the RESP value starting at ``i``, or None if ``buf`` holds only part."""
+    if i >= len(buf):
+        return None
+    kind = buf[i:i + 1]
+    eol = buf.find(b"\r\n", i)
+    if eol < 0:
+        return None
+    head = bytes(buf[i + 1:eol])
+    pos = eol + 2
+    if kind in _LINE_TYPES:
+        return pos
+    if kind in _BULK_TYPES:
+        n = int(head)
+        if n < 0:
+            return pos
+        return pos + n + 2 if pos + n + 2 <= len(buf) else None
+    count = int(head)
+    if count < 0:
+        return pos
+    items = count * 2 if kind in _PAIR_TYPES else count
+    if kind not in _AGGREGATE_TYPES and kind not in _PAIR_TYPES:
+        raise ValueError(f"unknown RESP type {kind!r}")
+    for _ in range(items):
+        nxt = _end_of_value(buf, pos)
+        if nxt is None:
+            return None
+        pos = nxt
+    if kind == b"|":  # an attribute map decorates the value that follows it
+        return _end_of_value(buf, pos)
+    return pos
+
+
+def _split_values(buf: bytearray) -> list[bytes]:
+    """Remove and return the complete RESP values at the start of ``buf``."""
+    out = []
+    start = 0
+    while (end := _end_of_value(buf, start)) is not None:
+        out.append(bytes(buf[start:end]))
+        start = end
+    del buf[:start]
+    return out
+
+
+def _command_name(command: bytes) -> bytes:
+    """``EXEC`` from ``*1\\r\\n$4\\r\\nEXEC\\r\\n``."""
+    first = command.find(b"\r\n")
+    second = command.find(b"\r\n", first + 2)
+    third = command.find(b"\r\n", second + 2)
+    return command[second + 2:third].upper()
 
 
 def _recv(sock: socket.socket, link: _Link) -> bytes:
@@ -41,8 +91,10 @@ def _recv(sock: socket.socket, link: _Link) -> bytes:
 class _Link:
     def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
         self.client, self.upstream = client, upstream
-        self.swallow = False
-        self.marked = False  # the marker was sent since the last EXEC
+        self.commands = 0  # complete commands the client sent
+        self.replies = 0  # complete replies Redis sent
+        self.lose: set[int] = set()  # numbers of the commands whose replies are lost
+        self.marked = False  # the marker was sent inside the current MULTI
         self.closed = False
         self.lock = threading.Lock()
 
@@ -81,7 +133,7 @@ class LossyProxy:
 
     def arm(self, n: int = 1, marker: bytes | None = None) -> None:
         """Lose the replies of the next ``n`` transactions (with ``marker``: only of those
-        whose commands contain it; at most 64 bytes)."""
+        with a queued command containing it)."""
         with self.lock:
             self.armed += n
             self.marker = marker
@@ -104,45 +156,49 @@ class LossyProxy:
             threading.Thread(target=self._to_client, args=(link,), daemon=True).start()
 
     def _to_upstream(self, link: _Link) -> None:
-        tail = b""
+        pending = bytearray()
         try:
             while data := _recv(link.client, link):
-                marker = self.marker
-                link.marked = link.marked or marker is None or _found(marker, tail, data)
-                if _found(EXEC, tail, data):
-                    with self.lock:
-                        if self.armed > 0 and link.marked:
-                            self.armed -= 1
-                            link.swallow = True
-                    link.marked = False
-                tail = (tail + data)[-64:]
-                link.upstream.sendall(data)
-        except OSError:
+                pending += data
+                for command in _split_values(pending):
+                    link.commands += 1
+                    name = _command_name(command)
+                    if name == b"MULTI":
+                        link.marked = self.marker is None
+                    elif name == b"EXEC":
+                        with self.lock:
+                            if self.armed > 0 and link.marked:
+                                self.armed -= 1
+                                link.lose.add(link.commands)
+                        link.marked = False
+                    elif self.marker is not None and self.marker in command:
+                        link.marked = True  # (outside MULTI it is reset at the next MULTI)
+                link.upstream.sendall(data)  # forwarded as received, parsed or not
+        except (OSError, ValueError):
             pass
         link.close(reset=False)
 
     def _to_client(self, link: _Link) -> None:
+        pending = bytearray()
         try:
             while data := _recv(link.upstream, link):
-                if link.swallow:
-                    self._swallow(link)
-                    return
-                link.client.sendall(data)
-        except OSError:
+                pending += data
+                out = bytearray()
+                for reply in _split_values(pending):
+                    link.replies += 1
+                    if link.replies in link.lose:  # the EXEC ran; its answer is lost
+                        if out:
+                            link.client.sendall(out)
+                        with self.lock:
+                            self.dropped += 1
+                        link.close(reset=True)
+                        return
+                    out += reply
+                if out:
+                    link.client.sendall(out)
+        except (OSError, ValueError):
             pass
         link.close(reset=False)
-
-    def _swallow(self, link: _Link) -> None:
-        """Hold back Redis's answers until it is quiet for ``QUIET_S`` (the client sends
-        nothing more before it gets the EXEC reply, so by then the EXEC has run), then lose
-        them and reset the client's connection."""
-        link.upstream.settimeout(QUIET_S)
-        with contextlib.suppress(OSError):  # socket.timeout: quiet, done
-            while link.upstream.recv(65536):
-                pass
-        with self.lock:
-            self.dropped += 1
-        link.close(reset=True)
 
     def close(self) -> None:
         self.running = False
