@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from pm_polars.daemon.checkpoint import TP, Checkpoint
-from pm_polars.daemon.tick_table import TickTable
+from pm_polars.daemon.tick_table import Prices, TickTable
 from pm_polars.engine.engine import PortfolioEngine
 from pm_polars.engine.snapshot import Snapshot
 from pm_polars.events import DecodedBatch
@@ -45,7 +45,7 @@ class BookState:
     """What a failed batch restores (engine frames and the price table; O(1) to take)."""
 
     engine: Snapshot
-    ticks: pl.DataFrame
+    ticks: Prices
 
 
 def ticks_only(ticks: pl.DataFrame) -> DecodedBatch:
@@ -121,7 +121,7 @@ class Book:
             log.info("event=partition_loaded partition=%s:%s next_offset=%s portfolios=%d",
                      tp[0], tp[1], offset, len(pids))
         self.engine = PortfolioEngine.restore(state)
-        if self.ticks.table.height:
+        if self.ticks.prices:
             self.engine.apply_decoded(ticks_only(self.ticks.as_ticks()))
         return {tp: offset for tp, _, offset in loaded}
 
@@ -143,12 +143,12 @@ class Book:
             ))
 
     def state(self) -> BookState:
-        return BookState(self.engine.snapshot(), self.ticks.table)
+        return BookState(self.engine.snapshot(), self.ticks.prices)
 
     def restore(self, state: BookState) -> None:
         """Back to ``state`` after a failed commit (owners and offsets were not touched)."""
         self.engine = PortfolioEngine.restore(state.engine)
-        self.ticks.table = state.ticks
+        self.ticks.prices = state.ticks
 
     def any_republish(self) -> bool:
         return any(info.republish for info in self.parts.values())

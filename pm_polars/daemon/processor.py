@@ -30,6 +30,7 @@ from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
 from pm_polars.publish.keys import part_name
 from pm_polars.publish.model_rows import publish_rows
+from pm_polars.publish.state_rows import StateRows
 
 NO_REJECTS = empty(REJECT_SCHEMA)
 NO_FILLS = empty(FILL_SCHEMA)
@@ -118,8 +119,9 @@ def apply_batch(
     members = {pid: tp for pid in set(book.owner) | set(claims)
                if (tp := owner_of(pid)) in changed_tps}
     cp, snap = book.checkpoint, engine.snapshot()
-    state = encode_state(snap, res.fills, offsets, now, cp.state_key)
-    published = publish_rows(snap, {pid: part_name(*tp) for pid, tp in members.items()},
+    rows = StateRows.fetch(snap, sorted(members))  # once for both: state and read model
+    state = encode_state(snap, res.fills, offsets, now, cp.state_key, rows)
+    published = publish_rows(rows, {pid: part_name(*tp) for pid, tp in members.items()},
                              changed, cp.keys, cp.group)
     plan = CommitPlan(
         partitions=[], commands=state.commands + published.commands,

@@ -10,8 +10,8 @@ Layout (keys from ``pm_polars.publish.keys``; one set per ``{group}:{topic}:{par
   stored as a double: about 256 ns resolution, only used for pruning)
 * ``meta``      HASH ``next_offset`` (first offset NOT applied), ``clock_ns``, ``updated_ns``
 
-JSON rows are written and read column-wise by Polars (shortest round-trip float text), so a
-state read back equals the state written bit for bit.
+JSON rows are written by ``json`` and read column-wise by Polars; floats are written as
+shortest round-trip text, so a state read back equals the state written bit for bit.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ from pm_polars.engine import accounting, dedupe, marks
 from pm_polars.engine.engine import CASH_SCHEMA
 from pm_polars.engine.snapshot import Snapshot
 from pm_polars.publish.resp import bulk, command, header
+from pm_polars.publish.state_rows import StateRows
 
 TABLES = ("positions", "cash", "marks", "seen", "meta")
 SEP = "|"
+SMALL_BATCH = 2_000  # fills; beyond: touched keys and seen ids by Polars
+TP = tuple[str, int]
 
 
 @dataclass
@@ -51,58 +54,39 @@ class StateWrites:
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _hset(out: StateWrites, key: str, rows: dict[str, str]) -> None:
-    if rows:
-        out.add(command("HSET", key, *(x for kv in rows.items() for x in kv)))
-
-
 def encode_state(
-    snap: Snapshot, fills: pl.DataFrame, next_offsets: Mapping[tuple[str, int], int],
-    updated_ns: int, key: Callable[[tuple[str, int], str], str],
+    snap: Snapshot, fills: pl.DataFrame, next_offsets: Mapping[TP, int], updated_ns: int,
+    key: Callable[[TP, str], str], rows: StateRows | None = None,
 ) -> StateWrites:
     """Writes for each partition of ``next_offsets``: the state rows its fills touched.
 
     ``snap`` is the engine's snapshot *after* the batch; ``fills`` the applied fills with
     their provenance (``topic``, ``partition``); ``key(tp, table)`` names a partition's
-    state key. Positions and cash rows of every touched ``(portfolio, instrument)`` are
-    rewritten whole (absolute values, so writing the same rows twice is harmless); new fill
-    ids are added to ``seen`` (scored by ``ts``, as integer text) and ids older than the
-    retention horizon pruned. Every partition gets its ``meta`` (``next_offset`` = first
-    offset not applied, ``updated_ns``, ``clock_ns``).
+    state key; ``rows``: the state rows of (at least) the fills' portfolios, fetched by the
+    caller (else here). Positions and cash rows of every touched ``(portfolio,
+    instrument)`` are rewritten whole (absolute values, so writing the same rows twice is
+    harmless); new fill ids are added to ``seen`` (scored by ``ts``, as integer text) and ids
+    older than the retention horizon pruned. Every partition gets its ``meta``
+    (``next_offset`` = first offset not applied, ``updated_ns``, ``clock_ns``).
 
-    Touched rows are few (one per position, portfolio and instrument) and are encoded in
-    Python (``json`` floats are shortest round-trip, so reading them back is exact); the
-    ``seen`` ids (one per fill) are encoded by one Polars query.
+    Touched rows are few (one per position, portfolio and instrument) and encoded in Python;
+    the ``seen`` ids (one per fill) too in small batches, by one Polars query in large ones.
     """
     clock = snap.meta.get("clock_ns")
     retention = snap.meta.get("dedupe_retention_ns")
     out = StateWrites()
-    tables: dict[tuple[tuple[str, int], str], dict[str, str]] = defaultdict(dict)
     if fills.height:
-        touched = fills.select("topic", "partition", *accounting.KEYS).unique()
-        tp_of: dict[str, tuple[str, int]] = {}
-        tok_tps: dict[int, set[tuple[str, int]]] = defaultdict(set)
-        for t, p, pid, tok in touched.iter_rows():
-            tp_of[pid] = (t, p)
-            tok_tps[tok].add((t, p))
-        rows = snap.positions.join(touched.select(accounting.KEYS), on=accounting.KEYS,
-                                   how="semi")
-        for row in rows.iter_rows(named=True):
-            pid = row["portfolio_id"]
-            tables[(tp_of[pid], "positions")][f"{pid}{SEP}{row['instrument_token']}"] = \
-                _dumps(row)
-        cash = snap.cash.filter(pl.col("portfolio_id").is_in(list(tp_of)))
-        for row in cash.iter_rows(named=True):
-            tables[(tp_of[row["portfolio_id"]], "cash")][row["portfolio_id"]] = _dumps(row)
-        marks = snap.marks.filter(pl.col("instrument_token").is_in(list(tok_tps)))
-        for row in marks.iter_rows(named=True):
-            for tp in tok_tps[row["instrument_token"]]:
-                tables[(tp, "marks")][str(row["instrument_token"])] = _dumps(row)
-    for (tp, table), rows_of in sorted(tables.items()):
-        if tp in next_offsets:
-            _hset(out, key(tp, table), rows_of)
-    if fills.height:
-        _seen(out, fills, clock, next_offsets, key)
+        touched, seen = _touched(fills, clock)
+        pids = {pid for _, pid, _ in touched}
+        c_pid = rows.cash_columns.index("portfolio_id") if rows is not None else 0
+        if rows is None or not pids <= {r[c_pid] for r in rows.cash}:
+            rows = StateRows.fetch(snap, sorted(pids))
+        _state_rows(out, rows, touched, next_offsets, key)
+        if seen is None:
+            _seen_bulk(out, fills, clock, next_offsets, key)
+        for tp, pairs in sorted((seen or {}).items()):
+            if tp in next_offsets:
+                out.add(command("ZADD", key(tp, "seen"), *pairs))
     for tp in next_offsets:
         if retention is not None and clock is not None:
             below = float(clock - retention)
@@ -114,10 +98,55 @@ def encode_state(
     return out
 
 
-def _seen(out: StateWrites, fills: pl.DataFrame, clock: int | None,
-          next_offsets: Mapping[tuple[str, int], int],
-          key: Callable[[tuple[str, int], str], str]) -> None:
-    """ZADD per partition of ``"{source}|{fill_id}"`` scored by ``ts`` (integer text)."""
+def _touched(fills: pl.DataFrame, clock: int | None
+             ) -> tuple[set[tuple[TP, str, int]], dict[TP, list[object]] | None]:
+    """``{(tp, portfolio, token)}`` touched, and (small batches) ZADD pairs per partition."""
+    if fills.height > SMALL_BATCH:
+        keys = fills.select("topic", "partition", *accounting.KEYS).unique()
+        return {((t, p), pid, tok) for t, p, pid, tok in keys.iter_rows()}, None
+    touched: set[tuple[TP, str, int]] = set()
+    seen: dict[TP, list[object]] = defaultdict(list)
+    cols = fills.select("topic", "partition", "portfolio_id", "instrument_token", "source",
+                        "fill_id", "ts")
+    for t, p, pid, tok, source, fill_id, ts in cols.iter_rows():
+        touched.add(((t, p), pid, tok))
+        if fill_id is not None:
+            seen[(t, p)] += [clock if ts is None else ts, f"{source}{SEP}{fill_id}"]
+    return touched, seen
+
+
+def _state_rows(out: StateWrites, rows: StateRows, touched: set[tuple[TP, str, int]],
+                next_offsets: Mapping[TP, int], key: Callable[[TP, str], str]) -> None:
+    """HSET of the touched positions, cash and marks rows, per partition."""
+    pairs = {(pid, tok): tp for tp, pid, tok in touched}
+    pid_tp = {pid: tp for tp, pid, _ in touched}
+    tok_tps: dict[int, set[TP]] = defaultdict(set)
+    for tp, _, tok in touched:
+        tok_tps[tok].add(tp)
+    tables: dict[tuple[TP, str], list[str]] = defaultdict(list)
+    pc, cc, mc = rows.position_columns, rows.cash_columns, rows.mark_columns
+    p_pid, p_tok = pc.index("portfolio_id"), pc.index("instrument_token")
+    c_pid = cc.index("portfolio_id")
+    for row in rows.positions:
+        at = pairs.get((row[p_pid], row[p_tok]))
+        if at is not None:
+            tables[(at, "positions")] += [f"{row[p_pid]}{SEP}{row[p_tok]}",
+                                          _dumps(dict(zip(pc, row, strict=True)))]
+    for row in rows.cash:
+        owner = pid_tp.get(row[c_pid])
+        if owner is not None:
+            tables[(owner, "cash")] += [row[c_pid], _dumps(dict(zip(cc, row, strict=True)))]
+    for tok, row in rows.marks.items():
+        for tp in tok_tps.get(tok, ()):
+            tables[(tp, "marks")] += [str(tok), _dumps(dict(zip(mc, row, strict=True)))]
+    for (tp, table), fields in sorted(tables.items()):
+        if tp in next_offsets:
+            out.add(command("HSET", key(tp, table), *fields))
+
+
+def _seen_bulk(out: StateWrites, fills: pl.DataFrame, clock: int | None,
+               next_offsets: Mapping[TP, int], key: Callable[[TP, str], str]) -> None:
+    """ZADD per partition of ``"{source}|{fill_id}"`` scored by ``ts`` (one Polars query)."""
     grouped = fills.filter(pl.col("fill_id").is_not_null()).group_by(
         "topic", "partition", maintain_order=True).agg(
         pl.concat_str(bulk(pl.col("ts").fill_null(clock)),

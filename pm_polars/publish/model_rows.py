@@ -16,24 +16,23 @@ Polars here: this work is O(positions of the changed partitions), a few dozen ro
 batch, and on this box a Polars query costs ~0.1 ms eager and ~0.25 ms per lazy node
 whatever the size (the columnar version of this module took 9 ms per batch, this one
 ~0.3 ms). Per position it costs a few microseconds, so it stays below the Polars version
-up to roughly a thousand changed positions per batch. Selecting the rows is done by Polars
-(one filter per table).
+up to roughly a thousand changed positions per batch. The rows are selected once per batch
+(``state_rows``).
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import polars as pl
-
 from pm_polars.engine import views
-from pm_polars.engine.snapshot import Snapshot
 from pm_polars.publish.contributions import PORTFOLIO_SUMS, POSITION_SUMS
 from pm_polars.publish.keys import Keys
 from pm_polars.publish.resp import command
+from pm_polars.publish.state_rows import StateRows
 
 POSITION_FIELDS = [c for c in views.POSITION_COLUMNS if c != "portfolio_id"]
 _STATE = ["portfolio_id", "instrument_token", "quantity", "average_price", "realized_pnl",
@@ -64,13 +63,18 @@ def _text(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def position_rows(snap: Snapshot, pids: list[str]) -> list[dict[str, Any]]:
-    """``views.positions_view`` rows of ``pids`` (sorted by portfolio, token) as dicts."""
-    marks = {tok: tick if tick is not None else fill for tok, tick, fill in
-             snap.marks.select("instrument_token", "tick_price", "fill_price").iter_rows()}
-    state = snap.positions.filter(pl.col("portfolio_id").is_in(pids)).select(_STATE)
+def position_rows(rows: StateRows, members: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``views.positions_view`` rows of ``members`` (sorted by portfolio, token) as dicts."""
+    m_tok, m_tick, m_fill = (rows.mark_columns.index(c) for c in
+                             ("instrument_token", "tick_price", "fill_price"))
+    marks = {r[m_tok]: r[m_tick] if r[m_tick] is not None else r[m_fill]
+             for r in rows.marks.values()}
+    at = [rows.position_columns.index(c) for c in _STATE]
     out = []
-    for pid, tok, q, avg, real, fees, bq, sq, bv, sv, m in sorted(state.iter_rows()):
+    for row in rows.positions:
+        pid, tok, q, avg, real, fees, bq, sq, bv, sv, m = (row[i] for i in at)
+        if pid not in members:
+            continue
         mark = marks.get(tok)
         qf = float(q)
         unreal = ((mark - avg) * qf * m if mark is not None else None) if q != 0 else 0.0
@@ -83,9 +87,9 @@ def position_rows(snap: Snapshot, pids: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def portfolio_rows(snap: Snapshot, pids: list[str],
+def portfolio_rows(rows: StateRows, members: Mapping[str, str],
                    positions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``views.portfolios_view`` rows of ``pids`` (sorted by id) as dicts."""
+    """``views.portfolios_view`` rows of ``members`` (sorted by id) as dicts."""
     sums: dict[str, list[float]] = {}
     for p in positions:
         acc = sums.setdefault(p["portfolio_id"], [0.0, 0.0, 0.0, 0.0, 0.0, 0])
@@ -95,10 +99,12 @@ def portfolio_rows(snap: Snapshot, pids: list[str],
         acc[3] += p["market_value"]
         acc[4] += abs(p["market_value"])
         acc[5] += p["quantity"] != 0
-    cash = snap.cash.filter(pl.col("portfolio_id").is_in(pids)).select(
-        "portfolio_id", "source", "strategy_id", "cash")
+    at = [rows.cash_columns.index(c) for c in ("portfolio_id", "source", "strategy_id", "cash")]
     out = []
-    for pid, source, strategy, money in sorted(cash.iter_rows()):
+    for row in rows.cash:
+        pid, source, strategy, money = (row[i] for i in at)
+        if pid not in members:
+            continue
         real, unreal, fees, mv, gross, n = sums.get(pid, (0.0, 0.0, 0.0, 0.0, 0.0, 0))
         out.append({"portfolio_id": pid, "source": source, "strategy_id": strategy,
                     "cash": money, "total_realized_pnl": real, "total_unrealized_pnl": unreal,
@@ -109,17 +115,17 @@ def portfolio_rows(snap: Snapshot, pids: list[str],
     return out
 
 
-def publish_rows(snap: Snapshot, members: dict[str, str], changed: set[str], keys: Keys,
+def publish_rows(rows: StateRows, members: Mapping[str, str], changed: set[str], keys: Keys,
                  group: str) -> Published:
     """Commands publishing ``changed`` portfolios and the contributions of ``members``'
-    partitions (``members``: portfolio id -> part name, every portfolio of those partitions).
+    partitions (``members``: portfolio id -> part name, every portfolio of those partitions;
+    ``rows``: their state, see ``state_rows``).
     """
     out = Published()
     if not members:
         return out
-    pids = sorted(members)
-    positions = position_rows(snap, pids)
-    portfolios = portfolio_rows(snap, pids, positions)
+    positions = position_rows(rows, members)
+    portfolios = portfolio_rows(rows, members, positions)
     by_pid: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for p in positions:
         by_pid[p["portfolio_id"]][str(p["instrument_token"])] = {
@@ -142,7 +148,7 @@ def publish_rows(snap: Snapshot, members: dict[str, str], changed: set[str], key
     return out
 
 
-def _contributions(out: Published, members: dict[str, str], portfolios: list[dict[str, Any]],
+def _contributions(out: Published, members: Mapping[str, str], portfolios: list[dict[str, Any]],
                    positions: list[dict[str, Any]], keys: Keys, group: str) -> None:
     """HSET of each partition's Overall contribution per source and its aum contribution."""
     source = {row["portfolio_id"]: row["source"] for row in portfolios}

@@ -39,8 +39,13 @@ def header(name: str, key: str, nargs: int) -> bytes:
 
 
 def command(*args: Any) -> bytes:
-    """One small command (Python formatting; numbers as ``str``/``repr``)."""
-    return b"*%d\r\n" % len(args) + b"".join(_arg(a) for a in args)
+    """One command (Python formatting: ``str`` of text and ints, ``repr`` of floats)."""
+    texts = [a if type(a) is str else repr(a) if type(a) is float else  # noqa: E721
+             a.decode() if type(a) is bytes else str(a) for a in args]  # noqa: E721
+    body = "".join([f"${len(t)}\r\n{t}\r\n" for t in texts])
+    if body.isascii():  # byte length == character length
+        return b"*%d\r\n" % len(texts) + body.encode()
+    return b"*%d\r\n" % len(texts) + b"".join(_arg(t) for t in texts)
 
 
 def per_key(frame: pl.DataFrame, name: str, pairs: Sequence[str]) -> tuple[bytes, int]:
