@@ -1,14 +1,13 @@
 """Fast path: read batches of JSON messages with pyarrow's JSON reader.
 
 1. **Routing** (``routing.one_line_objects``): the messages pyarrow may read at all.
-2. **One read**: those are read together with the common JSON types (integer ``ts``, string
-   ``fill_id``); large reads are parsed in parallel blocks inside pyarrow. For a clean batch
-   this is the whole decode.
-3. **Recovery**, only when that read fails: records whose text shows a wrong JSON type or a
-   stray comma go to Python, the others are grouped by the JSON types of ``ts``/``fill_id``
-   (``routing.variants``) and each group is read at once; a group pyarrow still rejects is
-   cut into pieces of ``PIECE`` messages read in threads, each scanned for the records to
-   leave to Python (``fastread.read_piece``).
+2. **Reads**: those are cut into pieces (one for a small batch; a few thousand messages each
+   for a large one, read in parallel threads) and each piece is read with the common JSON
+   types (integer ``ts``, string ``fill_id``). For a clean batch this is the whole decode.
+3. **Recovery**, only for a piece pyarrow rejects: its messages are grouped by the JSON types
+   of ``ts``/``fill_id`` (``routing.variants``) and each group is read on its own, scanned
+   for the records to leave to Python if pyarrow still rejects it (``fastread.read_piece``).
+   Pieces keep the cost of a bad record to its own piece.
 
 Integer fields are read as float64; rows whose values are not exact integers below 2**53
 are re-decoded in Python too. A record pyarrow reads gives exactly the row ``pyparse`` would
@@ -19,93 +18,70 @@ changes a result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pm_polars.events.fastread import PIECE, Tables, read_lines, read_piece
+from pm_polars.events.fastread import Tables, read_lines, read_piece
 from pm_polars.events.rawschema import TS_INT, arrow_schema, table_to_raw
 from pm_polars.events.routing import one_line_objects, variants
 
 log = logging.getLogger(__name__)
 
-_COMMON = (TS_INT, False)  # integer ts, string fill_id
+Variant = tuple[str, bool]  # (ts kind, fill_id is a number)
+Reads = dict[Variant, Tables]
+_COMMON: Variant = (TS_INT, False)  # integer ts, string fill_id
+_MIN_PIECE = 4_096  # messages: below this, one read costs less than splitting it
+_POOL_LOCK = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
 
 
-Piece = tuple[pa.Array, pa.Array]
-Read = tuple[Tables, list[int]]
-Mapper = Callable[[Callable[[Piece], Read], list[Piece]], Iterable[Read]]
+def _threads() -> ThreadPoolExecutor:
+    """The pool reading pieces in parallel (created once; pyarrow reads release the GIL)."""
+    global _pool
+    with _POOL_LOCK:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(pa.cpu_count(), thread_name_prefix="pm-decode")
+        return _pool
 
 
-@contextmanager
-def _mapper(pieces: int) -> Iterator[Mapper]:
-    """``map`` over pieces: in threads, or in the calling thread for a single piece (a
-    pool costs more than it saves then)."""
-    if pieces <= 1:
-        yield map
-        return
-    with ThreadPoolExecutor(max_workers=min(pa.cpu_count(), pieces)) as pool:
-        yield pool.map
-
-
-def _read_group(
-    texts: pa.Array,
-    idx: pa.Array,
-    variant: tuple[str, bool],
-    mapper: Mapper,
-    failed: str | None = None,
-) -> tuple[pl.DataFrame | None, list[int]]:
-    """Read one routing variant: RAW rows (with ``idx``) and the idx left to Python."""
-    schema = arrow_schema(*variant)
-    pieces = [(texts[i : i + PIECE], idx[i : i + PIECE]) for i in range(0, len(texts), PIECE)]
-    known = failed if len(pieces) == 1 else None  # the error of a failed read of them all
-    results = mapper(lambda piece: read_piece(piece[0], piece[1], schema, known), pieces)
-    tables: Tables = []
-    slow: list[int] = []
-    for got, left in results:
-        tables += got
-        slow += left
-    if not tables:
-        return None, slow
-    table = pa.concat_tables([table for table, _ in tables])
-    read_idx = pl.Series("idx", pa.chunked_array([ix for _, ix in tables], pa.int64()))
-    raw, again = table_to_raw(table, variant[0], read_idx)
-    slow += again.to_list()
-    log.debug("variant %s: %d records left to Python", variant, len(slow))
-    return raw, slow
-
-
-def _by_variant(texts: pa.Array, idx: pa.Array) -> tuple[list[pl.DataFrame], list[int]]:
-    """The recovery path, once the one read failed: the records ``routing.variants`` leaves
-    to Python go there; the others are read per JSON-type variant, one read each, and a
-    variant pyarrow still rejects is read in pieces (``fastread.read_piece``), in threads."""
-    kinds = variants(pl.Series(texts)).with_columns(idx=pl.Series(idx), n=pl.int_range(pl.len()))
-    slow = kinds.filter("python")["idx"].to_list()
+def _recover(texts: pa.Array, idx: pa.Array, error: str) -> tuple[Reads, list[int]]:
+    """A piece pyarrow rejected with ``error``: read each JSON-type variant on its own."""
+    kinds = variants(pl.Series(texts)).with_columns(n=pl.int_range(pl.len()))
+    slow = idx.filter(kinds["python"].to_arrow()).to_pylist()
     groups = kinds.filter(~pl.col("python")).partition_by(["ts_kind", "fid_num"], as_dict=True)
-    frames: list[pl.DataFrame] = []
-    failing: list[tuple[pa.Array, pa.Array, tuple[str, bool], str]] = []
+    reads: Reads = defaultdict(list)
     for (ts_kind, fid_num), group in groups.items():
         variant = (str(ts_kind), bool(fid_num))
+        whole = group.height == len(texts) and variant == _COMMON  # read already, failed
         take = pa.array(group["n"].to_arrow(), pa.int64())
-        group_texts, group_idx = texts.take(take), idx.take(take)
-        result = read_lines(group_texts, arrow_schema(*variant), threads=True)
-        if isinstance(result, str):
-            failing.append((group_texts, group_idx, variant, result))
-            continue
-        raw, again = table_to_raw(result, variant[0], pl.Series("idx", group_idx))
-        frames.append(raw)
-        slow += again.to_list()
-    pieces = sum(-(-len(group_texts) // PIECE) for group_texts, *_ in failing)
-    with _mapper(pieces) as mapper:
-        for group_texts, group_idx, variant, error in failing:
-            recovered, left = _read_group(group_texts, group_idx, variant, mapper, error)
-            frames += [recovered] if recovered is not None else []
-            slow += left
-    return frames, slow
+        got, left = read_piece(
+            texts.take(take), idx.take(take), arrow_schema(*variant), error if whole else None
+        )
+        reads[variant] += got
+        slow += left
+    return reads, slow
+
+
+def _read(piece: tuple[pa.Array, pa.Array]) -> tuple[Reads, list[int]]:
+    """Read one piece with the common JSON types, or recover it."""
+    texts, idx = piece
+    result = read_lines(texts, arrow_schema(*_COMMON))
+    if isinstance(result, pa.Table):
+        return {_COMMON: [(result, idx)]}, []
+    log.debug("piece of %d messages rejected: %s", len(texts), result)
+    return _recover(texts, idx, result)
+
+
+def _pieces(text: pa.Array, idx: pa.Array) -> list[tuple[pa.Array, pa.Array]]:
+    """``text``/``idx`` cut into up to 2 pieces per CPU of at least ``_MIN_PIECE``."""
+    count = max(1, min(len(text) // _MIN_PIECE, 2 * (pa.cpu_count() or 1)))
+    size = -(-len(text) // count)
+    return [(text[i : i + size], idx[i : i + size]) for i in range(0, len(text), size)]
 
 
 def parse_fast(text: pa.Array) -> tuple[list[pl.DataFrame], list[int]]:
@@ -117,19 +93,29 @@ def parse_fast(text: pa.Array) -> tuple[list[pl.DataFrame], list[int]]:
     """
     fast = one_line_objects(text)
     count = pc.sum(fast).as_py() or 0
-    idx: pl.Series | None = None
     slow: list[int] = []
     if count < len(text):
         slow = pc.indices_nonzero(pc.invert(fast)).to_pylist()
         if not count:
             return [], slow
-        idx = pl.Series("idx", pc.indices_nonzero(fast)).cast(pl.Int64)
+        idx = pc.indices_nonzero(fast).cast(pa.int64())
         text = text.filter(fast)
-    result = read_lines(text, arrow_schema(*_COMMON), threads=True)
-    if isinstance(result, pa.Table):
-        raw, again = table_to_raw(result, TS_INT, idx)
-        return [raw], slow + again.to_list()
-    if idx is None:
-        idx = pl.int_range(len(text), dtype=pl.Int64, eager=True)
-    frames, left = _by_variant(text, idx.to_arrow())
-    return frames, slow + left
+    else:
+        idx = pl.int_range(len(text), dtype=pl.Int64, eager=True).to_arrow()
+    pieces = _pieces(text, idx)
+    results = map(_read, pieces) if len(pieces) == 1 else _threads().map(_read, pieces)
+    reads: Reads = defaultdict(list)
+    for got, left in results:
+        for variant, tables in got.items():
+            reads[variant] += tables
+        slow += left
+    frames: list[pl.DataFrame] = []
+    for variant, tables in reads.items():
+        if not tables:
+            continue
+        table = pa.concat_tables([table for table, _ in tables])
+        read_idx = pl.Series("idx", pa.chunked_array([ix for _, ix in tables], pa.int64()))
+        raw, again = table_to_raw(table, variant[0], read_idx)
+        frames.append(raw)
+        slow += again.to_list()
+    return frames, slow

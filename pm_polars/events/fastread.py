@@ -5,10 +5,11 @@ fields ignored). Every routed line starts with ``{`` and so yields at least one 
 count must equal the line count, which proves rows align 1:1 with messages.
 
 ``read_piece`` handles a failure (one bad record makes pyarrow reject a whole read): records
-whose text shows a field of the wrong JSON type or a stray comma (``routing.SUSPECT``) go to
-Python and the piece is read again; if it still fails it is scanned in windows, each cut at
-the row pyarrow names (that record goes to Python), or around the records holding a value
-pyarrow could not convert, or else halved; pieces of ``SMALL`` records or fewer go to Python.
+whose text shows a likely culprit (``routing.SUSPECT``: a wrong JSON type, a stray comma, two
+values, an escaped key) go to Python and the piece is read again; if it still fails it is
+scanned in windows, each cut at the row pyarrow names (that record goes to Python), or around
+the records holding a value pyarrow could not convert, or else halved; pieces of ``SMALL``
+records or fewer go to Python.
 """
 
 from __future__ import annotations
@@ -23,11 +24,9 @@ import pyarrow.json as pj
 from pm_polars.events.routing import SUSPECT, matches_any
 
 SMALL = 16  # a failing piece this small goes record by record to the Python decoder
-PIECE = 16_384  # messages per single-threaded pyarrow read of the recovery path
+PIECE = 16_384  # at most this many messages per read while scanning a rejected piece
 _FIRST_WINDOW = 256  # messages per read while scanning a piece pyarrow rejected
 _MAX_BLOCK = (1 << 31) - 1
-_THREADED_BYTES = 4 << 20  # a read this large is split in blocks parsed in parallel
-_MIN_BLOCK = 1 << 20
 
 _ERROR_ROW = re.compile(r"in row (\d+)")
 _UNCONVERTIBLE = re.compile(r"Failed to convert JSON to [^:]+?(?:, couldn't parse)?:\s*(\S+)")
@@ -48,23 +47,18 @@ def _joined(texts: pa.Array) -> pa.Buffer:
     return pa.py_buffer(b"") if data is None else data.slice(start, end - start)
 
 
-def read_lines(texts: pa.Array, schema: pa.Schema, *, threads: bool = False) -> pa.Table | str:
+def read_lines(texts: pa.Array, schema: pa.Schema) -> pa.Table | str:
     """Read ``texts`` (one JSON object each) with ``schema``: the table, or pyarrow's error.
 
-    One block by default, so an error's ``row N`` is the record's position in ``texts``;
-    ``threads``: large inputs are cut into blocks parsed in parallel (row numbers in errors are
-    then relative to a block).
+    One block, so an error's ``row N`` is the record's position in ``texts``.
     """
     data = _joined(texts)
-    block = min(data.size + 2, _MAX_BLOCK)
-    threaded = threads and block > _THREADED_BYTES
-    if threaded:  # a line must fit in a block
-        longest = pc.max(pc.binary_length(texts)).as_py() or 0
-        block = max(_MIN_BLOCK, 2 * longest + 2, block // (4 * (pa.cpu_count() or 1)))
     try:
         table = pj.read_json(
             pa.BufferReader(data),
-            read_options=pj.ReadOptions(use_threads=threaded, block_size=block),
+            read_options=pj.ReadOptions(
+                use_threads=False, block_size=min(data.size + 2, _MAX_BLOCK)
+            ),
             parse_options=pj.ParseOptions(
                 explicit_schema=schema, unexpected_field_behavior="ignore"
             ),

@@ -14,11 +14,9 @@ brackets counted.
 
 Only when a read with the common types (integer ``ts``, string ``fill_id``) failed,
 ``variants`` tells the JSON type of ``ts`` (integer / fraction / string) and ``fill_id``
-(string / number) per message, because pyarrow needs one explicit type per field, and
-which messages to leave to Python: a value after a closing brace (maybe two objects), an
-escaped key (pyarrow would unescape it, the type regexes not), text showing a wrong JSON
-type or a stray comma (``SUSPECT``). All checks are Arrow or Polars string kernels over the
-whole batch.
+(string / number) per message, because pyarrow needs one explicit type per field; and only
+in a piece pyarrow still rejects, ``SUSPECT`` picks the likely culprits to leave to Python.
+All checks are Arrow or Polars string kernels over the whole batch (or piece).
 """
 
 from __future__ import annotations
@@ -45,9 +43,13 @@ _RE2_MAX_ROWS = 4096
 _TS_STRING = r'"ts"' + _WS + ":" + _WS + '"'
 _TS_FRACTION = r'"ts"' + _WS + ":" + _WS + r"-?[0-9]+[.eE]"
 _FILL_ID_NUMBER = r'"fill_id"' + _WS + ":" + _WS + "-?[0-9]"
-# Text showing a wrong JSON type or a syntax error pyarrow would trip over; used only once a
-# read failed, to take the likely culprits out before reading again.
+# Text showing a wrong JSON type or a syntax error pyarrow would trip over, a value after a
+# closing brace (maybe two objects) or an escaped key (pyarrow would unescape it, the type
+# regexes not); used only on a piece pyarrow rejected, to take the likely culprits out
+# before reading it again.
 SUSPECT = (
+    _TWO_VALUES,
+    _ESCAPED_KEY,
     r'"(?:quantity|fill_price|fee|instrument_token|last_price)"'
     + _WS
     + ":"
@@ -58,9 +60,6 @@ SUSPECT = (
     r'"ts"' + _WS + ":" + _WS + r"[tf\[{NI]",
     r",[ \t]*[}\]]",
 )
-
-
-_TO_PYTHON = (_TWO_VALUES, _ESCAPED_KEY, *SUSPECT)
 
 
 def matches_any(expr: pl.Expr, patterns: tuple[str, ...] | list[str]) -> pl.Expr:
@@ -121,8 +120,7 @@ def one_line_objects(text: pa.Array) -> pa.Array:
 
 def variants(text: pl.Series) -> pl.DataFrame:
     """Per message: ``ts_kind`` and ``fid_num`` (the JSON types pyarrow must be told), and
-    ``python``: leave it to the Python decoder (``ts`` seen both as a string and as a
-    fraction, or text matching one of ``_TO_PYTHON``)."""
+    ``python``: ``ts`` seen both as a string and as a fraction (the Python decoder decides)."""
     t = pl.col("text")
     string, fraction = t.str.contains(_TS_STRING), t.str.contains(_TS_FRACTION)
     return pl.DataFrame({"text": text}).select(
@@ -133,5 +131,5 @@ def variants(text: pl.Series) -> pl.DataFrame:
         .otherwise(pl.lit(TS_INT))
         .alias("ts_kind"),
         t.str.contains(_FILL_ID_NUMBER).fill_null(False).alias("fid_num"),
-        ((string & fraction) | matches_any(t, _TO_PYTHON)).fill_null(False).alias("python"),
+        (string & fraction).fill_null(False).alias("python"),
     )
