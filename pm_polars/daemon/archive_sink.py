@@ -1,27 +1,23 @@
 """The daemon's Parquet archive: exactly once, with sensible file sizes.
 
-Design (write-ahead staging, then buffered Parquet):
-
 1. **Before the EXEC** that advances a batch's offsets, its archive rows (applied fills,
    duplicates, valid ticks, rejects) are appended to this process's staging segment and
-   fsynced (``stage``; the write runs on a worker thread while the commit plan is built and
-   the checkpoint's WATCH round trip runs, ``barrier`` waits for it before EXEC).
+   fsynced (``stage``: on a worker thread while the commit plan is built; ``barrier`` waits
+   for it right before the EXEC).
 2. **After the EXEC** the rows go to an in-memory ``ArchiveWriter`` (``submit``).
 3. **Roll**: every ``roll_rows`` rows or ``roll_s`` seconds the writer and the segment are
-   swapped for fresh ones; a background thread writes the old writer's buffers as Parquet
-   files (one per kind, date and partition, named by offset range, written atomically and
-   fsynced) and then deletes the old segment.
+   swapped for fresh ones; a background thread writes the old buffers as Parquet files (one
+   per kind, date and partition, named by offset range, atomic and fsynced), then deletes
+   the old segment.
 
-Crash analysis: before the stage, nothing is durable and nothing was committed (the
-offsets did not move: the batch is re-read). Between stage and EXEC, the staged rows were
-not committed: recovery drops them (their offsets are >= the stored ones) and the re-read
-batch is archived normally. After EXEC, before the roll finished: the committed rows are in
-a segment; the next daemon of the group recovers orphaned segments at start (``start``),
-keeping exactly the rows below the offsets stored in Redis and writing them with the same
-file names a finished roll would have used (replacing any file the roll had written).
-Rows of one event (``topic, partition, offset``) are never written twice by one writer;
-a partition re-processed elsewhere after a rebalance may overlap, and readers and
-``pm-polars compact`` keep one row per event identity.
+Crashes: before the stage nothing was committed (the batch is re-read). Between stage and
+EXEC the staged rows were not committed: recovery drops them (offsets >= the stored ones)
+and the re-read batch is archived normally. After the EXEC, before the roll finished, the
+rows are in a segment: the next daemon of the group recovers orphaned segments at
+``start``, keeping exactly the rows below the offsets stored in Redis, under the file names
+the roll would have used. One writer never writes an event (``topic, partition, offset``)
+twice; a partition re-processed by another instance after a rebalance may overlap, and
+readers and ``pm-polars compact`` keep one row per event identity.
 """
 
 from __future__ import annotations
@@ -112,7 +108,6 @@ class ArchiveSink:
         self._batch = 0
         self._arrival = 0
         self._since: float | None = None  # monotonic time of the first buffered batch
-        self.rolls = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, engine: PortfolioEngine, committed: Committed) -> int:
@@ -226,7 +221,6 @@ class ArchiveSink:
             segment.close(delete=False)
             return
         segment.close(delete=True)
-        self.rolls += 1
         log.debug("event=archive_rolled rows=%d", rows)
 
     def flush(self) -> None:

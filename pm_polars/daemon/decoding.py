@@ -69,11 +69,14 @@ def decode_batch(batch: RawBatch, ticks_topic: str) -> Decoded:
     on_ticks = pl.col("topic") == ticks_topic
     rejects = [d.rejects]
     fills, ticks = d.fills, d.ticks
-    if fills.height and (wrong := fills.filter(on_ticks)).height:
+    nf = len(f)  # records from the ticks consumer have seq >= nf: check only if any mixed
+    if fills.height and (fills["seq"].max() or 0) >= nf and (  # type: ignore[operator]
+            wrong := fills.filter(on_ticks)).height:
         fills = fills.filter(~on_ticks)
         rejects.append(_misplaced(wrong, values, 0, "order_fill on the ticks topic; fills "
                                   "belong on a fill topic keyed by portfolio_id"))
-    if ticks.height and (wrong := ticks.filter(~on_ticks)).height:
+    if ticks.height and (ticks["seq"].min() or 0) < nf and (  # type: ignore[operator]
+            wrong := ticks.filter(~on_ticks)).height:
         ticks = ticks.filter(on_ticks)
         rejects.append(_misplaced(wrong, values, 0, "market_tick on a fill topic; ticks "
                                   f"belong on {ticks_topic}"))

@@ -24,7 +24,7 @@ import polars as pl
 from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint import TP, CommitPlan, PartitionCommit
 from pm_polars.daemon.decoding import Decoded
-from pm_polars.daemon.state_codec import encode_state
+from pm_polars.daemon.state_codec import SMALL_BATCH, encode_state
 from pm_polars.daemon.tick_table import price_rows
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
@@ -63,8 +63,10 @@ def route(decoded: Decoded, book: Book, foreign: dict[str, TP]) -> tuple[Decoded
     wrong: list[tuple[str, str, int, str]] = []
     if fills.height == 0:
         return decoded, claims
-    keys = fills.select("portfolio_id", "topic", "partition").unique(maintain_order=True)
-    for pid, topic, partition in keys.iter_rows():
+    keys = fills.select("portfolio_id", "topic", "partition")
+    if fills.height > SMALL_BATCH:
+        keys = keys.unique(maintain_order=True)
+    for pid, topic, partition in dict.fromkeys(keys.iter_rows()):
         tp = (topic, partition)
         owner = book.owner.get(pid) or claims.get(pid) or foreign.get(pid)
         if owner is None:
