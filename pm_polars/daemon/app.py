@@ -19,6 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from pm_polars.daemon.ahead import DecodeAhead
 from pm_polars.daemon.archive_sink import ArchiveSink
 from pm_polars.daemon.batch_step import BatchStep
 from pm_polars.daemon.batching import MicroBatcher, RawBatch
@@ -66,6 +67,7 @@ class Daemon:
         self.checkpoint = Checkpoint(self.redis, Keys(s.key_prefix), s.group_id, s.ticks_topic)
         self.instruments = load_instruments(s.instruments)
         self.pending = RawBatch()
+        self.ahead: DecodeAhead | None = None
         self.book: Book | None = None
         self.archive: ArchiveSink | None = None
         if s.archive_root is not None:
@@ -101,6 +103,8 @@ class Daemon:
 
     def revoked(self, tps: list[TP], lost: bool) -> None:
         dropped = self.pending.drop(tps)
+        if self.ahead is not None:
+            self.ahead.exclude(set(tps))
         if self.book is not None:
             self.book.drop(tps)
         log.info("event=partitions_released lost=%s abandoned_records=%d", lost, dropped)
@@ -168,29 +172,40 @@ class Daemon:
 
     def _loop(self, batcher: MicroBatcher, step: BatchStep, fills: FillsSource,
               ticks: TicksSource) -> None:
+        """Collect batch N+1 (decoded on a worker, see ``ahead``) while applying batch N."""
         assert self.book is not None
         next_lag = 0.0
         stopping = self.stop_event.is_set
-        while True:
-            self._beat()
-            ticks.refresh()
-            t0 = time.perf_counter()
-            batch = batcher.collect(self.pending, stopping)
-            if len(batch):
-                self.metrics.stage("collect", time.perf_counter() - t0)
-            if len(batch) or self.book.any_republish():
-                self.pending = RawBatch()
-                step.process(batch)
-                self.liveness.redis = "ok"
-            elif stopping():
-                return
-            self.sinks.maintain()
-            now = time.monotonic()
-            if now >= next_lag:
-                next_lag = now + LAG_INTERVAL_S
-                owned = {tp: info.offset for tp, info in self.book.parts.items()}
-                for (t, p), lag in fills.lag(owned).items():
-                    self.metrics.consumer_lag.labels(topic=t, partition=str(p)).set(lag)
+        self.ahead = step.ahead = ahead = DecodeAhead(self.settings.ticks_topic)
+        try:
+            while True:
+                self._beat()
+                ticks.refresh()
+                t0 = time.perf_counter()
+                batch = batcher.collect(self.pending, stopping, wait=not ahead.busy)
+                ready = ahead.take()
+                if len(batch):
+                    self.metrics.stage("collect", time.perf_counter() - t0)
+                    self.pending = RawBatch()
+                    ahead.submit(batch)
+                if ready is not None:
+                    step.process_ahead(ready)
+                    self.liveness.redis = "ok"
+                elif not len(batch):
+                    if self.book.any_republish():
+                        step.process(RawBatch())
+                        self.liveness.redis = "ok"
+                    elif stopping():
+                        return
+                self.sinks.maintain()
+                now = time.monotonic()
+                if now >= next_lag:
+                    next_lag = now + LAG_INTERVAL_S
+                    owned = {tp: info.offset for tp, info in self.book.parts.items()}
+                    for (t, p), lag in fills.lag(owned).items():
+                        self.metrics.consumer_lag.labels(topic=t, partition=str(p)).set(lag)
+        finally:
+            ahead.close()
 
     def _close(self, fills: FillsSource | None, ticks: TicksSource | None,
                http: HealthServer | None) -> None:

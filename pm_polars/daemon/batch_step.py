@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import polars as pl
 import redis
 
+from pm_polars.daemon.ahead import Ahead, DecodeAhead
 from pm_polars.daemon.archive_sink import KINDS, Rows, rows_of
 from pm_polars.daemon.batching import RawBatch
 from pm_polars.daemon.book import Book
@@ -66,13 +67,24 @@ class BatchStep:
         self.foreign: dict[str, TP] = {}  # portfolio -> partition owned elsewhere
         self.dead_letters, self.guard, self.sinks = dead_letters, guard, sinks
         self.metrics, self.backoff, self.ticks_topic = metrics, backoff, ticks_topic
+        self.ahead: DecodeAhead | None = None  # set by the loop when it decodes ahead
 
     def process(self, batch: RawBatch) -> None:
         t0 = time.perf_counter()
         decoded = decode_batch(batch, self.ticks_topic)
         self.metrics.stage("decode", time.perf_counter() - t0)
+        self.process_decoded(decoded, batch.next_offsets(), batch.tick_offsets())
+
+    def process_ahead(self, ahead: Ahead) -> None:
+        """A batch decoded on the decode-ahead worker (see ``ahead``)."""
+        decoded, offsets, tick_offsets, seconds = ahead.result()
+        self.metrics.stage("decode", seconds)
+        self.process_decoded(decoded, offsets, tick_offsets)
+
+    def process_decoded(self, decoded: Decoded, next_offsets: dict[TP, int],
+                        tick_offsets: dict[int, int]) -> None:
         self.guard.check(decoded.records, decoded.rejects.height)
-        pending = _Pending(decoded, batch.next_offsets(), batch.tick_offsets())
+        pending = _Pending(decoded, next_offsets, tick_offsets)
         while True:
             outcome, applied = self.backoff.call(
                 "checkpoint", lambda: self._attempt(pending), RETRYABLE
@@ -146,16 +158,9 @@ class BatchStep:
             except Exception as exc:  # KafkaException: no longer assigned; a revoke follows
                 log.info("event=seek_failed partition=%s:%s error=%r", tp[0], tp[1], exc)
             p.next_offsets.pop(tp, None)
-        gone = pl.DataFrame(
-            {"topic": [t for t, _ in tps], "partition": [q for _, q in tps]},
-            schema={"topic": pl.String, "partition": pl.Int32},
-        )
-        d = p.decoded
-        p.decoded = replace(
-            d,
-            fills=d.fills.join(gone, on=["topic", "partition"], how="anti"),
-            rejects=d.rejects.join(gone, on=["topic", "partition"], how="anti"),
-        )
+        p.decoded = p.decoded.without(set(tps))
+        if self.ahead is not None:  # the next batch read on from there: re-read instead
+            self.ahead.exclude(set(tps))
 
     def _after_commit(self, p: _Pending, applied: Applied, outcome: CommitOutcome) -> None:
         t0 = time.perf_counter()

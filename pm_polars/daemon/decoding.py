@@ -31,6 +31,18 @@ class Decoded:
     records: int
     values: list[Any] = field(default_factory=list)
 
+    def without(self, tps: set[tuple[str, int]]) -> Decoded:
+        """Without the fills and rejects of partitions ``tps`` (ticks are never dropped)."""
+        gone = pl.DataFrame(
+            {"topic": [t for t, _ in tps], "partition": [q for _, q in tps]},
+            schema={"topic": pl.String, "partition": pl.Int32},
+        )
+        return replace(
+            self,
+            fills=self.fills.join(gone, on=["topic", "partition"], how="anti"),
+            rejects=self.rejects.join(gone, on=["topic", "partition"], how="anti"),
+        )
+
     def refuse(self, fills: pl.DataFrame, reason: pl.Expr) -> Decoded:
         """Move ``fills`` (rows of ``self.fills``) to the rejects with ``reason``."""
         if fills.height == 0:
