@@ -31,6 +31,8 @@ from support.daemon import wait_for
 from support.poison import catalogue, oversized
 from support.ports import free_port
 
+from pm_polars.events import decode_messages
+
 pytestmark = pytest.mark.integration
 
 
@@ -112,3 +114,20 @@ def test_record_over_1_mib_is_dead_lettered_not_fatal(
         (want.topic, want.partition, want.offset)
     assert "signal_type" in headers["reason"]
     assert want.value is not None and want.value.startswith(dead.value() or b"")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "decoder bug (pm_polars/events, fast path since 'one pyarrow read with the common "
+    "types'): when one micro-batch holds records with non-int64 integers in two different "
+    "integer fields (quantity 1.5 or 2**70 or 5000 digits; instrument_token 256265.5 or "
+    "2**64), both are rejected with the false reason '<field>: is required (missing or "
+    "null)' instead of the reason each gets on its own; the records are still rejected and "
+    "valid records in the batch are unaffected"))
+def test_reject_reason_does_not_depend_on_the_rest_of_the_batch() -> None:
+    by_name = {p.name: p.value for p in catalogue()}
+    pair = [by_name["quantity_fraction"], by_name["token_beyond_int64"]]
+    alone = [decode_messages([v]).rejects["reason"].to_list() for v in pair]
+    together = decode_messages(pair).rejects["reason"].to_list()
+    assert alone == [["quantity: must be an integer, got 1.5"],
+                     ["instrument_token: out of range for a 64-bit integer"]]
+    assert together == [a[0] for a in alone]

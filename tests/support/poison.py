@@ -3,7 +3,7 @@
 Every :class:`Poison` is a record no portfolio may be changed by: it names the topic kind it
 is produced to (``"fills"``: a fill topic, ``"ticks"``: the ticks topic), its key and value,
 and ``expect``, a piece of text the dead-letter ``reason`` header must contain (written by
-hand from the wire-format rules in the README, not copied from the decoder). A tick on a fill
+hand from the wire-format rules in the README, not copied from the decoder; ``a|b``: either). A tick on a fill
 topic and a fill on the ticks topic are *valid JSON events* that are poison only because of
 where they arrive.
 
@@ -167,7 +167,8 @@ def catalogue(large: bool = False) -> list[Poison]:
         Poison("token_beyond_int64", "ticks", tk,
                _dumps({**t, "instrument_token": 2**64}), "instrument_token"),
         Poison("number_5000_digits", "fills", fk,
-               good_fill.replace(b'"quantity":75', b'"quantity":' + b"7" * 5000), "not valid JSON"),
+               good_fill.replace(b'"quantity":75', b'"quantity":' + b"7" * 5000),
+               "not valid JSON|quantity"),
         # --- unknown side / event type
         Poison("side_hold", "fills", fk, _fill(side="HOLD"), "signal_type"),
         Poison("side_empty", "fills", fk, _fill(side=""), "signal_type"),
