@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_REJECTS, EXIT_ABANDONED = 0, 1, 3, 4
 LAG_INTERVAL_S = 1.0
+AHEAD_MIN_RECORDS = 5_000  # batches this large are decoded ahead (a backlog)
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -172,11 +173,15 @@ class Daemon:
 
     def _loop(self, batcher: MicroBatcher, step: BatchStep, fills: FillsSource,
               ticks: TicksSource) -> None:
-        """Collect batch N+1 (decoded on a worker, see ``ahead``) while applying batch N."""
+        """Collect, decode, apply, commit. A large batch (a backlog) is decoded on a worker
+        while the previous one is applied (``ahead``); a small one is processed at once
+        (lowest latency: a decode-ahead batch waits one extra iteration)."""
         assert self.book is not None
         next_lag = 0.0
         stopping = self.stop_event.is_set
-        self.ahead = step.ahead = ahead = DecodeAhead(self.settings.ticks_topic)
+        big = min(AHEAD_MIN_RECORDS, max(1, self.settings.max_events // 2))
+        self.ahead = ahead = DecodeAhead(self.settings.ticks_topic)
+        step.on_reload = self._exclude
         try:
             while True:
                 self._beat()
@@ -184,19 +189,21 @@ class Daemon:
                 t0 = time.perf_counter()
                 batch = batcher.collect(self.pending, stopping, wait=not ahead.busy)
                 ready = ahead.take()
-                if len(batch):
+                if len(batch) >= big or (len(batch) and ready is None):
                     self.metrics.stage("collect", time.perf_counter() - t0)
                     self.pending = RawBatch()
-                    ahead.submit(batch)
-                if ready is not None:
+                    if len(batch) >= big:
+                        ahead.submit(batch)
+                    else:
+                        step.process(batch)  # (ready is None: nothing older is pending)
+                if ready is not None:  # a small batch collected meanwhile stays open
                     step.process_ahead(ready)
+                if len(batch) or ready is not None:
                     self.liveness.redis = "ok"
-                elif not len(batch):
-                    if self.book.any_republish():
-                        step.process(RawBatch())
-                        self.liveness.redis = "ok"
-                    elif stopping():
-                        return
+                elif self.book.any_republish():
+                    step.process(RawBatch())
+                elif stopping():
+                    return
                 self.sinks.maintain()
                 now = time.monotonic()
                 if now >= next_lag:
@@ -206,6 +213,12 @@ class Daemon:
                         self.metrics.consumer_lag.labels(topic=t, partition=str(p)).set(lag)
         finally:
             ahead.close()
+
+    def _exclude(self, tps: set[TP]) -> None:
+        """Partitions reloaded after a stale commit: their collected records are re-read."""
+        self.pending.drop(tps)
+        if self.ahead is not None:
+            self.ahead.exclude(tps)
 
     def _close(self, fills: FillsSource | None, ticks: TicksSource | None,
                http: HealthServer | None) -> None:

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import polars as pl
 import redis
 
-from pm_polars.daemon.ahead import Ahead, DecodeAhead
+from pm_polars.daemon.ahead import Ahead
 from pm_polars.daemon.archive_sink import KINDS, Rows, rows_of
 from pm_polars.daemon.batching import RawBatch
 from pm_polars.daemon.book import Book
@@ -67,7 +68,8 @@ class BatchStep:
         self.foreign: dict[str, TP] = {}  # portfolio -> partition owned elsewhere
         self.dead_letters, self.guard, self.sinks = dead_letters, guard, sinks
         self.metrics, self.backoff, self.ticks_topic = metrics, backoff, ticks_topic
-        self.ahead: DecodeAhead | None = None  # set by the loop when it decodes ahead
+        # partitions reloaded after a stale commit: the loop drops what it collected of them
+        self.on_reload: Callable[[set[TP]], None] | None = None
 
     def process(self, batch: RawBatch) -> None:
         t0 = time.perf_counter()
@@ -159,8 +161,8 @@ class BatchStep:
                 log.info("event=seek_failed partition=%s:%s error=%r", tp[0], tp[1], exc)
             p.next_offsets.pop(tp, None)
         p.decoded = p.decoded.without(set(tps))
-        if self.ahead is not None:  # the next batch read on from there: re-read instead
-            self.ahead.exclude(set(tps))
+        if self.on_reload is not None:  # records read on from there: they are re-read
+            self.on_reload(set(tps))
 
     def _after_commit(self, p: _Pending, applied: Applied, outcome: CommitOutcome) -> None:
         t0 = time.perf_counter()
