@@ -113,11 +113,14 @@ def committed(client, group: str, names: dict[str, str]) -> int:  # type: ignore
     return total + sum(int(v) for v in ticks.values())
 
 
-def start_daemon(bootstrap: str, redis_url: str, uid: str, port: int, log: Path) -> DaemonProcess:
+def start_daemon(bootstrap: str, redis_url: str, uid: str, port: int, log: Path,
+                 archive: Path | None = None) -> DaemonProcess:
     args = ["--group-id", f"{uid}-g", "--fills-pattern", rf"^{uid}\.orders\.filled\..*",
             "--ticks-topic", f"{uid}.market.ticks", "--dlq-topic", f"{uid}.dlq",
             "--metrics-port", str(port), "--metrics-host", "127.0.0.1", "--log-level",
             "WARNING"]
+    if archive is not None:
+        args += ["--archive-root", str(archive)]
     # tansu holds a fetch for the whole fetch.wait.max.ms even when data arrives (Kafka and
     # Redpanda answer at once), so the bench shortens it; see the module docstring
     # a session long enough to survive the SIGSTOP while the backlog is produced
@@ -218,22 +221,27 @@ def bare_latency(bootstrap: str, rate: float, seconds: float) -> float:
     return sorted(lags)[int(0.99 * len(lags))]
 
 
-def paced(bootstrap: str, redis, rate: float, seconds: float, tmp: Path) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def paced(bootstrap: str, redis, rate: float, seconds: float, tmp: Path,  # type: ignore[no-untyped-def]
+          archive: bool = False) -> tuple[float, float]:
     uid = "p" + uuid.uuid4().hex[:8]
     names = make_topics(bootstrap, uid)
     port = free_port()
     client = redis.client()
-    daemon = start_daemon(bootstrap, redis.url, uid, port, tmp / f"{uid}.log")
+    daemon = start_daemon(bootstrap, redis.url, uid, port, tmp / f"{uid}.log",
+                          archive=tmp / f"{uid}-archive" if archive else None)
     try:
         produce(bootstrap, names, 200, seed=1)  # warm-up: group joined, engines loaded
         wait_for("warm-up", lambda: committed(client, f"{uid}-g", names) >= 200, timeout=120)
-        before = histogram(port)
+        before, st0 = histogram(port), stages(port)
         n = int(rate * seconds)
         produce(bootstrap, names, n, seed=2, rate=rate)
         wait_for("paced records", lambda: committed(client, f"{uid}-g", names) >= 200 + n,
                  timeout=120)
-        after = histogram(port)
-        print("  paced stage seconds (sum over batches, warm-up included):", stages(port))
+        after, st1 = histogram(port), stages(port)
+        batches = max(1.0, st1["batches"] - st0["batches"])
+        per = {k: round((v - st0.get(k, 0.0)) / batches * 1e3, 2) for k, v in st1.items()
+               if k != "batches"}
+        print(f"  paced: {batches:.0f} batches, {n / batches:.0f} events each; ms per batch {per}")
         diff = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
         return quantile(diff, 0.5), quantile(diff, 0.99)
     finally:
@@ -246,6 +254,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--paced-rate", type=float, default=5_000.0)
     ap.add_argument("--paced-seconds", type=float, default=10.0)
+    ap.add_argument("--archive", action="store_true",
+                    help="paced runs with --archive-root (archive staging on the commit path)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pm-bench-"))
     with kafka_broker() as broker, redis_server(appendonly=False) as redis:
@@ -260,7 +270,8 @@ def main() -> int:
             print(f"run {run}: raw consume {raw[-1]:,.0f} ev/s, end-to-end {e2e[-1]:,.0f} ev/s")
         p50s, p99s = [], []
         for _ in range(max(1, args.runs // 2)):
-            p50, p99 = paced(broker.bootstrap, redis, args.paced_rate, args.paced_seconds, tmp)
+            p50, p99 = paced(broker.bootstrap, redis, args.paced_rate, args.paced_seconds, tmp,
+                             archive=args.archive)
             p50s.append(p50)
             p99s.append(p99)
             print(f"paced {args.paced_rate:,.0f} ev/s: p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms")
