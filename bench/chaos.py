@@ -74,7 +74,8 @@ def soak_phase(bootstrap: str, args: argparse.Namespace, tmp: Path) -> SoakFigur
     say(f"soak phase: {len(stream.items):,} records at {args.rate:,.0f}/s {' '.join(extra)}")
     with redis_server(appendonly=not args.no_aof) as redis:
         return soak(bootstrap, redis.client(), redis.url, names, stream, tmp,
-                    rate=args.rate, port=free_port(), daemon_args=extra, say=say)
+                    rate=args.rate, port=free_port(), daemon_args=extra,
+                    seen=retention is None, say=say)
 
 
 def main() -> int:
