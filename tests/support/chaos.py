@@ -44,7 +44,6 @@ from confluent_kafka import (
 )
 
 from pm_polars import PortfolioEngine
-from pm_polars.demo.catalog import TICKS_TOPIC
 from pm_polars.demo.feed import FeedStats, generate_messages
 
 from .daemon import DaemonProcess, wait_for
@@ -716,8 +715,9 @@ def kill_chaos(
     0-50 ms after the chunk was produced; ``early``: the restart is killed again 0.2-2.5 s
     after spawn, i.e. during start-up, group join, partition load or its first batches).
     Each restart gets a random ``--max-events`` and ``--max-wait-ms``. After every
-    kill the frozen Redis state must equal :func:`prefix_engine` of the stored offsets; after
-    every restart the caught-up state must equal the full reference.
+    kill the frozen Redis state must be what its stored offsets claim
+    (:func:`frozen_problems`); after every restart the caught-up state must equal the full
+    reference, ``prices`` and the number of applied fill ids included.
     """
     rng = random.Random(seed)
     t0 = time.monotonic()
@@ -753,7 +753,7 @@ def kill_chaos(
                                  + "\n" + daemons.tail())
         checks += 1
         say(f"kill #{len(records)} ({mode}, batch {batch}): committed {at:,} of "
-            f"{produced:,} produced; frozen state = prefix reference")
+            f"{produced:,} produced; frozen state = what its offsets claim")
 
     try:
         budget = kills
@@ -884,12 +884,11 @@ def soak(
                        max_metric, len(rss))
 
 
-# Re-exported so tests import everything from one place.
 __all__ = [
-    "DEAD", "FAST_KAFKA", "STARTING_CASH", "TICKS_TOPIC", "VALID", "Daemons", "DlqCheck",
-    "Item", "KillFigures", "KillRecord", "Names", "PacedProducer", "Stream", "build_stream",
-    "check_equal", "ends", "fillers", "frozen_problems", "headers_of", "kill_chaos", "owned", "poison_items",
-    "price_problems", "produce_items", "SoakFigures", "soak",
-    "progress", "read_dead_letters", "reference", "rss_mb", "scrape", "seen_count",
-    "state_problems", "stored", "unique_fills", "wait_caught_up",
+    "DEAD", "Daemons", "DlqCheck", "FAST_KAFKA", "Item", "KillFigures", "KillRecord", "Names",
+    "PacedProducer", "STARTING_CASH", "SoakFigures", "Stream", "VALID", "build_stream",
+    "check_equal", "ends", "fillers", "frozen_problems", "headers_of", "kill_chaos", "owned",
+    "poison_items", "price_problems", "produce_items", "progress", "read_dead_letters",
+    "reference", "rss_mb", "scrape", "seen_count", "soak", "state_problems", "stored",
+    "unique_fills", "wait_caught_up",
 ]
