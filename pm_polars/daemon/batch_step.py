@@ -12,10 +12,10 @@ Order (the exactly-once argument relies on it):
    on a Redis/Kafka error: restore the snapshots, back off, go to 3 (nothing advanced);
    on a stale partition (another owner moved it on): restore, reload that partition from
    Redis, seek it to the stored offset, drop its records from this batch, go to 3;
-6. after EXEC: Kafka offset commit (monitoring only), metrics, sinks. The sinks get the
-   rows of every attempt below the offsets now committed: after a stale partition, the
-   rows an earlier attempt staged for it below the stored offset were committed (by
-   another owner, or by our own EXEC whose reply was lost) and are archived too.
+6. after EXEC: Kafka offset commit (monitoring only), metrics, sinks. After a stale
+   partition, the rows an earlier attempt had for it below the stored offset were committed
+   (by another owner, or by our own EXEC whose reply was lost: its ``updated_ns`` is that
+   attempt's): the sinks get them too, and the metrics count them when the EXEC was ours.
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ class _Pending:
     next_offsets: dict[TP, int]
     tick_offsets: dict[int, int]
     dead_lettered: bool = False
-    staged: list[BatchResult] = field(default_factory=list)  # one per staged attempt
+    attempts: list[tuple[int, BatchResult]] = field(default_factory=list)  # (ts_ns, result)
     stale: dict[TP, int | None] = field(default_factory=dict)  # partition -> stored offset
+    ours: dict[TP, int | None] = field(default_factory=dict)  # stale by our own lost EXEC
 
 
 class BatchStep:
@@ -104,7 +105,6 @@ class BatchStep:
 
         def stage(result: BatchResult) -> None:  # durable in the background while we plan
             self.sinks.stage(result)
-            p.staged.append(result)
 
         try:
             t0 = time.perf_counter()
@@ -112,6 +112,7 @@ class BatchStep:
                                   self.foreign, on_applied=stage if staging else None)
             t1 = time.perf_counter()
             self.metrics.stage("apply", t1 - t0)
+            p.attempts.append((applied.plan.ts_ns, applied.result))
             if not p.dead_lettered:
                 sent = self.dead_letters.send(applied.result.rejects)
                 self.metrics.dlq_records.inc(sent)
@@ -148,6 +149,8 @@ class BatchStep:
         self.metrics.stale_writes.inc()
         tps = list(outcome.stale)
         p.stale.update(outcome.stale)
+        mine = {ts for ts, _ in p.attempts}
+        p.ours.update({tp: outcome.stale[tp] for tp, by in outcome.writers.items() if by in mine})
         for tp, stored in outcome.stale.items():
             log.warning("event=stale_partition partition=%s:%s stored_offset=%s action=reload",
                         tp[0], tp[1], stored)
@@ -185,7 +188,7 @@ class BatchStep:
                         "dead-lettered, never merged (producers must key fills by "
                         "portfolio_id)")
         self.fills.commit(p.next_offsets)
-        res = applied.result
+        res = self._with_earlier(p, applied.result, p.ours)  # our lost EXEC's rows count too
         m = self.metrics
         m.count_events("fill", res.fills.height)
         m.count_events("tick", res.ticks.height)
@@ -198,17 +201,20 @@ class BatchStep:
         offsets = dict(p.next_offsets)
         offsets.update({(self.ticks_topic, q): o for q, o in p.tick_offsets.items()})
         t1 = time.perf_counter()
-        self.sinks.submit(self._archived(p, res), offsets)
+        self.sinks.submit(self._with_earlier(p, applied.result, p.stale), offsets)
         m.stage("sinks", time.perf_counter() - t1)
 
-    def _archived(self, p: _Pending, res: BatchResult) -> BatchResult:
-        """``res`` plus rows of earlier attempts that are committed (see step 6)."""
-        if len(p.staged) <= 1:
+    def _with_earlier(self, p: _Pending, res: BatchResult,
+                      stale: dict[TP, int | None]) -> BatchResult:
+        """``res`` plus the rows earlier attempts had for ``stale`` partitions below their
+        stored offsets (committed by our own EXEC whose reply was lost, or by another owner;
+        see step 6)."""
+        if len(p.attempts) <= 1 or not stale:
             return res
-        limits: dict[TP, int | None] = {**p.stale, **p.next_offsets}
+        limits: dict[TP, int | None] = {**stale, **p.next_offsets}
         limits.update({(self.ticks_topic, q): o for q, o in p.tick_offsets.items()})
         kept = committed_only(
-            [Record(i, 0, rows_of(r).frames()) for i, r in enumerate(p.staged)], limits)
+            [Record(i, 0, rows_of(r).frames()) for i, (_, r) in enumerate(p.attempts)], limits)
         frames = {k: pl.concat([r.frames[k] for r in kept if k in r.frames], how="diagonal")
                   for k in KINDS if any(k in r.frames for r in kept)}
         rows = Rows.of(frames)

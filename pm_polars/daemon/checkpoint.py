@@ -80,9 +80,14 @@ class CommitPlan:
 
 @dataclass
 class CommitOutcome:
-    """``stale``: partitions another owner moved on (TP -> stored offset); nothing written."""
+    """``stale``: partitions another owner moved on (TP -> stored offset); nothing written.
+
+    ``writers``: for those, the stored ``updated_ns`` (the ``ts_ns`` of the plan that wrote
+    them: one of our own earlier attempts when only its EXEC reply was lost).
+    """
 
     stale: dict[TP, int | None] = field(default_factory=dict)
+    writers: dict[TP, int | None] = field(default_factory=dict)
     conflicts: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
 
@@ -119,14 +124,16 @@ class Checkpoint:
             for _ in range(WATCH_RETRIES):
                 if metas:
                     cmds = [resp.command("WATCH", *metas)]
-                    cmds += [resp.command("HGET", m, "next_offset") for m in metas]
+                    cmds += [resp.command("HMGET", m, "next_offset", "updated_ns")
+                             for m in metas]
                     _, *stored = conn.call(cmds, len(cmds))
-                    stale = {pc.tp: _offset(v) for pc, v in zip(plan.partitions, stored,
-                                                                 strict=True)
-                             if _offset(v) != pc.expected_offset}
-                    if stale:
+                    moved = [(pc.tp, _offset(off), _offset(by)) for pc, (off, by) in
+                             zip(plan.partitions, stored, strict=True)
+                             if _offset(off) != pc.expected_offset]
+                    if moved:
                         conn.call([resp.UNWATCH], 1)
-                        return CommitOutcome(stale=stale)
+                        return CommitOutcome(stale={tp: off for tp, off, _ in moved},
+                                             writers={tp: by for tp, _, by in moved})
                 if before_exec is not None:
                     before_exec()
                     before_exec = None
