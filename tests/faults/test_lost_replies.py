@@ -101,11 +101,6 @@ def test_lost_exec_replies_are_not_applied_twice(
     assert run.daemon.terminate() == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon bug: records of a batch whose checkpoint was applied but whose EXEC reply was "
-    "lost are never counted: BatchStep._reload_stale drops them from the batch and "
-    "_after_commit counts only what the final attempt applied, so pm_events_total "
-    "(fill/duplicate/reject) and pm_event_to_redis_seconds under-count"))
 def test_events_metric_counts_fills_applied_by_a_lost_checkpoint(
     broker: KafkaBroker, redis_srv: RedisServer, names: Names, daemons: Daemons,
     lossy: LossyProxy,
