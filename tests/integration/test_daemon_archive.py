@@ -77,7 +77,8 @@ def test_archive_exactly_once_across_redis_outage_and_kill_9(
 
     # Redis dies mid-stream: the batch in flight is staged, its EXEC fails and is retried
     redis_srv.stop()
-    wait_for("a failed commit", lambda: "event=retry what=checkpoint" in daemon.log(),
+    # attempt 2 staged again, which first waited for attempt 1's staging to be durable
+    wait_for("two failed commits", lambda: "what=checkpoint attempt=2" in daemon.log(),
              diagnose=lambda: daemon.log()[-2000:])
     daemon.kill()
     redis_srv.start()
