@@ -3,50 +3,46 @@
     .venv/bin/python bench/pipeline.py [--events 200000] [--runs 3] [--paced-rate 5000]
 
 1. Starts a tansu broker and a redis-server on free ports (killed at exit).
-2. End to end: the daemon (a subprocess, as in production) is started on fresh topics and
-   warmed up (group joined, partitions loaded: 200 records committed), then stopped
-   (SIGSTOP) while ``--events`` demo-feed records are produced (20 % fills, ticks otherwise;
-   3 partitions per fill topic, 2 for ticks), then continued (SIGCONT); rate = records /
-   (SIGCONT -> the last offset stored in Redis), polled every 5 ms. Measuring from the first
-   committed batch instead (as this bench did before) counted the ~2 s group join: the
-   ticks consumer needs no group and commits a first batch long before fills flow.
-   Printed: wall time, daemon and tansu CPU seconds, stage seconds of the backlog.
+2. End to end: the daemon (a subprocess) is warmed up on fresh topics (group joined, 200
+   records committed), stopped (SIGSTOP) while ``--events`` demo-feed records are produced
+   (20 % fills; 3 partitions per fill topic, 2 for ticks), continued (SIGCONT); rate =
+   records / (SIGCONT -> last offset stored in Redis, polled every 5 ms). Timing from the
+   first committed batch (as before) counted the ~2 s group join: the ticks consumer needs
+   no group. Printed: wall time, daemon/tansu CPU seconds, stage seconds of the backlog.
 3. Raw ceiling: a bare consumer assigned to every partition counts the same records, no
    processing; rate = records / (connected -> last record); see ``raw_rate``.
-4. Paced: ``--paced-rate`` events/s for ``--paced-seconds`` into a running, caught-up daemon;
-   event -> Redis latency p50/p99 from the daemon's ``pm_event_to_redis_seconds`` histogram
-   (event ts = produce time, ms; linear interpolation inside a bucket). For scale, the same
-   paced feed is read by a bare consumer (no processing): that p99 is the broker's share.
+4. Paced: ``--paced-rate`` events/s for ``--paced-seconds`` into a caught-up daemon
+   (``--archive``: with ``--archive-root``); event -> Redis p50/p99 from its
+   ``pm_event_to_redis_seconds`` histogram (ts = produce time, ms; interpolated in a
+   bucket). A bare consumer reads the same feed: its p99 is the broker's share.
 
-tansu note: tansu holds every fetch for the full ``fetch.wait.max.ms`` even when records
-arrive (Kafka and Redpanda answer as soon as data is there), so at librdkafka's default
-(500 ms) a bare consumer alone sees p50 ~140 ms / p99 ~250 ms at 5,000 events/s. The
-daemons here run with ``-X fetch.wait.max.ms=10``. The bare consumer polls with a 2 ms
-timeout: ``consume(num_messages=1000, timeout=...)`` waits out the whole timeout unless 1000
-records are there, so the 50 ms used before put a ~50 ms floor under its latency.
+tansu holds every fetch for the full ``fetch.wait.max.ms`` even when records arrive, so the
+daemons here run with ``-X fetch.wait.max.ms=10`` (librdkafka's 500 ms default gives a bare
+consumer p99 ~250 ms at 5,000 events/s). The bare consumer polls with a 2 ms timeout:
+``consume(num_messages=1000, timeout)`` waits out the whole timeout unless 1000 records are
+there (the 50 ms used before put a ~50 ms floor under its latency).
 
-Floors checked (printed, exit 1 if missed): end-to-end >= 60 % of raw; paced p99 <= 100 ms.
-Figures are medians over ``--runs``. Wall-clock numbers: only meaningful on an idle machine.
+Floors (exit 1 if missed): end-to-end >= 60 % of raw; paced p99 <= 100 ms. Medians over
+``--runs``; wall-clock figures are only meaningful on an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import re
 import signal
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+from pipeline_probe import committed, cpu_seconds, histogram, quantile, stages  # noqa: E402
 from support import create_topics, kafka_broker, redis_server  # noqa: E402
 from support.daemon import DaemonProcess, wait_for  # noqa: E402
 from support.ports import free_port  # noqa: E402
@@ -113,13 +109,6 @@ def raw_rate(bootstrap: str, names: dict[str, str], n: int) -> float:
     return n / elapsed
 
 
-def committed(client, group: str, names: dict[str, str]) -> int:  # type: ignore[no-untyped-def]
-    total = sum(int(client.hget(k, "next_offset") or 0)
-                for k in client.scan_iter(f"pm:state:{group}:*:meta"))
-    ticks = client.hgetall(f"pm:ticks:{names['market.ticks']}:offsets")
-    return total + sum(int(v) for v in ticks.values())
-
-
 def start_daemon(bootstrap: str, redis_url: str, uid: str, port: int, log: Path,
                  archive: Path | None = None) -> DaemonProcess:
     args = ["--group-id", f"{uid}-g", "--fills-pattern", rf"^{uid}\.orders\.filled\..*",
@@ -133,12 +122,6 @@ def start_daemon(bootstrap: str, redis_url: str, uid: str, port: int, log: Path,
     # a session long enough to survive the SIGSTOP while the backlog is produced
     kafka = ("session.timeout.ms=10000", "heartbeat.interval.ms=1000", "fetch.wait.max.ms=10")
     return DaemonProcess(bootstrap, redis_url, log, args=args, kafka=kafka)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def end_to_end(bootstrap: str, redis, broker_pid: int, names: dict[str, str], uid: str,  # type: ignore[no-untyped-def]
@@ -171,35 +154,6 @@ def end_to_end(bootstrap: str, redis, broker_pid: int, names: dict[str, str], ui
         return n / elapsed
     finally:
         daemon.terminate()
-
-
-def stages(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    found = re.findall(r'pm_batch_stage_seconds_sum\{stage="(\w+)"\} (\S+)', text)
-    batches = re.findall(r"^pm_batches_total (\S+)", text, re.M)
-    out = {k: round(float(v), 3) for k, v in found}
-    out["batches"] = float(batches[0]) if batches else 0.0
-    return out
-
-
-def histogram(port: int) -> list[tuple[float, float]]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out = []
-    for le, count in re.findall(r'pm_event_to_redis_seconds_bucket\{le="([^"]+)"\} (\S+)', text):
-        out.append((float(le), float(count)))
-    return out
-
-
-def quantile(buckets: list[tuple[float, float]], q: float) -> float:
-    total = buckets[-1][1]
-    prev_le, prev_c = 0.0, 0.0
-    for le, c in buckets:
-        if c >= q * total:
-            if le == float("inf"):
-                return prev_le
-            return prev_le + (le - prev_le) * (q * total - prev_c) / max(c - prev_c, 1e-9)
-        prev_le, prev_c = le, c
-    return float("nan")
 
 
 def bare_latency(bootstrap: str, rate: float, seconds: float) -> float:
