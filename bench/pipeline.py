@@ -2,10 +2,8 @@
 
     .venv/bin/python bench/pipeline.py [--events 200000] [--runs 3] [--paced-rate 5000]
 
-A tansu broker and a redis-server run on free ports (killed at exit).
-
-1. End to end: the daemon (a subprocess) is warmed up on fresh topics (group joined, 200
-   records committed), stopped (SIGSTOP) while ``--events`` demo-feed records are produced
+1. End to end (tansu and redis-server on free ports): the daemon (a subprocess) is warmed
+   up on fresh topics (group joined, 200 records committed), stopped (SIGSTOP) while ``--events`` demo-feed records are produced
    (20 % fills; 3 partitions per fill topic, 2 for ticks), continued (SIGCONT); rate =
    records / (SIGCONT -> last offset stored in Redis, polled every 5 ms). Timing from the
    first committed batch (as before) counted the ~2 s group join: the ticks consumer needs
@@ -22,8 +20,8 @@ fetch.wait.max.ms=10``. The bare consumer polls with a 2 ms timeout: ``consume(1
 timeout)`` waits out the whole timeout unless 1000 records are there (the 50 ms used before
 put a ~50 ms floor under its latency).
 
-Floors (exit 1 if missed): end-to-end >= 60 % of raw; paced p99 <= 100 ms. Medians over
-``--runs``; wall-clock figures are only meaningful on an idle machine.
+Floors (exit 1 if missed): end-to-end >= 60 % of raw; paced p99 <= 100 ms (medians over
+``--runs``; wall-clock figures are only meaningful on an idle machine).
 """
 
 from __future__ import annotations
@@ -241,8 +239,8 @@ def main() -> int:
     p50, p99 = (statistics.median(x) for x in zip(*lat, strict=True))
     print(f"\nmedian raw consume     {r:>12,.0f} events/s")
     print(f"median end-to-end      {e:>12,.0f} events/s  ({e / r:.0%} of raw; floor 60%)")
-    print(f"paced {args.paced_rate:,.0f}/s latency  p50 {p50 * 1e3:.1f} ms  p99 {p99 * 1e3:.1f} ms "
-          "(floor p99 <= 100 ms)")
+    print(f"paced {args.paced_rate:,.0f}/s latency  p50 {p50 * 1e3:.1f} ms  p99 {p99 * 1e3:.1f} ms"
+          " (floor p99 <= 100 ms)")
     ok = e >= 0.6 * r and p99 <= 0.1
     print("floors:", "met" if ok else "MISSED")
     return 0 if ok else 1
