@@ -3,8 +3,8 @@
     .venv/bin/python bench/pipeline.py [--events 200000] [--runs 3] [--paced-rate 5000]
 
 1. End to end (tansu and redis-server on free ports): the daemon (a subprocess) is warmed
-   up on fresh topics (group joined, 200 records committed), stopped (SIGSTOP) while ``--events`` demo-feed records are produced
-   (20 % fills; 3 partitions per fill topic, 2 for ticks), continued (SIGCONT); rate =
+   up on fresh topics (group joined, 200 records committed), stopped (SIGSTOP) while
+   ``--events`` demo-feed records are produced (20 % fills), continued (SIGCONT); rate =
    records / (SIGCONT -> last offset stored in Redis, polled every 5 ms). Timing from the
    first committed batch (as before) counted the ~2 s group join: the ticks consumer needs
    no group. Printed: wall time, daemon/tansu CPU seconds, stage seconds of the backlog.
