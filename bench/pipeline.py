@@ -5,9 +5,8 @@
 1. End to end (tansu and redis-server on free ports): the daemon (a subprocess) is warmed
    up on fresh topics (group joined, 200 records committed), stopped (SIGSTOP) while
    ``--events`` demo-feed records are produced (20 % fills), continued (SIGCONT); rate =
-   records / (SIGCONT -> last offset stored in Redis, polled every 5 ms). Timing from the
-   first committed batch (as before) counted the ~2 s group join: the ticks consumer needs
-   no group. Printed: wall time, daemon/tansu CPU seconds, stage seconds of the backlog.
+   records / (SIGCONT -> last offset in Redis, polled every 5 ms; timing from the first
+   commit, as before, counted the ~2 s group join). Prints daemon/tansu CPU and stages.
 2. Raw ceiling: a bare consumer assigned to every partition counts the same records, no
    processing; rate = records / (connected -> last record); see ``raw_rate``.
 3. Paced: ``--paced-rate`` events/s for ``--paced-seconds`` into a caught-up daemon
