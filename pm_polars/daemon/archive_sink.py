@@ -4,20 +4,18 @@
    duplicates, valid ticks, rejects) are appended to this process's staging segment and
    fsynced (``stage``: on a worker thread while the commit plan is built; ``barrier`` waits
    for it right before the EXEC).
-2. **After the EXEC** the rows go to an in-memory ``ArchiveWriter`` (``submit``).
-3. **Roll**: every ``roll_rows`` rows or ``roll_s`` seconds the writer and the segment are
-   swapped for fresh ones; a background thread writes the old buffers as Parquet files (one
-   per kind, date and partition, named by offset range, atomic and fsynced), then deletes
-   the old segment.
+2. **After the EXEC** the rows are kept in memory (``submit``; no per-batch Polars work).
+3. **Roll**: every ``roll_rows`` rows or ``roll_s`` seconds a background thread hands the
+   batches to an ``ArchiveWriter`` (Parquet files per kind, date and partition, named by
+   offset range, atomic and fsynced), then deletes their segment (a fresh one takes over).
 
 Crashes: before the stage nothing was committed (the batch is re-read). Between stage and
 EXEC the staged rows were not committed: recovery drops them (offsets >= the stored ones)
 and the re-read batch is archived normally. After the EXEC, before the roll finished, the
 rows are in a segment: the next daemon of the group recovers orphaned segments at
 ``start``, keeping exactly the rows below the offsets stored in Redis, under the file names
-the roll would have used. One writer never writes an event (``topic, partition, offset``)
-twice; a partition re-processed by another instance after a rebalance may overlap, and
-readers and ``pm-polars compact`` keep one row per event identity.
+the roll would have used. Overlaps (a partition re-processed by another instance after a
+rebalance) are deduplicated by readers and ``pm-polars compact``.
 """
 
 from __future__ import annotations
@@ -54,6 +52,7 @@ KINDS = ("fills", "ticks", "rejects", "duplicates")
 DEFAULT_ROLL_ROWS = 500_000
 DEFAULT_ROLL_S = 60.0
 Committed = Callable[[set[TP]], Mapping[TP, int | None]]
+_TAGS = ("stream", "batch_id", "arrival_ns")  # added by the writer
 
 
 @dataclass(frozen=True)
@@ -71,18 +70,17 @@ class Rows:
 
     def frames(self) -> dict[str, pl.DataFrame]:
         """Non-empty frames by kind, event columns only."""
-        out = {}
-        for kind in KINDS:
-            frame = getattr(self, kind)
-            if isinstance(frame, pl.DataFrame) and frame.height:
-                schema = KIND_SCHEMAS[kind]
-                out[kind] = frame.select([c for c in frame.columns if c in schema])
-        return out
+        kinds = [(k, getattr(self, k)) for k in KINDS]
+        return {k: f.select([c for c in f.columns if c in KIND_SCHEMAS[k]])
+                for k, f in kinds if f.height}
+
+    @property
+    def height(self) -> int:
+        return sum(getattr(self, k).height for k in KINDS)
 
 
 def _empty(kind: str) -> pl.DataFrame:
-    return pl.DataFrame(schema={c: t for c, t in KIND_SCHEMAS[kind].items()
-                                if c not in ("stream", "batch_id", "arrival_ns")})
+    return pl.DataFrame(schema={c: t for c, t in KIND_SCHEMAS[kind].items() if c not in _TAGS})
 
 
 def rows_of(result: Any) -> Rows:
@@ -104,7 +102,8 @@ class ArchiveSink:
         self._staged: Future[None] | None = None
         self._rolling: threading.Thread | None = None
         self._segment: Segment | None = None
-        self._writer: ArchiveWriter | None = None
+        self._buffered: list[tuple[Rows, int]] = []  # committed batches since the last roll
+        self._rows = 0
         self._batch = 0
         self._arrival = 0
         self._since: float | None = None  # monotonic time of the first buffered batch
@@ -127,7 +126,6 @@ class ArchiveSink:
             for orphan in found:  # after an error: unlock the rest (retried next attempt)
                 orphan.release()
         self._segment = Segment(self.dir, fsync=self.fsync)
-        self._writer = self._new_writer()
         return recovered
 
     def _new_writer(self) -> ArchiveWriter:
@@ -186,33 +184,38 @@ class ArchiveSink:
         self._pool.submit(self._buffer, rows, arrival)
 
     def _buffer(self, rows: Rows, arrival: int) -> None:
-        assert self._writer is not None
-        self._writer.submit(rows, arrival_ns=arrival)
-        if self._writer.buffered_rows >= self.roll_rows:
+        # (worker thread) no Polars work per batch: the roll thread hands them to a writer
+        self._buffered.append((rows, arrival))
+        self._rows += rows.height
+        if self._rows >= self.roll_rows:
             self._roll()
 
     def maintain(self) -> None:
-        """Roll if the oldest buffered batch is ``roll_s`` old (called from the idle loop)."""
+        """Roll if the oldest buffered batch is ``roll_s`` old (called every loop iteration)."""
         if self._since is not None and time.monotonic() - self._since >= self.roll_s:
             self._since = None
             self._pool.submit(self._roll)
 
     def _roll(self) -> None:
-        """(worker thread) Swap writer and segment; write the old ones in the background."""
-        if self._rolling is not None:
+        """(worker thread) Swap buffer and segment; write the old ones in the background."""
+        if self._rolling is not None:  # one roll at a time
             self._rolling.join()
-        old_writer, old_segment = self._writer, self._segment
-        assert old_writer is not None and old_segment is not None
-        if not old_writer.buffered_rows and not old_segment.records:
+        batches, old_segment = self._buffered, self._segment
+        assert old_segment is not None
+        if not batches and not old_segment.records:
             return
-        self._writer, self._segment = self._new_writer(), Segment(self.dir, fsync=self.fsync)
+        self._buffered, self._rows = [], 0
+        self._segment = Segment(self.dir, fsync=self.fsync)
         self._since = None
-        self._rolling = threading.Thread(target=self._finish, args=(old_writer, old_segment),
+        self._rolling = threading.Thread(target=self._finish, args=(batches, old_segment),
                                          name="pm-archive-roll", daemon=True)
         self._rolling.start()
 
-    def _finish(self, writer: ArchiveWriter, segment: Segment) -> None:
+    def _finish(self, batches: list[tuple[Rows, int]], segment: Segment) -> None:
         try:
+            writer = self._new_writer()
+            for batch, arrival in batches:
+                writer.submit(batch, arrival_ns=arrival)
             rows = writer.buffered_rows
             _durable(writer.flush())
         except Exception:
@@ -225,7 +228,7 @@ class ArchiveSink:
 
     def flush(self) -> None:
         """Write everything buffered to Parquet (waits for staging and rolls)."""
-        if self._writer is None:  # never started
+        if self._segment is None:  # never started (or closed)
             return
         self._pool.submit(self._roll).result()
         if self._rolling is not None:
