@@ -3,7 +3,7 @@
 Flow of one batch (each step its own module)::
 
     fills_source / ticks_source -> batching (RawBatch columns, explicit next offsets)
-      -> decoding (one decode_messages call; ahead: on a worker for large batches)
+      -> decoding (one decode_messages call)
       -> processor (route, apply, plan: state_codec + publish.model_rows, RESP-encoded)
       -> dlq (dead letters, reject ratio) -> archive_sink.stage (durable, before EXEC)
       -> checkpoint (state + offsets, ONE MULTI/EXEC) -> Kafka commit, metrics, sinks

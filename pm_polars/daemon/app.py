@@ -19,7 +19,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pm_polars.daemon.ahead import DecodeAhead
 from pm_polars.daemon.archive_sink import ArchiveSink
 from pm_polars.daemon.batch_step import BatchStep
 from pm_polars.daemon.batching import MicroBatcher, RawBatch
@@ -42,7 +41,6 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_REJECTS, EXIT_ABANDONED = 0, 1, 3, 4
 LAG_INTERVAL_S = 1.0
-AHEAD_MIN_RECORDS = 5_000  # batches this large are decoded ahead (a backlog)
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -68,7 +66,6 @@ class Daemon:
         self.checkpoint = Checkpoint(self.redis, Keys(s.key_prefix), s.group_id, s.ticks_topic)
         self.instruments = load_instruments(s.instruments)
         self.pending = RawBatch()
-        self.ahead: DecodeAhead | None = None
         self.book: Book | None = None
         self.archive: ArchiveSink | None = None
         if s.archive_root is not None:
@@ -104,8 +101,6 @@ class Daemon:
 
     def revoked(self, tps: list[TP], lost: bool) -> None:
         dropped = self.pending.drop(tps)
-        if self.ahead is not None:
-            self.ahead.exclude(set(tps))
         if self.book is not None:
             self.book.drop(tps)
         log.info("event=partitions_released lost=%s abandoned_records=%d", lost, dropped)
@@ -173,52 +168,29 @@ class Daemon:
 
     def _loop(self, batcher: MicroBatcher, step: BatchStep, fills: FillsSource,
               ticks: TicksSource) -> None:
-        """Collect, decode, apply, commit. A large batch (a backlog) is decoded on a worker
-        while the previous one is applied (``ahead``); a small one is processed at once
-        (lowest latency: a decode-ahead batch waits one extra iteration)."""
         assert self.book is not None
         next_lag = 0.0
         stopping = self.stop_event.is_set
-        big = min(AHEAD_MIN_RECORDS, max(1, self.settings.max_events // 2))
-        self.ahead = ahead = DecodeAhead(self.settings.ticks_topic)
-        step.on_reload = self._exclude
-        try:
-            while True:
-                self._beat()
-                ticks.refresh()
-                t0 = time.perf_counter()
-                batch = batcher.collect(self.pending, stopping, wait=not ahead.busy)
-                ready = ahead.take()
-                if len(batch) >= big or (len(batch) and ready is None):
-                    self.metrics.stage("collect", time.perf_counter() - t0)
-                    self.pending = RawBatch()
-                    if len(batch) >= big:
-                        ahead.submit(batch)
-                    else:
-                        step.process(batch)  # (ready is None: nothing older is pending)
-                if ready is not None:  # a small batch collected meanwhile stays open
-                    step.process_ahead(ready)
-                if len(batch) or ready is not None:
-                    self.liveness.redis = "ok"
-                elif self.book.any_republish():
-                    step.process(RawBatch())
-                elif stopping():
-                    return
-                self.sinks.maintain()
-                now = time.monotonic()
-                if now >= next_lag:
-                    next_lag = now + LAG_INTERVAL_S
-                    owned = {tp: info.offset for tp, info in self.book.parts.items()}
-                    for (t, p), lag in fills.lag(owned).items():
-                        self.metrics.consumer_lag.labels(topic=t, partition=str(p)).set(lag)
-        finally:
-            ahead.close()
-
-    def _exclude(self, tps: set[TP]) -> None:
-        """Partitions reloaded after a stale commit: their collected records are re-read."""
-        self.pending.drop(tps)
-        if self.ahead is not None:
-            self.ahead.exclude(tps)
+        while True:
+            self._beat()
+            ticks.refresh()
+            t0 = time.perf_counter()
+            batch = batcher.collect(self.pending, stopping)
+            if len(batch):
+                self.metrics.stage("collect", time.perf_counter() - t0)
+            if len(batch) or self.book.any_republish():
+                self.pending = RawBatch()
+                step.process(batch)
+                self.liveness.redis = "ok"
+            elif stopping():
+                return
+            self.sinks.maintain()
+            now = time.monotonic()
+            if now >= next_lag:
+                next_lag = now + LAG_INTERVAL_S
+                owned = {tp: info.offset for tp, info in self.book.parts.items()}
+                for (t, p), lag in fills.lag(owned).items():
+                    self.metrics.consumer_lag.labels(topic=t, partition=str(p)).set(lag)
 
     def _close(self, fills: FillsSource | None, ticks: TicksSource | None,
                http: HealthServer | None) -> None:

@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import polars as pl
 import redis
 
-from pm_polars.daemon.ahead import Ahead
 from pm_polars.daemon.archive_sink import KINDS, Rows, rows_of
 from pm_polars.daemon.batching import RawBatch
 from pm_polars.daemon.book import Book
@@ -69,20 +67,12 @@ class BatchStep:
         self.foreign: dict[str, TP] = {}  # portfolio -> partition owned elsewhere
         self.dead_letters, self.guard, self.sinks = dead_letters, guard, sinks
         self.metrics, self.backoff, self.ticks_topic = metrics, backoff, ticks_topic
-        # partitions reloaded after a stale commit: the loop drops what it collected of them
-        self.on_reload: Callable[[set[TP]], None] | None = None
 
     def process(self, batch: RawBatch) -> None:
         t0 = time.perf_counter()
         decoded = decode_batch(batch, self.ticks_topic)
         self.metrics.stage("decode", time.perf_counter() - t0)
         self.process_decoded(decoded, batch.next_offsets(), batch.tick_offsets())
-
-    def process_ahead(self, ahead: Ahead) -> None:
-        """A batch decoded on the decode-ahead worker (see ``ahead``)."""
-        decoded, offsets, tick_offsets, seconds = ahead.result()
-        self.metrics.stage("decode", seconds)
-        self.process_decoded(decoded, offsets, tick_offsets)
 
     def process_decoded(self, decoded: Decoded, next_offsets: dict[TP, int],
                         tick_offsets: dict[int, int]) -> None:
@@ -164,8 +154,6 @@ class BatchStep:
                 log.info("event=seek_failed partition=%s:%s error=%r", tp[0], tp[1], exc)
             p.next_offsets.pop(tp, None)
         p.decoded = p.decoded.without(set(tps))
-        if self.on_reload is not None:  # records read on from there: they are re-read
-            self.on_reload(set(tps))
 
     def _after_commit(self, p: _Pending, applied: Applied, outcome: CommitOutcome) -> None:
         t0 = time.perf_counter()

@@ -158,10 +158,8 @@ class MicroBatcher:
             batch.first_arrival = min(produced_at(m, now) for m in firsts)
         return bool(firsts)
 
-    def collect(self, batch: RawBatch, stopping: Callable[[], bool],
-                wait: bool = True) -> RawBatch:
-        """Fill ``batch`` (possibly holding records already) and return it; ``wait=False``:
-        only take what is available now (the loop has a batch to apply meanwhile)."""
+    def collect(self, batch: RawBatch, stopping: Callable[[], bool]) -> RawBatch:
+        """Fill ``batch`` (possibly holding records already) and return it."""
         start = self.clock()
         while True:
             now = self.clock()
@@ -170,8 +168,6 @@ class MicroBatcher:
                 return batch
             if self._read(batch, room, 0.0):
                 continue  # drain what is available first
-            if not wait:
-                return batch
             if batch.first_arrival is not None:
                 remaining = batch.first_arrival + self.max_wait_s - now
             else:

@@ -8,7 +8,6 @@ import pytest
 from confluent_kafka import Message
 
 from pm_polars import PortfolioEngine
-from pm_polars.daemon.ahead import DecodeAhead
 from pm_polars.daemon.batching import RawBatch
 from pm_polars.daemon.book import ticks_only
 from pm_polars.daemon.dlq import RejectGuard, RejectRatioExceeded
@@ -113,25 +112,3 @@ def test_raw_batch_columns_offsets_and_dropped_partitions() -> None:
     assert batch.drop([("f", 1)]) == 2
     assert batch.next_offsets() == {("f", 0): 5} and batch.fills.offsets == [0, 1, 2, 3, 4]
 
-
-def test_decode_ahead_leaves_excluded_partitions_out() -> None:
-    fill = (b'{"event_type":"order_fill","source":"paper","fill_id":"f%d","ts":1795600000014,'
-            b'"quantity":1,"fill_price":10.0,"original_signal":{"strategy_id":"S%d",'
-            b'"instrument_token":1,"signal_type":"BUY"}}')
-    batch = RawBatch()
-    batch.add_fills([Message(topic="f", partition=p, offset=o, value=fill % (o, o),
-                             timestamp=(1, 1)) for p in (0, 1) for o in range(3)])
-    batch.add_ticks([Message(topic="ticks", partition=0, offset=4, value=b"{}",
-                             timestamp=(1, 1))])
-    ahead = DecodeAhead("ticks")
-    try:
-        ahead.submit(batch)
-        ahead.exclude({("f", 1)})  # revoked while it was being decoded
-        taken = ahead.take()
-        assert taken is not None and not ahead.busy
-        decoded, offsets, ticks, seconds = taken.result()
-    finally:
-        ahead.close()
-    assert offsets == {("f", 0): 3} and ticks == {0: 5} and seconds >= 0
-    assert decoded.fills["partition"].to_list() == [0, 0, 0]
-    assert decoded.rejects.height == 1  # the malformed tick stays (ticks are never excluded)
