@@ -42,6 +42,9 @@ _LITERAL_SEARCH_BYTES = 1 << 20
 _RE2_MAX_ROWS = 4096
 _TS_STRING = r'"ts"' + _WS + ":" + _WS + '"'
 _TS_FRACTION = r'"ts"' + _WS + ":" + _WS + r"-?[0-9]+[.eE]"
+# An exponent or 20+ integer digits: beyond what decimal128(38, 9) holds, pyarrow would wrap
+# it silently (1.5e30 reads as 1.39e29), so the Python decoder reads such a ts exactly.
+_TS_UNBOUNDED = r'"ts"' + _WS + ":" + _WS + r"-?(?:[0-9]{20}|[0-9]+(?:\.[0-9]*)?[eE])"
 _FILL_ID_NUMBER = r'"fill_id"' + _WS + ":" + _WS + "-?[0-9]"
 # Text showing a wrong JSON type or a syntax error pyarrow would trip over, a value after a
 # closing brace (maybe two objects) or an escaped key (pyarrow would unescape it, the type
@@ -123,7 +126,7 @@ def variants(text: pl.Series) -> pl.DataFrame:
     ``python``: ``ts`` seen both as a string and as a fraction (the Python decoder decides)."""
     t = pl.col("text")
     string, fraction = t.str.contains(_TS_STRING), t.str.contains(_TS_FRACTION)
-    return pl.DataFrame({"text": text}).select(
+    frame = pl.DataFrame({"text": text}).select(
         pl.when(string)
         .then(pl.lit(TS_STRING))
         .when(fraction)
@@ -133,3 +136,7 @@ def variants(text: pl.Series) -> pl.DataFrame:
         t.str.contains(_FILL_ID_NUMBER).fill_null(False).alias("fid_num"),
         (string & fraction).fill_null(False).alias("python"),
     )
+    if not (frame["ts_kind"] == TS_DECIMAL).any():
+        return frame
+    unbounded = pl.Series(text).str.contains(_TS_UNBOUNDED).fill_null(False)
+    return frame.with_columns((pl.col("python") | unbounded).alias("python"))
