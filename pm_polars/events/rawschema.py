@@ -107,7 +107,7 @@ def _exact_ints(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArr
         pc.less(pc.abs(values), _EXACT_FLOAT_INT),
     )
     ints = pc.if_else(exact, values, pa.scalar(None, pa.float64())).cast(pa.int64())
-    return ints, pc.and_(pc.is_valid(values), pc.invert(exact))
+    return ints, pc.and_kleene(pc.is_valid(values), pc.invert(exact))  # never null
 
 
 def _ts_columns(ts: pa.ChunkedArray, ts_kind: str) -> list[pa.ChunkedArray | pa.Array]:
@@ -174,7 +174,7 @@ def table_to_raw(
     checks = [c for c in (recheck_q, recheck_t, recheck_s) if c is not None]
     if not checks:
         return rows, pl.Series("idx", [], dtype=pl.Int64)
-    again = pl.Series(functools.reduce(pc.or_, checks)).fill_null(False)
+    again = pl.Series(functools.reduce(pc.or_kleene, checks)).fill_null(False)
     return rows.filter(~again), rows["idx"].filter(again)
 
 

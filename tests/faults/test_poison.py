@@ -116,13 +116,6 @@ def test_record_over_1_mib_is_dead_lettered_not_fatal(
     assert want.value is not None and want.value.startswith(dead.value() or b"")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "decoder bug (pm_polars/events, fast path since 'one pyarrow read with the common "
-    "types'): when one micro-batch holds records with non-int64 integers in two different "
-    "integer fields (quantity 1.5 or 2**70 or 5000 digits; instrument_token 256265.5 or "
-    "2**64), both are rejected with the false reason '<field>: is required (missing or "
-    "null)' instead of the reason each gets on its own; the records are still rejected and "
-    "valid records in the batch are unaffected"))
 def test_reject_reason_does_not_depend_on_the_rest_of_the_batch() -> None:
     by_name = {p.name: p.value for p in catalogue()}
     pair = [by_name["quantity_fraction"], by_name["token_beyond_int64"]]
@@ -131,3 +124,11 @@ def test_reject_reason_does_not_depend_on_the_rest_of_the_batch() -> None:
     assert alone == [["quantity: must be an integer, got 1.5"],
                      ["instrument_token: out of range for a 64-bit integer"]]
     assert together == [a[0] for a in alone]
+
+
+def test_whole_catalogue_in_one_batch_gets_the_reasons_each_gets_alone() -> None:
+    values = [p.value for p in catalogue()]
+    alone = [decode_messages([v]).rejects["reason"].to_list() for v in values]
+    together = decode_messages(values).rejects
+    by_seq = dict(zip(together["seq"].to_list(), together["reason"].to_list(), strict=True))
+    assert [by_seq.get(i) for i in range(len(values))] == [a[0] if a else None for a in alone]
