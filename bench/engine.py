@@ -21,11 +21,13 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 import polars as pl
 
 from pm_polars import PortfolioEngine
+from pm_polars.engine.snapshot import Snapshot
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, TICK_SCHEMA, conform, empty
 
@@ -128,6 +130,13 @@ def open_engine(positions: int) -> PortfolioEngine:
     return eng
 
 
+def with_seen_ids(snap: Snapshot, n: int) -> Snapshot:
+    """``snap`` remembering ``n`` more fill ids (dedupe memory of a long day, 24 h kept)."""
+    i = pl.int_range(n, dtype=pl.Int64, eager=True)
+    seen = pl.DataFrame({"source": "live", "fill_id": "old-" + i.cast(pl.String), "ts": TS0 + i})
+    return replace(snap, seen=pl.concat([snap.seen, seen]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -161,6 +170,13 @@ def main() -> None:
         seconds = median_seconds(runs, partial(PortfolioEngine.restore, state), one_k)
         report(f"1k-tick batch (10 instruments), {n_open:,} open positions", 1_000,
                seconds, "ticks")
+
+    for remembered in (10_000, 1_000_000, 10_000_000):
+        state = with_seen_ids(open_engine(10_000).snapshot(), remembered)
+        small_batches = [batch(fills_frame(40, 10_000, seed=k)) for k in range(20)]
+        seconds = median_seconds(runs, partial(PortfolioEngine.restore, state), small_batches)
+        report(f"20 x 40-fill batches, {remembered:,} remembered fill ids", 800, seconds,
+               "fills")
 
     raw = _json_messages(100_000)
     times = []

@@ -75,7 +75,7 @@ class PortfolioEngine:
         self._positions = pl.DataFrame(schema=accounting.POSITION_STATE_SCHEMA)
         self._cash = pl.DataFrame(schema=CASH_SCHEMA)
         self._marks = pl.DataFrame(schema=marks.MARK_STATE_SCHEMA)
-        self._seen = dedupe.with_hashes(pl.DataFrame(schema=dedupe.SEEN_SCHEMA))
+        self._seen = dedupe.SeenIds()
         self._clock_ns: int | None = None
 
     # ------------------------------------------------------------------ writes
@@ -85,7 +85,7 @@ class PortfolioEngine:
 
     def apply_decoded(self, decoded: DecodedBatch) -> ApplyResult:
         """Apply an already decoded batch (the daemon's path)."""
-        fresh, dups = dedupe.split_duplicates(decoded.fills, self._seen)
+        fresh, dups = self._seen.split(decoded.fills, self._horizon_ns())
         positions, cash = self._positions, self._cash
         if fresh.height:
             fresh = self._with_multiplier(fresh)
@@ -104,7 +104,7 @@ class PortfolioEngine:
         )
         new_marks, fill_changed = marks.merge_marks(new_marks, fresh, "fill_price", "fill")
         clock = _max_ts(self._clock_ns, decoded.ticks, fresh)
-        seen = dedupe.remember(self._seen, fresh, clock, self.dedupe_retention_ns)
+        seen = self._seen.remember(fresh, clock, self.dedupe_retention_ns)
         fallback_changed = new_marks.filter(
             pl.col("instrument_token").is_in(fill_changed.implode())
             & pl.col("tick_price").is_null()
@@ -122,6 +122,12 @@ class PortfolioEngine:
             duplicates=dups,
             changed_portfolios=sorted(changed),
         )
+
+    def _horizon_ns(self) -> int | None:
+        """Seen ids older than this (ns of event time) no longer count; ``None``: all do."""
+        if self.dedupe_retention_ns is None or self._clock_ns is None:
+            return None
+        return self._clock_ns - self.dedupe_retention_ns
 
     def _with_multiplier(self, fills: pl.DataFrame) -> pl.DataFrame:
         """Multiplier per fill: the position's (fixed at open), else the instrument's, else 1."""
@@ -208,7 +214,7 @@ class PortfolioEngine:
         """The complete state, exact (frames are immutable, so nothing is copied)."""
         return Snapshot(
             positions=self._positions, cash=self._cash, marks=self._marks,
-            seen=self._seen.select(list(dedupe.SEEN_SCHEMA)),
+            seen=self._seen.frame(),
             instruments=self._instruments,
             meta={
                 "starting_cash": self.starting_cash,
@@ -231,8 +237,7 @@ class PortfolioEngine:
         )
         eng._cash = snap.cash.cast(pl.Schema(CASH_SCHEMA))
         eng._marks = snap.marks.cast(pl.Schema(marks.MARK_STATE_SCHEMA))
-        seen = snap.seen.select(list(dedupe.SEEN_SCHEMA)).cast(pl.Schema(dedupe.SEEN_SCHEMA))
-        eng._seen = dedupe.with_hashes(seen)
+        eng._seen = dedupe.SeenIds.from_frame(snap.seen)
         return eng
 
 

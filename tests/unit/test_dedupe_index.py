@@ -1,0 +1,113 @@
+"""The seen-id index (``engine.dedupe.SeenIds``) against a plain dict, over many batches.
+
+Many small batches force many run merges and sweeps; retention makes ids expire; forced hash
+collisions check that only exact ``(source, fill_id)`` matches count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pm_polars.engine import dedupe
+from pm_polars.engine.dedupe import SeenIds
+
+FILLS = {"seq": pl.Int64, "source": pl.String, "fill_id": pl.String, "ts": pl.Int64}
+
+
+def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=FILLS)
+
+
+def _reference(batches: list[list[dict[str, Any]]], retention: int | None) -> list[list[int]]:
+    """Per batch, the seqs of the duplicates: seen at or after clock - retention, or earlier
+    in the same batch; the clock is the newest ts applied before the batch."""
+    seen: dict[tuple[str, str], int | None] = {}
+    clock: int | None = None
+    out = []
+    for batch in batches:
+        horizon = None if retention is None or clock is None else clock - retention
+        dups, fresh, here = [], [], set()
+        for row in batch:
+            key = (row["source"], row["fill_id"])
+            if row["fill_id"] is None:
+                fresh.append(row)
+                continue
+            old = seen.get(key, "absent")
+            live = old != "absent" and (horizon is None or old is None or old >= horizon)
+            if key in here or live:
+                dups.append(row["seq"])
+            else:
+                fresh.append(row)
+            here.add(key)
+        times = [r["ts"] for r in fresh if r["ts"] is not None]
+        clock = max([*times, *([] if clock is None else [clock])], default=None)
+        for row in fresh:
+            if row["fill_id"] is not None:
+                seen[(row["source"], row["fill_id"])] = row["ts"] if row["ts"] is not None \
+                    else clock
+        out.append(dups)
+    return out
+
+
+def _run(batches: list[list[dict[str, Any]]], retention: int | None) -> list[list[int]]:
+    ids, clock, out = SeenIds(), None, []
+    for batch in batches:
+        frame = _frame(batch)
+        horizon = None if retention is None or clock is None else clock - retention
+        fresh, dups = ids.split(frame, horizon)
+        assert sorted([*fresh["seq"], *dups["seq"]]) == sorted(frame["seq"])
+        newest = fresh["ts"].max()
+        clock = max(c for c in (clock, newest) if c is not None) if (
+            clock is not None or newest is not None) else None
+        ids = ids.remember(fresh, clock, retention)  # type: ignore[arg-type]
+        out.append(dups["seq"].to_list())
+    return out
+
+
+row = st.fixed_dictionaries({
+    "source": st.sampled_from(["paper", "live"]),
+    "fill_id": st.none() | st.sampled_from([f"f{i}" for i in range(12)]),
+    "ts": st.none() | st.integers(0, 60),
+})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(row, max_size=8), max_size=40), st.none() | st.integers(0, 25))
+def test_index_equals_a_dict(batches: list[list[dict[str, Any]]], retention: int | None) -> None:
+    seq = iter(range(10**6))
+    numbered = [[{**r, "seq": next(seq)} for r in b] for b in batches]
+    assert _run(numbered, retention) == _reference(numbered, retention)
+
+
+def test_hash_collisions_never_drop_a_fill(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every key hashes alike: only the exact (source, fill_id) comparison tells them apart
+    monkeypatch.setattr(dedupe, "key_hash", lambda: pl.when(pl.col("fill_id").is_not_null())
+                        .then(pl.lit(7, pl.UInt64)).alias("_h"))
+    batches = [[{"seq": 10 * b + i, "source": "paper", "fill_id": f"f{(b * 3 + i) % 7}",
+                 "ts": 10 * b + i} for i in range(3)] for b in range(12)]
+    assert _run(batches, None) == _reference(batches, None)
+    assert _run(batches, 25) == _reference(batches, 25)
+
+
+def test_runs_stay_logarithmic_and_expired_ids_are_swept() -> None:
+    ids = SeenIds()
+    retention = 1_000
+    for b in range(2_000):
+        batch = _frame([{"seq": b, "source": "paper", "fill_id": f"f{b}", "ts": b}])
+        ids = ids.remember(batch, b, retention)
+        assert len(ids.runs) <= 12
+        for run in ids.runs:  # each run sorted by hash
+            assert run["_h"].is_sorted()
+    # live window 1,000 ids; a sweep runs every retention/16 of event time
+    assert 1_000 <= ids.size <= 1_000 + retention // dedupe.SWEEPS_PER_RETENTION + 2
+    assert ids.frame().height == ids.size
+    back = SeenIds.from_frame(ids.frame())
+    probe = _frame([{"seq": 0, "source": "paper", "fill_id": "f1500", "ts": 0},
+                    {"seq": 1, "source": "paper", "fill_id": "f5", "ts": 0}])
+    fresh, dups = back.split(probe, 1_999 - retention)
+    assert dups["fill_id"].to_list() == ["f1500"] and fresh["fill_id"].to_list() == ["f5"]
