@@ -50,11 +50,14 @@ def _joined(texts: pa.Array) -> pa.Buffer:
 def read_lines(texts: pa.Array, schema: pa.Schema) -> pa.Table | str:
     """Read ``texts`` (one JSON object each) with ``schema``: the table, or pyarrow's error.
 
-    One block, so an error's ``row N`` is the record's position in ``texts``.
+    One block, so an error's ``row N`` is the record's position in ``texts``. Read with the
+    streaming reader: ``pj.read_json`` starts a new OS thread per call (~100 µs of CPU, most
+    of a 200-message read); ``open_json`` gives the same rows and the same errors without it
+    (only an empty input's error text differs, and that is a failed read either way).
     """
     data = _joined(texts)
     try:
-        table = pj.read_json(
+        table = pj.open_json(
             pa.BufferReader(data),
             read_options=pj.ReadOptions(
                 use_threads=False, block_size=min(data.size + 2, _MAX_BLOCK)
@@ -62,7 +65,7 @@ def read_lines(texts: pa.Array, schema: pa.Schema) -> pa.Table | str:
             parse_options=pj.ParseOptions(
                 explicit_schema=schema, unexpected_field_behavior="ignore"
             ),
-        )
+        ).read_all()
     except Exception as exc:  # noqa: BLE001 - any pyarrow failure means "fall back"
         return str(exc) or type(exc).__name__
     if table.num_rows != len(texts):
