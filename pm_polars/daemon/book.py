@@ -24,7 +24,7 @@ import polars as pl
 
 from pm_polars.daemon.checkpoint import TP, Checkpoint
 from pm_polars.daemon.tick_table import Prices, TickTable
-from pm_polars.engine.engine import PortfolioEngine
+from pm_polars.engine.engine import ApplyResult, PortfolioEngine
 from pm_polars.engine.snapshot import Snapshot
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
@@ -98,6 +98,21 @@ class Book:
         self.engine = PortfolioEngine(starting_cash, instruments, dedupe_retention_s)
         self.parts: dict[TP, PartitionInfo] = {}
         self.owner: dict[str, TP] = {}
+        self._after: tuple[PortfolioEngine, Snapshot] | None = None  # see ``apply``
+
+    def apply(self, batch: DecodedBatch) -> tuple[ApplyResult, Snapshot]:
+        """Apply ``batch`` to the engine; its result and the engine's snapshot after it.
+
+        The snapshot is kept: the next :meth:`state` reuses it while ``self.engine`` is still
+        that engine (``load``/``drop``/``restore`` replace it), saving a second
+        ``engine.snapshot()`` per batch. Only this method (and ``load``, on a new engine)
+        may mutate the engine.
+        """
+        self._after = None
+        res = self.engine.apply_decoded(batch)
+        snap = self.engine.snapshot()
+        self._after = (self.engine, snap)
+        return res, snap
 
     def portfolios_of(self, tps: set[TP]) -> list[str]:
         return sorted(pid for pid, tp in self.owner.items() if tp in tps)
@@ -143,7 +158,10 @@ class Book:
             ))
 
     def state(self) -> BookState:
-        return BookState(self.engine.snapshot(), self.ticks.prices)
+        after = self._after
+        snap = after[1] if after is not None and after[0] is self.engine else \
+            self.engine.snapshot()
+        return BookState(snap, self.ticks.prices)
 
     def restore(self, state: BookState) -> None:
         """Back to ``state`` after a failed commit (owners and offsets were not touched)."""

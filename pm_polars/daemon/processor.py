@@ -63,10 +63,11 @@ def route(decoded: Decoded, book: Book, foreign: dict[str, TP]) -> tuple[Decoded
     wrong: list[tuple[str, str, int, str]] = []
     if fills.height == 0:
         return decoded, claims
-    keys = fills.select("portfolio_id", "topic", "partition")
-    if fills.height > SMALL_BATCH:
-        keys = keys.unique(maintain_order=True)
-    for pid, topic, partition in dict.fromkeys(keys.iter_rows()):
+    names = ("portfolio_id", "topic", "partition")
+    keys = fills.select(names).unique(maintain_order=True) if fills.height > SMALL_BATCH \
+        else fills  # small: the columns as lists (no query), deduplicated below
+    columns = [keys.get_column(c).to_list() for c in names]
+    for pid, topic, partition in dict.fromkeys(zip(*columns, strict=True)):
         tp = (topic, partition)
         owner = book.owner.get(pid) or claims.get(pid) or foreign.get(pid)
         if owner is None:
@@ -101,8 +102,7 @@ def apply_batch(
     refused = decoded.fills.height - routed.fills.height
     reduced = book.ticks.reduce(routed.ticks)
     wins = book.ticks.merge(reduced)
-    engine = book.engine
-    res = engine.apply_decoded(DecodedBatch(routed.fills, reduced, NO_REJECTS))
+    res, snap = book.apply(DecodedBatch(routed.fills, reduced, NO_REJECTS))
 
     def owner_of(pid: str) -> TP | None:
         return book.owner.get(pid) or claims.get(pid)
@@ -120,7 +120,7 @@ def apply_batch(
     changed_tps = {tp for tp in map(owner_of, changed) if tp is not None} | republish
     members = {pid: tp for pid in set(book.owner) | set(claims)
                if (tp := owner_of(pid)) in changed_tps}
-    cp, snap = book.checkpoint, engine.snapshot()
+    cp = book.checkpoint
     rows = StateRows.fetch(snap, sorted(members))  # once for both: state and read model
     state = encode_state(snap, res.fills, offsets, now, cp.state_key, rows)
     published = publish_rows(rows, {pid: part_name(*tp) for pid, tp in members.items()},

@@ -106,9 +106,9 @@ def _touched(fills: pl.DataFrame, clock: int | None
         return {((t, p), pid, tok) for t, p, pid, tok in keys.iter_rows()}, None
     touched: set[tuple[TP, str, int]] = set()
     seen: dict[TP, list[object]] = defaultdict(list)
-    cols = fills.select("topic", "partition", "portfolio_id", "instrument_token", "source",
-                        "fill_id", "ts")
-    for t, p, pid, tok, source, fill_id, ts in cols.iter_rows():
+    cols = [fills.get_column(c).to_list() for c in  # lists, not a select: no query
+            ("topic", "partition", "portfolio_id", "instrument_token", "source", "fill_id", "ts")]
+    for t, p, pid, tok, source, fill_id, ts in zip(*cols, strict=True):
         touched.add(((t, p), pid, tok))
         if fill_id is not None:
             seen[(t, p)] += [clock if ts is None else ts, f"{source}{SEP}{fill_id}"]

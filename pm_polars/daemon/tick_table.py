@@ -31,6 +31,13 @@ TABLE_SCHEMA: dict[str, pl.DataType] = {
 }
 Prices = dict[int, tuple[float, int | None]]  # token -> (last price, ts)
 _NO_PRIOR = pl.DataFrame(schema={"instrument_token": pl.Int64, "prior_ts": pl.Int64})
+# ``latest_by_ts`` winners (instrument_token, last_price, eff_ts) as TICK_SCHEMA, one select
+_REDUCED = [
+    (pl.int_range(pl.len(), dtype=pl.Int64) if c == "seq" else
+     pl.col("eff_ts" if c == "ts" else c).cast(t) if c in TABLE_SCHEMA else
+     pl.lit(None, dtype=t)).alias(c)
+    for c, t in TICK_SCHEMA.items()
+]
 
 
 def as_ticks(table: pl.DataFrame) -> pl.DataFrame:
@@ -76,8 +83,7 @@ class TickTable:
         prior = _NO_PRIOR
         if ticks.get_column("ts").null_count():  # ts-less ticks count from the stored ts
             prior = _frame(self.prices).select("instrument_token", pl.col("ts").alias("prior_ts"))
-        best = latest_by_ts(ticks, "last_price", prior)
-        return as_ticks(best.rename({"eff_ts": "ts"}))
+        return latest_by_ts(ticks, "last_price", prior).select(_REDUCED)
 
     def merge(self, reduced: pl.DataFrame) -> list[tuple[int, float, int | None]]:
         """Fold reduced ticks in; returns the ``(token, price, ts)`` that won (for ``prices``).
@@ -87,7 +93,8 @@ class TickTable:
         if reduced.height == 0:
             return []
         table, wins = dict(self.prices), []
-        for tok, price, ts in reduced.select(list(TABLE_SCHEMA)).iter_rows():
+        columns = (reduced.get_column(c).to_list() for c in TABLE_SCHEMA)  # no query
+        for tok, price, ts in zip(*columns, strict=True):
             old = table.get(tok)
             if old is None or ts is None or old[1] is None or ts >= old[1]:
                 table[tok] = (price, ts)
