@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from pm_polars.engine.plans import run
+
 KEYS = ["portfolio_id", "instrument_token"]
 
 POSITION_STATE_SCHEMA: dict[str, pl.DataType] = {
@@ -80,7 +82,7 @@ def _affine_coefficients() -> list[pl.Expr]:
     return [alpha.alias("alpha"), beta.alias("beta")]
 
 
-def prefix_compose(frame: pl.DataFrame, max_run: int) -> pl.DataFrame:
+def prefix_compose(frame: pl.LazyFrame, max_run: int) -> pl.LazyFrame:
     """Inclusive prefix composition of affine maps ``(alpha, beta)`` within runs.
 
     ``frame`` must be sorted so that each position's rows are contiguous and carry ``idx``,
@@ -100,21 +102,27 @@ def prefix_compose(frame: pl.DataFrame, max_run: int) -> pl.DataFrame:
     return frame
 
 
-def _group_contiguously(fills: pl.DataFrame) -> tuple[pl.DataFrame, pl.Expr]:
+# Up to this many fills, sort on the key itself (one sort); above, on its hash (see below).
+_EXACT_SORT_ROWS = 4096
+_SAME_KEY = (pl.col("portfolio_id") == pl.col("portfolio_id").shift()) & (
+    pl.col("instrument_token") == pl.col("instrument_token").shift()
+)
+
+
+def _group_contiguously(fills: pl.DataFrame) -> pl.LazyFrame:
     """Sort fills so each position's rows are contiguous and in arrival order.
 
-    Sorting on a 64-bit hash of the key is about twice as fast as sorting on the string key.
-    A hash collision would interleave two positions; it is detected and the exact sort used.
-    Returns the sorted frame and an expression that is true on each position's first row.
+    On large batches, sorting on a 64-bit hash of the key is about twice as fast as sorting
+    on the string key. A hash collision would interleave two positions; it is detected and
+    the exact sort used. Small batches sort on the key (no hash, no check).
     """
+    if fills.height <= _EXACT_SORT_ROWS:
+        return fills.lazy().sort([*KEYS, "seq"])
     h = pl.col("_h")
-    same_key = (pl.col("portfolio_id") == pl.col("portfolio_id").shift()) & (
-        pl.col("instrument_token") == pl.col("instrument_token").shift()
-    )
     f = fills.with_columns(pl.struct(KEYS).hash().alias("_h")).sort(["_h", "seq"])
-    if f.select(((h == h.shift()) & ~same_key).any()).item():
-        f = fills.sort([*KEYS, "seq"]).with_columns(pl.lit(0, pl.UInt64).alias("_h"))
-    return f.drop("_h"), ~same_key.fill_null(False)
+    if f.select(((h == h.shift()) & ~_SAME_KEY).any()).item():
+        return fills.lazy().sort([*KEYS, "seq"])
+    return f.lazy().drop("_h")
 
 
 def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
@@ -124,10 +132,10 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
     ``POSITION_STATE_SCHEMA`` (the state before the batch). Output: the fills' key, seq,
     quantity, price, fee and multiplier columns plus ``_gid`` (position number), ``q``
     (quantity after the fill), ``average_price`` (after), ``closed_qty`` (units closed, >= 0)
-    and ``realized`` (gross price P&L of this fill x multiplier). Rows come out sorted by
-    position (in hash order), then arrival order.
+    and ``realized`` (gross price P&L of this fill x multiplier). Rows come out grouped by
+    position (key or hash order), then in arrival order.
     """
-    prior = positions.select(
+    prior = positions.lazy().select(
         *KEYS,
         pl.col("quantity").alias("q0"),
         pl.col("average_price").alias("a0"),
@@ -135,43 +143,47 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
     lean = fills.select(
         "seq", *KEYS, "quantity", "signed_qty", "fill_price", "fee", "multiplier"
     )
-    f, start = _group_contiguously(lean)
+    start = ~_SAME_KEY.fill_null(False)
     row = pl.int_range(pl.len(), dtype=pl.Int64)
     running = _d.cum_sum()
-    f = (
-        f.join(prior, on=KEYS, how="left", maintain_order="left")
+    net = running - pl.when(start).then(running - _d).forward_fill()
+    f = run(
+        _group_contiguously(lean)
+        .join(prior, on=KEYS, how="left", maintain_order="left")
         .with_columns(
             pl.col("q0").fill_null(0),
             pl.col("a0").fill_null(0.0),
             (row - pl.when(start).then(row).forward_fill()).alias("idx"),
             start.cum_sum().alias("_gid"),
-            (running - pl.when(start).then(running - _d).forward_fill()).alias("_net"),
+            net.alias("_net"),
         )
         .with_columns((pl.col("q0") + pl.col("_net")).alias("q"))
         .with_columns((_q - _d).alias("q_prev"))
         .with_columns(_affine_coefficients())
         .drop("_net")
     )
-    max_run = int(f.select(pl.col("idx").max()).item() or 0) + 1 if f.height else 0
-    f = prefix_compose(f, max_run)
+    max_run = int(f.get_column("idx").max() or 0) + 1 if f.height else 0  # type: ignore[arg-type]
     c0 = pl.col("a0") * pl.col("q0")
-    cost = pl.col("alpha") * c0 + pl.col("beta")
-    f = f.with_columns(cost.alias("cost"))
     cost_prev = pl.when(pl.col("idx") == 0).then(c0).otherwise(pl.col("cost").shift(1))
     avg_prev = (
         pl.when(_q_prev != 0).then(cost_prev / _q_prev.cast(pl.Float64)).otherwise(pl.lit(0.0))
     )
     closing = (_q_prev != 0) & (_d.sign() != _q_prev.sign())
     closed = pl.when(closing).then(pl.min_horizontal(_d.abs(), _q_prev.abs())).otherwise(0)
-    return f.with_columns(
-        pl.when(_q != 0)
-        .then(pl.col("cost") / _q.cast(pl.Float64))
-        .otherwise(pl.lit(0.0))
-        .alias("average_price"),
-        closed.alias("closed_qty"),
-        (closed * (pl.col("fill_price") - avg_prev) * _q_prev.sign() * pl.col("multiplier"))
-        .alias("realized"),
-    ).drop("alpha", "beta", "cost", "q0", "a0")
+    return run(
+        prefix_compose(f.lazy(), max_run)
+        .with_columns((pl.col("alpha") * c0 + pl.col("beta")).alias("cost"))
+        .with_columns(
+            pl.when(_q != 0)
+            .then(pl.col("cost") / _q.cast(pl.Float64))
+            .otherwise(pl.lit(0.0))
+            .alias("average_price"),
+            closed.alias("closed_qty"),
+            (closed * (pl.col("fill_price") - avg_prev) * _q_prev.sign() * pl.col("multiplier"))
+            .alias("realized"),
+        )
+        .drop("alpha", "beta", "cost", "q0", "a0")
+    )
 
 
 def position_deltas(ledger: pl.DataFrame) -> pl.DataFrame:
@@ -202,23 +214,28 @@ def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame) -> pl.DataFra
     cumulative = [
         "realized_pnl", "fees", "buy_quantity", "sell_quantity", "buy_value", "sell_value",
     ]
-    touched = deltas.join(
-        positions.select(*KEYS, *[pl.col(c).alias(f"{c}_old") for c in cumulative]),
-        on=KEYS,
-        how="left",
-    ).with_columns(
-        [(pl.col(c) + pl.col(f"{c}_old").fill_null(0)).alias(c) for c in cumulative]
-    )
-    updated = (
-        touched.select(list(POSITION_STATE_SCHEMA))
+    token = pl.col("instrument_token").set_sorted()
+    updated = run(
+        deltas.lazy()
+        .join(
+            positions.lazy().select(*KEYS, *[pl.col(c).alias(f"{c}_old") for c in cumulative]),
+            on=KEYS,
+            how="left",
+        )
+        .with_columns(
+            [(pl.col(c) + pl.col(f"{c}_old").fill_null(0)).alias(c) for c in cumulative]
+        )
+        .select(list(POSITION_STATE_SCHEMA))
         .cast(pl.Schema(POSITION_STATE_SCHEMA))
         .sort("instrument_token")
+        .with_columns(token)
     )
-    untouched = positions.join(deltas.select(*KEYS), on=KEYS, how="anti", maintain_order="left")
-    token = pl.col("instrument_token").set_sorted()
-    return untouched.with_columns(token).merge_sorted(
-        updated.with_columns(token), key="instrument_token"
+    untouched = run(
+        positions.lazy()
+        .join(deltas.lazy().select(*KEYS), on=KEYS, how="anti", maintain_order="left")
+        .with_columns(token)
     )
+    return untouched.merge_sorted(updated, key="instrument_token")
 
 
 def cash_flows(ledger: pl.DataFrame) -> pl.DataFrame:

@@ -17,6 +17,7 @@ import polars as pl
 from pm_polars.engine import accounting, dedupe, marks, views
 from pm_polars.engine.documents import portfolio_documents
 from pm_polars.engine.instruments import load_instruments
+from pm_polars.engine.plans import run
 from pm_polars.engine.snapshot import Snapshot
 from pm_polars.events import DecodedBatch, decode_any
 
@@ -131,13 +132,16 @@ class PortfolioEngine:
 
     def _with_multiplier(self, fills: pl.DataFrame) -> pl.DataFrame:
         """Multiplier per fill: the position's (fixed at open), else the instrument's, else 1."""
-        return (
-            fills.join(
-                self._positions.select(*accounting.KEYS, pl.col("multiplier").alias("m_pos")),
+        return run(
+            fills.lazy()
+            .join(
+                self._positions.lazy().select(*accounting.KEYS, pl.col("multiplier").alias("m_pos")),
                 on=accounting.KEYS, how="left", maintain_order="left",
             )
             .join(
-                self._instruments.select("instrument_token", pl.col("multiplier").alias("m_ins")),
+                self._instruments.lazy().select(
+                    "instrument_token", pl.col("multiplier").alias("m_ins")
+                ),
                 on="instrument_token", how="left", maintain_order="left",
             )
             .with_columns(pl.coalesce("m_pos", "m_ins", pl.lit(1.0)).alias("multiplier"))
@@ -147,13 +151,15 @@ class PortfolioEngine:
     def _merge_cash(self, flows: pl.DataFrame) -> pl.DataFrame:
         if flows.height == 0:
             return self._cash
-        joined = flows.join(
-            self._cash.select("portfolio_id", "cash"), on="portfolio_id", how="left"
-        ).with_columns(
-            (pl.col("cash").fill_null(self.starting_cash) + pl.col("cash_flow")).alias("cash")
+        joined = flows.lazy().join(
+            self._cash.lazy().select("portfolio_id", "cash"), on="portfolio_id", how="left"
+        ).select(
+            *[c for c in CASH_SCHEMA if c != "cash"],
+            (pl.col("cash").fill_null(self.starting_cash) + pl.col("cash_flow")).alias("cash"),
         )
-        kept = self._cash.join(flows.select("portfolio_id"), on="portfolio_id", how="anti")
-        return pl.concat([kept, joined.select(list(CASH_SCHEMA))]).sort("portfolio_id")
+        kept = self._cash.lazy().join(flows.lazy().select("portfolio_id"), on="portfolio_id",
+                                      how="anti")
+        return run(pl.concat([kept, joined]).sort("portfolio_id"))
 
     # ------------------------------------------------------------------ reads
     def positions(self, portfolio_ids: list[str] | None = None) -> pl.DataFrame:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from pm_polars.engine.plans import run
+
 MARK_STATE_SCHEMA: dict[str, pl.DataType] = {
     "instrument_token": pl.Int64(),
     "tick_price": pl.Float64(),
@@ -66,26 +68,30 @@ def merge_marks(
     """Fold a batch of ticks (``kind="tick"``) or fills (``kind="fill"``) into ``marks``.
 
     ``price`` names the event column holding the per-unit price (``last_price`` for ticks,
-    ``fill_price`` for fills). Returns the new mark state and the instrument tokens whose
-    stored ``{kind}_price`` changed.
+    ``fill_price`` for fills). Returns the new mark state (rows of instruments seen before
+    keep their order, new instruments follow) and the instrument tokens whose stored
+    ``{kind}_price`` changed.
     """
     price_col, ts_col = f"{kind}_price", f"{kind}_ts"
     if events.height == 0:
         return marks, pl.Series("instrument_token", [], pl.Int64)
     prior = marks.select("instrument_token", pl.col(ts_col).alias("prior_ts"))
-    best = latest_by_ts(events, price, prior)
-    joined = best.join(marks, on="instrument_token", how="left")
-    wins = pl.col(ts_col).is_null() | pl.col("eff_ts").is_null() | (
-        pl.col("eff_ts") >= pl.col(ts_col)
+    best = latest_by_ts(events, price, prior).rename({price: "_price"})
+    new, eff = pl.col("_price"), pl.col("eff_ts")
+    old_price, old_ts = pl.col(price_col), pl.col(ts_col)
+    wins = new.is_not_null() & (
+        old_price.is_null() | old_ts.is_null() | eff.is_null() | (eff >= old_ts)
     )
-    winners = joined.filter(wins | pl.col(price_col).is_null())
-    changed = winners.filter(
-        pl.col(price_col).is_null() | (pl.col(price_col) != pl.col(price))
-    ).get_column("instrument_token")
-    updates = winners.with_columns(
-        pl.col(price).alias(price_col),
-        pl.coalesce("eff_ts", ts_col).alias(ts_col),
-    ).select(list(MARK_STATE_SCHEMA))
-    kept = marks.join(updates.select("instrument_token"), on="instrument_token", how="anti")
-    new = pl.concat([kept, updates.cast(pl.Schema(MARK_STATE_SCHEMA))])
-    return new, changed
+    merged = run(
+        marks.lazy()
+        .join(best.lazy(), on="instrument_token", how="full", coalesce=True,
+              maintain_order="left")
+        .with_columns(wins.alias("_wins"))
+        .with_columns(
+            (pl.col("_wins") & (old_price.is_null() | (old_price != new))).alias("_changed"),
+            pl.when("_wins").then(new).otherwise(old_price).alias(price_col),
+            pl.when("_wins").then(pl.coalesce(eff, old_ts)).otherwise(old_ts).alias(ts_col),
+        )
+    )
+    changed = merged.get_column("instrument_token").filter(merged.get_column("_changed"))
+    return merged.select(list(MARK_STATE_SCHEMA)), changed

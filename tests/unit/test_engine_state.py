@@ -10,16 +10,17 @@ from __future__ import annotations
 import random
 
 import polars as pl
+import pytest
 from reference import fill, tick
 
 from pm_polars import PortfolioEngine
 
 
-def _random_batch(rng: random.Random, ts: int) -> list[dict[str, object]]:
+def _random_batch(rng: random.Random, ts: int, tick_share: float) -> list[dict[str, object]]:
     events: list[dict[str, object]] = []
     for _ in range(rng.randint(1, 40)):
         token = rng.choice([11, 22, 33, 44, 55])
-        if rng.random() < 0.5:
+        if rng.random() < tick_share:
             events.append(tick(token, round(rng.uniform(90, 110), 2), ts=ts + rng.randint(-5, 5)))
         else:
             events.append(
@@ -37,12 +38,13 @@ def _marks(eng: PortfolioEngine) -> dict[int, float]:
     return dict(zip(pos["instrument_token"].to_list(), pos["last_price"].to_list(), strict=False))
 
 
-def test_positions_sorted_and_changed_portfolios_exact() -> None:
+@pytest.mark.parametrize("tick_share", [0.5, 0.0])  # 0.0: marks are the latest fill prices
+def test_positions_sorted_and_changed_portfolios_exact(tick_share: float) -> None:
     rng = random.Random(5)
     eng = PortfolioEngine()
     for k in range(60):
         before_marks = _marks(eng)
-        result = eng.apply(_random_batch(rng, 1_795_600_000_000 + 10 * k))
+        result = eng.apply(_random_batch(rng, 1_795_600_000_000 + 10 * k, tick_share))
         tokens = eng.snapshot().positions["instrument_token"]
         assert tokens.is_sorted(), "positions must stay sorted by instrument_token"
         after = eng.positions()
