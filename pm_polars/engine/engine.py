@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from pm_polars.engine import accounting, dedupe, marks, views
@@ -94,10 +95,7 @@ class PortfolioEngine:
             positions = accounting.merge_positions(
                 self._positions, accounting.position_deltas(ledger)
             )
-            owners = fresh.select("portfolio_id", "source", "strategy_id").unique(
-                "portfolio_id", keep="first", maintain_order=True
-            )
-            cash = self._merge_cash(accounting.cash_flows(ledger).join(owners, on="portfolio_id"))
+            cash = self._merge_cash(accounting.cash_flows(ledger), fresh)
         else:
             fresh = fresh.with_columns(pl.lit(1.0).alias("multiplier"))
         new_marks, tick_changed = marks.merge_marks(
@@ -106,13 +104,15 @@ class PortfolioEngine:
         new_marks, fill_changed = marks.merge_marks(new_marks, fresh, "fill_price", "fill")
         clock = _max_ts(self._clock_ns, decoded.ticks, fresh)
         seen = self._seen.remember(fresh, clock, self.dedupe_retention_ns)
-        fallback_changed = new_marks.filter(
-            pl.col("instrument_token").is_in(fill_changed.implode())
-            & pl.col("tick_price").is_null()
-        ).get_column("instrument_token")
-        mark_changed = pl.concat([tick_changed, fallback_changed]).unique()
-        changed = set(fresh.get_column("portfolio_id").unique().to_list())
-        changed.update(_holders(positions, mark_changed))
+        mark_changed = set(tick_changed.to_list())
+        if fill_changed.len():  # a fill price is the mark only before the first tick
+            fallback = new_marks.filter(
+                pl.col("instrument_token").is_in(fill_changed.implode())
+                & pl.col("tick_price").is_null()
+            )
+            mark_changed.update(fallback.get_column("instrument_token").to_list())
+        changed = set(fresh.get_column("portfolio_id").to_list())
+        changed.update(_holders(positions, sorted(mark_changed)))
 
         self._positions, self._cash, self._marks = positions, cash, new_marks
         self._seen, self._clock_ns = seen, clock
@@ -148,10 +148,14 @@ class PortfolioEngine:
             .drop("m_pos", "m_ins")
         )
 
-    def _merge_cash(self, flows: pl.DataFrame) -> pl.DataFrame:
+    def _merge_cash(self, flows: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
+        """Cash after ``flows`` (per portfolio); ``fills`` name new portfolios' owners."""
         if flows.height == 0:
             return self._cash
-        joined = flows.lazy().join(
+        owners = fills.lazy().select("portfolio_id", "source", "strategy_id").unique(
+            "portfolio_id", keep="first", maintain_order=True
+        )
+        joined = flows.lazy().join(owners, on="portfolio_id").join(
             self._cash.lazy().select("portfolio_id", "cash"), on="portfolio_id", how="left"
         ).select(
             *[c for c in CASH_SCHEMA if c != "cash"],
@@ -250,25 +254,28 @@ class PortfolioEngine:
 def _max_ts(clock: int | None, *frames: pl.DataFrame) -> int | None:
     known = [] if clock is None else [clock]
     for frame in frames:
-        newest = frame.select(pl.col("ts").max()).item() if frame.height else None
+        newest = frame.get_column("ts").max() if frame.height else None
         if newest is not None:
-            known.append(int(newest))
+            known.append(int(newest))  # type: ignore[arg-type]
     return max(known) if known else None
 
 
-def _holders(positions: pl.DataFrame, tokens: pl.Series) -> list[str]:
-    """Portfolios with an open position in any of ``tokens``.
+def _holders(positions: pl.DataFrame, tokens: list[int]) -> list[str]:
+    """Portfolios with an open position in any of ``tokens`` (sorted, unique).
 
     ``positions`` is sorted by instrument_token, so this is a binary search per token plus
     the matching rows: cost proportional to the touched positions, not all positions.
     """
-    if tokens.len() == 0 or positions.height == 0:
+    if not tokens or positions.height == 0:
         return []
-    col = positions.get_column("instrument_token").set_sorted()
-    toks = tokens.unique().sort()
-    bounds = pl.DataFrame(
-        {"lo": col.search_sorted(toks, side="left"), "hi": col.search_sorted(toks, side="right")}
-    )
-    rows = bounds.select(pl.int_ranges("lo", "hi").explode().drop_nulls()).to_series()
-    touched = positions[rows]
-    return touched.filter(pl.col("quantity") != 0).get_column("portfolio_id").unique().to_list()
+    col = positions.get_column("instrument_token").to_numpy()
+    wanted = np.asarray(tokens, dtype=col.dtype)
+    lo = np.searchsorted(col, wanted, side="left")
+    hi = np.searchsorted(col, wanted, side="right")
+    rows = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True) if b > a]
+                          or [np.empty(0, np.int64)])
+    if not len(rows):
+        return []
+    touched = positions[pl.Series(rows)]
+    open_ = touched.get_column("quantity") != 0
+    return touched.get_column("portfolio_id").filter(open_).unique().to_list()
