@@ -23,6 +23,8 @@ up to roughly a thousand changed positions per batch. The rows are selected once
 from __future__ import annotations
 
 import json
+import math
+import operator
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from typing import Any
 from pm_polars.engine import views
 from pm_polars.publish.contributions import PORTFOLIO_SUMS, POSITION_SUMS
 from pm_polars.publish.keys import Keys
-from pm_polars.publish.resp import command
+from pm_polars.publish.resp import arg, command, header
 from pm_polars.publish.state_rows import StateRows
 
 POSITION_FIELDS = [c for c in views.POSITION_COLUMNS if c != "portfolio_id"]
@@ -39,6 +41,10 @@ _STATE = ["portfolio_id", "instrument_token", "quantity", "average_price", "real
           "fees", "buy_quantity", "sell_quantity", "buy_value", "sell_value", "multiplier"]
 _SUMMED = [c for c in POSITION_SUMS if c != "cost"]
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+_HEADS = [f"${len(k)}\r\n{k}\r\n" for k in POSITION_FIELDS]  # field names as RESP
+_POSITION_JSON = "{" + ",".join(f"{_dumps(k)}:%s" for k in POSITION_FIELDS) + "}"
+_position_values = operator.itemgetter(*POSITION_FIELDS)
+_NUMBERS = frozenset((int, float))
 
 
 @dataclass
@@ -56,11 +62,25 @@ class Published:
         self.count += 1
 
 
-def _text(value: Any) -> str:
-    """A position hash field: ``repr`` of floats, ``str`` of ints, ``""`` for null."""
-    if value is None:
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
+def _position_texts(p: dict[str, Any]) -> tuple[str, bytes, str]:
+    """A position's token, its hash fields as RESP and its JSON object.
+
+    Hash field texts: ``repr`` of floats, ``str`` of ints, ``""`` for null.
+
+    The JSON equals ``_dumps({k: p[k] for k in POSITION_FIELDS})``. When every value is a
+    finite float or an int (the usual case) it is the hash texts in a template: ``json``
+    writes those as ``repr``/``str`` too, so each number is formatted once for both.
+    """
+    values = _position_values(p)
+    texts = [repr(v) if isinstance(v, float) else "" if v is None else str(v) for v in values]
+    body = "".join([f"{h}${len(t)}\r\n{t}\r\n" for h, t in zip(_HEADS, texts, strict=True)])
+    if _NUMBERS.issuperset(map(type, values)) and all(map(math.isfinite, values)):
+        doc = _POSITION_JSON % tuple(texts)
+    else:
+        doc = _dumps(dict(zip(POSITION_FIELDS, values, strict=True)))
+    data = body.encode() if body.isascii() else b"".join(  # RESP lengths count bytes
+        arg(x) for k, t in zip(POSITION_FIELDS, texts, strict=True) for x in (k, t))
+    return str(p["instrument_token"]), data, doc
 
 
 def position_rows(rows: StateRows, members: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -126,20 +146,21 @@ def publish_rows(rows: StateRows, members: Mapping[str, str], changed: set[str],
         return out
     positions = position_rows(rows, members)
     portfolios = portfolio_rows(rows, members, positions)
-    by_pid: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    held: dict[str, list[tuple[str, bytes, str]]] = defaultdict(list)
     for p in positions:
-        by_pid[p["portfolio_id"]][str(p["instrument_token"])] = {
-            k: p[k] for k in POSITION_FIELDS}
+        if p["portfolio_id"] in changed:
+            held[p["portfolio_id"]].append(_position_texts(p))
     pairs: list[str] = []
+    nargs = 2 * len(POSITION_FIELDS)
     for row in portfolios:
         pid = row["portfolio_id"]
         if pid not in changed:
             continue
-        held = by_pid.get(pid, {})
-        pairs += [keys.portfolio(pid), _dumps({**row, "positions": held})]
-        for tok, pos in held.items():
-            flat = [x for k, v in pos.items() for x in (k, _text(v))]
-            out.add(command("HSET", keys.position(pid, tok), *flat))
+        mine = held.get(pid, [])
+        for tok, body, _ in mine:
+            out.add(header("HSET", keys.position(pid, tok), nargs) + body)
+        inner = ",".join([f"{_dumps(tok)}:{doc}" for tok, _, doc in mine])
+        pairs += [keys.portfolio(pid), f'{_dumps(row)[:-1]},"positions":{{{inner}}}}}']
         out.documents.append(pid)
     if pairs:
         out.add(command("MSET", *pairs))

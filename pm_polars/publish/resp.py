@@ -27,15 +27,16 @@ def bulk(expr: pl.Expr) -> pl.Expr:
                          text, pl.lit("\r\n"))
 
 
-def _arg(arg: Any) -> bytes:
-    data = arg if isinstance(arg, bytes) else (
-        repr(arg) if isinstance(arg, float) else str(arg)).encode()
+def arg(value: Any) -> bytes:
+    """One argument as a RESP bulk string (``repr`` of floats, ``str`` of others, UTF-8)."""
+    data = value if isinstance(value, bytes) else (
+        repr(value) if isinstance(value, float) else str(value)).encode()
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
 def header(name: str, key: str, nargs: int) -> bytes:
     """The start of ``name key`` followed by ``nargs`` more arguments (encoded by the caller)."""
-    return b"*%d\r\n" % (2 + nargs) + _arg(name) + _arg(key)
+    return b"*%d\r\n" % (2 + nargs) + arg(name) + arg(key)
 
 
 def command(*args: Any) -> bytes:
@@ -45,7 +46,7 @@ def command(*args: Any) -> bytes:
     body = "".join([f"${len(t)}\r\n{t}\r\n" for t in texts])
     if body.isascii():  # byte length == character length
         return b"*%d\r\n" % len(texts) + body.encode()
-    return b"*%d\r\n" % len(texts) + b"".join(_arg(t) for t in texts)
+    return b"*%d\r\n" % len(texts) + b"".join(arg(t) for t in texts)
 
 
 def per_key(frame: pl.DataFrame, name: str, pairs: Sequence[str]) -> tuple[bytes, int]:
@@ -73,7 +74,7 @@ def per_key(frame: pl.DataFrame, name: str, pairs: Sequence[str]) -> tuple[bytes
 def flat(name: str, parts: pl.DataFrame, per_row: int) -> bytes:
     """``name`` then, row by row, the already bulk-encoded columns of ``parts`` (MSET)."""
     body = parts.select(pl.concat_str(pl.all()).str.join("")).item()
-    return b"*%d\r\n" % (1 + per_row * parts.height) + _arg(name) + str(body).encode()
+    return b"*%d\r\n" % (1 + per_row * parts.height) + arg(name) + str(body).encode()
 
 
 def one_command(name: str, key: str, values: pl.Series) -> bytes:
@@ -81,7 +82,7 @@ def one_command(name: str, key: str, values: pl.Series) -> bytes:
     if values.len() == 0:
         return b""
     body = pl.select(bulk(pl.lit(values)).str.join("")).item()
-    return b"*%d\r\n" % (2 + values.len()) + _arg(name) + _arg(key) + str(body).encode()
+    return b"*%d\r\n" % (2 + values.len()) + arg(name) + arg(key) + str(body).encode()
 
 
 @dataclass
