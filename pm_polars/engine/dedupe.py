@@ -8,7 +8,7 @@ horizon ``clock - R`` (``clock``: newest event time applied before the batch); i
 
 Cost per batch is independent of how many ids are remembered (the daemon keeps 24 h, which
 can be tens of millions): :class:`SeenIds` is a log-structured index, a few runs sorted by a
-64-bit key hash, each at most half the size of the one before. A lookup is a binary search
+64-bit key hash, each larger than the one after it. A lookup is a binary search
 per run (``O(m log N)`` for ``m`` fills), confirmed on the exact strings of the few hash hits,
 so a hash collision can never drop a fill. A batch's ids become a new run; runs of similar
 size are merged (each id is merged ``O(log N)`` times in its life). Expired ids are ignored
@@ -77,6 +77,14 @@ def _matches(run: pl.DataFrame, hashes: np.ndarray) -> np.ndarray:
     return np.concatenate([np.arange(a, b) for a, b in zip(lo[found], hi, strict=True)])
 
 
+def _all_distinct(hashes: np.ndarray) -> bool:
+    """No hash twice (no repeated key in the batch). numpy for small arrays (no query);
+    Polars' hash-based count for large ones (np.unique sorts: ~1 s per million here)."""
+    if len(hashes) <= 4096:
+        return bool(len(np.unique(hashes)) == len(hashes))
+    return pl.Series(hashes).n_unique() == len(hashes)
+
+
 @dataclass(frozen=True)
 class SeenIds:
     """Immutable index of seen ``(source, fill_id)``; every update returns a new one.
@@ -119,10 +127,10 @@ class SeenIds:
         if fills.height == 0 or fills.get_column("fill_id").null_count() == fills.height:
             return fills, fills.clear()
         hashes = fills.select(key_hash()).to_series()
-        known = hashes.drop_nulls().to_numpy()
+        known = np.sort(hashes.drop_nulls().to_numpy())  # sorted probes: cache-friendly
         rows = [(run, _matches(run, known)) for run in self.runs]
         hits = [run[pl.Series(idx)] for run, idx in rows if len(idx)]
-        if not hits and len(np.unique(known)) == len(known):
+        if not hits and _all_distinct(known):
             return fills, fills.clear()
         repeat = ~pl.struct(_KEY).is_first_distinct() & pl.col("fill_id").is_not_null()
         is_dup = repeat
@@ -158,7 +166,7 @@ class SeenIds:
             next_sweep = clock_ns + step  # type: ignore[operator]
         if ids.height:
             runs.append(_sorted_run(ids))
-        while len(runs) > 1 and runs[-2].height <= 2 * runs[-1].height:
+        while len(runs) > 1 and runs[-2].height <= runs[-1].height:
             last, before = runs.pop(), runs.pop()
             merged = before.merge_sorted(last, key="_h")
             runs.append(_prune(merged, horizon).rechunk().with_columns(pl.col("_h").set_sorted()))

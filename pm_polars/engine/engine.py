@@ -111,7 +111,8 @@ class PortfolioEngine:
                 & pl.col("tick_price").is_null()
             )
             mark_changed.update(fallback.get_column("instrument_token").to_list())
-        changed = set(fresh.get_column("portfolio_id").to_list())
+        filled = fresh.get_column("portfolio_id")
+        changed = set((filled.unique() if filled.len() > 1024 else filled).to_list())
         changed.update(_holders(positions, sorted(mark_changed)))
 
         self._positions, self._cash, self._marks = positions, cash, new_marks

@@ -17,4 +17,4 @@ _FLAGS = getattr(pl.QueryOptFlags, "_eager", pl.QueryOptFlags.none)()
 
 def run(plan: pl.LazyFrame) -> pl.DataFrame:
     """Collect a per-batch plan (see the module docstring)."""
-    return plan.collect(optimizations=_FLAGS)
+    return plan.collect(engine="in-memory", optimizations=_FLAGS)
