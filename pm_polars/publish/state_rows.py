@@ -1,4 +1,4 @@
-"""The engine state rows one batch writes, fetched once (three Polars filters).
+"""The engine state rows one batch writes, fetched once (as Python tuples).
 
 Both the checkpoint's state rows (``daemon.state_codec``) and the published model
 (``model_rows``) need the positions, cash and marks of the portfolios of the partitions the
@@ -14,6 +14,8 @@ from typing import Any
 import polars as pl
 
 from pm_polars.engine.snapshot import Snapshot
+
+SMALL_FRAME = 500  # rows of a state frame filtered in Python (see ``_rows``)
 
 
 @dataclass(frozen=True)
@@ -31,14 +33,26 @@ class StateRows:
     def fetch(cls, snap: Snapshot, portfolio_ids: list[str]) -> StateRows:
         """The rows of ``portfolio_ids`` and the marks of every instrument they hold."""
         every = len(portfolio_ids) >= snap.cash.height  # all held: no filter needed
-        mine = pl.col("portfolio_id").is_in(portfolio_ids)
-        positions = snap.positions if every else snap.positions.filter(mine)
-        cash = snap.cash if every else snap.cash.filter(mine)
-        pos_rows = sorted(positions.iter_rows())
-        tok = positions.columns.index("instrument_token")
-        tokens = sorted({r[tok] for r in pos_rows})
-        marks = snap.marks if len(tokens) >= snap.marks.height else snap.marks.filter(
-            pl.col("instrument_token").is_in(tokens))
-        mark_tok = marks.columns.index("instrument_token")
-        return cls(pos_rows, positions.columns, sorted(cash.iter_rows()), cash.columns,
-                   {r[mark_tok]: r for r in marks.iter_rows()}, marks.columns)
+        wanted = set(portfolio_ids)
+        pos_rows = sorted(_rows(snap.positions, "portfolio_id", wanted, every))
+        tok = snap.positions.columns.index("instrument_token")
+        tokens = {r[tok] for r in pos_rows}
+        marks = _rows(snap.marks, "instrument_token", tokens, len(tokens) >= snap.marks.height)
+        mark_tok = snap.marks.columns.index("instrument_token")
+        return cls(pos_rows, snap.positions.columns,
+                   sorted(_rows(snap.cash, "portfolio_id", wanted, every)), snap.cash.columns,
+                   {r[mark_tok]: r for r in marks}, snap.marks.columns)
+
+
+def _rows(frame: pl.DataFrame, column: str, wanted: set[Any], every: bool) -> list[tuple[Any, ...]]:
+    """Rows (tuples) of ``frame`` whose ``column`` is in ``wanted`` (all if ``every``).
+
+    Up to ``SMALL_FRAME`` rows they are filtered in Python (``rows()`` costs ~10 us, a
+    Polars filter ~0.15 ms); beyond, by one Polars filter.
+    """
+    if every:
+        return frame.rows()
+    if frame.height <= SMALL_FRAME:
+        at = frame.columns.index(column)
+        return [r for r in frame.rows() if r[at] in wanted]
+    return frame.filter(pl.col(column).is_in(sorted(wanted))).rows()
