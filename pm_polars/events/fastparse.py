@@ -67,14 +67,15 @@ def _recover(texts: pa.Array, idx: pa.Array, error: str) -> tuple[Reads, list[in
     return reads, slow
 
 
-def _read(piece: tuple[pa.Array, pa.Array]) -> tuple[Reads, list[int]]:
-    """Read one piece with the common JSON types, or recover it."""
+def _read(piece: tuple[pa.Array, pa.Array]) -> tuple[Reads, list[int], bool]:
+    """Read one piece with the common JSON types, or recover it; the flag tells whether
+    the first read took the whole piece."""
     texts, idx = piece
     result = read_lines(texts, arrow_schema(*_COMMON))
     if isinstance(result, pa.Table):
-        return {_COMMON: [(result, idx)]}, []
+        return {_COMMON: [(result, idx)]}, [], True
     log.debug("piece of %d messages rejected: %s", len(texts), result)
-    return _recover(texts, idx, result)
+    return *_recover(texts, idx, result), False
 
 
 def _pieces(text: pa.Array, idx: pa.Array) -> list[tuple[pa.Array, pa.Array]]:
@@ -84,20 +85,20 @@ def _pieces(text: pa.Array, idx: pa.Array) -> list[tuple[pa.Array, pa.Array]]:
     return [(text[i : i + size], idx[i : i + size]) for i in range(0, len(text), size)]
 
 
-def parse_fast(text: pa.Array) -> tuple[list[pl.DataFrame], list[int]]:
-    """Decode what pyarrow can; ``text`` is the batch as an Arrow ``large_string`` array
-    (null = undecodable).
-
-    Returns RAW_SCHEMA frames with an ``idx`` column (position in ``text``) and the
-    positions left for the Python decoder. Together they cover every position exactly once.
-    """
+def read_fast(text: pa.Array) -> tuple[Reads, list[int], bool]:
+    """Routing and pyarrow reads of ``text`` (the batch as an Arrow ``large_string`` array,
+    null = undecodable): the tables read per variant (each with its records' positions),
+    the positions left for the Python decoder, and whether the batch was read whole (every
+    message routed to pyarrow and every piece read in one go with the common types: then
+    the ``_COMMON`` tables hold every message, in order). Tables and positions together
+    cover every position exactly once."""
     fast = one_line_objects(text)
     count = pc.sum(fast).as_py() or 0
     slow: list[int] = []
     if count < len(text):
         slow = pc.indices_nonzero(pc.invert(fast)).to_pylist()
         if not count:
-            return [], slow
+            return {}, slow, False
         idx = pc.indices_nonzero(fast).cast(pa.int64())
         text = text.filter(fast)
     else:
@@ -105,10 +106,24 @@ def parse_fast(text: pa.Array) -> tuple[list[pl.DataFrame], list[int]]:
     pieces = _pieces(text, idx)
     results = map(_read, pieces) if len(pieces) == 1 else _threads().map(_read, pieces)
     reads: Reads = defaultdict(list)
-    for got, left in results:
+    whole = not slow
+    for got, left, in_one in results:
         for variant, tables in got.items():
             reads[variant] += tables
         slow += left
+        whole = whole and in_one
+    return reads, slow, whole
+
+
+def whole_table(reads: Reads) -> pa.Table:
+    """The ``_COMMON`` tables of a batch ``read_fast`` read whole, as one table."""
+    tables = reads[_COMMON]
+    return tables[0][0] if len(tables) == 1 else pa.concat_tables([t for t, _ in tables])
+
+
+def to_frames(reads: Reads, slow: list[int]) -> tuple[list[pl.DataFrame], list[int]]:
+    """``RAW_SCHEMA`` frames (with ``idx``) of the tables of ``read_fast``, and the positions
+    for the Python decoder (``slow`` plus the rows whose integers need an exact re-read)."""
     frames: list[pl.DataFrame] = []
     for variant, tables in reads.items():
         if not tables:
@@ -119,3 +134,14 @@ def parse_fast(text: pa.Array) -> tuple[list[pl.DataFrame], list[int]]:
         frames.append(raw)
         slow += again.to_list()
     return frames, slow
+
+
+def parse_fast(text: pa.Array) -> tuple[list[pl.DataFrame], list[int]]:
+    """Decode what pyarrow can; ``text`` is the batch as an Arrow ``large_string`` array
+    (null = undecodable).
+
+    Returns RAW_SCHEMA frames with an ``idx`` column (position in ``text``) and the
+    positions left for the Python decoder. Together they cover every position exactly once.
+    """
+    reads, slow, _ = read_fast(text)
+    return to_frames(reads, slow)

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pm_polars.events.batch import DecodedBatch
-from pm_polars.events.fastparse import parse_fast
+from pm_polars.events.cleanpath import split_clean
+from pm_polars.events.fastparse import read_fast, to_frames, whole_table
 from pm_polars.events.pyparse import parse_record
 from pm_polars.events.rawschema import rows_to_raw
 from pm_polars.events.validate import split
@@ -119,12 +120,20 @@ def decode_binary(
         "topic": (topics, pl.String),
         "partition": (partitions, pl.Int32),
         "offset": (offsets, pl.Int64),
-        "kafka_ts_ms": (kafka_timestamps_ms, pl.Int64),
     }
     extra = [_column(k, v, dtype, n) for k, (v, dtype) in given.items() if v is not None]
+    if kafka_timestamps_ms is not None and len(kafka_timestamps_ms) != n:
+        raise ValueError(f"kafka_ts_ms: got {len(kafka_timestamps_ms)} values for {n} messages")
     if n == 0:
         return DecodedBatch.empty()
-    parsed, slow = parse_fast(_utf8_text(arr))
+    reads, slow, whole = read_fast(_utf8_text(arr))
+    if whole:  # every ts is then present if the batch is clean: no Kafka timestamps needed
+        clean = split_clean(whole_table(reads), seq_start, extra)
+        if clean is not None:
+            return DecodedBatch(*clean)
+    if kafka_timestamps_ms is not None:
+        extra.append(_column("kafka_ts_ms", kafka_timestamps_ms, pl.Int64, n))
+    parsed, slow = to_frames(reads, slow)
     if slow:
         slow.sort()
         slow_raw = arr.take(pa.array(slow, pa.int64())).to_pylist()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import polars as pl
 import pyarrow as pa
@@ -39,10 +40,19 @@ def _non_blank(values: pa.Array) -> pa.Array:
     return pc.and_(pc.greater(pc.binary_length(values), 0), pc.invert(pc.utf8_is_space(values)))
 
 
-def _all_non_blank(values: pl.Series) -> bool:
-    arrow = values.to_arrow()
+def _all_non_blank(*columns: pl.Series) -> bool:
+    """Every value of the (String) ``columns`` non-blank, checked together in one pass."""
+    arrow = pa.chunked_array([column.to_arrow() for column in columns])
     shortest = pc.min(pc.binary_length(arrow)).as_py()
     return shortest is not None and shortest > 0 and not pc.any(pc.utf8_is_space(arrow)).as_py()
+
+
+def _all_sides(values: pl.Series) -> bool:
+    """Every value (none null) a spelling of BUY or SELL: the usual upper case by two
+    comparisons, any other spelling by a set lookup (costlier: it hashes the set)."""
+    if ((values == "BUY") | (values == "SELL")).all():
+        return True
+    return bool(pc.all(pc.is_in(values.to_arrow(), value_set=_SIDE_SPELLINGS)).as_py())
 
 
 def _all_positive_finite(values: pl.Series) -> bool:
@@ -56,25 +66,23 @@ def _all_positive_int(values: pl.Series) -> bool:
     return isinstance(low, int) and low > 0
 
 
-def _fills_valid(fills: pl.DataFrame) -> bool:
-    get = fills.get_column
+def fills_valid(get: Callable[[str], pl.Series]) -> bool:
+    """Every fill row surely valid; ``get`` gives their columns by ``RAW_SCHEMA`` name."""
     required = ("source", "strategy_id", "sig_present", "sig_token", "signal_type", "quantity")
     if any(get(name).null_count() for name in (*required, "fill_price")):
         return False
-    side = pc.is_in(get("signal_type").to_arrow(), value_set=_SIDE_SPELLINGS)
     return bool(
         get("sig_present").all()
         and _all_positive_int(get("quantity"))
         and _all_positive_finite(get("fill_price"))
         and math.isfinite(get("fee").sum())  # nulls (no fee) are skipped
-        and pc.all(side).as_py()
-        and _all_non_blank(get("source"))
-        and _all_non_blank(get("strategy_id"))
+        and _all_sides(get("signal_type"))
+        and _all_non_blank(get("source"), get("strategy_id"))
     )
 
 
-def _ticks_valid(ticks: pl.DataFrame) -> bool:
-    get = ticks.get_column
+def ticks_valid(get: Callable[[str], pl.Series]) -> bool:
+    """Every tick row surely valid; ``get`` gives their columns by ``RAW_SCHEMA`` name."""
     return (
         get("instrument_token").null_count() == 0
         and get("last_price").null_count() == 0
@@ -86,7 +94,9 @@ def all_valid(fills: pl.DataFrame | None, ticks: pl.DataFrame | None) -> bool:
     """Every row of ``fills`` (all ``order_fill`` rows) and of ``ticks`` (all
     ``market_tick``) surely valid, ``parse_error``/``ts_error`` aside (the caller checks
     they are all null)."""
-    return (fills is None or _fills_valid(fills)) and (ticks is None or _ticks_valid(ticks))
+    return (fills is None or fills_valid(fills.get_column)) and (
+        ticks is None or ticks_valid(ticks.get_column)
+    )
 
 
 def _positive_finite(values: pa.Array) -> pa.Array:

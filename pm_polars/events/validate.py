@@ -20,6 +20,7 @@ the rows it could not prove, and the output frames are built from Series operati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 import polars as pl
@@ -133,21 +134,26 @@ def reason_expr() -> pl.Expr:
 _FILL_COLUMNS = ("seq", "source", "strategy_id", "quantity", "fill_price", "ts")
 
 
-def _fills(rows: pl.DataFrame, provenance: list[pl.Series]) -> pl.DataFrame:
-    """``FILL_SCHEMA`` frame of valid fill rows."""
-    get = rows.get_column
-    side = pl.Series("side", pc.utf8_upper(get("signal_type").to_arrow()))  # BUY or SELL
+def fill_frame(get: Callable[[str], pl.Series], provenance: list[pl.Series]) -> pl.DataFrame:
+    """``FILL_SCHEMA`` frame of valid fill rows; ``get`` gives their input columns by name
+    (``FILL_INPUTS``)."""
+    signal_type, quantity = get("signal_type"), get("quantity")
+    buy = signal_type == "BUY"
+    if (buy | (signal_type == "SELL")).all():  # already upper case (never null here)
+        side = signal_type
+    else:
+        side = pl.Series("side", pc.utf8_upper(signal_type.to_arrow()))  # BUY or SELL
+        buy = side == "BUY"
     fee, fill_id = get("fee"), get("fill_id")
     if fee.null_count():
         fee = fee.fill_null(0.0)
     if (fill_id == "").any():  # no usable dedupe key
         fill_id = fill_id.zip_with(fill_id != "", pl.Series([None], dtype=pl.String))
-    sign = (side == "BUY").cast(pl.Int64) * 2 - 1
     columns = {name: get(name) for name in _FILL_COLUMNS} | {
         "portfolio_id": get("source") + "_" + get("strategy_id"),
         "instrument_token": get("sig_token"),
         "side": side,
-        "signed_qty": get("quantity") * sign,
+        "signed_qty": quantity.zip_with(buy, quantity * -1),  # (Series negation is a query)
         "fee": fee,
         "fill_id": fill_id,
     }
@@ -200,8 +206,8 @@ def _judge(judged: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
     return failed, reason.filter(valid_after_all.not_())
 
 
-_FILL_INPUTS = [*_FILL_COLUMNS, "signal_type", "fee", "fill_id", "sig_token", "sig_present"]
-_TICK_INPUTS = ["seq", "instrument_token", "last_price", "ts"]
+FILL_INPUTS = [*_FILL_COLUMNS, "signal_type", "fee", "fill_id", "sig_token", "sig_present"]
+TICK_INPUTS = ["seq", "instrument_token", "last_price", "ts"]
 
 
 def _parts(
@@ -210,9 +216,9 @@ def _parts(
     """The fill rows and the tick rows (with the columns their outputs need), or None."""
     fills = ticks = None
     if fill_rows.any():
-        fills = _rows(judged, fill_rows, [*_FILL_INPUTS, *present])
+        fills = _rows(judged, fill_rows, [*FILL_INPUTS, *present])
     if tick_rows.any():
-        ticks = _rows(judged, tick_rows, [*_TICK_INPUTS, *present])
+        ticks = _rows(judged, tick_rows, [*TICK_INPUTS, *present])
     return fills, ticks
 
 
@@ -221,7 +227,7 @@ def _outputs(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     fill_out, tick_out = _empty(FILL_SCHEMA), _empty(TICK_SCHEMA)
     if fills is not None:
-        fill_out = _fills(fills, [fills.get_column(name) for name in present])
+        fill_out = fill_frame(fills.get_column, [fills.get_column(name) for name in present])
     if ticks is not None:
         columns = dict(zip(ticks.columns, ticks.get_columns(), strict=True))
         tick_out = _frame(columns, [], TICK_SCHEMA)

@@ -272,7 +272,7 @@ def test_junk_never_raises_loses_or_alters_valid_records(
 def test_fast_path_equals_reference_decoder(msgs: list[bytes | None]) -> None:
     fast = decode_messages(msgs)
     with pytest.MonkeyPatch.context() as mp:  # every record through the Python decoder
-        mp.setattr(pipeline, "parse_fast", lambda text: ([], list(range(len(text)))))
+        mp.setattr(pipeline, "read_fast", lambda text: ({}, list(range(len(text))), False))
         reference = decode_messages(msgs)
     assert_frame_equal(fast.fills, reference.fills)
     assert_frame_equal(fast.ticks, reference.ticks)
@@ -297,6 +297,7 @@ def test_quick_checks_never_change_a_verdict(msgs: list[bytes | None]) -> None:
     path agree with judging every row by every rule."""
     quick = decode_messages(msgs)
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "split_clean", lambda table, seq_start, provenance: None)
         mp.setattr(validate, "all_valid", lambda fills, ticks: False)
         mp.setattr(validate, "surely_valid", lambda rows: pl.repeat(False, rows.height, eager=True))
         mp.setattr(timestamps, "_common_unit", lambda values: None)
