@@ -39,6 +39,7 @@ from pm_polars.daemon.processor import Applied, BatchResult, apply_batch
 from pm_polars.daemon.retry import Backoff
 from pm_polars.daemon.sinks import Sinks
 from pm_polars.daemon.staging import Record, committed_only
+from pm_polars.daemon.state_codec import SMALL_BATCH
 
 log = logging.getLogger(__name__)
 RETRYABLE = (redis.RedisError, DeliveryError, OSError)  # OSError: archive staging
@@ -129,7 +130,9 @@ class BatchStep:
         """Partitions of portfolios this instance has not seen (``pm:owner``; rare)."""
         if decoded.fills.height == 0:
             return
-        pids = decoded.fills.get_column("portfolio_id").unique().to_list()
+        column = decoded.fills.get_column("portfolio_id")
+        pids = column.unique().to_list() if column.len() > SMALL_BATCH else \
+            dict.fromkeys(column.to_list())  # small: no query
         unknown = [p for p in pids if p not in self.book.owner and p not in self.foreign]
         if unknown:
             self.foreign.update(self.checkpoint.owners(unknown))
