@@ -106,11 +106,11 @@ class SeenIds:
     def frame(self) -> pl.DataFrame:
         """All remembered ids as ``SEEN_SCHEMA`` (hash order; may still hold ids past the
         horizon that no lookup counts any more)."""
-        if not self.runs:
-            return _NO_IDS.select(list(SEEN_SCHEMA))
-        if len(self.runs) == 1:
-            return self.runs[0].select(list(SEEN_SCHEMA))
-        return pl.concat([r.select(list(SEEN_SCHEMA)) for r in self.runs], rechunk=False)
+        runs = self.runs or (_NO_IDS,)
+        # Series concatenation, no query: this runs on every snapshot (per daemon batch)
+        return pl.DataFrame([
+            pl.concat([r.get_column(c) for r in runs], rechunk=False) for c in SEEN_SCHEMA
+        ])
 
     @property
     def size(self) -> int:

@@ -44,7 +44,7 @@ def latest_by_ts(
     if events.get_column("ts").null_count() == 0:
         # Fast path: every event has a time, so the winner is the last arrival among the
         # rows with the greatest ts (rows are in arrival order; reverse + arg_max = last max).
-        return events.group_by("instrument_token").agg(
+        return events.group_by("instrument_token", maintain_order=True).agg(
             pl.col(price).reverse().get(ts.reverse().arg_max()),
             ts.max().alias("eff_ts"),
         )
