@@ -9,56 +9,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import KafkaBroker, RedisServer, create_topics, kafka_broker
+from support import KafkaBroker, RedisServer, kafka_broker
 from support.daemon import DaemonProcess
+from support.names import STARTING_CASH, Names
 
 from pm_polars import PortfolioEngine
 from pm_polars.demo.feed import generate_messages
 
-STARTING_CASH = 10_000_000.0
-FILL_PARTITIONS = 3
-TICK_PARTITIONS = 2
-
 Record = tuple[str, bytes | None, bytes | None]
-
-
-@dataclass(frozen=True)
-class Names:
-    """Topic, group and pattern names unique to one test."""
-
-    uid: str
-
-    @property
-    def pattern(self) -> str:
-        return rf"^{self.uid}\.orders\.filled\..*"
-
-    @property
-    def ticks(self) -> str:
-        return f"{self.uid}.market.ticks"
-
-    @property
-    def dlq(self) -> str:
-        return f"{self.uid}.deadletter"
-
-    @property
-    def group(self) -> str:
-        return f"{self.uid}-group"
-
-    def fills(self, source: str) -> str:
-        return f"{self.uid}.orders.filled.{source}"
-
-    def topic(self, demo_topic: str) -> str:
-        """The test's name for a demo feed topic (``orders.filled.x`` or ``market.ticks``)."""
-        return f"{self.uid}.{demo_topic}"
-
-    def daemon_args(self, *extra: str) -> list[str]:
-        return ["--group-id", self.group, "--fills-pattern", self.pattern,
-                "--ticks-topic", self.ticks, "--dlq-topic", self.dlq,
-                "--starting-cash", str(STARTING_CASH), *extra]
+__all__ = ["STARTING_CASH", "Names", "Record", "StartDaemon", "feed", "reference"]
 
 
 def feed(names: Names, n: int, *, seed: int = 7, fill_rate: float = 0.3,
@@ -100,10 +62,7 @@ def names() -> Names:
 @pytest.fixture
 def topics(broker: KafkaBroker, names: Names) -> Names:
     """Creates the paper/live fill topics and the ticks topic of ``names``."""
-    create_topics(broker.bootstrap, {
-        names.fills("paper"): FILL_PARTITIONS, names.fills("live"): FILL_PARTITIONS,
-        names.ticks: TICK_PARTITIONS,
-    })
+    names.create(broker.bootstrap)
     return names
 
 

@@ -47,11 +47,10 @@ from pm_polars import PortfolioEngine
 from pm_polars.demo.feed import FeedStats, generate_messages
 
 from .daemon import DaemonProcess, wait_for
-from .kafka_broker import create_topics
+from .names import STARTING_CASH, Names
 from .poison import Poison, accepted_oddities, catalogue
 from .published import differences
 
-STARTING_CASH = 10_000_000.0
 # Short sessions: a kill -9 is noticed in ~2-3 s instead of ~25 s (tansu accepts < 6 s).
 FAST_KAFKA: tuple[str, ...] = (
     "session.timeout.ms=1500",
@@ -63,49 +62,6 @@ TP = tuple[str, int]
 Label = Literal["fill", "duplicate", "tick", "odd", "malformed", "poison", "filler"]
 VALID: frozenset[str] = frozenset({"fill", "duplicate", "tick", "odd"})
 DEAD: frozenset[str] = frozenset({"malformed", "poison"})
-
-
-# ---------------------------------------------------------------------------- names
-@dataclass(frozen=True)
-class Names:
-    """Topics, group and pattern unique to one scenario."""
-
-    uid: str
-    fill_partitions: int = 3
-    tick_partitions: int = 2
-
-    @property
-    def pattern(self) -> str:
-        return rf"^{self.uid}\.orders\.filled\..*"
-
-    @property
-    def ticks(self) -> str:
-        return f"{self.uid}.market.ticks"
-
-    @property
-    def dlq(self) -> str:
-        return f"{self.uid}.deadletter"
-
-    @property
-    def group(self) -> str:
-        return f"{self.uid}-group"
-
-    def fills(self, source: str) -> str:
-        return f"{self.uid}.orders.filled.{source}"
-
-    def topic(self, demo_topic: str) -> str:
-        return f"{self.uid}.{demo_topic}"
-
-    def create(self, bootstrap: str) -> None:
-        create_topics(bootstrap, {
-            self.fills("paper"): self.fill_partitions, self.fills("live"): self.fill_partitions,
-            self.ticks: self.tick_partitions,
-        })
-
-    def daemon_args(self, *extra: str) -> list[str]:
-        return ["--group-id", self.group, "--fills-pattern", self.pattern,
-                "--ticks-topic", self.ticks, "--dlq-topic", self.dlq,
-                "--starting-cash", str(STARTING_CASH), *extra]
 
 
 # ---------------------------------------------------------------------------- stream
