@@ -84,13 +84,7 @@ class FillsSource:
         """Up to ``max_records`` records; errors are logged, not returned. Records of
         partitions revoked meanwhile are dropped by the batch (``RawBatch.add_fills``)."""
         msgs = self.consumer.consume(num_messages=max_records, timeout=timeout)
-        if not msgs or all(m.error() is None for m in msgs):
-            return msgs
-        for msg in msgs:
-            err = msg.error()
-            if err is not None and err.code() != KafkaError._PARTITION_EOF:
-                self.errors(err, "fills")
-        return [m for m in msgs if m.error() is None]
+        return self.errors.records(msgs, "fills")
 
     def seek(self, tp: TP, offset: int | None) -> None:
         """Restart fetching ``tp`` at ``offset`` (``None``: the beginning)."""

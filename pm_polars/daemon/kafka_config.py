@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, Message
 
 from pm_polars.daemon.metrics import Metrics
 
@@ -68,3 +68,13 @@ class ErrorLog:
         if now - self.last.get(err.code(), -1e9) >= ERROR_LOG_INTERVAL_S:
             self.last[err.code()] = now
             log.warning("event=kafka_error where=%s code=%s error=%r", where, err.name(), err.str())
+
+    def records(self, msgs: list[Message], where: str) -> list[Message]:
+        """``msgs`` without error events; those are logged (partition EOF silently)."""
+        if not msgs or all(m.error() is None for m in msgs):
+            return msgs
+        for msg in msgs:
+            err = msg.error()
+            if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                self(err, where)
+        return [m for m in msgs if m.error() is None]

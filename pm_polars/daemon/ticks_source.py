@@ -98,13 +98,7 @@ class TicksSource:
         if not self.assigned:
             return []
         msgs = self.consumer.consume(num_messages=max_records, timeout=timeout)
-        if not msgs or all(m.error() is None for m in msgs):
-            return msgs
-        for msg in msgs:
-            err = msg.error()
-            if err is not None and err.code() != KafkaError._PARTITION_EOF:
-                self.errors(err, "ticks")
-        return [m for m in msgs if m.error() is None]
+        return self.errors.records(msgs, "ticks")
 
     def close(self) -> None:
         self._stop.set()
