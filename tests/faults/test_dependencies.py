@@ -7,6 +7,10 @@
 * Redis unreachable for 10 s (SIGSTOP: connections hang instead of being refused, and
   commands sent before the stop run after SIGCONT, replies lost) while more events arrive:
   the daemon waits, keeps its process, then catches up with nothing lost or doubled.
+* The broker unreachable for 10 s (SIGSTOP: it keeps its log, connections hang, requests
+  time out or are answered late) right after the rest of the stream was produced, while
+  the daemon is consuming, dead-lettering and committing: it keeps its process, then
+  catches up with the exact reference state and every poison record dead-lettered.
 * The broker killed and restarted: tansu keeps everything in memory, so the restarted
   broker is *empty* (topics, offsets and groups gone, offsets restarting at 0). What this
   can prove honestly: during the outage the daemon neither crashes nor writes anything
@@ -202,6 +206,47 @@ def test_broker_restart_daemon_survives_reconnects_and_applies_new_events_once(
         assert daemon.alive() and daemon.terminate() == 0  # the same process throughout
         log = daemon.log()
         assert "event=kafka_error" in log  # it did notice the outage
+    finally:
+        daemons.kill_all()
+
+
+def test_broker_unreachable_for_10_s_daemon_waits_then_catches_up(
+    own_broker: KafkaBroker, redis_srv: RedisServer, tmp_path: Path
+) -> None:
+    broker = own_broker
+    names = Names("u" + os.urandom(5).hex())
+    names.create(broker.bootstrap)
+    items = build_stream(names, 12_000, seed=61).items
+    first = len(items) // 3
+    produce_items(broker.bootstrap, items[:first])
+    daemons = Daemons(broker.bootstrap, redis_srv.url, names, tmp_path)
+    port = free_port()
+    try:
+        daemon = daemons.start("--max-events", "200", "--max-wait-ms", "5", "--metrics-port",
+                               str(port), "--metrics-host", "127.0.0.1")
+        client = redis_srv.client()
+        wait_for("fills applied", lambda: sum(stored(client, names)[0].values()) > 0,
+                 interval=0.005, diagnose=daemons.tail)  # group joined, fills flowing
+        produce_items(broker.bootstrap, items[first:])  # in the log before the outage
+        assert broker.proc is not None
+        pid = broker.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            time.sleep(5.0)
+            mid = stored(client, names)
+            time.sleep(max(0.0, 10.0 - (time.monotonic() - t0)))
+            assert daemon.alive(), daemons.tail()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        print(f"broker stopped {time.monotonic() - t0:.1f} s; fill offsets stored at 5 s: "
+              f"{sum(mid[0].values())} of {sum(ends(items, names)[0].values())}")
+        wait_caught_up(client, names, items, diagnose=daemons.tail)
+        check_equal(client, names, items, diagnose=daemons.tail)
+        dlq = read_dead_letters(broker.bootstrap, names, items)
+        assert not dlq.problems, "\n".join(dlq.problems)
+        assert dlq.unique > 0
+        assert daemon.alive() and daemon.terminate() == 0  # the same process throughout
     finally:
         daemons.kill_all()
 
