@@ -1,10 +1,12 @@
 """Invalid records: the dead-letter topic, and the limit that stops a bad deploy.
 
-Each rejected record is produced to the dead-letter topic with the raw bytes as value (the
-original key is not kept) and headers ``reason``, ``topic``, ``partition``, ``offset``
-(UTF-8 text). Dead letters are flushed *before* the batch's Redis commit: a crash in
-between re-reads the batch and dead-letters its records again (at-least-once), never zero
-times.
+Each rejected record is produced to the dead-letter topic with the raw bytes as value,
+headers ``reason``, ``topic``, ``partition``, ``offset`` (UTF-8 text) and the key
+``topic/partition/offset`` of the original record (its own key is not kept). Dead letters
+are flushed *before* the batch's Redis commit: a crash in between re-reads the batch and
+dead-letters its records again (at-least-once), never zero times. A bad tick is
+dead-lettered by every instance (each reads all ticks). Copies of one record share the key,
+so a DLQ reader can drop them, and a compacted DLQ topic keeps one.
 
 A record larger than ``max_value_bytes`` (default 900 KB, under the 1 MB message size that
 Kafka brokers and librdkafka accept by default) is dead-lettered with its first
@@ -71,13 +73,15 @@ class DeadLetters:
                 ("partition", "" if partition is None else str(partition).encode()),
                 ("offset", "" if offset is None else str(offset).encode()),
             ]
+            key = None if topic is None or offset is None else \
+                f"{topic}/{partition}/{offset}".encode()
             if raw is not None and len(raw) > self.max_value_bytes:
                 headers.append(("truncated", str(len(raw)).encode()))
                 headers.append(("sha256", hashlib.sha256(raw).hexdigest().encode()))
                 raw = raw[: self.max_value_bytes]
             while True:
                 try:
-                    self.producer.produce(self.topic, value=raw, headers=headers,
+                    self.producer.produce(self.topic, key=key, value=raw, headers=headers,
                                           on_delivery=self._on_delivery)
                     break
                 except BufferError:

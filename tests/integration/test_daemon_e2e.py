@@ -71,6 +71,7 @@ def test_end_to_end_equals_engine_dlq_metrics_and_sigterm(
     for m in dead:  # headers point at the original record
         h = {k: v.decode() for k, v in m.headers()}
         assert source[(h["topic"], int(h["partition"]), int(h["offset"]))] == m.value()
+        assert m.key() == f"{h['topic']}/{h['partition']}/{h['offset']}".encode()
 
     # metrics and health
     status, body = _get(f"http://127.0.0.1:{port}/healthz")

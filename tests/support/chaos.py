@@ -534,6 +534,8 @@ def read_dead_letters(bootstrap: str, names: Names, items: Sequence[Item], *,
                     problems.append(f"unexpected dead letter {key} reason={h.get('reason')!r}")
                     continue
                 problem = _value_problem(m.value(), h, item.value)
+                if m.key() != "/".join(map(str, key)).encode():
+                    problem = problem or f"key {m.key()!r} is not topic/partition/offset"
                 if problem:
                     problems.append(f"{key} ({item.name or item.label}): {problem}")
                 reason = h.get("reason", "")
