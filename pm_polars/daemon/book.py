@@ -78,8 +78,10 @@ def merge_snapshots(a: Snapshot, b: Snapshot) -> Snapshot:
         cash=pl.concat([a.cash, b.cash]).unique("portfolio_id", keep="first",
                                                 maintain_order=True),
         marks=merged_marks,
-        seen=pl.concat([a.seen, b.seen]).unique(["source", "fill_id"], keep="first",
-                                                maintain_order=True),
+        # an id may be in a snapshot twice (expired, then seen again before a sweep): keep
+        # its newest sighting (a null ts never expires), or a redelivery would count as new
+        seen=pl.concat([a.seen, b.seen]).sort("ts", descending=True, nulls_last=False)
+        .unique(["source", "fill_id"], keep="first", maintain_order=True),
         instruments=a.instruments,
         meta={**a.meta, "clock_ns": max(clocks) if clocks else None},
     )

@@ -3,13 +3,15 @@ reject guard, raw batch offsets."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import polars as pl
 import pytest
 from confluent_kafka import Message
 
 from pm_polars import PortfolioEngine
 from pm_polars.daemon.batching import RawBatch
-from pm_polars.daemon.book import ticks_only
+from pm_polars.daemon.book import merge_snapshots, ticks_only
 from pm_polars.daemon.dlq import RejectGuard, RejectRatioExceeded
 from pm_polars.daemon.state_codec import decode_snapshot, encode_state
 from pm_polars.daemon.tick_table import TickTable
@@ -112,3 +114,29 @@ def test_raw_batch_columns_offsets_and_dropped_partitions() -> None:
     assert batch.drop([("f", 1)]) == 2
     assert batch.next_offsets() == {("f", 0): 5} and batch.fills.offsets == [0, 1, 2, 3, 4]
 
+
+def _fill(fill_id: str, ts_s: int) -> dict[str, object]:
+    return {"event_type": "order_fill", "source": "paper", "fill_id": fill_id,
+            "ts": 1_795_600_000_000 + ts_s * 1000, "quantity": 1, "fill_price": 100.0,
+            "original_signal": {"strategy_id": "S", "instrument_token": 1,
+                                "signal_type": "BUY"}}
+
+
+def test_merged_snapshots_keep_the_newest_sighting_of_an_id() -> None:
+    """An id seen, expired and seen again is in a snapshot twice until a sweep; a partition
+    load (``merge_snapshots``) must keep the newer sighting, so a redelivery of the second
+    fill still counts once."""
+    eng = PortfolioEngine(dedupe_retention=160)
+    eng.apply([_fill("f0", 0)])
+    stale = eng.snapshot().seen
+    eng.apply([_fill("f1", 165)])  # the clock passes 160: f0 expires
+    eng.apply([_fill("f0", 166)])  # a new fill reusing the id
+    assert eng.positions()["quantity"].to_list() == [3]
+    now = eng.snapshot()
+    snap = replace(now, seen=pl.concat([stale, now.seen]))  # as before the next sweep
+    empty = PortfolioEngine(dedupe_retention=160).snapshot()
+    for a, b in ((snap, empty), (empty, snap)):
+        again = PortfolioEngine.restore(merge_snapshots(a, b))
+        res = again.apply([_fill("f0", 166)])  # the second f0, redelivered
+        assert res.duplicates.height == 1
+        assert again.positions()["quantity"].to_list() == [3]
