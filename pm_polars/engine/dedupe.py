@@ -6,14 +6,17 @@ is recognised within a batch, across batches, and after a restart. With a retent
 horizon ``clock - R`` (``clock``: newest event time applied before the batch); ids without
 ``ts`` never expire. Fills without a ``fill_id`` are never treated as duplicates.
 
-Cost per batch is independent of how many ids are remembered (the daemon keeps 24 h, which
+Cost per batch barely depends on how many ids are remembered (the daemon keeps 24 h, which
 can be tens of millions): :class:`SeenIds` is a log-structured index, a few runs sorted by a
-64-bit key hash, each larger than the one after it. A lookup is a binary search
+64-bit key hash (about log2 N of them). A lookup is a binary search
 per run (``O(m log N)`` for ``m`` fills), confirmed on the exact strings of the few hash hits,
 so a hash collision can never drop a fill. A batch's ids become a new run; runs of similar
-size are merged (each id is merged ``O(log N)`` times in its life). Expired ids are ignored
-by lookups at once and removed physically when runs merge and on a sweep every
+size are merged (each id is merged ``O(log N)`` times in its life: amortized; the batch that
+triggers the largest merge, and each sweep, copies all ``N`` ids once). Expired ids are
+ignored by lookups at once and removed physically when runs merge and on a sweep every
 ``R / SWEEPS_PER_RETENTION`` of event time, so memory stays about one retention window.
+Until then a snapshot's ``seen`` may hold an expired id, also beside a newer sighting of
+the same id (``daemon.book.merge_snapshots`` keeps the newest).
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def _all_distinct(hashes: np.ndarray) -> bool:
     return pl.Series(hashes).n_unique() == len(hashes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # no __eq__/__hash__ over frames
 class SeenIds:
     """Immutable index of seen ``(source, fill_id)``; every update returns a new one.
 

@@ -32,7 +32,6 @@ CASH_SCHEMA: dict[str, pl.DataType] = {
 }
 
 DEFAULT_STARTING_CASH = 1_000_000.0
-DAY_NS = 86_400 * 10**9
 
 
 @dataclass(frozen=True)
@@ -262,7 +261,7 @@ def _max_ts(clock: int | None, *frames: pl.DataFrame) -> int | None:
 
 
 def _holders(positions: pl.DataFrame, tokens: list[int]) -> list[str]:
-    """Portfolios with an open position in any of ``tokens`` (sorted, unique).
+    """Portfolios with an open position in any of ``tokens`` (unique, in no order).
 
     ``positions`` is sorted by instrument_token, so this is a binary search per token plus
     the matching rows: cost proportional to the touched positions, not all positions.

@@ -134,14 +134,3 @@ def to_frames(reads: Reads, slow: list[int]) -> tuple[list[pl.DataFrame], list[i
         frames.append(raw)
         slow += again.to_list()
     return frames, slow
-
-
-def parse_fast(text: pa.Array) -> tuple[list[pl.DataFrame], list[int]]:
-    """Decode what pyarrow can; ``text`` is the batch as an Arrow ``large_string`` array
-    (null = undecodable).
-
-    Returns RAW_SCHEMA frames with an ``idx`` column (position in ``text``) and the
-    positions left for the Python decoder. Together they cover every position exactly once.
-    """
-    reads, slow, _ = read_fast(text)
-    return to_frames(reads, slow)

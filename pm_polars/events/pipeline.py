@@ -3,6 +3,8 @@
 1. bytes -> Arrow binary array; UTF-8 check (bad messages are found by bisection among
    those holding a non-ASCII byte);
 2. ``fastparse``: pyarrow reads every message it provably can (one read for a clean batch);
+   a batch read whole whose rows are all surely valid goes straight to the fill and tick
+   frames (``cleanpath.split_clean``), skipping steps 3 and 4;
 3. ``pyparse``: the remaining records, one by one, with a precise reason when invalid;
 4. ``validate``: the rules over all rows (column-wise for a clean batch), then the split into
    fills / ticks / rejects.

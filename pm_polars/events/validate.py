@@ -170,7 +170,7 @@ def _frame(
     """``schema``'s columns in order, from ``columns`` and ``provenance`` (missing
     provenance: null), each renamed and cast to its type (a no-op when it has it)."""
     height = len(columns["seq"])
-    columns |= {s.name: s for s in provenance}
+    columns = {**columns, **{s.name: s for s in provenance}}  # the caller's dict untouched
     out = []
     for name, dtype in schema.items():
         column = columns.get(name)
