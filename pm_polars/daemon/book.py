@@ -156,7 +156,7 @@ class Book:
             self.engine = PortfolioEngine.restore(Snapshot(
                 positions=snap.positions.filter(keep), cash=snap.cash.filter(keep),
                 marks=snap.marks, seen=snap.seen, instruments=snap.instruments,
-                meta=snap.meta,
+                meta=snap.meta, seen_index=snap.seen_index,
             ))
 
     def state(self) -> BookState:

@@ -222,9 +222,10 @@ class PortfolioEngine:
     # ------------------------------------------------------------------ state
     def snapshot(self) -> Snapshot:
         """The complete state, exact (frames are immutable, so nothing is copied)."""
+        seen = self._seen.frame()
         return Snapshot(
             positions=self._positions, cash=self._cash, marks=self._marks,
-            seen=self._seen.frame(),
+            seen=seen, seen_index=(seen, self._seen),
             instruments=self._instruments,
             meta={
                 "starting_cash": self.starting_cash,
@@ -247,7 +248,9 @@ class PortfolioEngine:
         )
         eng._cash = snap.cash.cast(pl.Schema(CASH_SCHEMA))
         eng._marks = snap.marks.cast(pl.Schema(marks.MARK_STATE_SCHEMA))
-        eng._seen = dedupe.SeenIds.from_frame(snap.seen)
+        index = snap.seen_index
+        eng._seen = index[1] if index is not None and index[0] is snap.seen else \
+            dedupe.SeenIds.from_frame(snap.seen)
         return eng
 
 

@@ -30,6 +30,11 @@ class Snapshot:
     seen: pl.DataFrame
     instruments: pl.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    # (seen, the engine's dedupe index of exactly that frame): restoring a snapshot whose
+    # ``seen`` is still that object skips re-indexing (a sort of every id); a snapshot with
+    # another ``seen`` (e.g. ``dataclasses.replace``) is re-indexed. Never written to disk.
+    seen_index: tuple[pl.DataFrame, Any] | None = field(default=None, repr=False,
+                                                        compare=False)
 
     def write(self, path: str | Path) -> Path:
         """Write atomically to directory ``path`` (replacing it); returns the path."""
@@ -60,5 +65,6 @@ class Snapshot:
                 f"snapshot {source} has format {meta.get('format')}, this version reads "
                 f"{FORMAT_VERSION}"
             )
-        tables = {name: pl.read_parquet(source / f"{name}.parquet") for name in TABLES}
-        return cls(meta=meta, **tables)
+        read = {name: pl.read_parquet(source / f"{name}.parquet") for name in TABLES}
+        return cls(positions=read["positions"], cash=read["cash"], marks=read["marks"],
+                   seen=read["seen"], instruments=read["instruments"], meta=meta)

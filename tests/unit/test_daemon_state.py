@@ -140,3 +140,15 @@ def test_merged_snapshots_keep_the_newest_sighting_of_an_id() -> None:
         res = again.apply([_fill("f0", 166)])  # the second f0, redelivered
         assert res.duplicates.height == 1
         assert again.positions()["quantity"].to_list() == [3]
+
+
+def test_restore_reuses_the_dedupe_index_only_for_the_same_seen_frame() -> None:
+    eng = PortfolioEngine(dedupe_retention=160)
+    eng.apply([_fill("f0", 0), _fill("f1", 1)])
+    snap = eng.snapshot()
+    assert PortfolioEngine.restore(snap)._seen is eng._seen  # no re-indexing
+    fewer = replace(snap, seen=snap.seen.filter(pl.col("fill_id") == "f1"))
+    again = PortfolioEngine.restore(fewer)  # another seen frame: indexed from the frame
+    res = again.apply([_fill("f0", 2), _fill("f1", 2)])
+    assert res.duplicates["fill_id"].to_list() == ["f1"]
+    assert again.positions()["quantity"].to_list() == [3]
