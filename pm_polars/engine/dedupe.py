@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from pm_polars.engine.ranges import rows_in_ranges
+
 SEEN_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
     "fill_id": pl.String(),
@@ -77,7 +79,7 @@ def _matches(run: pl.DataFrame, hashes: np.ndarray) -> np.ndarray:
     if not found.any():  # the common case
         return np.empty(0, np.int64)
     hi = np.searchsorted(col, hashes[found], side="right")
-    return np.concatenate([np.arange(a, b) for a, b in zip(lo[found], hi, strict=True)])
+    return rows_in_ranges(lo[found], hi)
 
 
 def _all_distinct(hashes: np.ndarray) -> bool:

@@ -19,6 +19,7 @@ from pm_polars.engine import accounting, dedupe, marks, views
 from pm_polars.engine.documents import portfolio_documents
 from pm_polars.engine.instruments import load_instruments
 from pm_polars.engine.plans import run
+from pm_polars.engine.ranges import rows_in_ranges
 from pm_polars.engine.snapshot import Snapshot
 from pm_polars.events import DecodedBatch, decode_any
 
@@ -275,8 +276,7 @@ def _holders(positions: pl.DataFrame, tokens: list[int]) -> list[str]:
     wanted = np.asarray(tokens, dtype=col.dtype)
     lo = np.searchsorted(col, wanted, side="left")
     hi = np.searchsorted(col, wanted, side="right")
-    rows = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True) if b > a]
-                          or [np.empty(0, np.int64)])
+    rows = rows_in_ranges(lo, hi)
     if not len(rows):
         return []
     touched = positions[pl.Series(rows)]

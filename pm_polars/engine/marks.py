@@ -31,12 +31,13 @@ mark_expr = pl.coalesce("tick_price", "fill_price")
 
 
 def latest_by_ts(
-    events: pl.DataFrame, price: str, prior_ts: pl.DataFrame
+    events: pl.DataFrame, price: str, prior_ts: pl.DataFrame | pl.LazyFrame
 ) -> pl.DataFrame:
     """The winning event per instrument within one batch.
 
     ``events`` has ``instrument_token``, ``seq``, ``ts`` and the ``price`` column;
-    ``prior_ts`` has ``instrument_token`` and ``prior_ts`` (the state's ts, may be null).
+    ``prior_ts`` has ``instrument_token`` and ``prior_ts`` (the state's ts, may be null); only
+    read when an event has no ``ts`` (a LazyFrame costs nothing otherwise).
     Returns ``instrument_token, price, eff_ts`` where ``eff_ts`` is the winner's effective
     time: its own ``ts``, or for a ts-less event the newest ``ts`` seen before it.
     """
@@ -51,7 +52,8 @@ def latest_by_ts(
     return (
         events.select("instrument_token", "seq", "ts", price)
         .sort("seq")
-        .join(prior_ts, on="instrument_token", how="left", maintain_order="left")
+        .join(prior_ts.collect() if isinstance(prior_ts, pl.LazyFrame) else prior_ts,
+              on="instrument_token", how="left", maintain_order="left")
         .with_columns(
             pl.coalesce(ts, ts.cum_max().forward_fill().over("instrument_token"), "prior_ts")
             .alias("eff_ts")
@@ -75,7 +77,7 @@ def merge_marks(
     price_col, ts_col = f"{kind}_price", f"{kind}_ts"
     if events.height == 0:
         return marks, pl.Series("instrument_token", [], pl.Int64)
-    prior = marks.select("instrument_token", pl.col(ts_col).alias("prior_ts"))
+    prior = marks.lazy().select("instrument_token", pl.col(ts_col).alias("prior_ts"))
     best = latest_by_ts(events, price, prior).rename({price: "_price"})
     new, eff = pl.col("_price"), pl.col("eff_ts")
     old_price, old_ts = pl.col(price_col), pl.col(ts_col)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from pm_polars.engine import dedupe
 from pm_polars.engine.dedupe import SeenIds
+from pm_polars.engine.ranges import rows_in_ranges
 
 FILLS = {"seq": pl.Int64, "source": pl.String, "fill_id": pl.String, "ts": pl.Int64}
 
@@ -111,3 +113,11 @@ def test_runs_stay_logarithmic_and_expired_ids_are_swept() -> None:
                     {"seq": 1, "source": "paper", "fill_id": "f5", "ts": 0}])
     fresh, dups = back.split(probe, 1_999 - retention)
     assert dups["fill_id"].to_list() == ["f1500"] and fresh["fill_id"].to_list() == ["f5"]
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 8)), max_size=30))
+def test_rows_in_ranges_equals_the_loop(spans: list[tuple[int, int]]) -> None:
+    lo = np.array([a for a, _ in spans], np.int64)
+    hi = np.array([a + n for a, n in spans], np.int64)
+    want = [r for a, b in zip(lo, hi, strict=True) for r in range(a, b)]
+    assert rows_in_ranges(lo, hi).tolist() == want
