@@ -93,7 +93,8 @@ def raw_rate(bootstrap: str, names: dict[str, str], n: int) -> float:
     (~150-300k/s); the same run gave 164k and 980k.
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-raw",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 10,
+                         "fetch.queue.backoff.ms": 10})
     consumer.list_topics(timeout=10)  # connected before timing, like the warm daemon
     consumer.assign([TopicPartition(names[t], p, OFFSET_BEGINNING)
                      for t, k in PARTS.items() for p in range(k)])

@@ -43,6 +43,10 @@ def consumer_config(bootstrap: str, group_id: str, extra: Mapping[str, str]) -> 
         # Kafka/Redpanda answer a fetch as soon as data arrives; brokers that hold it for
         # the full wait (tansu does) add up to this much latency (librdkafka default 500)
         "fetch.wait.max.ms": 100,
+        # a partition whose prefetch queue is full (queued.min.messages) is fetched again
+        # after this; librdkafka's 1000 ms default stalls a busy daemon on a backlog for up
+        # to 1 s each time (backlog bench: 0.75-1.34 s per 200k events -> 0.79-0.83 s)
+        "fetch.queue.backoff.ms": 10,
         "logger": kafka_log,
         **extra,
     }
