@@ -88,9 +88,9 @@ def encode_state(
             if tp in next_offsets:
                 out.add(command("ZADD", key(tp, "seen"), *pairs))
     for tp in next_offsets:
-        if retention is not None and clock is not None:
-            below = float(clock - retention)
-            out.add(command("ZREMRANGEBYSCORE", key(tp, "seen"), "-inf", f"({below!r}"))
+        since = dedupe.horizon(clock, retention)
+        if since is not None:  # ids before it no longer count: gone from Redis too
+            out.add(command("ZREMRANGEBYSCORE", key(tp, "seen"), "-inf", f"({float(since)!r}"))
         meta = ["next_offset", next_offsets[tp], "updated_ns", updated_ns]
         if clock is not None:
             meta += ["clock_ns", clock]

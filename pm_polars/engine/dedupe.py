@@ -65,6 +65,14 @@ def _live(ids: pl.DataFrame, horizon: int | None) -> pl.Expr | None:
     return pl.col("ts").is_null() | (pl.col("ts") >= horizon)
 
 
+def horizon(clock_ns: int | None, retention_ns: int | None) -> int | None:
+    """Event time (ns) from which a seen id still counts: ``clock - retention``; ``None``
+    (every id counts) without a retention or before the first event time."""
+    if retention_ns is None or clock_ns is None:
+        return None
+    return clock_ns - retention_ns
+
+
 def _prune(run: pl.DataFrame, horizon: int | None) -> pl.DataFrame:
     keep = _live(run, horizon)
     return run if keep is None else run.filter(keep)
@@ -160,13 +168,11 @@ class SeenIds:
             "source", "fill_id",
             pl.col("ts").fill_null(pl.lit(clock_ns, pl.Int64)).cast(pl.Int64),
         )
-        horizon = None
-        if retention_ns is not None and clock_ns is not None:
-            horizon = clock_ns - retention_ns
+        since = horizon(clock_ns, retention_ns)
         runs = list(self.runs)
         next_sweep = self.next_sweep_ns
-        if horizon is not None and (next_sweep is None or clock_ns >= next_sweep):  # type: ignore[operator]
-            runs = [r for r in (_prune(r, horizon) for r in runs) if r.height]
+        if since is not None and (next_sweep is None or clock_ns >= next_sweep):  # type: ignore[operator]
+            runs = [r for r in (_prune(r, since) for r in runs) if r.height]
             step = max(1, (retention_ns or 0) // SWEEPS_PER_RETENTION)
             next_sweep = clock_ns + step  # type: ignore[operator]
         if ids.height:
@@ -174,5 +180,5 @@ class SeenIds:
         while len(runs) > 1 and runs[-2].height <= runs[-1].height:
             last, before = runs.pop(), runs.pop()
             merged = before.merge_sorted(last, key="_h")
-            runs.append(_prune(merged, horizon).rechunk().with_columns(pl.col("_h").set_sorted()))
+            runs.append(_prune(merged, since).rechunk().with_columns(pl.col("_h").set_sorted()))
         return SeenIds(tuple(runs), next_sweep)

@@ -127,9 +127,7 @@ class PortfolioEngine:
 
     def _horizon_ns(self) -> int | None:
         """Seen ids older than this (ns of event time) no longer count; ``None``: all do."""
-        if self.dedupe_retention_ns is None or self._clock_ns is None:
-            return None
-        return self._clock_ns - self.dedupe_retention_ns
+        return dedupe.horizon(self._clock_ns, self.dedupe_retention_ns)
 
     def _with_multiplier(self, fills: pl.DataFrame) -> pl.DataFrame:
         """Multiplier per fill: the position's (fixed at open), else the instrument's, else 1."""
