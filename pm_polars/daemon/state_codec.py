@@ -88,7 +88,7 @@ def encode_state(
             if tp in next_offsets:
                 out.add(command("ZADD", key(tp, "seen"), *pairs))
     for tp in next_offsets:
-        since = dedupe.horizon(clock, retention)
+        since = dedupe.horizon_ns(clock, retention)
         if since is not None:  # ids before it no longer count: gone from Redis too
             out.add(command("ZREMRANGEBYSCORE", key(tp, "seen"), "-inf", f"({float(since)!r}"))
         meta = ["next_offset", next_offsets[tp], "updated_ns", updated_ns]

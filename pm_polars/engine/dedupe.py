@@ -65,9 +65,10 @@ def _live(ids: pl.DataFrame, horizon: int | None) -> pl.Expr | None:
     return pl.col("ts").is_null() | (pl.col("ts") >= horizon)
 
 
-def horizon(clock_ns: int | None, retention_ns: int | None) -> int | None:
+def horizon_ns(clock_ns: int | None, retention_ns: int | None) -> int | None:
     """Event time (ns) from which a seen id still counts: ``clock - retention``; ``None``
-    (every id counts) without a retention or before the first event time."""
+    (every id counts) without a retention or before the first event time. (Named apart
+    from the ``horizon`` parameters below, which a function of that name would shadow.)"""
     if retention_ns is None or clock_ns is None:
         return None
     return clock_ns - retention_ns
@@ -168,7 +169,7 @@ class SeenIds:
             "source", "fill_id",
             pl.col("ts").fill_null(pl.lit(clock_ns, pl.Int64)).cast(pl.Int64),
         )
-        since = horizon(clock_ns, retention_ns)
+        since = horizon_ns(clock_ns, retention_ns)
         runs = list(self.runs)
         next_sweep = self.next_sweep_ns
         if since is not None and (next_sweep is None or clock_ns >= next_sweep):  # type: ignore[operator]

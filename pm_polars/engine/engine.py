@@ -127,7 +127,7 @@ class PortfolioEngine:
 
     def _horizon_ns(self) -> int | None:
         """Seen ids older than this (ns of event time) no longer count; ``None``: all do."""
-        return dedupe.horizon(self._clock_ns, self.dedupe_retention_ns)
+        return dedupe.horizon_ns(self._clock_ns, self.dedupe_retention_ns)
 
     def _with_multiplier(self, fills: pl.DataFrame) -> pl.DataFrame:
         """Multiplier per fill: the position's (fixed at open), else the instrument's, else 1."""
