@@ -156,97 +156,101 @@ def test_redis_unreachable_for_10_s_daemon_waits_then_catches_up(
 
 @pytest.fixture
 def own_broker() -> Iterator[KafkaBroker]:
-    """A broker only this test restarts (the session broker must keep its topics)."""
+    """A broker only this test stops (the session broker must keep its topics)."""
     with kafka_broker() as b:
         yield b
 
 
-def test_broker_restart_daemon_survives_reconnects_and_applies_new_events_once(
-    own_broker: KafkaBroker, redis_srv: RedisServer, tmp_path: Path
-) -> None:
-    broker = own_broker
+@pytest.fixture
+def own_names(own_broker: KafkaBroker) -> Names:
+    """Unique topics, created on ``own_broker``."""
     names = Names("b" + os.urandom(5).hex())
-    names.create(broker.bootstrap)
+    names.create(own_broker.bootstrap)
+    return names
+
+
+@pytest.fixture
+def own_daemons(own_broker: KafkaBroker, redis_srv: RedisServer, own_names: Names,
+                tmp_path: Path) -> Iterator[Daemons]:
+    d = Daemons(own_broker.bootstrap, redis_srv.url, own_names, tmp_path)
+    try:
+        yield d
+    finally:
+        d.kill_all()
+
+
+def test_broker_restart_daemon_survives_reconnects_and_applies_new_events_once(
+    own_broker: KafkaBroker, redis_srv: RedisServer, own_names: Names, own_daemons: Daemons
+) -> None:
+    broker, names, daemons = own_broker, own_names, own_daemons
     items = build_stream(names, 12_000, seed=51).items
     before, after = items[:5_000], items[5_000:]
     produce_items(broker.bootstrap, before)
-    daemons = Daemons(broker.bootstrap, redis_srv.url, names, tmp_path)
-    try:
-        daemon = daemons.start("--max-events", "500")
-        client = redis_srv.client()
-        wait_caught_up(client, names, before, diagnose=daemons.tail)
-        check_equal(client, names, before, diagnose=daemons.tail)
-        frozen = stored(client, names)
+    daemon = daemons.start("--max-events", "500")
+    client = redis_srv.client()
+    wait_caught_up(client, names, before, diagnose=daemons.tail)
+    check_equal(client, names, before, diagnose=daemons.tail)
+    frozen = stored(client, names)
 
-        broker.stop()  # SIGKILL: memory storage, everything is gone
-        time.sleep(4.0)
-        assert daemon.alive(), daemons.tail()
-        assert stored(client, names) == frozen  # nothing written without a broker
-        check_equal(client, names, before, timeout=1.0)
-        broker.start()  # same port, empty
-        names.create(broker.bootstrap)
-        # A real Kafka never reuses an offset; a restarted memory broker does. Tombstones
-        # pinned to each partition up to the offset stored in Redis stand in for the lost
-        # records, so the new events get offsets past what was consumed. Whether the daemon
-        # resumes at its stored offsets (skipping them) or, having fetched while the log was
-        # empty, resets to the beginning (dead-lettering them), the state must be the same.
-        pad = fillers(names, *frozen)
-        produce_items(broker.bootstrap, pad)
-        produce_items(broker.bootstrap, after)
-        fills_end, _ = ends(pad + after, names)
-        # tick offsets only move up (several instances share them): compare fill offsets
-        wait_for("new records committed",
-                 lambda: all(stored(client, names)[0].get(tp) == o
-                             for tp, o in fills_end.items()),
-                 timeout=90, diagnose=daemons.tail)
-        check_equal(client, names, items, diagnose=daemons.tail)
-        dlq = read_dead_letters(broker.bootstrap, names, pad + after)
-        assert not dlq.problems, "\n".join(dlq.problems)
-        assert dlq.unique > 0
-        assert daemon.alive() and daemon.terminate() == 0  # the same process throughout
-        log = daemon.log()
-        assert "event=kafka_error" in log  # it did notice the outage
-    finally:
-        daemons.kill_all()
+    broker.stop()  # SIGKILL: memory storage, everything is gone
+    time.sleep(4.0)
+    assert daemon.alive(), daemons.tail()
+    assert stored(client, names) == frozen  # nothing written without a broker
+    check_equal(client, names, before, timeout=1.0)
+    broker.start()  # same port, empty
+    names.create(broker.bootstrap)
+    # A real Kafka never reuses an offset; a restarted memory broker does. Tombstones
+    # pinned to each partition up to the offset stored in Redis stand in for the lost
+    # records, so the new events get offsets past what was consumed. Whether the daemon
+    # resumes at its stored offsets (skipping them) or, having fetched while the log was
+    # empty, resets to the beginning (dead-lettering them), the state must be the same.
+    pad = fillers(names, *frozen)
+    produce_items(broker.bootstrap, pad)
+    produce_items(broker.bootstrap, after)
+    fills_end, _ = ends(pad + after, names)
+    # tick offsets only move up (several instances share them): compare fill offsets
+    wait_for("new records committed",
+             lambda: all(stored(client, names)[0].get(tp) == o
+                         for tp, o in fills_end.items()),
+             timeout=90, diagnose=daemons.tail)
+    check_equal(client, names, items, diagnose=daemons.tail)
+    dlq = read_dead_letters(broker.bootstrap, names, pad + after)
+    assert not dlq.problems, "\n".join(dlq.problems)
+    assert dlq.unique > 0
+    assert daemon.alive() and daemon.terminate() == 0  # the same process throughout
+    log = daemon.log()
+    assert "event=kafka_error" in log  # it did notice the outage
 
 
 def test_broker_unreachable_for_10_s_daemon_waits_then_catches_up(
-    own_broker: KafkaBroker, redis_srv: RedisServer, tmp_path: Path
+    own_broker: KafkaBroker, redis_srv: RedisServer, own_names: Names, own_daemons: Daemons
 ) -> None:
-    broker = own_broker
-    names = Names("u" + os.urandom(5).hex())
-    names.create(broker.bootstrap)
+    broker, names, daemons = own_broker, own_names, own_daemons
     items = build_stream(names, 12_000, seed=61).items
     first = len(items) // 3
     produce_items(broker.bootstrap, items[:first])
-    daemons = Daemons(broker.bootstrap, redis_srv.url, names, tmp_path)
-    port = free_port()
+    daemon = daemons.start("--max-events", "200", "--max-wait-ms", "5")
+    client = redis_srv.client()
+    wait_for("fills applied", lambda: sum(stored(client, names)[0].values()) > 0,
+             interval=0.005, diagnose=daemons.tail)  # group joined, fills flowing
+    produce_items(broker.bootstrap, items[first:])  # in the log before the outage
+    assert broker.proc is not None
+    pid = broker.proc.pid
+    os.kill(pid, signal.SIGSTOP)
     try:
-        daemon = daemons.start("--max-events", "200", "--max-wait-ms", "5", "--metrics-port",
-                               str(port), "--metrics-host", "127.0.0.1")
-        client = redis_srv.client()
-        wait_for("fills applied", lambda: sum(stored(client, names)[0].values()) > 0,
-                 interval=0.005, diagnose=daemons.tail)  # group joined, fills flowing
-        produce_items(broker.bootstrap, items[first:])  # in the log before the outage
-        assert broker.proc is not None
-        pid = broker.proc.pid
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            t0 = time.monotonic()
-            time.sleep(5.0)
-            mid = stored(client, names)
-            time.sleep(max(0.0, 10.0 - (time.monotonic() - t0)))
-            assert daemon.alive(), daemons.tail()
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        print(f"broker stopped {time.monotonic() - t0:.1f} s; fill offsets stored at 5 s: "
-              f"{sum(mid[0].values())} of {sum(ends(items, names)[0].values())}")
-        wait_caught_up(client, names, items, diagnose=daemons.tail)
-        check_equal(client, names, items, diagnose=daemons.tail)
-        dlq = read_dead_letters(broker.bootstrap, names, items)
-        assert not dlq.problems, "\n".join(dlq.problems)
-        assert dlq.unique > 0
-        assert daemon.alive() and daemon.terminate() == 0  # the same process throughout
+        t0 = time.monotonic()
+        time.sleep(5.0)
+        mid = stored(client, names)
+        time.sleep(max(0.0, 10.0 - (time.monotonic() - t0)))
+        assert daemon.alive(), daemons.tail()
     finally:
-        daemons.kill_all()
+        os.kill(pid, signal.SIGCONT)
+    print(f"broker stopped {time.monotonic() - t0:.1f} s; fill offsets stored at 5 s: "
+          f"{sum(mid[0].values())} of {sum(ends(items, names)[0].values())}")
+    wait_caught_up(client, names, items, diagnose=daemons.tail)
+    check_equal(client, names, items, diagnose=daemons.tail)
+    dlq = read_dead_letters(broker.bootstrap, names, items)
+    assert not dlq.problems, "\n".join(dlq.problems)
+    assert dlq.unique > 0
+    assert daemon.alive() and daemon.terminate() == 0  # the same process throughout
 
