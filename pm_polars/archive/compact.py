@@ -24,7 +24,6 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from pm_polars.archive.layout import (
-    KINDS,
     ORDER,
     data_files,
     date_dir,
@@ -36,6 +35,7 @@ from pm_polars.archive.layout import (
     write_atomic,
 )
 from pm_polars.archive.reader import dedupe
+from pm_polars.types import KINDS
 
 log = logging.getLogger(__name__)
 

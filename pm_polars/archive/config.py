@@ -18,7 +18,8 @@ from pathlib import Path
 import polars as pl
 
 from pm_polars.archive.layout import write_atomic
-from pm_polars.engine.engine import DEFAULT_STARTING_CASH, PortfolioEngine
+from pm_polars.engine.config import DEFAULT_STARTING_CASH, EngineConfig
+from pm_polars.engine.engine import PortfolioEngine
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,10 @@ def save_engine_config(root: str | Path, engine: PortfolioEngine) -> None:
     """Record ``engine``'s starting cash, dedupe retention and instruments under ``root``."""
     base = Path(root)
     base.mkdir(parents=True, exist_ok=True)
-    snap = engine.snapshot()
-    write_atomic(snap.instruments, base / INSTRUMENTS_FILE)
+    write_atomic(engine.state.instruments, base / INSTRUMENTS_FILE)
     meta = {
-        "starting_cash": engine.starting_cash,
-        "dedupe_retention_ns": engine.dedupe_retention_ns,
+        "starting_cash": engine.config.starting_cash,
+        "dedupe_retention_ns": engine.config.dedupe_retention_ns,
     }
     tmp = base / f".{CONFIG_FILE}.{uuid.uuid4().hex}.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
@@ -66,9 +66,6 @@ def new_engine(
     if instruments is None and inst_file.exists():
         instruments = pl.read_parquet(inst_file)
     retention = meta.get("dedupe_retention_ns", 86_400 * 10**9)
-    engine = PortfolioEngine(
-        starting_cash=float(cash),  # type: ignore[arg-type]
-        instruments=instruments,
-        dedupe_retention=None if retention is None else int(retention) / 1e9,  # type: ignore[call-overload]
-    )
-    return engine
+    config = EngineConfig(float(cash),  # type: ignore[arg-type]
+                          None if retention is None else int(retention))  # type: ignore[call-overload]
+    return PortfolioEngine(instruments=instruments, config=config)

@@ -38,6 +38,7 @@ from pathlib import Path
 import polars as pl
 
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, TICK_SCHEMA
+from pm_polars.types import KINDS, RECORD_ID
 
 DEFAULT_ROOT = Path("data/archive")
 DAY_NS = 86_400 * 10**9
@@ -48,15 +49,13 @@ ARCHIVE_COLUMNS: dict[str, pl.DataType] = {
     "arrival_ns": pl.Int64(),
 }
 
+_EVENT_SCHEMAS = {"fills": FILL_SCHEMA, "ticks": TICK_SCHEMA, "rejects": REJECT_SCHEMA,
+                  "duplicates": FILL_SCHEMA}
 KIND_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
-    "fills": {**FILL_SCHEMA, **ARCHIVE_COLUMNS},
-    "ticks": {**TICK_SCHEMA, **ARCHIVE_COLUMNS},
-    "rejects": {**REJECT_SCHEMA, **ARCHIVE_COLUMNS},
-    "duplicates": {**FILL_SCHEMA, **ARCHIVE_COLUMNS},
+    kind: {**_EVENT_SCHEMAS[kind], **ARCHIVE_COLUMNS} for kind in KINDS
 }
-KINDS = tuple(KIND_SCHEMAS)
 ORDER = ["arrival_ns", "batch_id", "seq"]
-KAFKA_KEY = ["topic", "partition", "offset"]
+KAFKA_KEY = list(RECORD_ID)
 LOCAL_KEY = ["stream", "batch_id", "seq"]
 
 _KAFKA_NAME = re.compile(r"^(?P<topic>.+)-p(?P<part>-?\d+)-o(?P<first>\d+)-(?P<last>\d+)\.parquet$")

@@ -19,23 +19,24 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pm_polars.daemon.archive_sink import ArchiveSink
-from pm_polars.daemon.batch_step import BatchStep
-from pm_polars.daemon.batching import MicroBatcher, RawBatch
+from pm_polars.archive.sink import ArchiveSink
 from pm_polars.daemon.book import Book
-from pm_polars.daemon.checkpoint import TP, Checkpoint
+from pm_polars.daemon.checkpoint.store import Checkpoint
 from pm_polars.daemon.config import Settings, redacted
-from pm_polars.daemon.dlq import DeadLetters, RejectGuard, RejectRatioExceeded
-from pm_polars.daemon.fills_source import FillsSource
 from pm_polars.daemon.health import HealthServer, Liveness
-from pm_polars.daemon.kafka_config import consumer_config, producer_config
+from pm_polars.daemon.kafka.clients import consumer_config, producer_config
+from pm_polars.daemon.kafka.dlq import DeadLetters, RejectGuard, RejectRatioExceeded
+from pm_polars.daemon.kafka.fills import FillsSource
+from pm_polars.daemon.kafka.microbatch import MicroBatcher, RawBatch
+from pm_polars.daemon.kafka.ticks import TicksSource
 from pm_polars.daemon.metrics import Metrics
 from pm_polars.daemon.retry import Abandoned, Backoff
 from pm_polars.daemon.sinks import Sink, Sinks
+from pm_polars.daemon.step import BatchStep
 from pm_polars.daemon.tick_table import TickTable
-from pm_polars.daemon.ticks_source import TicksSource
 from pm_polars.engine.instruments import load_instruments
 from pm_polars.publish.keys import Keys
+from pm_polars.types import TP
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,8 @@ class Daemon:
                                                 (redis.RedisError,))
             self.liveness.redis = "ok"
             table = TickTable.from_prices(prices)
-            self.book = Book(
-                self.checkpoint, table, starting_cash=s.starting_cash,
-                instruments=self.instruments, dedupe_retention_s=s.dedupe_retention,
-            )
+            self.book = Book(self.checkpoint, table, config=s.engine_config(),
+                             instruments=self.instruments)
             if self.archive is not None:
                 self._start_archive(self.archive, self.book)
             base = consumer_config(s.bootstrap_servers, s.group_id, s.kafka)

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pm_polars.engine.config import EngineConfig
+
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the setting and the fix."""
@@ -138,6 +140,10 @@ class Settings:
 
     def __post_init__(self) -> None:
         validate(self)
+
+    def engine_config(self) -> EngineConfig:
+        """The engine's configuration (retention converted once, seconds -> ns)."""
+        return EngineConfig.of(self.starting_cash, self.dedupe_retention)
 
 
 def _fail(name: str, problem: str, fix: str) -> ConfigError:

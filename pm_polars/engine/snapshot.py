@@ -1,7 +1,11 @@
 """Exact, self-describing engine state: in memory as Polars frames, on disk as Parquet.
 
-A snapshot directory holds one Parquet file per state table plus ``meta.json``. It is written
-to a temporary sibling directory and renamed into place, so a reader never sees half of one.
+A snapshot is an :class:`~pm_polars.engine.state.EngineState` (with ``seen`` as a plain
+frame) plus the :class:`~pm_polars.engine.config.EngineConfig` it was built with, so it can
+be restored anywhere. A snapshot directory holds one Parquet file per state table plus
+``meta.json`` (``clock_ns``, ``starting_cash``, ``dedupe_retention_ns``, ``format`` and any
+annotations such as ``eod``). It is written to a temporary sibling directory and renamed
+into place, so a reader never sees half of one.
 """
 
 from __future__ import annotations
@@ -16,25 +20,38 @@ from typing import Any
 
 import polars as pl
 
+from pm_polars.engine.config import DEFAULT_STARTING_CASH, EngineConfig
+from pm_polars.engine.state import EngineState
+
 FORMAT_VERSION = 1
 TABLES = ("positions", "cash", "marks", "seen", "instruments")
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """All engine state. ``meta`` holds scalars (starting cash, clock, retention, version)."""
+    """All engine state as frames, its clock and config. ``meta``: annotations only
+    (e.g. ``eod``), never state or config."""
 
     positions: pl.DataFrame
     cash: pl.DataFrame
     marks: pl.DataFrame
     seen: pl.DataFrame
     instruments: pl.DataFrame
+    clock_ns: int | None = None
+    config: EngineConfig = field(default_factory=EngineConfig)
     meta: dict[str, Any] = field(default_factory=dict)
-    # (seen, the engine's dedupe index of exactly that frame): restoring a snapshot whose
-    # ``seen`` is still that object skips re-indexing (a sort of every id); a snapshot with
-    # another ``seen`` (e.g. ``dataclasses.replace``) is re-indexed. Never written to disk.
-    seen_index: tuple[pl.DataFrame, Any] | None = field(default=None, repr=False,
-                                                        compare=False)
+
+    @classmethod
+    def of(cls, state: EngineState, config: EngineConfig) -> Snapshot:
+        """The snapshot of ``state`` (frames are immutable: nothing is copied)."""
+        return cls(positions=state.positions, cash=state.cash, marks=state.marks,
+                   seen=state.seen.frame(), instruments=state.instruments,
+                   clock_ns=state.clock_ns, config=config)
+
+    def state(self) -> EngineState:
+        """The engine state it holds (``seen`` indexed again)."""
+        return EngineState.of_frames(self.positions, self.cash, self.marks, self.seen,
+                                     self.instruments, self.clock_ns)
 
     def write(self, path: str | Path) -> Path:
         """Write atomically to directory ``path`` (replacing it); returns the path."""
@@ -44,7 +61,10 @@ class Snapshot:
         tmp.mkdir()
         for name in TABLES:
             getattr(self, name).write_parquet(tmp / f"{name}.parquet")
-        (tmp / "meta.json").write_text(json.dumps({**self.meta, "format": FORMAT_VERSION}))
+        meta = {**self.meta, "clock_ns": self.clock_ns,
+                "starting_cash": self.config.starting_cash,
+                "dedupe_retention_ns": self.config.dedupe_retention_ns, "format": FORMAT_VERSION}
+        (tmp / "meta.json").write_text(json.dumps(meta))
         old = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
         if target.exists():
             os.rename(target, old)
@@ -66,5 +86,9 @@ class Snapshot:
                 f"{FORMAT_VERSION}"
             )
         read = {name: pl.read_parquet(source / f"{name}.parquet") for name in TABLES}
+        meta.pop("format")
+        config = EngineConfig(float(meta.pop("starting_cash", DEFAULT_STARTING_CASH)),
+                              meta.pop("dedupe_retention_ns", None))
         return cls(positions=read["positions"], cash=read["cash"], marks=read["marks"],
-                   seen=read["seen"], instruments=read["instruments"], meta=meta)
+                   seen=read["seen"], instruments=read["instruments"],
+                   clock_ns=meta.pop("clock_ns", None), config=config, meta=meta)

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from pm_polars.engine.snapshot import Snapshot
+from pm_polars.engine.state import EngineState
 
 SMALL_FRAME = 500  # rows of a state frame filtered in Python (see ``_rows``)
 
@@ -30,7 +30,7 @@ class StateRows:
     mark_columns: list[str]
 
     @classmethod
-    def fetch(cls, snap: Snapshot, portfolio_ids: list[str]) -> StateRows:
+    def fetch(cls, snap: EngineState, portfolio_ids: list[str]) -> StateRows:
         """The rows of ``portfolio_ids`` and the marks of every instrument they hold."""
         every = len(portfolio_ids) >= snap.cash.height  # all held: no filter needed
         wanted = set(portfolio_ids)

@@ -12,12 +12,13 @@ from support import RedisServer
 from support.published import differences
 
 from pm_polars import PortfolioEngine
+from pm_polars.daemon.apply import apply_batch
 from pm_polars.daemon.book import Book
-from pm_polars.daemon.checkpoint import Checkpoint
-from pm_polars.daemon.decoding import Decoded
-from pm_polars.daemon.processor import apply_batch
+from pm_polars.daemon.checkpoint.store import Checkpoint
+from pm_polars.daemon.intake import Decoded
 from pm_polars.daemon.tick_table import TickTable
 from pm_polars.demo.feed import generate_messages
+from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.instruments import load_instruments
 from pm_polars.events import decode_messages
 from pm_polars.publish.keys import Keys
@@ -37,12 +38,14 @@ def _decoded(n: int, seed: int) -> tuple[Decoded, dict[tuple[str, int], int], li
                         partitions=[0] * len(ticks), offsets=list(range(len(ticks))),
                         seq_start=len(fills))
     offsets = {("fills", p): len(fills) for p in (0, 1)}
-    return Decoded(f.fills, t.ticks, f.rejects, len(msgs)), offsets, [m.value for m in msgs]
+    committable = {**offsets, (TICKS, 0): 4_000}
+    return (Decoded(f.fills, t.ticks, f.rejects, len(msgs), committable=committable), offsets,
+            [m.value for m in msgs])
 
 
 def _book(checkpoint: Checkpoint) -> Book:
-    book = Book(checkpoint, TickTable(), starting_cash=1e7,
-                instruments=load_instruments(None), dedupe_retention_s=86_400.0)
+    book = Book(checkpoint, TickTable(), config=EngineConfig.of(1e7, 86_400.0),
+                instruments=load_instruments(None))
     book.load([("fills", 0), ("fills", 1)])
     return book
 
@@ -52,7 +55,7 @@ def test_commit_sums_partitions_cas_and_reload(redis_srv: RedisServer) -> None:
     checkpoint = Checkpoint(client, Keys(), GROUP, TICKS)
     book = _book(checkpoint)
     decoded, offsets, values = _decoded(6_000, seed=21)
-    applied = apply_batch(decoded, book, offsets, {0: 4_000})
+    applied = apply_batch(decoded, book)
     outcome = checkpoint.commit(applied.plan)
     assert outcome.committed and not outcome.conflicts
 
@@ -76,11 +79,9 @@ def test_commit_sums_partitions_cas_and_reload(redis_srv: RedisServer) -> None:
 
     # loading a partition back gives its engine's exact state
     key = ["portfolio_id", "instrument_token"]
-    whole = book.engine.snapshot()
+    whole = book.engine.state
     for tp in book.parts:
-        snap, offset = checkpoint.load_partition(
-            tp, instruments=load_instruments(None), starting_cash=1e7,
-            dedupe_retention_ns=86_400 * 10**9)
+        snap, offset = checkpoint.load_partition(tp, instruments=load_instruments(None))
         assert offset == offsets[tp] and snap is not None
         mine = pl.col("portfolio_id").is_in([p for p, t in applied.claims.items() if t == tp])
         assert snap.positions.height > 0
@@ -89,11 +90,11 @@ def test_commit_sums_partitions_cas_and_reload(redis_srv: RedisServer) -> None:
             whole.cash.filter(mine).sort("portfolio_id"))
 
 
-def _ticks(price: float, ts_ns: int) -> Decoded:
+def _ticks(price: float, ts_ns: int, next_offset: int) -> Decoded:
     raw = (b'{"event_type":"market_tick","instrument_token":1,"last_price":%r,"ts":%d}'
            % (price, ts_ns))
-    d = decode_messages([raw], topics=[TICKS], partitions=[0], offsets=[0])
-    return Decoded(d.fills, d.ticks, d.rejects, 1)
+    d = decode_messages([raw], topics=[TICKS], partitions=[0], offsets=[next_offset - 1])
+    return Decoded(d.fills, d.ticks, d.rejects, 1, committable={(TICKS, 0): next_offset})
 
 
 def test_prices_and_tick_offsets_never_move_backwards(redis_srv: RedisServer) -> None:
@@ -101,13 +102,13 @@ def test_prices_and_tick_offsets_never_move_backwards(redis_srv: RedisServer) ->
     checkpoint = Checkpoint(client, Keys("p:"), GROUP, TICKS)
 
     def instance() -> Book:  # a fresh instance with its own tick table
-        return Book(checkpoint, TickTable(), starting_cash=1e7,
-                    instruments=load_instruments(None), dedupe_retention_s=60.0)
+        return Book(checkpoint, TickTable(), config=EngineConfig.of(1e7, 60.0),
+                    instruments=load_instruments(None))
 
     ts = 1_795_600_000_000_000_123
-    assert checkpoint.commit(apply_batch(_ticks(10.0, ts), instance(), {}, {0: 5}).plan).committed
+    assert checkpoint.commit(apply_batch(_ticks(10.0, ts, 5), instance()).plan).committed
     # a lagging instance writes an older tick and a smaller offset: both are ignored
-    assert checkpoint.commit(apply_batch(_ticks(9.0, ts - 1), instance(), {}, {0: 3}).plan).committed
+    assert checkpoint.commit(apply_batch(_ticks(9.0, ts - 1, 3), instance()).plan).committed
     assert json.loads(client.hget("p:prices", "1")) == {"last_price": 10.0, "ts": ts}
     assert client.hget(f"p:pm:ticks:{TICKS}:offsets", "0") == "5"
     offsets, prices = checkpoint.load_ticks()

@@ -51,12 +51,14 @@ from pm_polars.client import (
     Update,
 )
 from pm_polars.client.models import PORTFOLIO_FIELDS, POSITION_FIELDS
+from pm_polars.daemon.apply import apply_batch
 from pm_polars.daemon.book import Book
-from pm_polars.daemon.checkpoint import Checkpoint, CommitOutcome, CommitPlan
-from pm_polars.daemon.decoding import Decoded
-from pm_polars.daemon.processor import apply_batch
+from pm_polars.daemon.checkpoint.plan import CommitOutcome, CommitPlan
+from pm_polars.daemon.checkpoint.store import Checkpoint
+from pm_polars.daemon.intake import Decoded
 from pm_polars.daemon.tick_table import TickTable
 from pm_polars.engine import views
+from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.instruments import load_instruments
 from pm_polars.events import decode_messages
 from pm_polars.publish.keys import Keys
@@ -91,14 +93,15 @@ def _values(events: Sequence[dict[str, Any]]) -> list[bytes]:
 class Publisher:
     """One daemon instance's batches: a ``Book`` loaded from Redis (as at a daemon start),
     then per batch ``apply_batch`` + ``Checkpoint.commit`` and the after-commit bookkeeping
-    of ``daemon.batch_step`` (partition offsets, republish flags, portfolio owners)."""
+    of ``daemon.step`` (partition offsets, republish flags, portfolio owners)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.checkpoint = Checkpoint(client, Keys(PREFIX), GROUP, TICKS)
         tick_offsets, prices = self.checkpoint.load_ticks()
         self.tick_offset = tick_offsets.get(0, 0)
-        self.book = Book(self.checkpoint, TickTable.from_prices(prices), starting_cash=START,
-                         instruments=load_instruments(None), dedupe_retention_s=86_400.0)
+        self.book = Book(self.checkpoint, TickTable.from_prices(prices),
+                         config=EngineConfig.of(START, 86_400.0),
+                         instruments=load_instruments(None))
         self.book.load([(FILLS, 0), (FILLS, 1)])
 
     def batch(self, partitions: dict[int, Sequence[dict[str, Any]]],
@@ -123,9 +126,10 @@ class Publisher:
                                offsets=list(range(first_tick, self.tick_offset)),
                                seq_start=len(values))
         decoded = Decoded(fills.fills, tdec.ticks, pl.concat([fills.rejects, tdec.rejects]),
-                          len(values) + len(tvalues))
+                          len(values) + len(tvalues),
+                          committable={**next_offsets, (TICKS, 0): self.tick_offset})
         assert decoded.rejects.height == 0
-        applied = apply_batch(decoded, book, next_offsets, {0: self.tick_offset})
+        applied = apply_batch(decoded, book)
         outcome = self.checkpoint.commit(applied.plan)
         assert outcome.committed and not outcome.conflicts
         for pc in applied.plan.partitions:

@@ -27,7 +27,7 @@ from support.published import differences
 from pm_polars import PortfolioEngine
 from pm_polars.analytics import connect
 from pm_polars.archive import read
-from pm_polars.daemon.staging import decode_all, staging_dir
+from pm_polars.daemon.checkpoint.staging import decode_all, staging_dir
 from pm_polars.events import decode_messages
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,8 @@ import polars as pl
 
 from pm_polars import PortfolioEngine
 from pm_polars.archive import read
-from pm_polars.daemon.archive_sink import ArchiveSink
-from pm_polars.daemon.processor import BatchResult
-from pm_polars.daemon.staging import (
+from pm_polars.archive.sink import ArchiveSink
+from pm_polars.daemon.checkpoint.staging import (
     Record,
     Segment,
     committed_only,
@@ -20,6 +19,7 @@ from pm_polars.daemon.staging import (
 )
 from pm_polars.events import decode_messages
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
+from pm_polars.types import BatchResult
 
 TICKS = "ticks"
 

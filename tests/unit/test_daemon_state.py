@@ -10,12 +10,13 @@ import pytest
 from confluent_kafka import Message
 
 from pm_polars import PortfolioEngine
-from pm_polars.daemon.batching import RawBatch
-from pm_polars.daemon.book import merge_snapshots, ticks_only
-from pm_polars.daemon.dlq import RejectGuard, RejectRatioExceeded
-from pm_polars.daemon.state_codec import decode_snapshot, encode_state
+from pm_polars.daemon.book import ticks_only
+from pm_polars.daemon.checkpoint.codec import decode_state, encode_state
+from pm_polars.daemon.kafka.dlq import RejectGuard, RejectRatioExceeded
+from pm_polars.daemon.kafka.microbatch import RawBatch
 from pm_polars.daemon.tick_table import TickTable
 from pm_polars.demo.feed import generate_batches
+from pm_polars.engine.state import EngineState, merge
 from pm_polars.events import decode_messages
 
 
@@ -46,8 +47,8 @@ def test_state_round_trips_bit_for_bit() -> None:
     eng, fills = _engine_and_fills()
     snap = eng.snapshot()
     fills = fills.with_columns(pl.lit("t").alias("topic"), pl.lit(0, pl.Int32).alias("partition"))
-    writes = encode_state(snap, fills, {("t", 0): 6_000}, updated_ns=1,
-                          key=lambda tp, table: f"{tp[0]}:{tp[1]}:{table}")
+    writes = encode_state(eng.state, eng.config.dedupe_retention_ns, fills, {("t", 0): 6_000},
+                          updated_ns=1, key=lambda tp, table: f"{tp[0]}:{tp[1]}:{table}")
     cmds = _parse(b"".join(writes.commands))
     assert len(cmds) == writes.count
     assert sorted(tuple(c[:2]) for c in cmds) == [
@@ -56,18 +57,17 @@ def test_state_round_trips_bit_for_bit() -> None:
     tables = {c[1]: dict(zip(c[2::2], c[3::2], strict=True)) for c in cmds if c[0] == "HSET"}
     zadd = next(c for c in cmds if c[0] == "ZADD")
     seen = sorted((m, float(s)) for s, m in zip(zadd[2::2], zadd[3::2], strict=True))
-    back = decode_snapshot(
+    back = decode_state(
         tables["t:0:positions"], tables["t:0:cash"], tables["t:0:marks"], seen,
-        tables["t:0:meta"], instruments=snap.instruments, starting_cash=1e7,
-        dedupe_retention_ns=snap.meta["dedupe_retention_ns"],
+        tables["t:0:meta"], instruments=snap.instruments,
     )
-    restored = PortfolioEngine.restore(back)
+    restored = PortfolioEngine.of_state(back, eng.config)
     key = ["portfolio_id", "instrument_token"]
     assert restored.snapshot().positions.sort(key).equals(snap.positions.sort(key))
     assert restored.snapshot().cash.sort("portfolio_id").equals(snap.cash.sort("portfolio_id"))
     assert back.marks.sort("instrument_token").equals(snap.marks.sort("instrument_token"))
-    assert back.seen.height == snap.seen.height
-    assert back.meta["clock_ns"] == snap.meta["clock_ns"]
+    assert back.seen.size == snap.seen.height
+    assert back.clock_ns == snap.clock_ns
     assert restored.portfolios().equals(eng.portfolios())
     assert tables["t:0:meta"]["next_offset"] == "6000"
 
@@ -107,12 +107,12 @@ def test_raw_batch_columns_offsets_and_dropped_partitions() -> None:
     batch.add_fills(msgs("f", 0, range(3, 5)) + msgs("f", 2, range(2)), owned={("f", 0), ("f", 1)})
     batch.add_ticks(msgs("ticks", 1, range(7, 9)))
     assert len(batch) == 9  # the revoked partition 2's records were dropped on arrival
-    assert batch.next_offsets() == {("f", 0): 5, ("f", 1): 12}
-    assert batch.tick_offsets() == {1: 9}
+    assert batch.committable == {("f", 0): 5, ("f", 1): 12, ("ticks", 1): 9}
     assert batch.fills.values == [b"0", b"1", b"2", b"10", b"11", b"3", b"4"]
     assert batch.fills.stamps[:2] == [1_000, 1_001]
     assert batch.drop([("f", 1)]) == 2
-    assert batch.next_offsets() == {("f", 0): 5} and batch.fills.offsets == [0, 1, 2, 3, 4]
+    assert batch.committable == {("f", 0): 5, ("ticks", 1): 9}
+    assert batch.fills.offsets == [0, 1, 2, 3, 4]
 
 
 def _fill(fill_id: str, ts_s: int) -> dict[str, object]:
@@ -122,10 +122,10 @@ def _fill(fill_id: str, ts_s: int) -> dict[str, object]:
                                 "signal_type": "BUY"}}
 
 
-def test_merged_snapshots_keep_the_newest_sighting_of_an_id() -> None:
-    """An id seen, expired and seen again is in a snapshot twice until a sweep; a partition
-    load (``merge_snapshots``) must keep the newer sighting, so a redelivery of the second
-    fill still counts once."""
+def test_merged_states_keep_the_newest_sighting_of_an_id() -> None:
+    """An id seen, expired and seen again is in a state twice until a sweep; a partition
+    load (``engine.state.merge``) must keep the newer sighting, so a redelivery of the
+    second fill still counts once."""
     eng = PortfolioEngine(dedupe_retention=160)
     eng.apply([_fill("f0", 0)])
     stale = eng.snapshot().seen
@@ -133,22 +133,26 @@ def test_merged_snapshots_keep_the_newest_sighting_of_an_id() -> None:
     eng.apply([_fill("f0", 166)])  # a new fill reusing the id
     assert eng.positions()["quantity"].to_list() == [3]
     now = eng.snapshot()
-    snap = replace(now, seen=pl.concat([stale, now.seen]))  # as before the next sweep
-    empty = PortfolioEngine(dedupe_retention=160).snapshot()
-    for a, b in ((snap, empty), (empty, snap)):
-        again = PortfolioEngine.restore(merge_snapshots(a, b))
+    twice = replace(now, seen=pl.concat([stale, now.seen])).state()  # before the next sweep
+    empty = EngineState.empty()
+    for a, b in ((twice, empty), (empty, twice)):
+        again = PortfolioEngine.of_state(merge(a, b), eng.config)
         res = again.apply([_fill("f0", 166)])  # the second f0, redelivered
         assert res.duplicates.height == 1
         assert again.positions()["quantity"].to_list() == [3]
 
 
-def test_restore_reuses_the_dedupe_index_only_for_the_same_seen_frame() -> None:
+def test_undo_keeps_the_dedupe_index_and_a_snapshot_is_indexed_from_its_frame() -> None:
     eng = PortfolioEngine(dedupe_retention=160)
     eng.apply([_fill("f0", 0), _fill("f1", 1)])
-    snap = eng.snapshot()
-    assert PortfolioEngine.restore(snap)._seen is eng._seen  # no re-indexing
+    before = eng.state
+    eng.apply([_fill("f2", 2)])
+    eng.state = before  # the daemon's undo: keep the previous state, nothing re-indexed
+    assert eng.state.seen is before.seen
+    assert eng.apply([_fill("f2", 2)]).fills_applied == 1  # f2 was undone with its batch
+    snap = PortfolioEngine.restore(eng.snapshot()).snapshot()
     fewer = replace(snap, seen=snap.seen.filter(pl.col("fill_id") == "f1"))
     again = PortfolioEngine.restore(fewer)  # another seen frame: indexed from the frame
     res = again.apply([_fill("f0", 2), _fill("f1", 2)])
     assert res.duplicates["fill_id"].to_list() == ["f1"]
-    assert again.positions()["quantity"].to_list() == [3]
+    assert again.positions()["quantity"].to_list() == [4]  # f0, f1, f2, then f0 again

@@ -27,14 +27,13 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
 from pm_polars.archive.config import save_engine_config
 from pm_polars.archive.layout import KIND_SCHEMAS
 from pm_polars.archive.writer import ArchiveWriter
-from pm_polars.daemon.staging import (
+from pm_polars.daemon.checkpoint.staging import (
     Orphan,
     Record,
     Segment,
@@ -43,12 +42,12 @@ from pm_polars.daemon.staging import (
     orphans,
     staging_dir,
 )
+from pm_polars.daemon.sinks import Sink
 from pm_polars.engine.engine import PortfolioEngine
+from pm_polars.types import KINDS, TP, BatchResult, Kind
 
 log = logging.getLogger(__name__)
 
-TP = tuple[str, int]
-KINDS = ("fills", "ticks", "rejects", "duplicates")
 DEFAULT_ROLL_ROWS = 500_000
 DEFAULT_ROLL_S = 60.0
 Committed = Callable[[set[TP]], Mapping[TP, int | None]]
@@ -66,32 +65,37 @@ class Rows:
 
     @classmethod
     def of(cls, frames: Mapping[str, pl.DataFrame]) -> Rows:
+        """From frames by kind (missing kinds empty)."""
         return cls(*(frames.get(k, _empty(k)) for k in KINDS))
+
+    def frame(self, kind: Kind) -> pl.DataFrame:
+        return {"fills": self.fills, "ticks": self.ticks, "rejects": self.rejects,
+                "duplicates": self.duplicates}[kind]
 
     def frames(self) -> dict[str, pl.DataFrame]:
         """Non-empty frames by kind, event columns only."""
-        kinds = [(k, getattr(self, k)) for k in KINDS]
+        kinds = [(k, self.frame(k)) for k in KINDS]
         return {k: f.select([c for c in f.columns if c in KIND_SCHEMAS[k]])
                 for k, f in kinds if f.height}
 
     @property
     def height(self) -> int:
-        return sum(getattr(self, k).height for k in KINDS)
+        return sum(self.frame(k).height for k in KINDS)
 
 
 def _empty(kind: str) -> pl.DataFrame:
     return pl.DataFrame(schema={c: t for c, t in KIND_SCHEMAS[kind].items() if c not in _TAGS})
 
 
-def rows_of(result: Any) -> Rows:
-    """``Rows`` of a ``BatchResult`` (or anything with the four frames)."""
-    dups = getattr(result, "duplicates", None)
-    return Rows(result.fills, result.ticks, result.rejects,
-                dups if isinstance(dups, pl.DataFrame) else _empty("duplicates"))
+def rows_of(result: BatchResult) -> Rows:
+    """``Rows`` of a ``BatchResult``."""
+    return Rows(result.fills, result.ticks, result.rejects, result.duplicates)
 
 
-class ArchiveSink:
+class ArchiveSink(Sink):
     """Exactly-once archive of committed batches under ``root`` for consumer ``group``."""
+
+    staged = True
 
     def __init__(self, root: str | Path, group: str, *, roll_rows: int = DEFAULT_ROLL_ROWS,
                  roll_s: float = DEFAULT_ROLL_S, fsync: bool = True) -> None:
@@ -153,7 +157,7 @@ class ArchiveSink:
         return rows
 
     # ------------------------------------------------------------------ per batch
-    def stage(self, result: Any) -> None:
+    def stage(self, result: BatchResult) -> None:
         """Start making ``result``'s rows durable (background append + fsync)."""
         self.barrier()
         self._arrival = max(time.time_ns(), self._arrival + 1)
@@ -174,7 +178,7 @@ class ArchiveSink:
         if staged is not None:
             staged.result()
 
-    def submit(self, result: Any, offsets: Mapping[TP, int] | None = None) -> None:
+    def submit(self, result: BatchResult) -> None:
         """A committed batch (its rows were staged): buffer it; roll when due."""
         self.barrier()
         rows, arrival = rows_of(result), self._arrival

@@ -16,12 +16,11 @@ from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from pm_polars.daemon.kafka_config import ErrorLog
+from pm_polars.daemon.kafka.clients import ErrorLog
 from pm_polars.daemon.metrics import Metrics
+from pm_polars.types import TP, Committable
 
 log = logging.getLogger(__name__)
-
-TP = tuple[str, int]
 
 
 class Ownership(Protocol):
@@ -91,8 +90,9 @@ class FillsSource:
         target = OFFSET_BEGINNING if offset is None else offset
         self.consumer.seek(TopicPartition(tp[0], tp[1], target))
 
-    def commit(self, offsets: Mapping[TP, int], asynchronous: bool = True) -> None:
-        """Commit next offsets of owned partitions to Kafka (monitoring only, after Redis)."""
+    def commit(self, offsets: Committable, asynchronous: bool = True) -> None:
+        """Commit next offsets of owned partitions to Kafka (monitoring only, after Redis;
+        offsets of partitions not owned, e.g. ticks, are ignored)."""
         parts = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in self.owned]
         if parts:
             try:

@@ -1,99 +1,49 @@
-"""The checkpoint: a batch's state changes AND its next offsets in ONE Redis MULTI/EXEC.
+"""The checkpoint store: commits a :class:`CommitPlan` in ONE Redis MULTI/EXEC, loads state.
 
-This is the only module that writes daemon state. One commit, on one connection:
+This is the only module that writes daemon state. :meth:`Checkpoint.commit`, on one
+connection (the steps are marked ``# 1.`` ... in the code):
 
 1. ``WATCH`` the ``meta`` hash of every partition the batch writes and read each stored
-   ``next_offset`` (one round trip); compare it with the offset the engine's state was
-   loaded at (or last committed). A mismatch means another owner (after a rebalance, or our
-   own EXEC whose reply was lost) moved the partition on: nothing is written and the caller
-   reloads it.
-2. ``MULTI``; HSET per key (state rows, ``meta`` with the new ``next_offset``, position
+   ``next_offset`` (one round trip).
+2. Compare each with the offset the engine's state was loaded at (or last committed). A
+   mismatch means another owner (after a rebalance, or our own EXEC whose reply was lost)
+   moved the partition on: ``UNWATCH``, nothing is written, the caller reloads it.
+3. Wait until the batch's archive rows are durable (``before_exec``: the staging barrier,
+   see ``staging``), so no committed record can be missing from the archive.
+4. ``MULTI``; HSET per key (state rows, ``meta`` with the new ``next_offset``, position
    hashes, ``pm:parts`` contributions), ZADD/ZREMRANGEBYSCORE of ``seen``, MSET of the
    strategy documents, SADD to the index; the aggregate Lua script (Overall, aum, owners,
    prices, tick offsets); ``PUBLISH portfolio-updates``; ``EXEC`` (one round trip: the
    commands are encoded in bulk by Polars, see ``resp``).
+5. ``EXEC`` refused (a watched key changed in between): back to 1, at most
+   ``WATCH_RETRIES`` times, then report every partition stale.
 
 Every write is absolute (row values, max offsets, latest prices), so an EXEC applied twice
 leaves the same result. Redis is the source of truth; Kafka commits only follow for lag.
+Loading (``load_partition``, ``load_ticks``, ``committed_offsets``, ``owners``) reads what
+earlier commits wrote, through the same ``codec``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 import redis
 
-from pm_polars.daemon.state_codec import decode_snapshot
-from pm_polars.engine.snapshot import Snapshot
+from pm_polars.daemon.checkpoint.codec import decode_state
+from pm_polars.daemon.checkpoint.plan import CommitOutcome, CommitPlan
+from pm_polars.engine.state import EngineState
 from pm_polars.publish import aggregate_lua, resp
 from pm_polars.publish.keys import Keys, part_name
 from pm_polars.publish.redis_model import update_message
+from pm_polars.types import TP
 
 log = logging.getLogger(__name__)
 
-TP = tuple[str, int]  # (topic, partition)
 WATCH_RETRIES = 5
-
-
-@dataclass
-class PartitionCommit:
-    """What one batch changes for one owned fill partition (the rows are plan-wide)."""
-
-    tp: TP
-    expected_offset: int | None  # stored next_offset the engine state corresponds to
-    delta: dict[str, str] | None  # its new ``meta``; None: it consumed nothing (tick-only)
-    new_portfolios: list[str] = field(default_factory=list)  # owner check
-
-
-@dataclass
-class CommitPlan:
-    """Everything one batch writes.
-
-    ``commands`` (``count`` of them): state and read-model writes already encoded (RESP,
-    see ``publish.resp``), queued first; ``documents``: strategy portfolios they rewrite;
-    ``sources`` whose ``{source}_Overall`` and ``aum`` the aggregate script recomputes;
-    ``prices`` items ``(token, ts text, price JSON)``.
-    """
-
-    partitions: list[PartitionCommit]
-    commands: list[bytes] = field(default_factory=list)
-    count: int = 0
-    documents: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-    aum: bool = False
-    prices: list[tuple[str, str, str]] = field(default_factory=list)
-    tick_offsets: dict[int, int] = field(default_factory=dict)
-    ts_ns: int = 0
-
-    def is_empty(self) -> bool:
-        return not (self.partitions or self.prices or self.tick_offsets)
-
-    @property
-    def updated(self) -> list[str]:
-        """Portfolios this plan rewrites (strategies and ``{source}_Overall``)."""
-        return sorted({*self.documents, *(f"{s}_Overall" for s in self.sources)})
-
-
-@dataclass
-class CommitOutcome:
-    """``stale``: partitions another owner moved on (TP -> stored offset); nothing written.
-
-    ``writers``: for those, the stored ``updated_ns`` (the ``ts_ns`` of the plan that wrote
-    them: one of our own earlier attempts when only its EXEC reply was lost).
-    """
-
-    stale: dict[TP, int | None] = field(default_factory=dict)
-    writers: dict[TP, int | None] = field(default_factory=dict)
-    conflicts: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-
-    @property
-    def committed(self) -> bool:
-        return not self.stale
 
 
 def _offset(value: Any) -> int | None:
@@ -109,7 +59,6 @@ class Checkpoint:
     def state_key(self, tp: TP, table: str) -> str:
         return self.keys.partition_state(self.group, tp[0], tp[1], table)
 
-
     # ------------------------------------------------------------------ commit
     def commit(self, plan: CommitPlan,
                before_exec: Callable[[], None] | None = None) -> CommitOutcome:
@@ -123,10 +72,12 @@ class Checkpoint:
         with resp.RawConnection(self.client) as conn:
             for _ in range(WATCH_RETRIES):
                 if metas:
+                    # 1. WATCH the partitions' meta, read their stored offsets
                     cmds = [resp.command("WATCH", *metas)]
                     cmds += [resp.command("HMGET", m, "next_offset", "updated_ns")
                              for m in metas]
                     _, *stored = conn.call(cmds, len(cmds))
+                    # 2. moved on by another writer: write nothing, the caller reloads
                     moved = [(pc.tp, _offset(off), _offset(by)) for pc, (off, by) in
                              zip(plan.partitions, stored, strict=True)
                              if _offset(off) != pc.expected_offset]
@@ -134,11 +85,13 @@ class Checkpoint:
                         conn.call([resp.UNWATCH], 1)
                         return CommitOutcome(stale={tp: off for tp, off, _ in moved},
                                              writers={tp: by for tp, _, by in moved})
+                # 3. the archive rows of the batch are durable
                 if before_exec is not None:
                     before_exec()
                     before_exec = None
+                # 4. MULTI ... EXEC: state rows, offsets, documents, aggregates, PUBLISH
                 results = conn.exec(batch)
-                if results is None:
+                if results is None:  # 5. a watched key changed: check again
                     log.info("event=checkpoint_watch_retry partitions=%d", len(metas))
                     continue
                 conflicts = [str(c) for c in (results[at_eval] or [])]
@@ -165,10 +118,9 @@ class Checkpoint:
 
     # ------------------------------------------------------------------ load
     def load_partition(
-        self, tp: TP, *, instruments: pl.DataFrame, starting_cash: float,
-        dedupe_retention_ns: int | None,
-    ) -> tuple[Snapshot | None, int | None]:
-        """``(snapshot, next_offset)`` of a partition; ``(None, None)`` if never written."""
+        self, tp: TP, *, instruments: pl.DataFrame,
+    ) -> tuple[EngineState | None, int | None]:
+        """``(state, next_offset)`` of a partition; ``(None, None)`` if never written."""
         with self.client.pipeline(transaction=True) as pipe:  # one consistent read
             pipe.hgetall(self.state_key(tp, "meta"))
             pipe.hgetall(self.state_key(tp, "positions"))
@@ -178,12 +130,11 @@ class Checkpoint:
             meta, positions, cash, mark_rows, seen = pipe.execute()
         if not meta or "next_offset" not in meta:
             return None, None
-        snap = decode_snapshot(
+        state = decode_state(
             positions, cash, mark_rows, [(str(m), float(s)) for m, s in seen], meta,
-            instruments=instruments, starting_cash=starting_cash,
-            dedupe_retention_ns=dedupe_retention_ns,
+            instruments=instruments,
         )
-        return snap, int(meta["next_offset"])
+        return state, int(meta["next_offset"])
 
     def committed_offsets(self, tps: set[TP]) -> dict[TP, int | None]:
         """Stored next offsets of ``tps``: a fill partition's ``meta``, a ticks partition's

@@ -1,4 +1,4 @@
-"""Engine state rows <-> Redis fields, for one partition's engine.
+"""The one state codec: engine state rows <-> Redis fields, per partition.
 
 Layout (keys from ``pm_polars.publish.keys``; one set per ``{group}:{topic}:{partition}``):
 
@@ -24,15 +24,14 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from pm_polars.engine import accounting, dedupe, marks
-from pm_polars.engine.engine import CASH_SCHEMA
-from pm_polars.engine.snapshot import Snapshot
+from pm_polars.engine.state import CASH_SCHEMA, EngineState
 from pm_polars.publish.resp import bulk, command, header
 from pm_polars.publish.state_rows import StateRows
+from pm_polars.types import TP, Committable
 
 TABLES = ("positions", "cash", "marks", "seen", "meta")
 SEP = "|"
 SMALL_BATCH = 2_000  # fills; beyond: touched keys and seen ids by Polars
-TP = tuple[str, int]
 
 
 @dataclass
@@ -55,12 +54,14 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def encode_state(
-    snap: Snapshot, fills: pl.DataFrame, next_offsets: Mapping[TP, int], updated_ns: int,
-    key: Callable[[TP, str], str], rows: StateRows | None = None,
+    snap: EngineState, retention_ns: int | None, fills: pl.DataFrame,
+    next_offsets: Committable, updated_ns: int, key: Callable[[TP, str], str],
+    rows: StateRows | None = None,
 ) -> StateWrites:
     """Writes for each partition of ``next_offsets``: the state rows its fills touched.
 
-    ``snap`` is the engine's snapshot *after* the batch; ``fills`` the applied fills with
+    ``snap`` is the engine's state *after* the batch; ``retention_ns`` the dedupe retention
+    (``EngineConfig.dedupe_retention_ns``); ``fills`` the applied fills with
     their provenance (``topic``, ``partition``); ``key(tp, table)`` names a partition's
     state key; ``rows``: the state rows of (at least) the fills' portfolios, fetched by the
     caller (else here). Positions and cash rows of every touched ``(portfolio,
@@ -72,8 +73,7 @@ def encode_state(
     Touched rows are few (one per position, portfolio and instrument) and encoded in Python;
     the ``seen`` ids (one per fill) too in small batches, by one Polars query in large ones.
     """
-    clock = snap.meta.get("clock_ns")
-    retention = snap.meta.get("dedupe_retention_ns")
+    clock, retention = snap.clock_ns, retention_ns
     out = StateWrites()
     if fills.height:
         touched, seen = _touched(fills, clock)
@@ -165,7 +165,7 @@ def _frame(values: list[str], schema: Mapping[str, pl.DataType]) -> pl.DataFrame
     return decoded.select(list(schema)).cast(pl.Schema(dict(schema)))
 
 
-def decode_snapshot(
+def decode_state(
     positions: Mapping[str, str],
     cash: Mapping[str, str],
     mark_rows: Mapping[str, str],
@@ -173,10 +173,9 @@ def decode_snapshot(
     meta: Mapping[str, str],
     *,
     instruments: pl.DataFrame,
-    starting_cash: float,
-    dedupe_retention_ns: int | None,
-) -> Snapshot:
-    """A :class:`Snapshot` from the partition's Redis tables (as returned by HGETALL etc.)."""
+) -> EngineState:
+    """The partition's :class:`EngineState` from its Redis tables (as HGETALL etc. return
+    them; ``instruments``: the instance's table, not stored per partition)."""
     members = [m for m, _ in seen]
     sources, ids = [], []
     for member in members:
@@ -188,17 +187,13 @@ def decode_snapshot(
         schema=dedupe.SEEN_SCHEMA,
     )
     clock = meta.get("clock_ns")
-    return Snapshot(
+    return EngineState.of_frames(
         positions=_frame(list(positions.values()), accounting.POSITION_STATE_SCHEMA).sort(
             "instrument_token", "portfolio_id"
         ),
         cash=_frame(list(cash.values()), CASH_SCHEMA).sort("portfolio_id"),
-        marks=_frame(list(mark_rows.values()), marks.MARK_STATE_SCHEMA),
+        marks_=_frame(list(mark_rows.values()), marks.MARK_STATE_SCHEMA),
         seen=seen_frame,
         instruments=instruments,
-        meta={
-            "starting_cash": starting_cash,
-            "dedupe_retention_ns": dedupe_retention_ns,
-            "clock_ns": None if clock is None else int(clock),
-        },
+        clock_ns=None if clock is None else int(clock),
     )

@@ -3,7 +3,7 @@
 Parquet files want many rows, a batch has few, and an archive that misses nothing must hold
 a batch's events *before* the EXEC that moves its offsets. So each batch is appended to a
 small log (a *segment*) and fsynced; Parquet files are cut from memory later (see
-``archive_sink``), and a segment is deleted once its rows are in Parquet files.
+``pm_polars.archive.sink``), and a segment is deleted once its rows are in Parquet files.
 
 Segments live in ``<archive root>/.staging/<group>/`` (hidden: archive readers never look
 there). A running daemon holds an exclusive ``flock`` on its own segment; a segment nobody
@@ -36,12 +36,11 @@ from typing import BinaryIO
 import polars as pl
 
 from pm_polars.archive.layout import safe_name
+from pm_polars.types import RECORD_ID, TP
 
 MAGIC = b"PMS1"
 _HEAD = struct.Struct("<4sIII")
 SUFFIX = ".seg"
-IDENTITY = ["topic", "partition", "offset"]
-TP = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -200,14 +199,14 @@ def committed_only(attempts: list[Record], committed: Mapping[TP, int | None]) -
     ids = []
     for i, rec in enumerate(attempts):
         for kind, frame in rec.frames.items():
-            ids.append(frame.select(*IDENTITY).with_row_index("_row").with_columns(
+            ids.append(frame.select(*RECORD_ID).with_row_index("_row").with_columns(
                 pl.lit(i).alias("_rec"), pl.lit(kind).alias("_kind")))
     if not ids:
         return []
     keep = (
         pl.concat(ids).join(limits, on=["topic", "partition"], how="inner")
         .filter(pl.col("offset") < pl.col("_limit"))
-        .unique(IDENTITY, keep="last", maintain_order=True)
+        .unique(list(RECORD_ID), keep="last", maintain_order=True)
         .select("_rec", "_kind", "_row")
     )
     out = []

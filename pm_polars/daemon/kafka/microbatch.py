@@ -1,9 +1,8 @@
 """Micro-batches: Kafka records gathered in bulk until max events or max wait.
 
 A :class:`RawBatch` keeps fill and tick records as columns in arrival order (each
-partition's records in offset order) and carries its offsets explicitly: ``next_offsets()``
-is ``{(topic, partition): last offset + 1}`` for the fill partitions it covers,
-``tick_offsets()`` the same for ticks. Records of a revoked partition are dropped from the
+partition's records in offset order) and carries its offsets explicitly: ``committable`` is
+``{(topic, partition): last offset + 1}`` for every fill and tick partition it covers. Records of a revoked partition are dropped from the
 open batch (``drop``) and will be re-read by the partition's next owner from the offset
 stored in Redis.
 """
@@ -17,7 +16,8 @@ from typing import Protocol
 
 from confluent_kafka import Message
 
-TP = tuple[str, int]
+from pm_polars.types import TP, Committable
+
 IDLE_RETURN_S = 0.1  # an empty collect returns after this, so the loop stays live
 
 
@@ -64,7 +64,7 @@ class Columns:
             column[start:] = [v for i, v in enumerate(column[start:], start) if i not in gone]
         return len(rows)
 
-    def next_offsets(self) -> dict[TP, int]:
+    def committable(self) -> dict[TP, int]:
         """``{(topic, partition): last offset + 1}`` (records of a partition are in order)."""
         last = dict(zip(zip(self.topics, self.partitions, strict=True), self.offsets,
                         strict=True))
@@ -101,11 +101,10 @@ class RawBatch:
         gone = set(tps)
         return self.fills.keep(lambda tp: tp not in gone)
 
-    def next_offsets(self) -> dict[TP, int]:
-        return self.fills.next_offsets()
-
-    def tick_offsets(self) -> dict[int, int]:
-        return {p: o for (_, p), o in self.ticks.next_offsets().items()}
+    @property
+    def committable(self) -> Committable:
+        """Next offset of every fill and tick partition the batch covers."""
+        return {**self.fills.committable(), **self.ticks.committable()}
 
 
 def produced_at(msg: Message, now_mono: float) -> float:

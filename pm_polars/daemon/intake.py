@@ -1,4 +1,4 @@
-"""Decode a :class:`RawBatch`: fill topics and the ticks topic, with Kafka provenance.
+"""Intake: a :class:`RawBatch` decoded, with Kafka provenance and its ``committable``.
 
 Records are decoded in one bulk call (fill partitions in offset order, then ticks), so
 ``seq`` orders fills of one partition by offset. An event on the wrong kind of topic (a tick on
@@ -13,16 +13,18 @@ from typing import Any
 
 import polars as pl
 
-from pm_polars.daemon.batching import RawBatch
+from pm_polars.daemon.kafka.microbatch import RawBatch
 from pm_polars.events import decode_messages
 from pm_polars.events.schema import REJECT_SCHEMA
+from pm_polars.types import TP, Committable
 
 
 @dataclass(frozen=True)
 class Decoded:
     """Valid fills (fill topics only), valid ticks (ticks topic only), all rejects.
 
-    ``values`` are the raw records by ``seq`` (to dead-letter a fill refused later).
+    ``values`` are the raw records by ``seq`` (to dead-letter a fill refused later);
+    ``committable`` the next offset of every fill and tick partition the records cover.
     """
 
     fills: pl.DataFrame
@@ -30,9 +32,11 @@ class Decoded:
     rejects: pl.DataFrame
     records: int
     values: list[Any] = field(default_factory=list)
+    committable: Committable = field(default_factory=dict)
 
-    def without(self, tps: set[tuple[str, int]]) -> Decoded:
-        """Without the fills and rejects of partitions ``tps`` (ticks are never dropped)."""
+    def without(self, tps: set[TP]) -> Decoded:
+        """Without the fills, rejects and offsets of fill partitions ``tps`` (ticks are
+        never dropped)."""
         gone = pl.DataFrame(
             {"topic": [t for t, _ in tps], "partition": [q for _, q in tps]},
             schema={"topic": pl.String, "partition": pl.Int32},
@@ -41,6 +45,7 @@ class Decoded:
             self,
             fills=self.fills.join(gone, on=["topic", "partition"], how="anti"),
             rejects=self.rejects.join(gone, on=["topic", "partition"], how="anti"),
+            committable={tp: o for tp, o in self.committable.items() if tp not in tps},
         )
 
     def refuse(self, fills: pl.DataFrame, reason: pl.Expr) -> Decoded:
@@ -93,4 +98,4 @@ def decode_batch(batch: RawBatch, ticks_topic: str) -> Decoded:
         rejects.append(_misplaced(wrong, values, 0, "market_tick on a fill topic; ticks "
                                   f"belong on {ticks_topic}"))
     all_rejects = pl.concat(rejects).sort("seq") if len(rejects) > 1 else d.rejects
-    return Decoded(fills, ticks, all_rejects, len(values), values)
+    return Decoded(fills, ticks, all_rejects, len(values), values, batch.committable)

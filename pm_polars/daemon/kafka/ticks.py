@@ -27,7 +27,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from pm_polars.daemon.kafka_config import ErrorLog
+from pm_polars.daemon.kafka.clients import ErrorLog
 from pm_polars.daemon.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -1,15 +1,16 @@
-"""One micro-batch, start to finish: decode, apply, dead-letter, checkpoint, follow-ups.
+"""One micro-batch, start to finish: consume -> decode -> apply -> checkpoint -> commit -> sinks.
 
-Order (the exactly-once argument relies on it):
+The batch was consumed by ``kafka.microbatch`` (a ``RawBatch`` carrying its
+``committable``). Order (the exactly-once argument relies on it):
 
-1. decode; the reject-ratio guard may stop the daemon here (nothing written);
-2. snapshot every engine and the tick table (O(1));
-3. apply to the engines and build the commit plan;
+1. decode (``intake``); the reject-ratio guard may stop the daemon here (nothing written);
+2. keep the book's state (engine state and tick table: immutable values, O(1));
+3. apply to the engine and build the commit plan (``apply``);
 4. dead letters produced and flushed (once per batch, before the commit);
    (fills refused for arriving on a foreign partition included); the archive rows are
-   staged (made durable, see ``archive_sink``) before the EXEC;
-5. checkpoint commit: state + offsets + read model in one MULTI/EXEC;
-   on a Redis/Kafka error: restore the snapshots, back off, go to 3 (nothing advanced);
+   staged (made durable, see ``pm_polars.archive.sink``) before the EXEC;
+5. checkpoint commit: state + offsets + read model in one MULTI/EXEC (``checkpoint``);
+   on a Redis/Kafka error: restore the kept state, back off, go to 3 (nothing advanced);
    on a stale partition (another owner moved it on): restore, reload that partition from
    Redis, seek it to the stored offset, drop its records from this batch, go to 3;
 6. after EXEC: Kafka offset commit (monitoring only), metrics, sinks. After a stale
@@ -27,19 +28,21 @@ from dataclasses import dataclass, field, replace
 import polars as pl
 import redis
 
-from pm_polars.daemon.archive_sink import KINDS, Rows, rows_of
-from pm_polars.daemon.batching import RawBatch
+from pm_polars.archive.sink import Rows, rows_of
+from pm_polars.daemon import owners
+from pm_polars.daemon.apply import Applied, apply_batch
 from pm_polars.daemon.book import Book
-from pm_polars.daemon.checkpoint import TP, Checkpoint, CommitOutcome
-from pm_polars.daemon.decoding import Decoded, decode_batch
-from pm_polars.daemon.dlq import DeadLetters, DeliveryError, RejectGuard
-from pm_polars.daemon.fills_source import FillsSource
+from pm_polars.daemon.checkpoint.plan import CommitOutcome
+from pm_polars.daemon.checkpoint.staging import Record, committed_only
+from pm_polars.daemon.checkpoint.store import Checkpoint
+from pm_polars.daemon.intake import Decoded, decode_batch
+from pm_polars.daemon.kafka.dlq import DeadLetters, DeliveryError, RejectGuard
+from pm_polars.daemon.kafka.fills import FillsSource
+from pm_polars.daemon.kafka.microbatch import RawBatch
 from pm_polars.daemon.metrics import Metrics
-from pm_polars.daemon.processor import Applied, BatchResult, apply_batch
 from pm_polars.daemon.retry import Backoff
 from pm_polars.daemon.sinks import Sinks
-from pm_polars.daemon.staging import Record, committed_only
-from pm_polars.daemon.state_codec import SMALL_BATCH
+from pm_polars.types import KINDS, TP, BatchResult
 
 log = logging.getLogger(__name__)
 RETRYABLE = (redis.RedisError, DeliveryError, OSError)  # OSError: archive staging
@@ -47,9 +50,7 @@ RETRYABLE = (redis.RedisError, DeliveryError, OSError)  # OSError: archive stagi
 
 @dataclass
 class _Pending:
-    decoded: Decoded
-    next_offsets: dict[TP, int]
-    tick_offsets: dict[int, int]
+    decoded: Decoded  # carries the batch's committable (stale partitions' dropped)
     dead_lettered: bool = False
     attempts: list[tuple[int, BatchResult]] = field(default_factory=list)  # (ts_ns, result)
     stale: dict[TP, int | None] = field(default_factory=dict)  # partition -> stored offset
@@ -73,12 +74,11 @@ class BatchStep:
         t0 = time.perf_counter()
         decoded = decode_batch(batch, self.ticks_topic)
         self.metrics.stage("decode", time.perf_counter() - t0)
-        self.process_decoded(decoded, batch.next_offsets(), batch.tick_offsets())
+        self.process_decoded(decoded)
 
-    def process_decoded(self, decoded: Decoded, next_offsets: dict[TP, int],
-                        tick_offsets: dict[int, int]) -> None:
+    def process_decoded(self, decoded: Decoded) -> None:
         self.guard.check(decoded.records, decoded.rejects.height)
-        pending = _Pending(decoded, next_offsets, tick_offsets)
+        pending = _Pending(decoded)
         while True:
             outcome, applied = self.backoff.call(
                 "checkpoint", lambda: self._attempt(pending), RETRYABLE
@@ -99,8 +99,8 @@ class BatchStep:
 
         try:
             t0 = time.perf_counter()
-            applied = apply_batch(p.decoded, book, p.next_offsets, p.tick_offsets,
-                                  self.foreign, on_applied=stage if staging else None)
+            applied = apply_batch(p.decoded, book, self.foreign,
+                                  on_applied=stage if staging else None)
             t1 = time.perf_counter()
             self.metrics.stage("apply", t1 - t0)
             p.attempts.append((applied.plan.ts_ns, applied.result))
@@ -128,12 +128,7 @@ class BatchStep:
 
     def _lookup_owners(self, decoded: Decoded) -> None:
         """Partitions of portfolios this instance has not seen (``pm:owner``; rare)."""
-        if decoded.fills.height == 0:
-            return
-        column = decoded.fills.get_column("portfolio_id")
-        pids = column.unique().to_list() if column.len() > SMALL_BATCH else \
-            dict.fromkeys(column.to_list())  # small: no query
-        unknown = [p for p in pids if p not in self.book.owner and p not in self.foreign]
+        unknown = owners.unknown(decoded, self.book.owner, self.foreign)
         if unknown:
             self.foreign.update(self.checkpoint.owners(unknown))
 
@@ -155,19 +150,18 @@ class BatchStep:
                 self.fills.seek(tp, offset)
             except Exception as exc:  # KafkaException: no longer assigned; a revoke follows
                 log.info("event=seek_failed partition=%s:%s error=%r", tp[0], tp[1], exc)
-            p.next_offsets.pop(tp, None)
         p.decoded = p.decoded.without(set(tps))
 
     def _after_commit(self, p: _Pending, applied: Applied, outcome: CommitOutcome) -> None:
         t0 = time.perf_counter()
         written = time.time_ns()
-        book = self.book
+        book, committable = self.book, p.decoded.committable
         for pc in applied.plan.partitions:
             info = book.parts.get(pc.tp)
             if info is None:
                 continue
             if pc.delta is not None:
-                info.offset = p.next_offsets[pc.tp]
+                info.offset = committable[pc.tp]
             info.republish = False
         book.owner.update({pid: tp for pid, tp in applied.claims.items() if tp in book.parts})
         conflicts = applied.refused + len(outcome.conflicts)
@@ -178,7 +172,7 @@ class BatchStep:
                         "a portfolio's fills arrived on a second partition; refused and "
                         "dead-lettered, never merged (producers must key fills by "
                         "portfolio_id)")
-        self.fills.commit(p.next_offsets)
+        self.fills.commit(committable)
         res = self._with_earlier(p, applied.result, p.ours)  # our lost EXEC's rows count too
         m = self.metrics
         m.count_events("fill", res.fills.height)
@@ -189,10 +183,8 @@ class BatchStep:
         ts = pl.concat([res.fills.get_column("ts"), res.ticks.get_column("ts")])
         m.event_to_redis.observe_many((written - ts) / 1e9)
         m.stage("commit", time.perf_counter() - t0)
-        offsets = dict(p.next_offsets)
-        offsets.update({(self.ticks_topic, q): o for q, o in p.tick_offsets.items()})
         t1 = time.perf_counter()
-        self.sinks.submit(self._with_earlier(p, applied.result, p.stale), offsets)
+        self.sinks.submit(self._with_earlier(p, applied.result, p.stale))
         m.stage("sinks", time.perf_counter() - t1)
 
     def _with_earlier(self, p: _Pending, res: BatchResult,
@@ -202,12 +194,12 @@ class BatchStep:
         see step 6)."""
         if len(p.attempts) <= 1 or not stale:
             return res
-        limits: dict[TP, int | None] = {**stale, **p.next_offsets}
-        limits.update({(self.ticks_topic, q): o for q, o in p.tick_offsets.items()})
+        limits: dict[TP, int | None] = {**stale, **p.decoded.committable}
         kept = committed_only(
             [Record(i, 0, rows_of(r).frames()) for i, (_, r) in enumerate(p.attempts)], limits)
-        frames = {k: pl.concat([r.frames[k] for r in kept if k in r.frames], how="diagonal")
-                  for k in KINDS if any(k in r.frames for r in kept)}
+        frames: dict[str, pl.DataFrame] = {
+            k: pl.concat([r.frames[k] for r in kept if k in r.frames], how="diagonal")
+            for k in KINDS if any(k in r.frames for r in kept)}
         rows = Rows.of(frames)
         return replace(res, fills=rows.fills, ticks=rows.ticks, rejects=rows.rejects,
                        duplicates=rows.duplicates)

@@ -1,0 +1,81 @@
+"""The daemon's apply stage: a decoded batch into the book, and its :class:`CommitPlan`.
+
+1. Route (``owners.route``): fills on a foreign partition are refused, new portfolios
+   claim the partition their first fill came on.
+2. Reduce the batch's ticks to one winner per instrument (``tick_table``) and apply fills
+   and winners to the engine in one columnar call (``engine.step.apply``, through the book).
+3. Plan the commit (``checkpoint.plan.build``): per partition the state rows its fills
+   touched and its next offset (from the batch's ``committable``), the documents of its
+   changed portfolios, its Overall/aum contribution; the winning prices and tick offsets.
+
+The book's engine state moves on here; the caller keeps ``book.state()`` from before and
+restores it if the commit fails (undo = keep the previous state).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pm_polars.daemon import owners
+from pm_polars.daemon.book import Book
+from pm_polars.daemon.checkpoint.plan import CommitPlan, Scope, build
+from pm_polars.daemon.intake import Decoded
+from pm_polars.daemon.tick_table import price_rows
+from pm_polars.events import DecodedBatch
+from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
+from pm_polars.types import TP, BatchResult
+
+NO_REJECTS = empty(REJECT_SCHEMA)
+NO_FILLS = empty(FILL_SCHEMA)
+
+
+@dataclass
+class Applied:
+    plan: CommitPlan
+    result: BatchResult
+    claims: dict[str, TP]  # portfolios first seen in this batch -> their partition
+    refused: int  # fills refused for arriving on a foreign partition
+
+
+def apply_batch(
+    decoded: Decoded,
+    book: Book,
+    foreign: dict[str, TP] | None = None,
+    on_applied: Callable[[BatchResult], None] | None = None,
+) -> Applied:
+    """Apply ``decoded`` to the book's engine and return the commit plan.
+
+    ``on_applied`` gets the :class:`BatchResult` as soon as the engine applied the batch,
+    before the plan is built (the daemon starts the archive staging there).
+    """
+    now = time.time_ns()
+    routed, claims = owners.route(decoded, book.owner, foreign or {})
+    refused = decoded.fills.height - routed.fills.height
+    reduced = book.ticks.reduce(routed.ticks)
+    wins = book.ticks.merge(reduced)
+    res = book.apply(DecodedBatch(routed.fills, reduced, NO_REJECTS))
+
+    def owner_of(pid: str) -> TP | None:
+        return book.owner.get(pid) or claims.get(pid)
+
+    republish = {tp for tp, info in book.parts.items() if info.republish}
+    changed = set(res.changed_portfolios) | set(book.portfolios_of(republish))
+    result = BatchResult(
+        fills=res.fills, ticks=routed.ticks, rejects=routed.rejects,
+        duplicates=res.duplicates if res.duplicates.height else NO_FILLS,
+        changed_portfolios=sorted(changed), committable=dict(routed.committable),
+        written_ns=now,
+    )
+    if on_applied is not None:
+        on_applied(result)
+    changed_tps = {tp for tp in map(owner_of, changed) if tp is not None} | republish
+    members = {pid: tp for pid in set(book.owner) | set(claims)
+               if (tp := owner_of(pid)) in changed_tps}
+    scope = Scope(expected={tp: info.offset for tp, info in book.parts.items()},
+                  changed_tps=changed_tps, members=members, claims=claims)
+    cp = book.checkpoint
+    plan = build(book.engine.state, book.config, result, scope, price_rows(wins),
+                 cp.ticks_topic, cp.keys, cp.group)
+    return Applied(plan, result, claims, refused)

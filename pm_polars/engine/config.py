@@ -1,0 +1,31 @@
+"""Engine configuration: a typed value passed to every step, never part of the state.
+
+Units: ``starting_cash`` in account currency (credited to a portfolio at its first fill);
+``dedupe_retention_ns`` in nanoseconds of event time (a seen fill id counts while its ``ts``
+is at or after ``clock - retention``; ``None`` keeps every id forever). Settings given in
+seconds (``pm-polars run --dedupe-retention 24h``) are converted once, by
+:meth:`EngineConfig.of`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_STARTING_CASH = 1_000_000.0
+NS_PER_S = 10**9
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the engine books (see the module docstring for units)."""
+
+    starting_cash: float = DEFAULT_STARTING_CASH
+    dedupe_retention_ns: int | None = None
+    # the cost-basis method (average cost today) will be configured here
+
+    @classmethod
+    def of(cls, starting_cash: float = DEFAULT_STARTING_CASH,
+           dedupe_retention_s: float | None = None) -> EngineConfig:
+        """From the user-facing units (retention in seconds; ``None``: forever)."""
+        retention = None if dedupe_retention_s is None else int(dedupe_retention_s * NS_PER_S)
+        return cls(float(starting_cash), retention)

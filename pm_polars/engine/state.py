@@ -1,0 +1,132 @@
+"""Engine state: an immutable value (five frames and a clock), the input and output of a step.
+
+* ``positions`` (``accounting.POSITION_STATE_SCHEMA``), kept sorted by ``instrument_token``
+  (ticks find their holders by binary search);
+* ``cash`` (``CASH_SCHEMA``): cash per portfolio, account currency;
+* ``marks`` (``marks.MARK_STATE_SCHEMA``): latest tick and latest fill price per instrument;
+* ``seen``: the dedupe index of applied fill ids (:class:`~pm_polars.engine.dedupe.SeenIds`);
+* ``instruments`` (``instruments.INSTRUMENT_SCHEMA``): multipliers;
+* ``clock_ns``: newest event time applied (ns UTC), ``None`` before the first.
+
+Frames are immutable, so keeping a state costs nothing: the daemon's undo of a failed
+commit is "keep the previous state". :func:`merge` and :meth:`EngineState.without` are how a
+daemon adds and removes partitions' portfolios.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
+
+import polars as pl
+
+from pm_polars.engine import accounting, dedupe, marks
+from pm_polars.engine.instruments import load_instruments
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+CASH_SCHEMA: dict[str, pl.DataType] = {
+    "portfolio_id": pl.String(),
+    "source": pl.String(),
+    "strategy_id": pl.String(),
+    "cash": pl.Float64(),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class EngineState:
+    """All state of one engine (see the module docstring)."""
+
+    positions: pl.DataFrame
+    cash: pl.DataFrame
+    marks: pl.DataFrame
+    seen: dedupe.SeenIds
+    instruments: pl.DataFrame
+    clock_ns: int | None = None
+
+    @classmethod
+    def empty(cls, instruments: pl.DataFrame | str | Path | None = None) -> EngineState:
+        """No portfolios, no marks, no seen ids (``instruments`` normalised, default none)."""
+        return cls(
+            positions=pl.DataFrame(schema=accounting.POSITION_STATE_SCHEMA),
+            cash=pl.DataFrame(schema=CASH_SCHEMA),
+            marks=pl.DataFrame(schema=marks.MARK_STATE_SCHEMA),
+            seen=dedupe.SeenIds(),
+            instruments=load_instruments(instruments),
+        )
+
+    @classmethod
+    def of_frames(cls, positions: pl.DataFrame, cash: pl.DataFrame, marks_: pl.DataFrame,
+                  seen: pl.DataFrame, instruments: pl.DataFrame,
+                  clock_ns: int | None) -> EngineState:
+        """From plain frames (a snapshot, Redis rows): cast, sorted, ``seen`` indexed."""
+        return cls(
+            positions=positions.cast(pl.Schema(accounting.POSITION_STATE_SCHEMA)).sort(
+                "instrument_token", maintain_order=True),
+            cash=cash.cast(pl.Schema(CASH_SCHEMA)),
+            marks=marks_.cast(pl.Schema(marks.MARK_STATE_SCHEMA)),
+            seen=dedupe.SeenIds.from_frame(seen),
+            instruments=instruments,
+            clock_ns=clock_ns,
+        )
+
+    def portfolio_ids(self) -> list[str]:
+        return self.cash.get_column("portfolio_id").to_list()
+
+    def without(self, portfolio_ids: list[str]) -> EngineState:
+        """The state without these portfolios' positions and cash (seen ids and marks stay:
+        fill ids are unique per source, so they can only ever match a redelivery)."""
+        if not portfolio_ids:
+            return self
+        keep = ~pl.col("portfolio_id").is_in(portfolio_ids)
+        return replace(self, positions=self.positions.filter(keep),
+                       cash=self.cash.filter(keep))
+
+    def pipe(self, fn: Callable[Concatenate[EngineState, P], T], *args: P.args,
+             **kwargs: P.kwargs) -> T:
+        """``fn(self, *args, **kwargs)``, as Polars' ``DataFrame.pipe``:
+        ``state, result = state.pipe(step.apply, batch, config)``."""
+        return fn(self, *args, **kwargs)
+
+
+def _latest(marks_: pl.DataFrame, kind: str) -> pl.DataFrame:
+    price, ts = f"{kind}_price", f"{kind}_ts"
+    return (
+        marks_.filter(pl.col(price).is_not_null())
+        .sort("instrument_token", ts, nulls_last=False)
+        .group_by("instrument_token", maintain_order=True)
+        .agg(pl.col(price).last(), pl.col(ts).last())
+    )
+
+
+def merge(a: EngineState, b: EngineState) -> EngineState:
+    """``a`` plus ``b`` (disjoint portfolios, e.g. a partition loaded from Redis).
+
+    Marks keep the latest tick and the latest fill price per instrument; a fill id in both
+    keeps its newest sighting (a null ts never expires), or a redelivery would count as new.
+    """
+    both = pl.concat([a.marks, b.marks])
+    merged_marks = (
+        both.select("instrument_token").unique()
+        .join(_latest(both, "tick"), on="instrument_token", how="left")
+        .join(_latest(both, "fill"), on="instrument_token", how="left")
+        .select(a.marks.columns)
+    )
+    # an id may be in a state twice (expired, then seen again before a sweep)
+    seen = pl.concat([a.seen.frame(), b.seen.frame()]).sort(
+        "ts", descending=True, nulls_last=False
+    ).unique(["source", "fill_id"], keep="first", maintain_order=True)
+    clocks = [c for c in (a.clock_ns, b.clock_ns) if c is not None]
+    return EngineState.of_frames(
+        positions=pl.concat([a.positions, b.positions]).unique(
+            ["portfolio_id", "instrument_token"], keep="first", maintain_order=True),
+        cash=pl.concat([a.cash, b.cash]).unique("portfolio_id", keep="first",
+                                                maintain_order=True),
+        marks_=merged_marks,
+        seen=seen,
+        instruments=a.instruments,
+        clock_ns=max(clocks) if clocks else None,
+    )
