@@ -1,8 +1,4 @@
-"""Shared pytest configuration: make ``tests/reference.py`` importable as ``reference``."""
+"""Loads the one set of fixtures (``tests/support/fixtures.py``); ``tests/`` is on the
+import path through ``pythonpath`` in ``pyproject.toml`` (``support``, ``reference``)."""
 
-import sys
-from pathlib import Path
-
-_TESTS_DIR = str(Path(__file__).resolve().parent)
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
+pytest_plugins = ["support.fixtures"]

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import Names, StartDaemon, feed, reference
 from support import KafkaBroker, RedisServer, produce
 from support.daemon import wait_for
+from support.feeds import feed, reference
+from support.fixtures import StartDaemon
+from support.names import Names
 from support.published import differences
 
 from pm_polars import PortfolioEngine

@@ -13,9 +13,11 @@ import urllib.request
 from collections import Counter
 
 import pytest
-from conftest import Names, StartDaemon, feed, reference
 from support import KafkaBroker, RedisServer, consume_all, create_topics, produce
 from support.daemon import wait_for
+from support.feeds import feed, reference
+from support.fixtures import StartDaemon
+from support.names import Names
 from support.ports import free_port
 from support.published import differences
 

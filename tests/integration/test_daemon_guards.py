@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Names, StartDaemon, feed
 from support import KafkaBroker, RedisServer, consume_all, produce
 from support.daemon import wait_for
+from support.feeds import feed
+from support.fixtures import StartDaemon
+from support.names import Names
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,11 @@ import re
 import time
 
 import pytest
-from conftest import Names, StartDaemon, feed, reference
 from support import KafkaBroker, RedisServer, produce
 from support.daemon import wait_for
+from support.feeds import feed, reference
+from support.fixtures import StartDaemon
+from support.names import Names
 from support.published import differences
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import Names, StartDaemon, feed, reference
 from support import KafkaBroker, RedisServer, produce
 from support.daemon import DaemonProcess, wait_for
+from support.feeds import feed, reference
+from support.fixtures import StartDaemon
+from support.names import Names
 from support.published import differences
 
 pytestmark = pytest.mark.integration
