@@ -54,7 +54,8 @@ bench: install
 	if [ -n "$(BENCH)" ]; then scripts=(bench/$(BENCH).py); else scripts=(bench/[!_]*.py); fi; \
 	if [ $${#scripts[@]} -eq 0 ]; then echo "no bench scripts found"; exit 0; fi; \
 	for script in "$${scripts[@]}"; do \
-	  echo "== $$script"; $(BIN)/python "$$script" $(BENCH_ARGS) || exit $$?; \
+	  module=bench.$$(basename "$$script" .py); \
+	  echo "== $$script"; $(BIN)/python -m "$$module" $(BENCH_ARGS) || exit $$?; \
 	done
 
 # The integration tests start their own redis-server on a free port; they only need the binary.

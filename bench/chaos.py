@@ -1,7 +1,7 @@
 """Chaos bench: ``pm-polars run`` under kill -9 and a long soak, checked against the engine.
 
-    .venv/bin/python bench/chaos.py [--events 200000] [--kills 20] [--seed 1]
-    .venv/bin/python bench/chaos.py --soak [--soak-seconds 600] [--rate 1000] [--skip-kills]
+    .venv/bin/python -m bench.chaos [--events 200000] [--kills 20] [--seed 1]
+    .venv/bin/python -m bench.chaos --soak [--soak-seconds 600] [--rate 1000] [--skip-kills]
 
 1. Starts a tansu broker and redis-server(s) (AOF, fsync always; ``--no-aof`` to disable) on
    free ports, all killed at exit.
@@ -31,10 +31,8 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from support import kafka_broker, redis_server  # noqa: E402
-from support.chaos import (  # noqa: E402
+from tests.support import kafka_broker, redis_server
+from tests.support.chaos import (
     KillFigures,
     Names,
     SoakFigures,
@@ -42,7 +40,7 @@ from support.chaos import (  # noqa: E402
     kill_chaos,
     soak,
 )
-from support.ports import free_port  # noqa: E402
+from tests.support.ports import free_port
 
 T0 = time.monotonic()
 

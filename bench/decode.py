@@ -1,7 +1,7 @@
 """Decode cost: small-batch latency, then throughput of fills, ticks, a fill/tick mix and
 fills with 1% poison records.
 
-Run: ``.venv/bin/python bench/decode.py [--n 100000] [--runs 5] [--small 200] [--calls 50]``.
+Run: ``.venv/bin/python -m bench.decode [--n 100000] [--runs 5] [--small 200] [--calls 50]``.
 
 * small batch: per-call wall and CPU time of ``--small`` mixed valid messages (the latency
   case of the daemon), median of ``--calls`` calls after a warm-up;

@@ -1,6 +1,6 @@
 """Engine throughput: fills/s and ticks/s on decoded (Arrow/Polars) batches.
 
-Run: ``.venv/bin/python bench/engine.py [--runs 5]``. Prints the median of ``--runs`` runs
+Run: ``.venv/bin/python -m bench.engine [--runs 5]``. Prints the median of ``--runs`` runs
 for each case. Inputs are generated columnarly (hash-based pseudo-random numbers), so the
 generator never dominates. Cases:
 

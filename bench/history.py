@@ -1,6 +1,6 @@
 """History benchmark: archive synthetic events, roll end of day, report, 30-day queries.
 
-Run: ``.venv/bin/python bench/history.py [--events 10000000] [--days 30]``.
+Run: ``.venv/bin/python -m bench.history [--events 10000000] [--days 30]``.
 
 The last day gets ``--events`` events (``--fill-share`` fills, default 5 % like the demo
 feed, the rest ticks; Kafka-like provenance: fills

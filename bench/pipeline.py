@@ -1,6 +1,6 @@
 """Pipeline bench: Kafka (tansu) -> ``pm-polars run`` -> Redis, against the raw consume rate.
 
-    .venv/bin/python bench/pipeline.py [--events 200000] [--runs 3] [--paced-rate 5000]
+    .venv/bin/python -m bench.pipeline [--events 200000] [--runs 3] [--paced-rate 5000]
 
 1. End to end (tansu and redis-server on free ports): the daemon (a subprocess) is warmed
    up on fresh topics (group joined, 200 records committed), stopped (SIGSTOP) while
@@ -36,15 +36,13 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
-from pipeline_probe import committed, cpu_seconds, histogram, quantile, stages  # noqa: E402
-from support import create_topics, kafka_broker, redis_server  # noqa: E402
-from support.daemon import DaemonProcess, wait_for  # noqa: E402
-from support.ports import free_port  # noqa: E402
-
-from pm_polars.demo.feed import generate_messages  # noqa: E402
+from bench.pipeline_probe import committed, cpu_seconds, histogram, quantile, stages
+from pm_polars.demo.feed import generate_messages
+from tests.support import create_topics, kafka_broker, redis_server
+from tests.support.daemon import DaemonProcess, wait_for
+from tests.support.ports import free_port
 
 TS = re.compile(rb'"ts":\d+')
 PARTS = {"orders.filled.paper": 3, "orders.filled.live": 3, "market.ticks": 2}
