@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 DEFAULT_STARTING_CASH = 1_000_000.0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -82,11 +82,11 @@ class InvalidEvent(ValueError):
     """Raised by the validators; the message is the reject reason."""
 
 
-def _is_int(x: Any) -> bool:
+def _is_int(x: Any) -> TypeGuard[int]:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _is_number(x: Any) -> bool:
+def _is_number(x: Any) -> TypeGuard[int | float]:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
@@ -529,7 +529,7 @@ def fill(
     return event
 
 
-def tick(token: int, price: float, ts: int | None = None) -> dict[str, Any]:
+def tick(token: int, price: float, ts: int | str | None = None) -> dict[str, Any]:
     event: dict[str, Any] = {"event_type": "market_tick", "instrument_token": token}
     event["last_price"] = price
     if ts is not None:
@@ -549,7 +549,7 @@ def engine_class() -> Any:
     import pytest
 
     try:
-        from pm_polars import PortfolioEngine  # type: ignore[attr-defined]
+        from pm_polars import PortfolioEngine
     except ImportError:
         if not ENGINE_FILE.exists():
             pytest.skip("pm_polars.PortfolioEngine has not landed yet")
@@ -618,13 +618,13 @@ def position(book: Any, portfolio_id: str, token: int) -> dict[str, Any]:
         if r["portfolio_id"] == portfolio_id and r["instrument_token"] == token
     ]
     assert len(rows) == 1, f"expected one position row for {(portfolio_id, token)}: {rows}"
-    return rows[0]
+    return dict(rows[0])
 
 
 def portfolio_row(book: Any, portfolio_id: str) -> dict[str, Any]:
     rows = [r for r in book.portfolios() if r["portfolio_id"] == portfolio_id]
     assert len(rows) == 1, f"expected one portfolio row for {portfolio_id}: {rows}"
-    return rows[0]
+    return dict(rows[0])
 
 
 # --------------------------------------------------------------------------------------
@@ -650,7 +650,7 @@ REL = 1e-9
 
 
 def _scale(row: Mapping[str, Any]) -> float:
-    return (
+    return float(
         abs(row["buy_value"])
         + abs(row["sell_value"])
         + abs(row["quantity"]) * abs(row["last_price"]) * abs(row["multiplier"])
@@ -661,7 +661,7 @@ def _scale(row: Mapping[str, Any]) -> float:
 def close(a: Any, b: Any, scale: float = 0.0, rel: float = REL) -> bool:
     a = float(a)
     b = float(b)
-    return abs(a - b) <= rel * max(abs(a), abs(b), scale)
+    return bool(abs(a - b) <= rel * max(abs(a), abs(b), scale))
 
 
 def _check(errors: list[str], what: str, got: Any, want: Any, scale: float, rel: float) -> None:

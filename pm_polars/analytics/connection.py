@@ -113,7 +113,8 @@ def require(con: duckdb.DuckDBPyConnection, view: str) -> None:
 def query(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
           ) -> pl.DataFrame:
     """Run ``sql`` and return a Polars frame."""
-    return con.sql(sql, params=params or None).pl()
+    frame: pl.DataFrame = con.sql(sql, params=params or None).pl()
+    return frame
 
 
 def filters(

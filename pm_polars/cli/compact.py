@@ -12,7 +12,7 @@ from pm_polars.cli._history import add_archive_root, iso_date
 def register(subparsers: Subparsers) -> None:
     """Add the ``compact`` subcommand."""
     from pm_polars.archive.compact import DEFAULT_TARGET_ROWS
-    from pm_polars.archive.layout import KINDS
+    from pm_polars.types import KINDS
 
     parser = subparsers.add_parser(
         "compact",
@@ -36,7 +36,7 @@ def register(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Execute ``pm-polars compact``."""
     from pm_polars.archive.compact import compact
-    from pm_polars.archive.layout import KINDS
+    from pm_polars.types import KINDS
 
     stats = compact(args.archive_root, args.date, args.kind or KINDS,
                     target_rows=args.target_rows)

@@ -65,4 +65,4 @@ def is_current(meta: dict[str, Any], fingerprints: dict[str, list[int]], day: da
     """True when the archive up to ``day`` is what the state with ``meta`` consumed."""
     consumed = meta.get("eod", {}).get("consumed")
     expected = {k: v for k, v in fingerprints.items() if k <= day.isoformat()}
-    return consumed == expected
+    return bool(consumed == expected)

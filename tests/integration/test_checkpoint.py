@@ -109,7 +109,7 @@ def test_prices_and_tick_offsets_never_move_backwards(redis_srv: RedisServer) ->
     assert checkpoint.commit(apply_batch(_ticks(10.0, ts, 5), instance()).plan).committed
     # a lagging instance writes an older tick and a smaller offset: both are ignored
     assert checkpoint.commit(apply_batch(_ticks(9.0, ts - 1, 3), instance()).plan).committed
-    assert json.loads(client.hget("p:prices", "1")) == {"last_price": 10.0, "ts": ts}
+    assert json.loads(str(client.hget("p:prices", "1"))) == {"last_price": 10.0, "ts": ts}
     assert client.hget(f"p:pm:ticks:{TICKS}:offsets", "0") == "5"
     offsets, prices = checkpoint.load_ticks()
     assert offsets == {0: 5} and TickTable.from_prices(prices).table.row(0) == (1, 10.0, ts)

@@ -17,6 +17,7 @@ from support import KafkaBroker, RedisServer, consume_all, create_topics, produc
 from support.daemon import wait_for
 from support.feeds import feed, reference
 from support.fixtures import StartDaemon
+from support.kafka_broker import headers as record_headers
 from support.names import Names
 from support.ports import free_port
 from support.published import differences
@@ -63,15 +64,15 @@ def test_end_to_end_equals_engine_dlq_metrics_and_sigterm(
     rejected = decode_messages(values).rejects
     dead = consume_all(broker.bootstrap, names.dlq, rejected.height)
     assert rejected.height > 50
-    got = Counter((m.value(), dict(m.headers())["reason"].decode()) for m in dead)
+    got = Counter((m.value(), record_headers(m)["reason"]) for m in dead)
     want = Counter(zip(rejected["raw"].to_list(), rejected["reason"].to_list(), strict=True))
     assert got == want
-    source: dict[tuple[str, int, int], bytes | None] = {}
+    source: dict[tuple[str, int | None, int | None], bytes | None] = {}
     for topic, n in Counter(t for t, _, _ in records).items():
         for m in consume_all(broker.bootstrap, topic, n):
             source[(topic, m.partition(), m.offset())] = m.value()
     for m in dead:  # headers point at the original record
-        h = {k: v.decode() for k, v in m.headers()}
+        h = record_headers(m)
         assert source[(h["topic"], int(h["partition"]), int(h["offset"]))] == m.value()
         assert m.key() == f"{h['topic']}/{h['partition']}/{h['offset']}".encode()
 
@@ -102,7 +103,7 @@ def test_end_to_end_equals_engine_dlq_metrics_and_sigterm(
     per_topic = Counter(t for t, _, _ in records)
     stored = 0
     for key in client.scan_iter(f"pm:state:{names.group}:*:meta"):
-        stored += int(client.hget(key, "next_offset"))
+        stored += int(str(client.hget(key, "next_offset")))
     fill_records = sum(n for t, n in per_topic.items() if t != names.ticks)
     assert stored == fill_records
     tick_offsets = client.hgetall(f"pm:ticks:{names.ticks}:offsets")
@@ -129,4 +130,4 @@ def test_pattern_subscription_picks_up_a_topic_created_later(
     wait_for("the late topic's fills", lambda: not differences(client, ref),
              diagnose=lambda: "\n".join(differences(client, ref)[:10]) + daemon.log()[-3000:])
     assert any(k.startswith(f"pm:state:{names.group}:{names.fills('late')}:")
-               for k in client.keys("pm:state:*"))
+               for k in map(str, client.keys("pm:state:*")))

@@ -10,6 +10,7 @@ from support import KafkaBroker, RedisServer, consume_all, produce
 from support.daemon import wait_for
 from support.feeds import feed
 from support.fixtures import StartDaemon
+from support.kafka_broker import headers as record_headers
 from support.names import Names
 
 pytestmark = pytest.mark.integration
@@ -56,14 +57,15 @@ def test_fill_on_a_second_partition_is_refused_not_merged(
              diagnose=lambda: daemon.log()[-2000:])
     assert client.hget(f"pm:owner:{names.group}", "paper_S1") == f"{topic}:0"
     [dead] = consume_all(broker.bootstrap, names.dlq, 1)
-    headers = {k: v.decode() for k, v in dead.headers()}
+    headers = record_headers(dead)
     assert f"belongs to partition {topic}:0" in headers["reason"]
     assert headers["partition"] == "1" and dead.value() == fill("b", 5)
     # the portfolio's book is the first partition's only: nothing was merged
-    q0 = json.loads(client.hget(f"pm:state:{names.group}:{topic}:0:positions", "paper_S1|1"))
+    q0 = json.loads(str(client.hget(f"pm:state:{names.group}:{topic}:0:positions",
+                                    "paper_S1|1")))
     assert q0["quantity"] == 10
     assert not client.hgetall(f"pm:state:{names.group}:{topic}:1:positions")
     wait_for("offset of the refused fill stored",
              lambda: client.hget(f"pm:state:{names.group}:{topic}:1:meta", "next_offset") == "1")
-    assert json.loads(client.get("portfolio:paper_S1"))["positions"]["1"]["quantity"] == 10
+    assert json.loads(str(client.get("portfolio:paper_S1")))["positions"]["1"]["quantity"] == 10
     assert daemon.terminate() == 0

@@ -36,7 +36,8 @@ def test_two_daemons_split_partitions_and_survivor_takes_over(
     client = redis_srv.client()
     first = start_daemon()
     second = start_daemon()
-    logs = lambda: first.log()[-2000:] + "\n----\n" + second.log()[-2000:]  # noqa: E731
+    def logs() -> str:
+        return first.log()[-2000:] + "\n----\n" + second.log()[-2000:]
 
     wait_for("the group to split", lambda: _owned(first) and _owned(second)
              and len(_owned(first) | _owned(second)) == 6, diagnose=logs)

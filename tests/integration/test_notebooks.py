@@ -30,7 +30,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_notebook_runs(name: str, archive: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PM_ARCHIVE_ROOT", str(archive))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend draws
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)  # type: ignore[no-untyped-call]
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]

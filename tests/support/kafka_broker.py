@@ -27,7 +27,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from .ports import free_port, port_is_open, wait_for_port
 
@@ -226,3 +226,12 @@ def consume_all(
         return out
     finally:
         consumer.close()
+
+
+def headers(msg: Message) -> dict[str, str]:
+    """A record's headers as text (a header without a value is ``""``)."""
+    out: dict[str, str] = {}
+    raw = msg.headers() or []
+    for key, value in raw.items() if isinstance(raw, dict) else raw:
+        out[key] = value.decode() if isinstance(value, bytes) else (value or "")
+    return out

@@ -26,12 +26,12 @@ POSITION_EXACT = ("quantity", "buy_quantity", "sell_quantity")
 
 def documents(client: redis.Redis, prefix: str = "") -> dict[str, dict[str, Any]]:
     """Every ``portfolio:{id}`` document listed in the ``portfolios`` index."""
-    ids = sorted(client.smembers(f"{prefix}portfolios"))  # type: ignore[arg-type]
-    out = {}
+    ids = sorted(str(i) for i in client.smembers(f"{prefix}portfolios"))
+    out: dict[str, dict[str, Any]] = {}
     for pid in ids:
         raw = client.get(f"{prefix}portfolio:{pid}")
         if raw is not None:
-            out[pid] = json.loads(raw)  # type: ignore[arg-type]
+            out[pid] = json.loads(raw)
     return out
 
 
@@ -90,7 +90,7 @@ def differences(
         if aum_raw is None:
             problems.append("aum missing")
         else:
-            aum = json.loads(aum_raw)  # type: ignore[arg-type]
+            aum = json.loads(aum_raw)
             if not _close(aum["total"], want_aum["total"], rel):
                 problems.append(f"aum.total {aum['total']} != {want_aum['total']}")
             for src, v in want_aum["by_source"].items():

@@ -703,7 +703,7 @@ def _invalid_records() -> list[tuple[str, Any]]:
     base = fill("S1", TOKEN_A, "BUY", 1000, 1.0, ts=T0 + 50)
 
     def with_(**changes: Any) -> dict[str, Any]:
-        event = json.loads(json.dumps(base))
+        event: dict[str, Any] = json.loads(json.dumps(base))
         for key, value in changes.items():
             if key in ("strategy_id", "signal_type", "instrument_token"):
                 event["original_signal"][key] = value
@@ -712,7 +712,7 @@ def _invalid_records() -> list[tuple[str, Any]]:
         return event
 
     def without(key: str) -> dict[str, Any]:
-        event = json.loads(json.dumps(base))
+        event: dict[str, Any] = json.loads(json.dumps(base))
         if key in ("strategy_id", "signal_type", "instrument_token"):
             del event["original_signal"][key]
         else:

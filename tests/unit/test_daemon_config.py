@@ -86,7 +86,7 @@ def test_secrets_are_redacted() -> None:
 
 def test_help_documents_every_setting_with_its_default() -> None:
     parser = build_parser()
-    sub = parser._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    sub = parser._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr,index]
     text = " ".join(sub.format_help().split())
     for spec in SPECS:
         assert spec.flag in text, spec.flag

@@ -39,8 +39,8 @@ def _reference(batches: list[list[dict[str, Any]]], retention: int | None) -> li
             if row["fill_id"] is None:
                 fresh.append(row)
                 continue
-            old = seen.get(key, "absent")
-            live = old != "absent" and (horizon is None or old is None or old >= horizon)
+            old = seen.get(key)
+            live = key in seen and (horizon is None or old is None or old >= horizon)
             if key in here or live:
                 dups.append(row["seq"])
             else:
@@ -57,16 +57,18 @@ def _reference(batches: list[list[dict[str, Any]]], retention: int | None) -> li
 
 
 def _run(batches: list[list[dict[str, Any]]], retention: int | None) -> list[list[int]]:
-    ids, clock, out = SeenIds(), None, []
+    ids, out = SeenIds(), []
+    clock: int | None = None
     for batch in batches:
         frame = _frame(batch)
         horizon = None if retention is None or clock is None else clock - retention
         fresh, dups = ids.split(frame, horizon)
         assert sorted([*fresh["seq"], *dups["seq"]]) == sorted(frame["seq"])
         newest = fresh["ts"].max()
-        clock = max(c for c in (clock, newest) if c is not None) if (
-            clock is not None or newest is not None) else None
-        ids = ids.remember(fresh, clock, retention)  # type: ignore[arg-type]
+        known = [c for c in (clock, None if newest is None else int(newest))  # type: ignore[arg-type]
+                 if c is not None]
+        clock = max(known) if known else None
+        ids = ids.remember(fresh, clock, retention)
         out.append(dups["seq"].to_list())
     return out
 
