@@ -27,8 +27,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from pm_polars.archive import DEFAULT_ROOT
 from pm_polars.archive.config import INSTRUMENTS_FILE
-from pm_polars.archive.layout import DEFAULT_ROOT, KIND_SCHEMAS, data_files, has_overlaps
+from pm_polars.archive.layout import KIND_SCHEMAS, data_files, has_overlaps
 from pm_polars.archive.reader import files_by_date
 from pm_polars.engine.instruments import INSTRUMENT_SCHEMA
 from pm_polars.eod.store import SNAPSHOTS

@@ -17,9 +17,8 @@ from pathlib import Path
 import polars as pl
 
 from pm_polars.analytics.connection import AnalyticsError
-from pm_polars.archive import reader
+from pm_polars.archive import DEFAULT_ROOT, reader
 from pm_polars.archive.config import load_engine_config
-from pm_polars.archive.layout import DEFAULT_ROOT
 from pm_polars.engine.accounting import KEYS
 from pm_polars.engine.engine import DEFAULT_STARTING_CASH
 from pm_polars.engine.instruments import load_instruments

@@ -23,6 +23,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from pm_polars.archive import DEFAULT_TARGET_ROWS
 from pm_polars.archive.layout import (
     ORDER,
     data_files,
@@ -39,7 +40,6 @@ from pm_polars.types import KINDS
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TARGET_ROWS = 2_000_000
 DEFAULT_TEMP_AGE_S = 3_600.0
 
 

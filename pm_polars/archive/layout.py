@@ -40,7 +40,6 @@ import polars as pl
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, TICK_SCHEMA
 from pm_polars.types import KINDS, RECORD_ID
 
-DEFAULT_ROOT = Path("data/archive")
 DAY_NS = 86_400 * 10**9
 
 ARCHIVE_COLUMNS: dict[str, pl.DataType] = {

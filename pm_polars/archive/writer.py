@@ -23,9 +23,9 @@ from typing import Any, Protocol
 
 import polars as pl
 
+from pm_polars.archive import DEFAULT_ROOT
 from pm_polars.archive.config import save_engine_config
 from pm_polars.archive.layout import (
-    DEFAULT_ROOT,
     KIND_SCHEMAS,
     date_dir,
     event_date_expr,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from pm_polars.archive.layout import DEFAULT_ROOT
+from pm_polars.archive import DEFAULT_ROOT
 
 log = logging.getLogger("pm_polars.cli")
 

@@ -11,7 +11,7 @@ from pm_polars.cli._history import add_archive_root, iso_date
 
 def register(subparsers: Subparsers) -> None:
     """Add the ``compact`` subcommand."""
-    from pm_polars.archive.compact import DEFAULT_TARGET_ROWS
+    from pm_polars.archive import DEFAULT_TARGET_ROWS
     from pm_polars.types import KINDS
 
     parser = subparsers.add_parser(

@@ -18,7 +18,7 @@ def _positive_int(text: str) -> int:
 
 def register(subparsers: Subparsers) -> None:
     """Add the ``demo`` subcommand."""
-    from pm_polars.demo.runner import (
+    from pm_polars.demo import (
         DEFAULT_BATCH_SIZE,
         DEFAULT_EVENTS,
         DEFAULT_SEED,

@@ -9,13 +9,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from pm_polars.client import frames
 from pm_polars.client.models import (
     Aum,
     Overview,
@@ -37,6 +35,9 @@ from pm_polars.client.reader import (
     client_options,
 )
 from pm_polars.publish.keys import Keys
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 class AsyncPortfolioReader:
@@ -124,11 +125,15 @@ class AsyncPortfolioReader:
     # ------------------------------------------------------------------ frames
     async def portfolios_frame(self, portfolio_ids: Iterable[str] | None = None) -> pl.DataFrame:
         """Portfolios as a Polars frame (columns of ``PortfolioEngine.portfolios()``)."""
+        from pm_polars.client import frames  # Polars: only for frames
+
         return frames.portfolios_frame((await self.get_portfolios(portfolio_ids)).values())
 
     async def positions_frame(self, portfolio_ids: Iterable[str] | None = None) -> pl.DataFrame:
         """Positions as a Polars frame (columns of ``PortfolioEngine.positions()``)."""
         pfs = (await self.get_portfolios(portfolio_ids)).values()
+        from pm_polars.client import frames
+
         return frames.positions_frame(frames.all_positions(pfs))
 
     # ------------------------------------------------------------------ updates

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 import redis
 
-from pm_polars.client import frames
 from pm_polars.client.models import (
     Aum,
     Overview,
@@ -35,6 +33,9 @@ from pm_polars.client.models import (
     update_or_none,
 )
 from pm_polars.publish.keys import Keys
+
+if TYPE_CHECKING:
+    import polars as pl
 
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
 DEFAULT_CONNECT_TIMEOUT_S = 3.0
@@ -154,11 +155,15 @@ class PortfolioReader:
     # ------------------------------------------------------------------ frames
     def portfolios_frame(self, portfolio_ids: Iterable[str] | None = None) -> pl.DataFrame:
         """Portfolios as a Polars frame (columns of ``PortfolioEngine.portfolios()``)."""
+        from pm_polars.client import frames  # Polars: only for frames
+
         return frames.portfolios_frame(self.get_portfolios(portfolio_ids).values())
 
     def positions_frame(self, portfolio_ids: Iterable[str] | None = None) -> pl.DataFrame:
         """Positions as a Polars frame (columns of ``PortfolioEngine.positions()``)."""
         pfs = self.get_portfolios(portfolio_ids).values()
+        from pm_polars.client import frames
+
         return frames.positions_frame(frames.all_positions(pfs))
 
     # ------------------------------------------------------------------ updates

@@ -1,1 +1,7 @@
 """Synthetic demo feed and the end-to-end demo runner."""
+
+# defaults of ``pm-polars demo`` (plain constants: the command line shows them without Polars)
+DEFAULT_EVENTS = 200_000
+DEFAULT_BATCH_SIZE = 10_000
+DEFAULT_SEED = 7
+DEFAULT_STARTING_CASH = 10_000_000.0  # account currency

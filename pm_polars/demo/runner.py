@@ -25,16 +25,18 @@ import polars as pl
 
 from pm_polars import PortfolioEngine
 from pm_polars.archive.writer import start_local_archive
+from pm_polars.demo import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EVENTS,
+    DEFAULT_SEED,
+    DEFAULT_STARTING_CASH,
+)
 from pm_polars.demo.catalog import instruments_frame
 from pm_polars.demo.feed import FeedStats, generate_batches
 from pm_polars.demo.summary import format_live_summary, format_portfolio_table, table_order
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EVENTS = 200_000
-DEFAULT_BATCH_SIZE = 10_000
-DEFAULT_SEED = 7
-DEFAULT_STARTING_CASH = 10_000_000.0
 
 
 @dataclass
