@@ -16,7 +16,7 @@ triggers the largest merge, and each sweep, copies all ``N`` ids once). Expired 
 ignored by lookups at once and removed physically when runs merge and on a sweep every
 ``R / SWEEPS_PER_RETENTION`` of event time, so memory stays about one retention window.
 Until then a snapshot's ``seen`` may hold an expired id, also beside a newer sighting of
-the same id (``daemon.book.merge_snapshots`` keeps the newest).
+the same id (``engine.state.merge`` keeps the newest).
 """
 
 from __future__ import annotations

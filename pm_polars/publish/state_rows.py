@@ -1,6 +1,6 @@
 """The engine state rows one batch writes, fetched once (as Python tuples).
 
-Both the checkpoint's state rows (``daemon.state_codec``) and the published model
+Both the checkpoint's state rows (``daemon.checkpoint.codec``) and the published model
 (``model_rows``) need the positions, cash and marks of the portfolios of the partitions the
 batch changed. They are a few dozen rows; each Polars query costs ~0.1 ms however small, so
 they are selected once and then handled as Python tuples.
