@@ -16,7 +16,7 @@ import polars as pl
 from pm_polars.daemon.kafka.microbatch import RawBatch
 from pm_polars.events import decode_messages
 from pm_polars.events.schema import REJECT_SCHEMA
-from pm_polars.types import TP, Committable
+from pm_polars.types import RECORD_ID, TP, Committable
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def _misplaced(frame: pl.DataFrame, values: list[Any], seq_start: int,
         "seq",
         pl.Series("raw", raw, dtype=pl.Binary),
         why.alias("reason"),
-        "topic", "partition", "offset",
+        *RECORD_ID,
     ).cast(pl.Schema(REJECT_SCHEMA))
 
 

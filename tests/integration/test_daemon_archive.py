@@ -31,9 +31,10 @@ from pm_polars.analytics import connect
 from pm_polars.archive import read
 from pm_polars.daemon.checkpoint.staging import decode_all, staging_dir
 from pm_polars.events import decode_messages
+from pm_polars.types import RECORD_ID
 
 pytestmark = pytest.mark.integration
-KEY = ["topic", "partition", "offset"]
+KEY = list(RECORD_ID)
 
 
 def _segments(root: Path, names: Names) -> list[Path]:

@@ -45,6 +45,7 @@ from confluent_kafka import (
 
 from pm_polars import PortfolioEngine
 from pm_polars.demo.feed import FeedStats, generate_messages
+from pm_polars.types import TP
 
 from .daemon import DaemonProcess, wait_for
 from .names import STARTING_CASH, Names
@@ -57,7 +58,6 @@ FAST_KAFKA: tuple[str, ...] = (
     "heartbeat.interval.ms=150",
     "topic.metadata.refresh.interval.ms=500",
 )
-TP = tuple[str, int]
 # filler: a tombstone standing in for records a broker lost (may or may not be dead-lettered)
 Label = Literal["fill", "duplicate", "tick", "odd", "malformed", "poison", "filler"]
 VALID: frozenset[str] = frozenset({"fill", "duplicate", "tick", "odd"})

@@ -28,6 +28,8 @@ from typing import Any
 import polars as pl
 from confluent_kafka import KafkaError, Message, Producer
 
+from pm_polars.types import RECORD_ID
+
 log = logging.getLogger(__name__)
 
 
@@ -65,7 +67,7 @@ class DeadLetters:
             return 0
         self.failed = []
         for raw, reason, topic, partition, offset in rejects.select(
-            "raw", "reason", "topic", "partition", "offset"
+            "raw", "reason", *RECORD_ID
         ).iter_rows():
             headers: list[tuple[str, str | bytes | None]] = [
                 ("reason", str(reason)[:2000].encode()),
