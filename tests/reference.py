@@ -414,6 +414,9 @@ class ReferenceBook:
     def sources(self) -> list[str]:
         return sorted({pf.source for pf in self._portfolios.values()})
 
+    def documents(self, portfolio_ids: list[str]) -> dict[str, dict[str, Any]]:
+        return {pid: self.portfolio(pid) for pid in portfolio_ids}
+
     def portfolio(self, portfolio_id: str) -> dict[str, Any]:
         if portfolio_id in self._portfolios:
             pf = self._portfolios[portfolio_id]
@@ -593,6 +596,11 @@ class EngineBook:
     def portfolio(self, portfolio_id: str) -> dict[str, Any]:
         return dict(self.engine.portfolio(portfolio_id))
 
+    def documents(self, portfolio_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The documents of ``portfolio_ids`` in one engine call (the daemon's path)."""
+        docs = self.engine.portfolio_documents(portfolio_ids)
+        return {pid: dict(docs[pid]) for pid in portfolio_ids}  # KeyError: unknown, as above
+
     def aum(self) -> dict[str, Any]:
         return dict(self.engine.aum())
 
@@ -728,7 +736,10 @@ def compare_books(
     want_pf = {r["portfolio_id"]: r for r in want.portfolios()}
     if set(got_pf) != set(want_pf):
         errors.append(f"portfolio ids differ: got={sorted(got_pf)} want={sorted(want_pf)}")
-    for pid in sorted(set(got_pf) & set(want_pf)):
+    common = sorted(set(got_pf) & set(want_pf))
+    aggregates = [f"{source}_Overall" for source in want.sources()]
+    got_docs, want_docs = got.documents(common + aggregates), want.documents(common + aggregates)
+    for pid in common:
         g, w = got_pf[pid], want_pf[pid]
         s = scale_by_pid.get(pid, starting_cash)
         for name in ("source", "strategy_id"):
@@ -738,8 +749,7 @@ def compare_books(
             _check(errors, f"{pid} {name}", g[name], w[name], s, rel)
 
         # the per-portfolio document
-        gd, wd = got.portfolio(pid), want.portfolio(pid)
-        errors.extend(_compare_document(pid, gd, wd, s, rel))
+        errors.extend(_compare_document(pid, got_docs[pid], want_docs[pid], s, rel))
 
     # per-source aggregates and aum -----------------------------------------------------
     total_scale = 0.0
@@ -748,7 +758,7 @@ def compare_books(
         s = sum(scale_by_pid.get(pid, starting_cash) for pid in pids)
         total_scale += s
         agg = f"{source}_Overall"
-        errors.extend(_compare_document(agg, got.portfolio(agg), want.portfolio(agg), s, rel))
+        errors.extend(_compare_document(agg, got_docs[agg], want_docs[agg], s, rel))
     got_aum, want_aum = got.aum(), want.aum()
     _check(errors, "aum total", got_aum.get("total"), want_aum["total"], total_scale, rel)
     for source in sorted(set(got_aum.get("by_source", {})) | set(want_aum["by_source"])):
