@@ -41,7 +41,7 @@ def register(subparsers: Subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
-def add_http_arguments(parser: argparse.ArgumentParser) -> None:
+def add_http_arguments(parser: argparse._ActionsContainer) -> None:
     """Flags shared with ``pm-polars demo --serve`` (None = not given)."""
     parser.add_argument("--host", default=None,
                         help="address to bind (env PM_SERVE_HOST; default 127.0.0.1)")

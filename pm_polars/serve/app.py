@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +45,19 @@ def error(status: int, code: str, detail: str) -> JSONResponse:
 
 def create_app(source: ReadSource, *, auth_token: str | None = None,
                cors_origins: list[str] | None = None,
-               heartbeat_s: float = DEFAULT_HEARTBEAT_S, close_source: bool = True) -> FastAPI:
-    """The app over ``source``; the stream hub runs while the app does (lifespan)."""
+               heartbeat_s: float = DEFAULT_HEARTBEAT_S, close_source: bool = True,
+               on_start: Callable[[asyncio.AbstractEventLoop], None] | None = None) -> FastAPI:
+    """The app over ``source``; the stream hub runs while the app does (lifespan).
+
+    ``on_start(loop)`` runs once the server's event loop is up (the demo starts its feed)."""
     metrics = ServeMetrics()
     hub = StreamHub(source, metrics, heartbeat_s=heartbeat_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(hub.run(), name="pm-serve-hub")
+        if on_start is not None:
+            on_start(asyncio.get_running_loop())
         try:
             yield
         finally:
