@@ -40,10 +40,11 @@ DEFAULT_HEARTBEAT_S = 5.0
 QUEUE_FRAMES = 64
 
 
-def frame(event: str, data: str, event_id: int | None = None) -> str:
-    """One SSE frame (``data`` is single-line JSON: newlines are only ever whitespace)."""
+def frame(event: str, data: str, event_id: int | None = None) -> bytes:
+    """One SSE frame, encoded once for every client (``data`` is single-line JSON:
+    newlines in it are only ever whitespace)."""
     head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {data.replace(chr(10), ' ')}\n\n"
+    return f"{head}event: {event}\ndata: {data.replace(chr(10), ' ')}\n\n".encode()
 
 
 def _now_ms() -> int:
@@ -54,9 +55,9 @@ class StreamClient:
     """One open stream: frames queued by the hub, ``None`` ends the response."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=QUEUE_FRAMES)
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=QUEUE_FRAMES)
 
-    def put(self, text: str | None) -> bool:
+    def put(self, text: bytes | None) -> bool:
         """Queue a frame; False (and the stream ends) if the client fell behind."""
         try:
             self.queue.put_nowait(text)
@@ -86,17 +87,17 @@ class StreamHub:
         self._stopped = False
 
     # ------------------------------------------------------------------ frames
-    def _status(self) -> str:
+    def _status(self) -> bytes:
         return frame("status", json.dumps({"source": "up" if self.up else "down",
                                            "since": self.since_ms, "detail": self.detail}))
 
-    async def _snapshot(self) -> str:
+    async def _snapshot(self) -> bytes:
         docs, aum = await self.source.overview()
         data = (f'{{"seq":{self.seq},"heartbeat_s":{self.heartbeat_s},'
                 f'"portfolios":[{",".join(docs)}],"aum":{aum or "null"}}}')
         return frame("snapshot", data, self.seq)
 
-    def _broadcast(self, text: str, event: str) -> None:
+    def _broadcast(self, text: bytes, event: str) -> None:
         for client in list(self.clients):
             if client.put(text):
                 self.metrics.stream_events.labels(event).inc()
@@ -167,14 +168,14 @@ class StreamHub:
             self.clients.add(client)
         return client
 
-    async def events(self, last_event_id: str | None) -> AsyncIterator[str]:
+    async def events(self, last_event_id: str | None) -> AsyncIterator[bytes]:
         """The frames of one connection: retry hint, full refresh, then live events."""
         if last_event_id:
             log.debug("event=stream_reconnect last_event_id=%s seq=%d", last_event_id, self.seq)
         client = await self._connect()
         self.metrics.stream_clients.inc()
         try:
-            yield "retry: 1000\n\n"
+            yield b"retry: 1000\n\n"
             while True:
                 try:
                     text = await asyncio.wait_for(client.queue.get(), self.heartbeat_s)
