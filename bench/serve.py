@@ -24,6 +24,8 @@ Figures (each run; then medians over ``--runs``):
 * batches whose update did not reach every client (must be 0).
 * stages: the writer's apply+commit p99, and the server's own ``pm_serve_push_latency``
   p99 (ts -> event queued to the clients; a histogram bucket bound).
+* with ``--browser`` (default, when Chromium is installed) one more run with the page open
+  in headless Chromium: rows shown and the page's time per DOM update (``__pmStats``).
 Wall-clock figures depend on the machine's load (2 shared cores: writer, redis, server and
 clients all share them).
 """
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import random
@@ -42,6 +45,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -50,11 +54,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from reference import fill, tick  # noqa: E402
 from support import redis_server  # noqa: E402
 from support.book_writer import BookWriter  # noqa: E402
+from support.browser import available, chromium  # noqa: E402
 from support.serve_process import ServeProcess  # noqa: E402
 
 from pm_polars.client import PortfolioReader  # noqa: E402
 from pm_polars.demo.catalog import INSTRUMENTS  # noqa: E402
 
+PAGE_STATS = """
+const s = window.__pmStats, ms = s.flushMs.slice().sort((a, b) => a - b);
+return {page_rows: document.querySelectorAll('[data-portfolio-id]').length,
+        page_flushes: s.flushes, page_docs: s.docs,
+        page_flush_p50_ms: ms[Math.floor(ms.length * 0.5)] || 0,
+        page_flush_p99_ms: ms[Math.min(ms.length - 1, Math.floor(ms.length * 0.99))] || 0};
+"""
 UPDATE = re.compile(rb'event: update\ndata: \{"seq":(\d+),"ts":(\d+),')
 TS0 = 1_795_600_000_000
 
@@ -118,7 +130,7 @@ def _seed(writer: BookWriter, books: list[tuple[str, str, int]], prices: dict[in
     writer.batch({0: events}, [tick(t, p, ts=TS0) for t, p in prices.items()])
 
 
-def run_once(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
+def run_once(args: argparse.Namespace, tmp: Path, browser: bool = False) -> dict[str, float]:
     rng = random.Random(1)
     books, prices = _book(args.portfolios)
     with redis_server(appendonly=False) as srv:
@@ -162,6 +174,11 @@ def run_once(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
             listener = threading.Thread(target=listen, daemon=True)
             listener.start()
             ready.wait(10)
+            page = contextlib.ExitStack()
+            driver: Any = None
+            if browser:
+                driver = page.enter_context(chromium())
+                driver.get(server.url + "/")
             time.sleep(max(0.0, start_at - time.time()))
             cpu0, wall0 = _cpu_s(server.proc.pid), time.monotonic()
             poller = threading.Thread(target=poll, daemon=True)
@@ -183,6 +200,8 @@ def run_once(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
                 commit.append((time.time_ns() - t_write) / 1e6)
                 seqs += 1
             server_cpu = (_cpu_s(server.proc.pid) - cpu0) / (time.monotonic() - wall0)
+            page_stats = driver.execute_script(PAGE_STATS) if driver is not None else {}
+            page.close()
             outs = [o for _ in procs for o in results.get(timeout=60)]
             done.set()
             metrics = httpx.get(server.url + "/metrics", timeout=10).text
@@ -202,7 +221,7 @@ def run_once(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
             "receipts": float(len(lat)), "batches": float(seqs), "missed": float(missed),
             "api_p50_ms": _pct(api, 0.50) * 1e3, "api_p99_ms": _pct(api, 0.99) * 1e3,
             "api_n": float(len(api)), "api_bytes": float(size[0]),
-            "server_cpu": server_cpu, "write_p99_ms": _pct(commit, 0.99), "from_ts_p99_ms": _pct(from_ts, 0.99), "server_p99_ms": _hist_p99(metrics) * 1e3}
+            "server_cpu": server_cpu, **page_stats, "write_p99_ms": _pct(commit, 0.99), "from_ts_p99_ms": _pct(from_ts, 0.99), "server_p99_ms": _hist_p99(metrics) * 1e3}
 
 
 def _cpu_s(pid: int) -> float:
@@ -229,6 +248,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--browser", action=argparse.BooleanOptionalAction, default=True,
+                        help="one more run with the page open in headless Chromium")
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory(prefix="pm-bench-serve-") as d:
@@ -245,6 +266,16 @@ def main() -> int:
                   f"{r['write_p99_ms']:.1f} ms), server ts->queued <= "
                   f"{r['server_p99_ms'] * 1:.0f} ms (bucket bound); server CPU "
                   f"{r['server_cpu']:.2f} cores", flush=True)
+        if args.browser and available():
+            r = run_once(args, Path(d), browser=True)
+            print(f"page (headless Chromium as client {args.clients + 1}): "
+                  f"{r['page_rows']:.0f} rows, {r['page_flushes']:.0f} DOM updates of "
+                  f"{r['page_docs'] / max(r['page_flushes'], 1):.0f} documents on average, "
+                  f"update time p50 {r['page_flush_p50_ms']:.1f} ms, p99 "
+                  f"{r['page_flush_p99_ms']:.1f} ms (a frame is 16.7 ms); publish->client "
+                  f"p99 in this run {r['p99_ms']:.1f} ms", flush=True)
+    if not runs:
+        return 0
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     ok = med["p99_ms"] <= 100.0 and med["missed"] == 0
     print(f"median of {args.runs}: {args.portfolios} portfolios, {args.rate:g} batches/s, "

@@ -39,7 +39,7 @@ for (const row of document.querySelectorAll('[data-portfolio-id]')) {
 const aum = document.querySelector('[data-field="aum_total"]');
 return {rows: out, aum: aum ? aum.dataset.value : null,
         conn: document.getElementById('conn').dataset.state, marker: window.__marker || null,
-        order: [...document.querySelectorAll('#rows tr')].map(r => r.dataset.portfolioId)};
+        order: [...document.querySelectorAll('#rows [data-portfolio-id]')].map(r => r.dataset.portfolioId)};
 """
 
 
@@ -107,7 +107,7 @@ def test_page_shows_redis_live_and_disconnects(driver: Any, redis_srv: RedisServ
         assert state["marker"] == "same page"
 
         # sorting by net P&L (descending first), Overall rows stay on top
-        driver.find_element("css selector", 'th[data-sort="net_pnl"]').click()
+        driver.find_element("css selector", '[data-sort="net_pnl"]').click()
         order = wait(driver, lambda s: True)["order"]
         strategies = [p for p in order if not p.endswith("_Overall")]
         assert strategies == sorted(strategies, key=lambda p: -docs[p]["net_pnl"])

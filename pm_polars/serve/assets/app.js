@@ -23,56 +23,65 @@
   };
   var $ = function (id) { return document.getElementById(id); };
   var chart = new window.LineChart($("chart"));
+  var aumCell = {td: document.querySelector('[data-field="aum_total"]'), text: null, value: null,
+    flip: false, base: ""};
 
   // ------------------------------------------------------------------ formatting
   function fmt(field, v) {
     if (v === null || v === undefined || typeof v !== "number" || !isFinite(v)) return "—";
     return field === "open_positions" ? count.format(v) : money.format(v);
   }
-  function setCell(td, field, v, flash) {
+  // A cell is {td, value, flip}; the value is compared in JS (no DOM reads). A flash is a
+  // CSS animation restarted by alternating two class names (no reflow, no animation objects).
+  function setCell(cell, field, v, flash) {
     var text = v === null || v === undefined ? "" : String(v);
-    if (td.getAttribute("data-value") === text) return;
-    var old = parseFloat(td.getAttribute("data-value"));
-    td.setAttribute("data-value", text);
-    td.textContent = fmt(field, v);
-    if (SIGNED[field]) td.className = v < 0 ? "neg" : v > 0 ? "pos" : "";
-    if (flash && td.animate) {
-      var up = typeof v === "number" && v > old;
-      td.animate([{backgroundColor: up ? "rgba(63,185,80,0.45)" : "rgba(248,81,73,0.45)"},
-        {backgroundColor: "rgba(0,0,0,0)"}], {duration: 900, easing: "ease-out"});
+    if (cell.text === text) return;
+    var old = cell.value;
+    cell.text = text;
+    cell.value = v;
+    cell.td.setAttribute("data-value", text);
+    cell.td.textContent = fmt(field, v);
+    var cls = cell.base + (SIGNED[field] ? (v < 0 ? " neg" : v > 0 ? " pos" : "") : "");
+    if (flash && typeof old === "number" && typeof v === "number") {
+      cell.flip = !cell.flip;
+      cls += (v > old ? " up" : " down") + (cell.flip ? "1" : "2");
     }
+    cell.td.className = cls;
   }
 
   // ------------------------------------------------------------------ table
   function renderHead() {
     var tr = $("head");
     tr.textContent = "";
+    $("book").style.setProperty("--cols", "230px 64px 210px repeat(" + state.columns.length + ", 118px)");
     TEXT.concat(state.columns).forEach(function (c) {
-      var th = document.createElement("th");
+      var th = document.createElement("div");
+      th.setAttribute("role", "columnheader");
       th.textContent = c[1];
       th.setAttribute("data-sort", c[0]);
-      if (TEXT.some(function (t) { return t[0] === c[0]; })) th.className = "text";
+      th.className = TEXT.some(function (t) { return t[0] === c[0]; }) ? "cell text" : "cell";
       if (c[0] === state.sortKey) th.className += " sorted" + (state.sortAsc ? " asc" : "");
       tr.appendChild(th);
     });
   }
   function buildRow(doc) {
-    var tr = document.createElement("tr");
+    var tr = document.createElement("div");
     tr.setAttribute("data-portfolio-id", doc.portfolio_id);
-    if (doc.strategy_id === "Overall") tr.className = "overall";
+    tr.setAttribute("role", "row");
+    tr.className = doc.strategy_id === "Overall" ? "row overall" : "row";
     var cells = {};
     TEXT.forEach(function (c) {
-      var td = document.createElement("td");
-      td.className = "text";
+      var td = document.createElement("div");
+      td.className = "cell text";
       td.setAttribute("data-field", c[0]);
       td.textContent = doc[c[0]];
       tr.appendChild(td);
     });
     state.columns.forEach(function (c) {
-      var td = document.createElement("td");
+      var td = document.createElement("div");
       td.setAttribute("data-field", c[0]);
       tr.appendChild(td);
-      cells[c[0]] = td;
+      cells[c[0]] = {td: td, text: null, value: null, flip: false, base: "cell"};
     });
     state.rows[doc.portfolio_id] = {tr: tr, cells: cells};
     return tr;
@@ -89,8 +98,8 @@
     sortRows();
   }
   function fillRow(doc, flash) {
-    var row = state.rows[doc.portfolio_id];
-    state.columns.forEach(function (c) { setCell(row.cells[c[0]], c[0], doc[c[0]], flash); });
+    var cells = state.rows[doc.portfolio_id].cells, cols = state.columns;
+    for (var i = 0; i < cols.length; i++) setCell(cells[cols[i][0]], cols[i][0], doc[cols[i][0]], flash);
   }
   function compare(a, b) {
     var da = state.docs[a], db = state.docs[b];
@@ -124,9 +133,7 @@
   // ------------------------------------------------------------------ header, positions, chart
   function renderAum(aum) {
     state.aum = aum;
-    var el = document.querySelector('[data-field="aum_total"]');
-    setCell(el, "aum_total", aum ? aum.total : null, true);
-    el.className = "";
+    setCell(aumCell, "aum_total", aum ? aum.total : null, true);
     var parts = [];
     if (aum && aum.by_source) Object.keys(aum.by_source).sort().forEach(function (s) {
       parts.push(s + " " + fmt(s, aum.by_source[s]));
@@ -205,7 +212,9 @@
   }
 
   // ------------------------------------------------------------------ applying events
+  var stats = window.__pmStats = {flushes: 0, docs: 0, flushMs: []};  // read by bench/serve.py
   function flush() {
+    var started = performance.now();
     state.frame = 0;
     var pids = Object.keys(state.pending), docs = pids.map(function (p) { return state.pending[p]; });
     state.pending = {};
@@ -225,9 +234,13 @@
     else if (added || state.resortDue) sortRows();
     else if (state.sortKey !== "portfolio_id" && docs.length) state.resortDue = true;
     if (state.pendingAum !== undefined) { renderAum(state.pendingAum); state.pendingAum = undefined; }
-    if (state.selected && state.pending !== null && pids.indexOf(state.selected) >= 0) renderPositions();
+    if (state.selected && pids.indexOf(state.selected) >= 0) renderPositions();
     renderDay();
     sample(Date.now());
+    stats.flushes += 1;
+    stats.docs += docs.length;
+    stats.flushMs.push(performance.now() - started);
+    if (stats.flushMs.length > 2000) stats.flushMs.shift();
   }
   function schedule() { if (!state.frame) state.frame = requestAnimationFrame(flush); }
   function onSnapshot(data) {
@@ -353,7 +366,7 @@
     sortRows();
   });
   $("rows").addEventListener("click", function (e) {
-    var tr = e.target.closest && e.target.closest("tr[data-portfolio-id]");
+    var tr = e.target.closest && e.target.closest("[data-portfolio-id]");
     if (!tr) return;
     if (state.selected && state.rows[state.selected]) state.rows[state.selected].tr.classList.remove("selected");
     state.selected = tr.getAttribute("data-portfolio-id");

@@ -13,13 +13,25 @@
     var d = new Date(t);
     return d.toTimeString().slice(0, 8);
   }
+  // The size is read only when the canvas is resized (ResizeObserver), never while drawing:
+  // reading clientWidth after DOM changes would force a layout of the whole page.
   function LineChart(canvas) {
+    var self = this;
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
+    this.size = [canvas.clientWidth, canvas.clientHeight];
+    this.last = [];
+    if (global.ResizeObserver) {
+      new global.ResizeObserver(function (entries) {
+        var box = entries[0].contentRect;
+        self.size = [box.width, box.height];
+        self.draw(self.last);
+      }).observe(canvas);
+    }
   }
   LineChart.prototype.resize = function () {
     var ratio = global.devicePixelRatio || 1;
-    var w = this.canvas.clientWidth, h = this.canvas.clientHeight;
+    var w = this.size[0], h = this.size[1];
     if (this.canvas.width !== Math.round(w * ratio) || this.canvas.height !== Math.round(h * ratio)) {
       this.canvas.width = Math.round(w * ratio);
       this.canvas.height = Math.round(h * ratio);
@@ -28,6 +40,7 @@
     return [w, h];
   };
   LineChart.prototype.draw = function (series) {
+    this.last = series;
     var size = this.resize(), w = size[0], h = size[1], ctx = this.ctx;
     ctx.clearRect(0, 0, w, h);
     var t0 = Infinity, t1 = -Infinity, lo = 0, hi = 0, i, j, s, p;
