@@ -100,15 +100,21 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> ServeSettin
     from_file = _file_settings(Path(path)) if path else {}
     values: dict[str, Any] = {}
     for name, (env, parse) in _SETTINGS.items():
+        if name in given and given[name] != []:
+            values[name] = given[name]
+            continue
+        if env in environ:
+            origin, raw = f"${env}", environ[env]
+        elif name in from_file:
+            origin, raw = f"'{name}' in {path}", from_file[name]
+            if isinstance(raw, list):
+                raw = ",".join(map(str, raw))
+        else:
+            continue
         try:
-            if name in given and given[name] != []:
-                values[name] = given[name]
-            elif env in environ:
-                values[name] = parse(environ[env])
-            elif name in from_file:
-                values[name] = from_file[name]
+            values[name] = parse(str(raw))
         except ValueError as exc:
-            raise ServeConfigError(f"${env}={environ[env]!r}: {exc}") from exc
+            raise ServeConfigError(f"{origin}={raw!r}: {exc}") from exc
     settings = ServeSettings(**values)
     settings.check()
     return settings
