@@ -8,7 +8,7 @@
   var BASE = [["cash", "cash"], ["total_realized_pnl", "realized"],
     ["total_unrealized_pnl", "unrealized"], ["total_pnl", "total P&L"], ["net_pnl", "net P&L"],
     ["equity", "equity"], ["gross_exposure", "gross exp"], ["open_positions", "open"]];
-  var TEXT = [["portfolio_id", "portfolio"], ["source", "source"], ["strategy_id", "strategy"]];
+  var TEXT = [["portfolio_id", "portfolio"], ["source", "source"]];
   var SIGNED = {day_pnl: 1, m2m: 1, total_realized_pnl: 1, total_unrealized_pnl: 1, total_pnl: 1,
     net_pnl: 1};
   var CHART_POINTS = 3600, CHART_EVERY_MS = 1000;
@@ -53,7 +53,7 @@
   function renderHead() {
     var tr = $("head");
     tr.textContent = "";
-    $("book").style.setProperty("--cols", "230px 64px 210px repeat(" + state.columns.length + ", 118px)");
+    $("book").style.setProperty("--cols", "250px 76px repeat(" + state.columns.length + ", 128px)");
     TEXT.concat(state.columns).forEach(function (c) {
       var th = document.createElement("div");
       th.setAttribute("role", "columnheader");
@@ -151,6 +151,7 @@
   function renderPositions() {
     var pid = state.selected, doc = pid && state.docs[pid];
     $("positions").hidden = !doc;
+    document.body.classList.toggle("with-positions", !!doc);
     if (!doc) return;
     $("pos-title").textContent = pid + " · " + doc.open_positions + " open";
     var body = $("pos-rows"), frag = document.createDocumentFragment();
