@@ -14,6 +14,9 @@ to every client, so 50 clients cost one Redis read, not 50. Events (``data`` is 
 * ``status`` ``{"source": "up"|"down", "since": ms, "detail"}`` when readability changes;
 * ``heartbeat`` ``{"ts": ms, "source": ...}`` after ``heartbeat_s`` without another event.
 
+A quiet channel is checked with a PING every ``heartbeat_s``: a Redis that hangs (no
+error, no reply) is reported ``down`` after the socket timeout like one that is gone.
+
 Ordering: snapshots and updates are built under one lock, so no client sees an older
 document after a newer one. A client whose queue fills (it reads slower than batches come)
 is cut off and reconnects to a fresh snapshot.
@@ -129,10 +132,15 @@ class StreamHub:
                     if was_down:  # updates were lost while down: everyone refreshes
                         self._broadcast(snapshot, "snapshot")
                     was_down = False
+                idle_since = time.monotonic()
                 while not self._stopped:
                     update = await sub.get(timeout=1.0)
-                    if update is None:
+                    if update is None:  # quiet: is Redis still answering (not hung)?
+                        if time.monotonic() - idle_since >= self.heartbeat_s:
+                            await self.source.ping()
+                            idle_since = time.monotonic()
                         continue
+                    idle_since = time.monotonic()
                     async with self._lock:
                         docs, aum = await self.source.changed(update.portfolio_ids)
                         self.seq += 1

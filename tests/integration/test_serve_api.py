@@ -9,6 +9,7 @@ published document itself (every field, every digit), read back from Redis indep
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,4 +214,26 @@ def test_token_guards_every_data_route(book: tuple[RedisServer, str], tmp_path: 
         page = get(server.url, "/")  # the page holds no data; it asks for the token
         assert page.status_code == 200 and 'id="login"' in page.text
     finally:
+        server.stop()
+
+
+def test_hung_redis_is_reported_and_never_hangs_the_server(redis_srv: RedisServer,
+                                                           tmp_path: Path) -> None:
+    publish_book(redis_srv.client())
+    server = serve(redis_srv.url, tmp_path)
+    reader = SSEReader(server.url + "/api/stream")
+    assert redis_srv.proc is not None
+    try:
+        reader.next("snapshot")
+        redis_srv.proc.send_signal(signal.SIGSTOP)  # alive, accepting, never answering
+        try:
+            r = get(server.url, "/api/aum")  # the read times out (2 s): 503, not a hang
+            assert r.status_code == 503 and r.json()["error"] == "source_unavailable"
+            assert reader.next("status", timeout=15).data["source"] == "down"
+        finally:
+            redis_srv.proc.send_signal(signal.SIGCONT)
+        assert reader.next("status", timeout=15).data["source"] == "up"
+        assert reader.next("snapshot").data["aum"]["total"] == pytest.approx(3_000_246.5)
+    finally:
+        reader.close()
         server.stop()

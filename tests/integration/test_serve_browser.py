@@ -20,6 +20,7 @@ from support import RedisServer
 from support.browser import available, chromium
 from support.published import documents
 from support.serve_book import IDS, PREFIX, A, publish_book, serve
+from support.serve_process import ServeProcess
 
 pytestmark = [
     pytest.mark.integration,
@@ -133,5 +134,27 @@ def test_page_shows_redis_live_and_disconnects(driver: Any, redis_srv: RedisServ
         state = wait(driver, lambda s: s["conn"] == "disconnected", timeout=10)
         text = driver.find_element("id", "conn").text
         assert text.startswith("disconnected since")
+    finally:
+        server.stop()
+
+
+def test_page_asks_for_the_token_once(driver: Any, redis_srv: RedisServer,
+                                      tmp_path: Path) -> None:
+    client = redis_srv.client()
+    publish_book(client)
+    server = ServeProcess(["serve", "--redis-url", redis_srv.url, "--key-prefix", PREFIX,
+                           "--host", "127.0.0.2", "--auth-token", "s3cret"],
+                          tmp_path / "auth.log", host="127.0.0.2").wait_ready()
+    try:
+        driver.get(server.url + "/")
+        wait(driver, lambda s: driver.find_element("id", "login").is_displayed())
+        assert wait(driver, lambda s: True)["rows"] == {}  # nothing without the token
+        driver.find_element("id", "login-token").send_keys("s3cret")
+        driver.find_element("css selector", "#login-form button").click()
+        docs = documents(client, PREFIX)
+        wait(driver, lambda s: matches(s, docs) and s["conn"] == "live")
+        driver.refresh()  # asked once: the tab remembers it
+        wait(driver, lambda s: matches(s, docs) and s["conn"] == "live")
+        assert not driver.find_element("id", "login").is_displayed()
     finally:
         server.stop()
