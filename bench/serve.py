@@ -204,6 +204,8 @@ def run_once(args: argparse.Namespace, tmp: Path, browser: bool = False) -> dict
             page.close()
             outs = [o for _ in procs for o in results.get(timeout=60)]
             done.set()
+            listener.join(timeout=5)
+            load = os.getloadavg()[0]
             metrics = httpx.get(server.url + "/metrics", timeout=10).text
             for p in procs:
                 p.join(timeout=10)
@@ -221,7 +223,7 @@ def run_once(args: argparse.Namespace, tmp: Path, browser: bool = False) -> dict
             "receipts": float(len(lat)), "batches": float(seqs), "missed": float(missed),
             "api_p50_ms": _pct(api, 0.50) * 1e3, "api_p99_ms": _pct(api, 0.99) * 1e3,
             "api_n": float(len(api)), "api_bytes": float(size[0]),
-            "server_cpu": server_cpu, **page_stats, "write_p99_ms": _pct(commit, 0.99), "from_ts_p99_ms": _pct(from_ts, 0.99), "server_p99_ms": _hist_p99(metrics) * 1e3}
+            "server_cpu": server_cpu, "load": load, **page_stats, "write_p99_ms": _pct(commit, 0.99), "from_ts_p99_ms": _pct(from_ts, 0.99), "server_p99_ms": _hist_p99(metrics) * 1e3}
 
 
 def _cpu_s(pid: int) -> float:
@@ -265,7 +267,8 @@ def main() -> int:
                   f"writer's batch clock {r['from_ts_p99_ms']:.1f} ms (its apply+commit p99 "
                   f"{r['write_p99_ms']:.1f} ms), server ts->queued <= "
                   f"{r['server_p99_ms'] * 1:.0f} ms (bucket bound); server CPU "
-                  f"{r['server_cpu']:.2f} cores", flush=True)
+                  f"{r['server_cpu']:.2f} cores; machine load average {r['load']:.1f} "
+                  f"(2 cores)", flush=True)
         if args.browser and available():
             r = run_once(args, Path(d), browser=True)
             print(f"page (headless Chromium as client {args.clients + 1}): "
