@@ -130,6 +130,13 @@ def test_page_shows_redis_live_and_disconnects(driver: Any, redis_srv: RedisServ
                     hosts.add(urlparse(url).netloc)
         assert hosts == {urlparse(server.url).netloc}
 
+        # Redis goes away: the page says the data is stale, and is live again after
+        redis_srv.stop()
+        wait(driver, lambda s: s["conn"] == "stale", timeout=10)
+        assert "read model unavailable" in driver.find_element("id", "conn").text
+        redis_srv.start()
+        wait(driver, lambda s: s["conn"] == "live" and matches(s, docs), timeout=15)
+
         server.stop()
         state = wait(driver, lambda s: s["conn"] == "disconnected", timeout=10)
         text = driver.find_element("id", "conn").text

@@ -30,9 +30,15 @@ def test_demo_serve_is_live_and_consistent(tmp_path: Path) -> None:
         assert all(u.data["portfolios"] for u in updates)
         assert int(updates[0].id or 0) > int(first.id or 0)
 
-        # a snapshot is one consistent read of every document and the aum
-        docs = {d["portfolio_id"]: d for d in first.data["portfolios"]}
-        aum = first.data["aum"]
+        # a snapshot is one consistent read of every document and the aum (the first one
+        # may predate the feed's first batch: take a new connection's)
+        again = SSEReader(server.url + "/api/stream")
+        try:
+            snapshot = again.next("snapshot")
+        finally:
+            again.close()
+        docs = {d["portfolio_id"]: d for d in snapshot.data["portfolios"]}
+        aum = snapshot.data["aum"]
         body = httpx.get(server.url + "/api/portfolios", timeout=10).json()
         assert set(docs) <= {d["portfolio_id"] for d in body}  # portfolios only get added
         assert len(docs) >= 4 and any(p.endswith("_Overall") for p in docs)

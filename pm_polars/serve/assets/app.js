@@ -251,6 +251,7 @@
     var changedSet = Object.keys(fresh).length !== Object.keys(state.docs).length ||
       Object.keys(state.docs).some(function (p) { return !(p in fresh); });
     if (changedSet) {  // portfolios vanished (new run) or first load: rebuild the table
+      state.pending = {};  // older than the snapshot
       state.docs = fresh;
       detectToday(data.portfolios);
       rebuildTable();
@@ -302,11 +303,14 @@
       state.since = null;
       setConn("live", "live");
       (event === "snapshot" ? onSnapshot : onUpdate)(msg);
-    } else if (event === "status") {
-      if (msg.source === "down") { state.since = msg.since; markDown("stale", "read model unavailable"); }
-    } else if (event === "heartbeat") {
-      if (msg.source === "down") markDown("stale", "read model unavailable");
-      else if ($("conn").getAttribute("data-state") === "stale" && !state.since) setConn("live", "live");
+    } else if (event === "status" || event === "heartbeat") {
+      if (msg.source === "down") {
+        if (event === "status") state.since = msg.since;
+        markDown("stale", "read model unavailable");
+      } else if ($("conn").getAttribute("data-state") !== "live") {
+        state.since = null;
+        setConn("live", "live");
+      }
     }
   }
   function parse(buffer) {  // returns the unparsed tail
