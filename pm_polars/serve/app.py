@@ -72,10 +72,10 @@ def create_app(source: ReadSource, *, auth_token: str | None = None,
                   description="Read-only API over the live portfolio read model "
                   "(money in account currency, prices per unit, ts ns UTC).")
     app.state.hub, app.state.metrics, app.state.source = hub, metrics, source
-    if cors_origins:
+    app.add_middleware(Guard, token=auth_token, metrics=metrics)
+    if cors_origins:  # outermost: answers preflights (which carry no token) itself
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET"],
                            allow_headers=["Authorization", "Last-Event-ID"])
-    app.add_middleware(Guard, token=auth_token, metrics=metrics)
 
     async def unreachable(request: Request, exc: Exception) -> JSONResponse:
         return error(503, "source_unavailable",

@@ -211,6 +211,14 @@ def test_token_guards_every_data_route(book: tuple[RedisServer, str], tmp_path: 
                                                   "Origin": "http://desk.example"})
         assert ok.status_code == 200 and ok.json()["total"] == pytest.approx(3_000_246.5)
         assert ok.headers["access-control-allow-origin"] == "http://desk.example"
+        preflight = httpx.options(server.url + "/api/aum", timeout=5, headers={
+            "Origin": "http://desk.example", "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization"})
+        assert preflight.status_code == 200
+        assert "GET" in preflight.headers["access-control-allow-methods"]
+        assert "access-control-allow-origin" not in get(  # not for other origins
+            server.url, "/api/aum", headers={"Authorization": "Bearer s3cret",
+                                             "Origin": "http://evil.example"}).headers
         page = get(server.url, "/")  # the page holds no data; it asks for the token
         assert page.status_code == 200 and 'id="login"' in page.text
     finally:
