@@ -165,3 +165,46 @@ def test_page_asks_for_the_token_once(driver: Any, redis_srv: RedisServer,
         assert not driver.find_element("id", "login").is_displayed()
     finally:
         server.stop()
+
+
+def test_todays_figures_come_first_when_documents_carry_them(driver: Any) -> None:
+    """The live day P&L work adds ``day_pnl``/``m2m``/``trading_day`` to the documents; no
+    writer publishes them yet, so they are added here to engine documents, in memory."""
+    import threading
+
+    import uvicorn
+    from support.ports import free_port, wait_for_port
+
+    from pm_polars import PortfolioEngine
+    from pm_polars.demo.feed import generate_batches
+    from pm_polars.serve.app import create_app
+    from pm_polars.serve.memory import MemorySource, document_text
+
+    eng = PortfolioEngine(starting_cash=1e6)
+    eng.apply(next(generate_batches(7, 3000, 3000)))
+    docs = eng.portfolio_documents(eng.portfolio_ids() + ["paper_Overall", "live_Overall"])
+    source = MemorySource()
+    for pid, doc in docs.items():
+        doc.update(day_pnl=12.5 + len(pid), m2m=-3.25, trading_day="2026-12-03")
+        source.docs[pid] = document_text(doc)
+    source.aum_text = document_text(eng.aum())
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(source), port=port, log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for_port(port)
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait(driver, lambda s: len(s["rows"]) == len(docs))
+        heads = driver.execute_script(
+            "return [...document.querySelectorAll('#head [data-sort]')].map(e => e.dataset.sort)")
+        assert heads[:5] == ["portfolio_id", "source", "day_pnl", "m2m", "cash"]
+        assert driver.find_element("id", "day").text == "trading day 2026-12-03"
+        state = wait(driver, lambda s: True)
+        for pid, doc in docs.items():
+            assert float(state["rows"][pid]["day_pnl"]) == doc["day_pnl"]
+    finally:
+        driver.get("about:blank")  # closes the page's stream
+        server.should_exit = True
+        thread.join(timeout=10)
