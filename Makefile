@@ -1,6 +1,8 @@
 # pm_polars entry points. A fresh machine needs only python3 and make:
 #   make demo    run the synthetic demo end to end (creates .venv on first use)
-#   make test    ruff + mypy + pytest (installs redis-server via apt-get if missing)
+#                (DEMO_ARGS=--serve: the live dashboard at http://127.0.0.1:8080/)
+#   make test    ruff + mypy + pytest (installs redis-server, chromium and chromium-driver
+#                via apt-get if missing)
 #   make bench   run the benchmark scripts in bench/ (BENCH=engine for one)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,11 +15,12 @@ DEMO_ARGS ?=
 BENCH ?=
 BENCH_ARGS ?=
 
-.PHONY: help install demo test lint typecheck unit bench redis-server
+.PHONY: help install demo test lint typecheck unit bench redis-server chromium
 
 help:
 	@echo "make demo   - run the synthetic demo (DEMO_ARGS='--events 1000000 --seed 3')"
-	@echo "make test   - ruff, mypy and pytest (redis-server installed if missing)"
+	@echo "make demo DEMO_ARGS=--serve - the live demo dashboard at http://127.0.0.1:8080/"
+	@echo "make test   - ruff, mypy and pytest (redis-server, chromium installed if missing)"
 	@echo "make bench  - run bench/*.py (BENCH=engine for one; BENCH_ARGS passed through)"
 
 $(BIN)/python:
@@ -43,7 +46,7 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -q
 
-test: install redis-server
+test: install redis-server chromium
 	$(BIN)/ruff check pm_polars tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
@@ -67,3 +70,15 @@ redis-server:
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	fi
 	@command -v redis-server >/dev/null
+
+# The dashboard's browser tests drive Debian's chromium through its chromedriver (one source
+# package builds both, so their versions match; see tests/support/browser.py).
+chromium:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  echo "chromium/chromedriver not found: installing them with apt-get"; \
+	  if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium chromium-driver >/dev/null; \
+	fi
+	@test -x /usr/bin/chromium && test -x /usr/bin/chromedriver
