@@ -1,6 +1,6 @@
 """The read side (``pm_polars.client`` readers, ``pm-polars show``) against a real redis-server.
 
-The state is published through the daemon's own code path (:class:`Publisher`): a ``Book``,
+The state is published through the daemon's own code path (``support.book_writer``): a ``Book``,
 ``apply_batch`` and ``Checkpoint.commit`` (one MULTI/EXEC with the Lua aggregate and the
 ``portfolio-updates`` message), under a key prefix. The readers must give
 the numbers of an in-process ``PortfolioEngine`` fed the same events, and the hand-worked
@@ -32,12 +32,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pytest
 import redis
 from polars.testing import assert_frame_equal
 from reference import T0, fill, tick
 from support import RedisServer
+from support.book_writer import BookWriter
 from support.ports import free_port
 
 from pm_polars import PortfolioEngine
@@ -51,22 +51,14 @@ from pm_polars.client import (
     Update,
 )
 from pm_polars.client.models import PORTFOLIO_FIELDS, POSITION_FIELDS
-from pm_polars.daemon.apply import apply_batch
-from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint.plan import CommitOutcome, CommitPlan
-from pm_polars.daemon.checkpoint.store import Checkpoint
-from pm_polars.daemon.intake import Decoded
-from pm_polars.daemon.tick_table import TickTable
 from pm_polars.engine import views
-from pm_polars.engine.config import EngineConfig
-from pm_polars.engine.instruments import load_instruments
-from pm_polars.events import decode_messages
 from pm_polars.publish.keys import Keys
 
 pytestmark = pytest.mark.integration
 
 PREFIX = "desk1:"
-GROUP, FILLS, TICKS = "g", "orders.filled.all", "market.ticks"
+GROUP = "g"
 START = 1_000_000.0
 A, B = 256265, 738561
 REPO = Path(__file__).resolve().parents[2]
@@ -90,54 +82,9 @@ def _values(events: Sequence[dict[str, Any]]) -> list[bytes]:
     return [json.dumps(e).encode() for e in events]
 
 
-class Publisher:
-    """One daemon instance's batches: a ``Book`` loaded from Redis (as at a daemon start),
-    then per batch ``apply_batch`` + ``Checkpoint.commit`` and the after-commit bookkeeping
-    of ``daemon.step`` (partition offsets, republish flags, portfolio owners)."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.checkpoint = Checkpoint(client, Keys(PREFIX), GROUP, TICKS)
-        tick_offsets, prices = self.checkpoint.load_ticks()
-        self.tick_offset = tick_offsets.get(0, 0)
-        self.book = Book(self.checkpoint, TickTable.from_prices(prices),
-                         config=EngineConfig.of(START, 86_400.0),
-                         instruments=load_instruments(None))
-        self.book.load([(FILLS, 0), (FILLS, 1)])
-
-    def batch(self, partitions: dict[int, Sequence[dict[str, Any]]],
-              ticks: Sequence[dict[str, Any]]) -> tuple[CommitPlan, CommitOutcome]:
-        book = self.book
-        values: list[bytes] = []
-        parts: list[int] = []
-        offsets: list[int] = []
-        next_offsets: dict[tuple[str, int], int] = {}
-        for partition, events in partitions.items():
-            first = book.parts[(FILLS, partition)].offset or 0
-            values += _values(events)
-            parts += [partition] * len(events)
-            offsets += range(first, first + len(events))
-            next_offsets[(FILLS, partition)] = first + len(events)
-        fills = decode_messages(values, topics=[FILLS] * len(values), partitions=parts,
-                                offsets=offsets)
-        tvalues = _values(ticks)
-        first_tick, self.tick_offset = self.tick_offset, self.tick_offset + len(tvalues)
-        tdec = decode_messages(tvalues, topics=[TICKS] * len(tvalues),
-                               partitions=[0] * len(tvalues),
-                               offsets=list(range(first_tick, self.tick_offset)),
-                               seq_start=len(values))
-        decoded = Decoded(fills.fills, tdec.ticks, pl.concat([fills.rejects, tdec.rejects]),
-                          len(values) + len(tvalues),
-                          committable={**next_offsets, (TICKS, 0): self.tick_offset})
-        assert decoded.rejects.height == 0
-        applied = apply_batch(decoded, book)
-        outcome = self.checkpoint.commit(applied.plan)
-        assert outcome.committed and not outcome.conflicts
-        for pc in applied.plan.partitions:
-            if pc.delta is not None:
-                book.parts[pc.tp].offset = next_offsets[pc.tp]
-            book.parts[pc.tp].republish = False
-        book.owner.update(applied.claims)
-        return applied.plan, outcome
+def Publisher(client: redis.Redis) -> BookWriter:  # noqa: N802 - reads as the writer it makes
+    """One daemon instance's write path under ``PREFIX`` (see ``support.book_writer``)."""
+    return BookWriter(client, PREFIX, group=GROUP, partitions=2, starting_cash=START)
 
 
 def publish_all(client: redis.Redis) -> PortfolioEngine:

@@ -18,7 +18,7 @@ import redis
 
 from pm_polars.daemon.apply import apply_batch
 from pm_polars.daemon.book import Book
-from pm_polars.daemon.checkpoint import Checkpoint, CommitOutcome
+from pm_polars.daemon.checkpoint import Checkpoint, CommitOutcome, CommitPlan
 from pm_polars.daemon.intake import Decoded
 from pm_polars.daemon.tick_table import TickTable
 from pm_polars.engine.config import EngineConfig
@@ -48,7 +48,7 @@ class BookWriter:
         self.book.load([(FILLS, p) for p in range(partitions)])
 
     def batch(self, fills: Mapping[int, Sequence[Event]],
-              ticks: Sequence[Event] = ()) -> CommitOutcome:
+              ticks: Sequence[Event] = ()) -> tuple[CommitPlan, CommitOutcome]:
         """Apply and commit one batch; raises if it is rejected or conflicts."""
         book = self.book
         values: list[bytes] = []
@@ -84,4 +84,4 @@ class BookWriter:
                 book.parts[pc.tp].offset = next_offsets[pc.tp]
             book.parts[pc.tp].republish = False
         book.owner.update(applied.claims)
-        return outcome
+        return applied.plan, outcome
