@@ -27,10 +27,10 @@ from pm_polars.events import (
     decode_dicts,
     decode_frame,
     decode_messages,
-    pipeline,
+    rules,
     timestamps,
-    validate,
 )
+from pm_polars.events import decode as decode_module
 
 EVENTS: list[dict[str, Any]] = [
     fill(),
@@ -272,7 +272,7 @@ def test_junk_never_raises_loses_or_alters_valid_records(
 def test_fast_path_equals_reference_decoder(msgs: list[bytes | None]) -> None:
     fast = decode_messages(msgs)
     with pytest.MonkeyPatch.context() as mp:  # every record through the Python decoder
-        mp.setattr(pipeline, "read_fast", lambda text: ({}, list(range(len(text))), False))
+        mp.setattr(decode_module, "read_fast", lambda text: ({}, list(range(len(text))), False))
         reference = decode_messages(msgs)
     assert_frame_equal(fast.fills, reference.fills)
     assert_frame_equal(fast.ticks, reference.ticks)
@@ -293,14 +293,12 @@ valid_msg = st.one_of(valid_fill().map(lambda f: enc(f[0])), valid_tick)
 @PROPERTY
 @given(st.lists(valid_msg, max_size=30) | st.lists(junk | valid_msg, max_size=30))
 def test_quick_checks_never_change_a_verdict(msgs: list[bytes | None]) -> None:
-    """The column-wise and row-wise shortcuts (``quickcheck``) and the one-multiply ``ts``
-    path agree with judging every row by every rule."""
+    """The whole-column check (``rules.all_valid``) and the one-multiply ``ts`` path agree
+    with judging every row by every rule."""
     quick = decode_messages(msgs)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "split_clean", lambda table, seq_start, provenance: None)
-        mp.setattr(validate, "all_valid", lambda fills, ticks: False)
-        mp.setattr(validate, "surely_valid", lambda rows: pl.repeat(False, rows.height, eager=True))
-        mp.setattr(timestamps, "_common_unit", lambda values: None)
+        mp.setattr(rules, "all_valid", lambda judged: False)
+        mp.setattr(timestamps, "common_unit", lambda values: None)
         slow = decode_messages(msgs)
     assert_frame_equal(quick.fills, slow.fills)
     assert_frame_equal(quick.ticks, slow.ticks)

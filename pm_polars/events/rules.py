@@ -1,46 +1,57 @@
-"""Columnar validation: judge every decoded row at once and split fills / ticks / rejects.
+"""The validation rules, one table, and the split into fills / ticks / rejects.
 
-Input: ``RAW_SCHEMA`` rows (see ``rawschema``) plus ``seq``, ``raw`` (the record's bytes),
-``kafka_ts_ms`` and the provenance columns. ``reason_expr`` yields the *first* failing rule of
-the record's event type (``null`` = valid), in this order:
+Input: ``schema.RAW_SCHEMA`` rows (every input form is brought to them) plus ``seq``, the
+provenance columns and ``kafka_ts_ms`` when known. ``RULES`` lists every rule in reason
+order; each is ``(event type or None, condition that fails the record, reason)``. From that
+one table derive both the whole-column check (``all_valid``: does any row fail any rule? one
+pass, no per-row verdict for a clean batch) and the per-row first reason (``reason_expr``),
+so the two can never disagree. Order:
 
-decode problems (``parse_error``) -> ``event_type`` -> fills: ``source``, ``original_signal``
-(``strategy_id``, ``instrument_token``, ``signal_type``), ``quantity``, ``fill_price``, ``fee``;
-ticks: ``instrument_token``, ``last_price`` -> ``ts``.
+reading problems (``parse_error``) -> ``event_type`` -> the fields of the record's event
+type in ``schema.FIELDS`` order: the ``required`` rules come from the schema, the value
+rules from ``VALUE_RULES`` -> ``ts`` (see ``timestamps``).
 
-Rules: strings non-empty (not blank); ``signal_type`` BUY/SELL in any ASCII letter case
-(output upper case); ``quantity`` > 0; prices finite and > 0; ``fee`` finite, missing = 0.0 (negative =
-rebate); ``fill_id`` "" is treated as absent (no dedupe key). ``ts`` see ``timestamps``.
-
-Cost: Polars 2.1 plans one large expression in superlinear time and a select costs tens of
-microseconds however small the frame, so the common cases avoid both: ``quickcheck`` proves a
-clean batch valid column by column (or rows valid one by one), ``reason_expr`` runs only on
-the rows it could not prove, and the output frames are built from Series operations.
+Value rules: strings non-empty (not blank); ``signal_type`` BUY/SELL in any ASCII letter
+case (output upper case); ``quantity`` > 0; prices finite and > 0; ``fee`` finite, missing =
+0.0 (negative = rebate); ``fill_id`` "" is treated as absent (no dedupe key).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pm_polars.events.quickcheck import all_valid, surely_valid
 from pm_polars.events.schema import (
+    EVENT_TYPE,
+    EVENT_TYPES,
+    FIELDS,
     FILL_EVENT,
     FILL_SCHEMA,
     PROVENANCE_SCHEMA,
     REJECT_SCHEMA,
     SIDES,
+    SIGNAL,
     TICK_EVENT,
     TICK_SCHEMA,
+    Field,
     empty,
 )
 from pm_polars.events.timestamps import normalize_ts
 
-_Rule = tuple[pl.Expr, pl.Expr]
+
+@dataclass(frozen=True)
+class Rule:
+    """Records of ``event`` (``None``: every record) where ``fails`` is true are rejected
+    with ``reason`` (a String expression naming the field and quoting the value)."""
+
+    event: str | None
+    fails: pl.Expr
+    reason: pl.Expr
 
 
 def _msg(text: str) -> pl.Expr:
@@ -57,78 +68,99 @@ def _shown(col: str) -> pl.Expr:
     return pl.format("'{}'", c.str.slice(0, 80))
 
 
-def _required(col: str, name: str) -> _Rule:
-    return pl.col(col).is_null(), _msg(f"{name}: is required (missing or null)")
+def _non_blank(f: Field) -> list[tuple[pl.Expr, pl.Expr]]:
+    blank = pl.col(f.column).str.strip_chars().str.len_bytes() == 0
+    return [(blank, _msg(f"{f.path}: must be a non-empty string"))]
 
 
-def _non_blank(col: str, name: str) -> list[_Rule]:
-    blank = pl.col(col).str.strip_chars().str.len_bytes() == 0
-    return [_required(col, name), (blank, _msg(f"{name}: must be a non-empty string"))]
+def _side(f: Field) -> list[tuple[pl.Expr, pl.Expr]]:
+    c = pl.col(f.column)
+    valid = c.str.to_uppercase().is_in(list(SIDES)) & c.str.contains("^[A-Za-z]+$")
+    return [(~valid, pl.format(f"{f.path}: must be BUY or SELL, got {{}}", _shown(f.column)))]
 
 
-def _price(col: str) -> list[_Rule]:
-    c = pl.col(col)
+def _positive(f: Field) -> list[tuple[pl.Expr, pl.Expr]]:
     return [
-        _required(col, col),
-        (~c.is_finite(), pl.format(f"{col}: must be finite, got {{}}", _shown(col))),
-        (c <= 0, pl.format(f"{col}: must be > 0, got {{}}", _shown(col))),
+        (pl.col(f.column) <= 0, pl.format(f"{f.path}: must be > 0, got {{}}", _shown(f.column)))
     ]
 
 
-def _fill_rules() -> list[_Rule]:
-    side = pl.col("signal_type").str.to_uppercase()
-    return [
-        *_non_blank("source", "source"),
-        (
-            ~pl.col("sig_present").fill_null(False),
-            _msg("original_signal: is required (missing or null)"),
-        ),
-        *_non_blank("strategy_id", "original_signal.strategy_id"),
-        _required("sig_token", "original_signal.instrument_token"),
-        _required("signal_type", "original_signal.signal_type"),
-        (
-            ~(side.is_in(list(SIDES)) & pl.col("signal_type").str.contains("^[A-Za-z]+$")),
-            pl.format(
-                "original_signal.signal_type: must be BUY or SELL, got {}", _shown("signal_type")
-            ),
-        ),
-        _required("quantity", "quantity"),
-        (pl.col("quantity") <= 0, pl.format("quantity: must be > 0, got {}", _shown("quantity"))),
-        *_price("fill_price"),
-        (~pl.col("fee").is_finite(), pl.format("fee: must be finite, got {}", _shown("fee"))),
-    ]
+def _finite(f: Field) -> list[tuple[pl.Expr, pl.Expr]]:
+    c = pl.col(f.column)
+    return [(~c.is_finite(), pl.format(f"{f.path}: must be finite, got {{}}", _shown(f.column)))]
 
 
-def _tick_rules() -> list[_Rule]:
-    return [_required("instrument_token", "instrument_token"), *_price("last_price")]
+def _price(f: Field) -> list[tuple[pl.Expr, pl.Expr]]:
+    return _finite(f) + _positive(f)
+
+
+# value rules per RAW column, checked after the field's ``required`` rule
+VALUE_RULES: dict[str, Callable[[Field], list[tuple[pl.Expr, pl.Expr]]]] = {
+    "source": _non_blank,
+    "strategy_id": _non_blank,
+    "signal_type": _side,
+    "quantity": _positive,
+    "fill_price": _price,
+    "fee": _finite,
+    "last_price": _price,
+}
+
+
+def _required(f: Field) -> tuple[pl.Expr, pl.Expr]:
+    return pl.col(f.column).is_null(), _msg(f"{f.path}: is required (missing or null)")
+
+
+def _field_rules(event: str) -> list[Rule]:
+    rules: list[Rule] = []
+    fields = FIELDS[event]
+    for i, f in enumerate(fields):
+        if f.kind == "ts":
+            continue  # judged by ``timestamps``, last
+        if f.in_signal and not any(g.in_signal for g in fields[:i]):
+            missing = ~pl.col("sig_present").fill_null(False)
+            rules.append(Rule(event, missing, _msg(f"{SIGNAL}: is required (missing or null)")))
+        checks = [_required(f)] if f.required else []
+        value_rules = VALUE_RULES.get(f.column)
+        checks += [] if value_rules is None else value_rules(f)
+        rules += [Rule(event, fails, reason) for fails, reason in checks]
+    return rules
 
 
 @cache
-def _rules() -> list[_Rule]:
-    """Every rule, in reason order: (condition that fails the record, its reason)."""
-    et = pl.col("event_type")
-    is_fill, is_tick = et == FILL_EVENT, et == TICK_EVENT
-    return [
-        (pl.col("parse_error").is_not_null(), pl.col("parse_error")),
-        _required("event_type", "event_type"),
-        (
-            ~et.is_in([FILL_EVENT, TICK_EVENT]),
-            pl.format(
-                f"event_type: must be '{FILL_EVENT}' or '{TICK_EVENT}', got {{}}",
-                _shown("event_type"),
-            ),
-        ),
-        *[(is_fill & cond, msg) for cond, msg in _fill_rules()],
-        *[(is_tick & cond, msg) for cond, msg in _tick_rules()],
-        (pl.col("ts_error").is_not_null(), pl.col("ts_error")),
-    ]
+def rules() -> tuple[Rule, ...]:
+    """Every rule, in reason order."""
+    et = pl.col(EVENT_TYPE.column)
+    known = f"event_type: must be '{FILL_EVENT}' or '{TICK_EVENT}', got {{}}"
+    return (
+        Rule(None, pl.col("parse_error").is_not_null(), pl.col("parse_error")),
+        Rule(None, *_required(EVENT_TYPE)),
+        Rule(None, ~et.is_in(list(EVENT_TYPES)), pl.format(known, _shown("event_type"))),
+        *[rule for event in EVENT_TYPES for rule in _field_rules(event)],
+        Rule(None, pl.col("ts_error").is_not_null(), pl.col("ts_error")),
+    )
+
+
+def _failing(rule: Rule) -> pl.Expr:
+    cond = (
+        rule.fails if rule.event is None else (pl.col(EVENT_TYPE.column) == rule.event) & rule.fails
+    )
+    return cond.fill_null(False)
+
+
+@cache
+def _any_failure() -> pl.Expr:
+    return pl.any_horizontal([_failing(rule) for rule in rules()]).any()
 
 
 @cache
 def reason_expr() -> pl.Expr:
     """First failing rule per row as a String expression; null for a valid record."""
-    # each rule is null unless it fails; the first non-null one is the reason
-    return pl.coalesce([pl.when(cond.fill_null(False)).then(msg) for cond, msg in _rules()])
+    return pl.coalesce([pl.when(_failing(rule)).then(rule.reason) for rule in rules()])
+
+
+def all_valid(judged: pl.DataFrame) -> bool:
+    """No row of ``judged`` fails any rule: one pass over whole columns."""
+    return not judged.select(_any_failure()).item()
 
 
 _FILL_COLUMNS = ("seq", "source", "strategy_id", "quantity", "fill_price", "ts")
@@ -161,6 +193,8 @@ def fill_frame(get: Callable[[str], pl.Series], provenance: list[pl.Series]) -> 
 
 
 _ARROW_NULLS = {"topic": pa.large_string(), "partition": pa.int32(), "offset": pa.int64()}
+
+
 _EMPTY = {id(schema): empty(schema) for schema in (FILL_SCHEMA, TICK_SCHEMA, REJECT_SCHEMA)}
 
 
@@ -193,20 +227,9 @@ def _rows(judged: pl.DataFrame, mask: pl.Series, names: list[str]) -> pl.DataFra
     return pl.DataFrame(columns)
 
 
-def _judge(judged: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
-    """``failed`` per row and the reasons of the failed rows (in row order)."""
-    failed = surely_valid(judged).not_()
-    if not failed.any():
-        return failed, pl.Series("reason", [], dtype=pl.String)
-    unsure = failed.arg_true()
-    reason = judged[unsure].select(reason_expr().alias("reason")).to_series()
-    valid_after_all = reason.is_null()
-    if valid_after_all.any():
-        failed = failed.scatter(unsure.filter(valid_after_all), False)
-    return failed, reason.filter(valid_after_all.not_())
-
-
 FILL_INPUTS = [*_FILL_COLUMNS, "signal_type", "fee", "fill_id", "sig_token", "sig_present"]
+
+
 TICK_INPUTS = ["seq", "instrument_token", "last_price", "ts"]
 
 
@@ -234,36 +257,32 @@ def _outputs(
     return fill_out, tick_out
 
 
-def split(rows: pl.DataFrame, raw: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def split(
+    rows: pl.DataFrame, raw_of: Callable[[pl.Series], pl.Series]
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(fills, ticks, rejects) in ``seq`` order, conforming to the schema contracts.
 
     ``rows``: ``RAW_SCHEMA`` columns, ``seq``, and when known the provenance columns and
-    ``kafka_ts_ms``; ``raw``: each row's message bytes (kept for the rejects).
-
-    A clean batch (every fill and every tick surely valid, checked column by column) costs
-    no per-row judgement; otherwise rows are judged one by one (``_judge``).
+    ``kafka_ts_ms``; ``raw_of``: the records (Binary) of the rows a mask selects, for the
+    rejects. A clean batch
+    costs one whole-column check (``all_valid``); otherwise each row gets its first reason.
     """
     fallback = "kafka_ts_ms" if "kafka_ts_ms" in rows.columns else None
     judged = normalize_ts(
         rows, integer="ts_int", number="ts_num", text="ts_str", fallback_ms=fallback
     )
     present = [name for name in PROVENANCE_SCHEMA if name in rows.columns]
-    event_type = judged.get_column("event_type")
+    event_type = judged.get_column(EVENT_TYPE.column)
     is_fill, is_tick = event_type == FILL_EVENT, event_type == TICK_EVENT
-    if (is_fill | is_tick).sum() == judged.height and all(
-        judged.get_column(name).null_count() == judged.height
-        for name in ("parse_error", "ts_error")
-    ):
+    if all_valid(judged):
         fills, ticks = _parts(judged, is_fill, is_tick, present)
-        if all_valid(fills, ticks):
-            return *_outputs(fills, ticks, present), _empty(REJECT_SCHEMA)
-    failed, reason = _judge(judged)
+        return *_outputs(fills, ticks, present), _empty(REJECT_SCHEMA)
+    reason = judged.select(reason_expr().alias("reason")).to_series()
+    failed = reason.is_not_null()
     valid = failed.not_()
     fills, ticks = _parts(judged, valid & is_fill, valid & is_tick, present)
     fill_out, tick_out = _outputs(fills, ticks, present)
-    if reason.is_empty():
-        return fill_out, tick_out, _empty(REJECT_SCHEMA)
     part = _rows(judged, failed, ["seq", *present])
     columns = dict(zip(part.columns, part.get_columns(), strict=True))
-    columns |= {"raw": raw.filter(failed), "reason": reason}
+    columns |= {"raw": raw_of(failed).cast(pl.Binary), "reason": reason.filter(failed)}
     return fill_out, tick_out, _frame(columns, [], REJECT_SCHEMA)

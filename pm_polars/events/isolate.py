@@ -1,0 +1,309 @@
+"""One read per batch, and isolation of the records pyarrow refuses.
+
+``read_fast`` cuts the routed messages into pieces (one for a small batch; a few thousand
+messages each for a large one, read in parallel threads: pyarrow releases the GIL) and reads
+each with the common JSON types (integer ``ts``, string ``fill_id``). For a clean batch that
+is the whole read. One bad record makes pyarrow refuse a whole read; then, for that piece
+only:
+
+1. its messages are grouped by the JSON types of ``ts`` and ``fill_id`` (``variants``,
+   string kernels over the piece) and each group is read with its own explicit types;
+2. in a group pyarrow still refuses, records whose text shows a likely culprit
+   (``SUSPECT``: a wrong JSON type, a stray comma, two values, an escaped key) are set
+   aside and the rest read again;
+3. what still fails is scanned in windows that grow while clean, each cut at the row pyarrow
+   names (that record is set aside), or around the records holding a value pyarrow could not
+   convert, or else halved; pieces of ``SMALL`` records or fewer are set aside.
+
+Records set aside go to the per-record path (``fallback``), so 1% poison costs a few extra
+reads and about 1% of the records in Python, not the whole batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pm_polars.events.read import _WS, Tables, one_line_objects, read_lines, table_to_raw
+from pm_polars.events.schema import TS_DECIMAL, TS_INT, TS_STRING, arrow_schema
+
+log = logging.getLogger(__name__)
+
+_TWO_VALUES = r"\}" + _WS + r"[^ \t,}\]]"  # a value after a closing brace: maybe two objects
+
+
+_ESCAPED_KEY = r'\\[^"]*"' + _WS + ":"  # pyarrow would unescape it, the type regexes not
+
+
+_TS_STRING = r'"ts"' + _WS + ":" + _WS + '"'
+
+
+_TS_FRACTION = r'"ts"' + _WS + ":" + _WS + r"-?[0-9]+[.eE]"
+
+
+# An exponent or 20+ integer digits: beyond what decimal128(38, 9) holds, pyarrow would wrap
+# it silently (1.5e30 reads as 1.39e29), so the Python decoder reads such a ts exactly.
+_TS_UNBOUNDED = r'"ts"' + _WS + ":" + _WS + r"-?(?:[0-9]{20}|[0-9]+(?:\.[0-9]*)?[eE])"
+
+
+_FILL_ID_NUMBER = r'"fill_id"' + _WS + ":" + _WS + "-?[0-9]"
+
+
+# Text showing a wrong JSON type or a syntax error pyarrow would trip over, a value after a
+# closing brace (maybe two objects) or an escaped key (pyarrow would unescape it, the type
+# regexes not); used only on a piece pyarrow rejected, to take the likely culprits out
+# before reading it again.
+SUSPECT = (
+    _TWO_VALUES,
+    _ESCAPED_KEY,
+    r'"(?:quantity|fill_price|fee|instrument_token|last_price)"'
+    + _WS
+    + ":"
+    + _WS
+    + r"[^-0-9nNI \t]",
+    r'"(?:event_type|source|strategy_id|signal_type)"' + _WS + ":" + _WS + r'[^" \tn]',
+    r'"original_signal"' + _WS + ":" + _WS + r"[^{ \tn]",
+    r'"ts"' + _WS + ":" + _WS + r"[tf\[{NI]",
+    r",[ \t]*[}\]]",
+)
+
+
+def matches_any(expr: pl.Expr, patterns: tuple[str, ...] | list[str]) -> pl.Expr:
+    """True where the string matches at least one of ``patterns`` (regexes)."""
+    return pl.any_horizontal([expr.str.contains(p) for p in patterns])
+
+
+def variants(text: pl.Series) -> pl.DataFrame:
+    """Per message: ``ts_kind`` and ``fid_num`` (the JSON types pyarrow must be told), and
+    ``python``: ``ts`` seen both as a string and as a fraction (the Python decoder decides)."""
+    t = pl.col("text")
+    string, fraction = t.str.contains(_TS_STRING), t.str.contains(_TS_FRACTION)
+    frame = pl.DataFrame({"text": text}).select(
+        pl.when(string)
+        .then(pl.lit(TS_STRING))
+        .when(fraction)
+        .then(pl.lit(TS_DECIMAL))
+        .otherwise(pl.lit(TS_INT))
+        .alias("ts_kind"),
+        t.str.contains(_FILL_ID_NUMBER).fill_null(False).alias("fid_num"),
+        (string & fraction).fill_null(False).alias("python"),
+    )
+    if not (frame["ts_kind"] == TS_DECIMAL).any():
+        return frame
+    unbounded = pl.Series(text).str.contains(_TS_UNBOUNDED).fill_null(False)
+    return frame.with_columns((pl.col("python") | unbounded).alias("python"))
+
+
+SMALL = 16  # a failing piece this small goes record by record to the Python decoder
+
+
+PIECE = 16_384  # at most this many messages per read while scanning a rejected piece
+
+
+_FIRST_WINDOW = 256  # messages per read while scanning a piece pyarrow rejected
+
+
+_ERROR_ROW = re.compile(r"in row (\d+)")
+
+
+_UNCONVERTIBLE = re.compile(r"Failed to convert JSON to [^:]+?(?:, couldn't parse)?:\s*(\S+)")
+
+
+def _error_row(message: str, lines: int) -> int | None:
+    found = _ERROR_ROW.search(message)
+    return int(found.group(1)) if found and int(found.group(1)) < lines else None
+
+
+def _bisect(texts: pa.Array, idx: pa.Array, schema: pa.Schema) -> tuple[Tables, list[int]]:
+    """Read ``texts``, cutting out records pyarrow rejects: (tables with idx, slow idx)."""
+    tables: Tables = []
+    slow: list[int] = []
+    stack = [(texts, idx)]
+    first = True  # the first read is always tried, however small
+    while stack:
+        t, ix = stack.pop()
+        if len(t) <= SMALL and not first:
+            slow.extend(ix.to_pylist())
+            continue
+        first, result = False, read_lines(t, schema)
+        if isinstance(result, pa.Table):
+            tables.append((result, ix))
+            continue
+        row, bad_value = _error_row(result, len(t)), _UNCONVERTIBLE.search(result)
+        if row is not None:
+            slow.append(ix[row].as_py())
+            stack += [(t[:row], ix[:row]), (t[row + 1 :], ix[row + 1 :])]
+            continue
+        if bad_value:  # no row named: records holding the value's text go to Python
+            holds = pl.Series(t).str.contains(bad_value.group(1), literal=True).to_arrow()
+            if 0 < pc.sum(holds).as_py() <= max(SMALL, len(t) // 8):
+                slow.extend(ix.filter(holds).to_pylist())
+                keep = pc.invert(holds)
+                stack.append((t.filter(keep), ix.filter(keep)))
+                continue
+        half = len(t) // 2
+        stack += [(t[:half], ix[:half]), (t[half:], ix[half:])]
+    return tables, slow
+
+
+def read_piece(
+    texts: pa.Array, idx: pa.Array, schema: pa.Schema, failed: str | None = None
+) -> tuple[Tables, list[int]]:
+    """Read one piece; if pyarrow rejects it, set the suspect records aside and retry, then
+    scan what is left in windows that grow while clean. ``failed``: the piece is known to
+    fail (with that error), no need to read it first.
+
+    A failed read costs about as much as reading the whole window, so after a failure the
+    window shrinks to twice the distance to the error. Rows before a named error are known
+    good and are read together in one last read.
+    """
+    result = read_lines(texts, schema) if failed is None else failed
+    if isinstance(result, pa.Table):
+        return [(result, idx)], []
+    frame = pl.DataFrame({"t": pl.Series(texts)})
+    suspect = frame.select(matches_any(pl.col("t"), SUSPECT)).to_series().to_arrow()
+    slow: list[int] = idx.filter(suspect).to_pylist()
+    if slow:
+        keep = pc.invert(suspect)
+        texts, idx = texts.filter(keep), idx.filter(keep)
+        result = read_lines(texts, schema)
+        if isinstance(result, pa.Table):
+            return [(result, idx)], slow
+    tables: Tables = []
+    good: list[tuple[pa.Array, pa.Array]] = []
+    pos, window = 0, _FIRST_WINDOW
+    while pos < len(texts):
+        t, ix = texts[pos : pos + window], idx[pos : pos + window]
+        result = read_lines(t, schema)
+        row = None if isinstance(result, pa.Table) else _error_row(result, len(t))
+        if isinstance(result, pa.Table):
+            tables.append((result, ix))
+            pos, window = pos + len(t), min(2 * window, PIECE)
+        elif row is not None:
+            good += [(t[:row], ix[:row])] if row else []
+            slow.append(ix[row].as_py())
+            pos, window = pos + row + 1, max(_FIRST_WINDOW // 4, 2 * row)
+        else:
+            got, left = _bisect(t, ix, schema)
+            tables, slow, pos = tables + got, slow + left, pos + len(t)
+    if good:
+        got, left = _bisect(
+            pa.concat_arrays([t for t, _ in good]), pa.concat_arrays([ix for _, ix in good]), schema
+        )
+        tables, slow = tables + got, slow + left
+    return tables, slow
+
+
+Variant = tuple[str, bool]  # (ts kind, fill_id is a number)
+
+
+Reads = dict[Variant, Tables]
+
+
+_COMMON: Variant = (TS_INT, False)  # integer ts, string fill_id
+
+
+_MIN_PIECE = 4_096  # messages: below this, one read costs less than splitting it
+
+
+_POOL_LOCK = threading.Lock()
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The pool reading pieces in parallel (created once; pyarrow reads release the GIL)."""
+    global _pool
+    with _POOL_LOCK:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(pa.cpu_count(), thread_name_prefix="pm-decode")
+        return _pool
+
+
+def _recover(texts: pa.Array, idx: pa.Array, error: str) -> tuple[Reads, list[int]]:
+    """A piece pyarrow rejected with ``error``: read each JSON-type variant on its own."""
+    kinds = variants(pl.Series(texts)).with_columns(n=pl.int_range(pl.len()))
+    slow = idx.filter(kinds["python"].to_arrow()).to_pylist()
+    groups = kinds.filter(~pl.col("python")).partition_by(["ts_kind", "fid_num"], as_dict=True)
+    reads: Reads = defaultdict(list)
+    for (ts_kind, fid_num), group in groups.items():
+        variant = (str(ts_kind), bool(fid_num))
+        whole = group.height == len(texts) and variant == _COMMON  # read already, failed
+        take = pa.array(group["n"].to_arrow(), pa.int64())
+        got, left = read_piece(
+            texts.take(take), idx.take(take), arrow_schema(*variant), error if whole else None
+        )
+        reads[variant] += got
+        slow += left
+    return reads, slow
+
+
+def _read(piece: tuple[pa.Array, pa.Array]) -> tuple[Reads, list[int], bool]:
+    """Read one piece with the common JSON types, or recover it; the flag tells whether
+    the first read took the whole piece."""
+    texts, idx = piece
+    result = read_lines(texts, arrow_schema(*_COMMON))
+    if isinstance(result, pa.Table):
+        return {_COMMON: [(result, idx)]}, [], True
+    log.debug("piece of %d messages rejected: %s", len(texts), result)
+    return *_recover(texts, idx, result), False
+
+
+def _pieces(text: pa.Array, idx: pa.Array) -> list[tuple[pa.Array, pa.Array]]:
+    """``text``/``idx`` cut into up to 2 pieces per CPU of at least ``_MIN_PIECE``."""
+    count = max(1, min(len(text) // _MIN_PIECE, 2 * (pa.cpu_count() or 1)))
+    size = -(-len(text) // count)
+    return [(text[i : i + size], idx[i : i + size]) for i in range(0, len(text), size)]
+
+
+def read_fast(text: pa.Array) -> tuple[Reads, list[int], bool]:
+    """Routing and pyarrow reads of ``text`` (the batch as an Arrow ``large_string`` array,
+    null = undecodable): the tables read per variant (each with its records' positions),
+    the positions left for the Python decoder, and whether the batch was read whole (every
+    message routed to pyarrow and every piece read in one go with the common types: then
+    the ``_COMMON`` tables hold every message, in order). Tables and positions together
+    cover every position exactly once."""
+    fast = one_line_objects(text)
+    count = pc.sum(fast).as_py() or 0
+    slow: list[int] = []
+    if count < len(text):
+        slow = pc.indices_nonzero(pc.invert(fast)).to_pylist()
+        if not count:
+            return {}, slow, False
+        idx = pc.indices_nonzero(fast).cast(pa.int64())
+        text = text.filter(fast)
+    else:
+        idx = pl.int_range(len(text), dtype=pl.Int64, eager=True).to_arrow()
+    pieces = _pieces(text, idx)
+    results = map(_read, pieces) if len(pieces) == 1 else _threads().map(_read, pieces)
+    reads: Reads = defaultdict(list)
+    whole = not slow
+    for got, left, in_one in results:
+        for variant, tables in got.items():
+            reads[variant] += tables
+        slow += left
+        whole = whole and in_one
+    return reads, slow, whole
+
+
+def to_frames(reads: Reads, slow: list[int]) -> tuple[list[pl.DataFrame], list[int]]:
+    """``RAW_SCHEMA`` frames (with ``idx``) of the tables of ``read_fast``, and the positions
+    for the Python decoder (``slow`` plus the rows whose integers need an exact re-read)."""
+    frames: list[pl.DataFrame] = []
+    for variant, tables in reads.items():
+        if not tables:
+            continue
+        table = pa.concat_tables([table for table, _ in tables])
+        read_idx = pl.Series("idx", pa.chunked_array([ix for _, ix in tables], pa.int64()))
+        raw, again = table_to_raw(table, variant[0], read_idx)
+        frames.append(raw)
+        slow += again.to_list()
+    return frames, slow
