@@ -94,7 +94,7 @@ def _read(arr: pa.Array) -> pl.DataFrame:
     idx = rows.get_column("idx")
     if len(idx) != n or (n and (idx[0] != 0 or idx[-1] != n - 1 or idx.n_unique() != n)):
         raise RuntimeError(f"decode lost track of records: {rows.height} rows for {n} messages")
-    return rows.drop("idx")
+    return pl.DataFrame([rows.get_column(name) for name in RAW_SCHEMA])  # no query
 
 
 def decode_messages(

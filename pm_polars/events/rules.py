@@ -18,6 +18,9 @@ case (output upper case); ``quantity`` > 0; prices finite and > 0; ``fee`` finit
 
 from __future__ import annotations
 
+import functools
+import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -45,13 +48,74 @@ from pm_polars.events.timestamps import normalize_ts
 
 
 @dataclass(frozen=True)
+class Check:
+    """One kind of rule, in its two forms: ``fails`` per row (true = the record fails;
+    null counts as passing), and ``all_pass`` over a whole column (true only if no row
+    fails: it may be stricter than ``fails``, never looser, since a batch it does not pass
+    is judged row by row)."""
+
+    fails: Callable[[pl.Expr], pl.Expr]
+    all_pass: Callable[[pl.Series], bool]
+
+
+def _all_non_blank(values: pl.Series) -> bool:
+    """Arrow's whitespace holds every Unicode White_Space character (what ``\\s`` in the
+    row form matches) and a few more: stricter, as ``all_pass`` may be."""
+    arrow = values.to_arrow()
+    shortest = pc.min(pc.binary_length(arrow)).as_py()
+    return (shortest is None or shortest > 0) and not pc.any(pc.utf8_is_space(arrow)).as_py()
+
+
+def _spellings(word: str) -> list[str]:
+    """Every ASCII letter-case spelling of ``word`` (``"BUY"`` -> ``BUY``, ``BUy``, ...)."""
+    spelled = [""]
+    for ch in word:
+        spelled = [s + c for s in spelled for c in (ch.lower(), ch.upper())]
+    return spelled
+
+
+def _one_of(values: list[str], common: tuple[str, ...] = ()) -> Check:
+    """In ``values``; ``common``: the usual ones, compared first (cheaper than a hash set)."""
+
+    def all_pass(s: pl.Series) -> bool:
+        if common and functools.reduce(operator.or_, [s == v for v in common]).all():
+            return True
+        return bool(s.is_in(values).all())
+
+    return Check(lambda c: ~c.is_in(values), all_pass)
+
+
+def _low(s: pl.Series) -> float | None:
+    low = s.min()
+    return None if low is None else float(low)  # type: ignore[arg-type]
+
+
+REQUIRED = Check(lambda c: c.is_null(), lambda s: s.null_count() == 0)
+ABSENT = Check(lambda c: c.is_not_null(), lambda s: s.null_count() == len(s))
+TRUE = Check(lambda c: ~c, lambda s: s.null_count() == 0 and bool(s.all()))
+NON_BLANK = Check(lambda c: c.str.contains(r"^\s*$"), _all_non_blank)
+SIDE = _one_of([s for side in SIDES for s in _spellings(side)], SIDES)
+KNOWN_EVENT = _one_of(list(EVENT_TYPES))
+POSITIVE = Check(lambda c: c <= 0, lambda s: (low := _low(s)) is None or low > 0)
+FINITE = Check(lambda c: ~c.is_finite(), lambda s: math.isfinite(s.sum()))
+
+
+@dataclass(frozen=True)
 class Rule:
-    """Records of ``event`` (``None``: every record) where ``fails`` is true are rejected
-    with ``reason`` (a String expression naming the field and quoting the value)."""
+    """Records of ``event`` (``None``: every record) whose ``column`` fails ``check`` are
+    rejected with ``reason`` (a String expression naming the field and quoting the value)."""
 
     event: str | None
-    fails: pl.Expr
+    column: str
+    check: Check
     reason: pl.Expr
+
+    def failing(self) -> pl.Expr:
+        """True where this rule rejects the row (never null)."""
+        fails = self.check.fails(pl.col(self.column))
+        if self.event is not None:
+            fails = (pl.col(EVENT_TYPE.column) == self.event) & fails
+        return fails.fill_null(False)
 
 
 def _msg(text: str) -> pl.Expr:
@@ -68,99 +132,75 @@ def _shown(col: str) -> pl.Expr:
     return pl.format("'{}'", c.str.slice(0, 80))
 
 
-def _non_blank(f: Field) -> list[tuple[pl.Expr, pl.Expr]]:
-    blank = pl.col(f.column).str.strip_chars().str.len_bytes() == 0
-    return [(blank, _msg(f"{f.path}: must be a non-empty string"))]
+def _got(f: Field, text: str) -> pl.Expr:
+    return pl.format(f"{f.path}: {text}, got {{}}", _shown(f.column))
 
 
-def _side(f: Field) -> list[tuple[pl.Expr, pl.Expr]]:
-    c = pl.col(f.column)
-    valid = c.str.to_uppercase().is_in(list(SIDES)) & c.str.contains("^[A-Za-z]+$")
-    return [(~valid, pl.format(f"{f.path}: must be BUY or SELL, got {{}}", _shown(f.column)))]
-
-
-def _positive(f: Field) -> list[tuple[pl.Expr, pl.Expr]]:
-    return [
-        (pl.col(f.column) <= 0, pl.format(f"{f.path}: must be > 0, got {{}}", _shown(f.column)))
-    ]
-
-
-def _finite(f: Field) -> list[tuple[pl.Expr, pl.Expr]]:
-    c = pl.col(f.column)
-    return [(~c.is_finite(), pl.format(f"{f.path}: must be finite, got {{}}", _shown(f.column)))]
-
-
-def _price(f: Field) -> list[tuple[pl.Expr, pl.Expr]]:
-    return _finite(f) + _positive(f)
-
-
-# value rules per RAW column, checked after the field's ``required`` rule
-VALUE_RULES: dict[str, Callable[[Field], list[tuple[pl.Expr, pl.Expr]]]] = {
-    "source": _non_blank,
-    "strategy_id": _non_blank,
-    "signal_type": _side,
-    "quantity": _positive,
-    "fill_price": _price,
-    "fee": _finite,
-    "last_price": _price,
+# value rules per RAW column, after the field's ``required`` rule: (check, reason)
+VALUE_RULES: dict[str, Callable[[Field], list[tuple[Check, pl.Expr]]]] = {
+    "source": lambda f: [(NON_BLANK, _msg(f"{f.path}: must be a non-empty string"))],
+    "strategy_id": lambda f: [(NON_BLANK, _msg(f"{f.path}: must be a non-empty string"))],
+    "signal_type": lambda f: [(SIDE, _got(f, "must be BUY or SELL"))],
+    "quantity": lambda f: [(POSITIVE, _got(f, "must be > 0"))],
+    "fill_price": lambda f: [
+        (FINITE, _got(f, "must be finite")),
+        (POSITIVE, _got(f, "must be > 0")),
+    ],
+    "fee": lambda f: [(FINITE, _got(f, "must be finite"))],
+    "last_price": lambda f: [
+        (FINITE, _got(f, "must be finite")),
+        (POSITIVE, _got(f, "must be > 0")),
+    ],
 }
 
 
-def _required(f: Field) -> tuple[pl.Expr, pl.Expr]:
-    return pl.col(f.column).is_null(), _msg(f"{f.path}: is required (missing or null)")
+def _required(f: Field) -> tuple[Check, pl.Expr]:
+    return REQUIRED, _msg(f"{f.path}: is required (missing or null)")
 
 
 def _field_rules(event: str) -> list[Rule]:
-    rules: list[Rule] = []
+    out: list[Rule] = []
     fields = FIELDS[event]
     for i, f in enumerate(fields):
         if f.kind == "ts":
             continue  # judged by ``timestamps``, last
         if f.in_signal and not any(g.in_signal for g in fields[:i]):
-            missing = ~pl.col("sig_present").fill_null(False)
-            rules.append(Rule(event, missing, _msg(f"{SIGNAL}: is required (missing or null)")))
+            missing = _msg(f"{SIGNAL}: is required (missing or null)")
+            out.append(Rule(event, "sig_present", TRUE, missing))
         checks = [_required(f)] if f.required else []
         value_rules = VALUE_RULES.get(f.column)
         checks += [] if value_rules is None else value_rules(f)
-        rules += [Rule(event, fails, reason) for fails, reason in checks]
-    return rules
+        out += [Rule(event, f.column, check, reason) for check, reason in checks]
+    return out
 
 
 @cache
 def rules() -> tuple[Rule, ...]:
     """Every rule, in reason order."""
-    et = pl.col(EVENT_TYPE.column)
     known = f"event_type: must be '{FILL_EVENT}' or '{TICK_EVENT}', got {{}}"
     return (
-        Rule(None, pl.col("parse_error").is_not_null(), pl.col("parse_error")),
-        Rule(None, *_required(EVENT_TYPE)),
-        Rule(None, ~et.is_in(list(EVENT_TYPES)), pl.format(known, _shown("event_type"))),
+        Rule(None, "parse_error", ABSENT, pl.col("parse_error")),
+        Rule(None, EVENT_TYPE.column, *_required(EVENT_TYPE)),
+        Rule(None, EVENT_TYPE.column, KNOWN_EVENT, pl.format(known, _shown("event_type"))),
         *[rule for event in EVENT_TYPES for rule in _field_rules(event)],
-        Rule(None, pl.col("ts_error").is_not_null(), pl.col("ts_error")),
+        Rule(None, "ts_error", ABSENT, pl.col("ts_error")),
     )
-
-
-def _failing(rule: Rule) -> pl.Expr:
-    cond = (
-        rule.fails if rule.event is None else (pl.col(EVENT_TYPE.column) == rule.event) & rule.fails
-    )
-    return cond.fill_null(False)
-
-
-@cache
-def _any_failure() -> pl.Expr:
-    return pl.any_horizontal([_failing(rule) for rule in rules()]).any()
 
 
 @cache
 def reason_expr() -> pl.Expr:
     """First failing rule per row as a String expression; null for a valid record."""
-    return pl.coalesce([pl.when(_failing(rule)).then(rule.reason) for rule in rules()])
+    return pl.coalesce([pl.when(rule.failing()).then(rule.reason) for rule in rules()])
 
 
-def all_valid(judged: pl.DataFrame) -> bool:
-    """No row of ``judged`` fails any rule: one pass over whole columns."""
-    return not judged.select(_any_failure()).item()
+def all_valid(judged: pl.DataFrame, parts: dict[str | None, pl.DataFrame | None]) -> bool:
+    """No row fails any rule, by whole-column checks (``Check.all_pass``): the rules of
+    every record on ``judged``, each event type's on its rows in ``parts``."""
+    for rule in rules():
+        frame = judged if rule.event is None else parts.get(rule.event)
+        if frame is not None and not rule.check.all_pass(frame.get_column(rule.column)):
+            return False
+    return True
 
 
 _FILL_COLUMNS = ("seq", "source", "strategy_id", "quantity", "fill_price", "ts")
@@ -274,9 +314,10 @@ def split(
     present = [name for name in PROVENANCE_SCHEMA if name in rows.columns]
     event_type = judged.get_column(EVENT_TYPE.column)
     is_fill, is_tick = event_type == FILL_EVENT, event_type == TICK_EVENT
-    if all_valid(judged):
+    if (is_fill | is_tick).sum() == judged.height:
         fills, ticks = _parts(judged, is_fill, is_tick, present)
-        return *_outputs(fills, ticks, present), _empty(REJECT_SCHEMA)
+        if all_valid(judged, {FILL_EVENT: fills, TICK_EVENT: ticks}):
+            return *_outputs(fills, ticks, present), _empty(REJECT_SCHEMA)
     reason = judged.select(reason_expr().alias("reason")).to_series()
     failed = reason.is_not_null()
     valid = failed.not_()
