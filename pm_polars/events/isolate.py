@@ -82,7 +82,7 @@ def matches_any(expr: pl.Expr, patterns: tuple[str, ...] | list[str]) -> pl.Expr
 
 def variants(text: pl.Series) -> pl.DataFrame:
     """Per message: ``ts_kind`` and ``fid_num`` (the JSON types pyarrow must be told), and
-    ``python``: ``ts`` seen both as a string and as a fraction (the Python decoder decides)."""
+    ``python``: ``ts`` seen both as a string and as a fraction (the per-record path decides)."""
     t = pl.col("text")
     string, fraction = t.str.contains(_TS_STRING), t.str.contains(_TS_FRACTION)
     frame = pl.DataFrame({"text": text}).select(
@@ -111,6 +111,7 @@ _FIRST_WINDOW = 256  # messages per read while scanning a piece pyarrow rejected
 
 
 _ERROR_ROW = re.compile(r"in row (\d+)")
+_ROW_COUNT = " rows for "  # ``read_lines``' error when rows and lines do not align
 
 
 _UNCONVERTIBLE = re.compile(r"Failed to convert JSON to [^:]+?(?:, couldn't parse)?:\s*(\S+)")
@@ -141,8 +142,12 @@ def _bisect(texts: pa.Array, idx: pa.Array, schema: pa.Schema) -> tuple[Tables, 
             slow.append(ix[row].as_py())
             stack += [(t[:row], ix[:row]), (t[row + 1 :], ix[row + 1 :])]
             continue
+        holds = None
         if bad_value:  # no row named: records holding the value's text go to Python
             holds = pl.Series(t).str.contains(bad_value.group(1), literal=True).to_arrow()
+        elif _ROW_COUNT in result:  # a record yielded two rows: maybe two objects
+            holds = pl.Series(t).str.contains(_TWO_VALUES).fill_null(False).to_arrow()
+        if holds is not None:
             if 0 < pc.sum(holds).as_py() <= max(SMALL, len(t) // 8):
                 slow.extend(ix.filter(holds).to_pylist())
                 keep = pc.invert(holds)
@@ -156,9 +161,9 @@ def _bisect(texts: pa.Array, idx: pa.Array, schema: pa.Schema) -> tuple[Tables, 
 def read_piece(
     texts: pa.Array, idx: pa.Array, schema: pa.Schema, failed: str | None = None
 ) -> tuple[Tables, list[int]]:
-    """Read one piece; if pyarrow rejects it, set the suspect records aside and retry, then
-    scan what is left in windows that grow while clean. ``failed``: the piece is known to
-    fail (with that error), no need to read it first.
+    """Read one piece; if pyarrow refuses it, scan it in windows that grow while clean,
+    each cut at the row pyarrow names (that record is set aside). ``failed``: the piece is
+    known to fail (with that error), no need to read it first.
 
     A failed read costs about as much as reading the whole window, so after a failure the
     window shrinks to twice the distance to the error. Rows before a named error are known
@@ -167,15 +172,7 @@ def read_piece(
     result = read_lines(texts, schema) if failed is None else failed
     if isinstance(result, pa.Table):
         return [(result, idx)], []
-    frame = pl.DataFrame({"t": pl.Series(texts)})
-    suspect = frame.select(matches_any(pl.col("t"), SUSPECT)).to_series().to_arrow()
-    slow: list[int] = idx.filter(suspect).to_pylist()
-    if slow:
-        keep = pc.invert(suspect)
-        texts, idx = texts.filter(keep), idx.filter(keep)
-        result = read_lines(texts, schema)
-        if isinstance(result, pa.Table):
-            return [(result, idx)], slow
+    slow: list[int] = []
     tables: Tables = []
     good: list[tuple[pa.Array, pa.Array]] = []
     pos, window = 0, _FIRST_WINDOW
@@ -228,10 +225,26 @@ def _threads() -> ThreadPoolExecutor:
         return _pool
 
 
+# Errors about the JSON type of ``ts`` or ``fill_id``: those fields may legally take other
+# JSON types, so the piece is read by variant rather than record by record.
+_VARIANT_ERRORS = ("/ts)", "/fill_id)", "couldn't parse")
+
+
 def _recover(texts: pa.Array, idx: pa.Array, error: str) -> tuple[Reads, list[int]]:
-    """A piece pyarrow rejected with ``error``: read each JSON-type variant on its own."""
+    """A piece pyarrow refused with ``error``. If the error is about a field that may take
+    other JSON types, each JSON-type variant (``variants``) is read on its own; then (or
+    else) ``read_piece`` cuts out the records pyarrow still refuses."""
+    # A message holding two objects shifts pyarrow's row numbers: set such ones aside first.
+    two = pl.Series(texts).str.contains(_TWO_VALUES).fill_null(False)
+    slow: list[int] = []
+    if two.any():
+        slow, keep = idx.filter(two.to_arrow()).to_pylist(), (~two).to_arrow()
+        texts, idx, error = texts.filter(keep), idx.filter(keep), ""
+    if not any(key in error for key in _VARIANT_ERRORS):
+        tables, left = read_piece(texts, idx, arrow_schema(*_COMMON), error or None)
+        return {_COMMON: tables}, slow + left
     kinds = variants(pl.Series(texts)).with_columns(n=pl.int_range(pl.len()))
-    slow = idx.filter(kinds["python"].to_arrow()).to_pylist()
+    slow += idx.filter(kinds["python"].to_arrow()).to_pylist()
     groups = kinds.filter(~pl.col("python")).partition_by(["ts_kind", "fid_num"], as_dict=True)
     reads: Reads = defaultdict(list)
     for (ts_kind, fid_num), group in groups.items():

@@ -95,7 +95,7 @@ ABSENT = Check(lambda c: c.is_not_null(), lambda s: s.null_count() == len(s))
 TRUE = Check(lambda c: ~c, lambda s: s.null_count() == 0 and bool(s.all()))
 NON_BLANK = Check(lambda c: c.str.contains(r"^\s*$"), _all_non_blank)
 SIDE = _one_of([s for side in SIDES for s in _spellings(side)], SIDES)
-KNOWN_EVENT = _one_of(list(EVENT_TYPES))
+KNOWN_EVENT = _one_of(list(EVENT_TYPES), EVENT_TYPES)
 POSITIVE = Check(lambda c: c <= 0, lambda s: (low := _low(s)) is None or low > 0)
 FINITE = Check(lambda c: ~c.is_finite(), lambda s: math.isfinite(s.sum()))
 
@@ -193,9 +193,10 @@ def reason_expr() -> pl.Expr:
     return pl.coalesce([pl.when(rule.failing()).then(rule.reason) for rule in rules()])
 
 
-def all_valid(judged: pl.DataFrame, parts: dict[str | None, pl.DataFrame | None]) -> bool:
+def all_valid(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame | None]) -> bool:
     """No row fails any rule, by whole-column checks (``Check.all_pass``): the rules of
-    every record on ``judged``, each event type's on its rows in ``parts``."""
+    every record on ``judged`` (``None``: known to pass), each event type's on its rows in
+    ``parts``."""
     for rule in rules():
         frame = judged if rule.event is None else parts.get(rule.event)
         if frame is not None and not rule.check.all_pass(frame.get_column(rule.column)):
@@ -297,6 +298,42 @@ def _outputs(
     return fill_out, tick_out
 
 
+def _reasons(judged: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """``failed`` per row and the reasons of the failed rows (in row order)."""
+    reason = judged.select(reason_expr().alias("reason")).to_series()
+    failed = reason.is_not_null()
+    return failed, reason.filter(failed)
+
+
+Parts = tuple[pl.DataFrame | None, pl.DataFrame | None]
+
+
+def _judge(judged: pl.DataFrame, present: list[str]) -> tuple[pl.Series | None, pl.Series, Parts]:
+    """``(failed, reasons of the failed rows, parts)``; ``failed`` is ``None`` when no row
+    fails, and then ``parts`` are the fill and tick rows (``_parts``).
+
+    The rules every record obeys (``event is None``) are checked column-wise first; the
+    rows they flag are surely rejects, and if the other rows pass their event type's rules
+    column-wise, reasons are made for the flagged rows alone (a few poison records in a
+    large batch cost a select over those few)."""
+    event_type = judged.get_column(EVENT_TYPE.column)
+    general = [rule for rule in rules() if rule.event is None]
+    if all(rule.check.all_pass(judged.get_column(rule.column)) for rule in general):
+        flagged = None
+        rest = judged
+    else:
+        flagged = judged.select(pl.any_horizontal([r.failing() for r in general])).to_series()
+        rest = judged.filter(~flagged)
+        event_type = rest.get_column(EVENT_TYPE.column)
+    parts = _parts(rest, event_type == FILL_EVENT, event_type == TICK_EVENT, present)
+    if all_valid(None, {FILL_EVENT: parts[0], TICK_EVENT: parts[1]}):
+        if flagged is None:
+            return None, pl.Series("reason", [], dtype=pl.String), parts
+        reason = judged.filter(flagged).select(reason_expr().alias("reason")).to_series()
+        return flagged, reason, parts
+    return *_reasons(judged), parts
+
+
 def split(
     rows: pl.DataFrame, raw_of: Callable[[pl.Series], pl.Series]
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -304,26 +341,23 @@ def split(
 
     ``rows``: ``RAW_SCHEMA`` columns, ``seq``, and when known the provenance columns and
     ``kafka_ts_ms``; ``raw_of``: the records (Binary) of the rows a mask selects, for the
-    rejects. A clean batch
-    costs one whole-column check (``all_valid``); otherwise each row gets its first reason.
+    rejects. A clean batch costs whole-column checks (``all_valid``) and no per-row
+    verdict; otherwise the failing rows get their first reason (``_judge``).
     """
     fallback = "kafka_ts_ms" if "kafka_ts_ms" in rows.columns else None
     judged = normalize_ts(
         rows, integer="ts_int", number="ts_num", text="ts_str", fallback_ms=fallback
     )
     present = [name for name in PROVENANCE_SCHEMA if name in rows.columns]
+    failed, reason, parts = _judge(judged, present)
+    if failed is None:
+        return *_outputs(*parts, present), _empty(REJECT_SCHEMA)
     event_type = judged.get_column(EVENT_TYPE.column)
     is_fill, is_tick = event_type == FILL_EVENT, event_type == TICK_EVENT
-    if (is_fill | is_tick).sum() == judged.height:
-        fills, ticks = _parts(judged, is_fill, is_tick, present)
-        if all_valid(judged, {FILL_EVENT: fills, TICK_EVENT: ticks}):
-            return *_outputs(fills, ticks, present), _empty(REJECT_SCHEMA)
-    reason = judged.select(reason_expr().alias("reason")).to_series()
-    failed = reason.is_not_null()
     valid = failed.not_()
     fills, ticks = _parts(judged, valid & is_fill, valid & is_tick, present)
     fill_out, tick_out = _outputs(fills, ticks, present)
     part = _rows(judged, failed, ["seq", *present])
     columns = dict(zip(part.columns, part.get_columns(), strict=True))
-    columns |= {"raw": raw_of(failed).cast(pl.Binary), "reason": reason.filter(failed)}
+    columns |= {"raw": raw_of(failed).cast(pl.Binary), "reason": reason}
     return fill_out, tick_out, _frame(columns, [], REJECT_SCHEMA)

@@ -88,6 +88,11 @@ def _month_days(y: pl.Expr, m: pl.Expr) -> pl.Expr:
 
 def iso_ns(text: pl.Series) -> pl.DataFrame:
     """``ns``, ``matched`` (ISO shape) and ``ok`` (valid calendar, in range) per string."""
+    if not text.str.contains(_ISO).any():  # no ISO shape at all: skip the calendar
+        false = pl.repeat(False, len(text), eager=True)
+        return pl.DataFrame({"ns": pl.Series([None] * len(text), dtype=pl.Int64)}).with_columns(
+            matched=false, ok=false
+        )
     groups = pl.DataFrame({"text": text}).select(
         pl.col("text").str.extract_groups(_ISO).struct.unnest()
     )
@@ -259,6 +264,22 @@ def _integer_only(integer: str, fallback_ms: str | None) -> tuple[pl.Expr, pl.Ex
     return ts.cast(pl.Int64).alias("ts"), error.cast(pl.String).alias("ts_error")
 
 
+def _integers(
+    df: pl.DataFrame, integer: str, fallback_ms: str | None
+) -> tuple[pl.Series, pl.Series]:
+    """``ts`` / ``ts_error`` of the integer ``ts`` column (null: the Kafka timestamp)."""
+    values = df.get_column(integer)
+    mult = 1 if values.null_count() == len(values) else common_unit(values)
+    if mult is None:  # mixed units, negative, or too large for ns: judged value by value
+        got = df.select(*_integer_only(integer, fallback_ms))
+        return got.get_column("ts"), got.get_column("ts_error")
+    ts = (values * mult).alias("ts")  # the common case: one multiply
+    if ts.null_count() and fallback_ms is not None:
+        fb = df.get_column(fallback_ms).cast(pl.Int64)
+        ts = ts.fill_null(fb.zip_with(fb >= 0, pl.Series([None], dtype=pl.Int64)) * 1_000_000)
+    return ts, pl.Series("ts_error", pa.nulls(df.height, pa.large_string()))
+
+
 def normalize_ts(
     df: pl.DataFrame,
     *,
@@ -272,15 +293,30 @@ def normalize_ts(
     Per row at most one of the inputs is non-null: ``integer`` (Int64 epoch value),
     ``number`` (decimal text of any other JSON number, e.g. ``"1795600550.123"``) or
     ``text`` (a JSON string). ``fallback_ms`` (Kafka timestamp, ms; negative = unknown) is
-    used when all three are null.
+    used when all three are null. Integers cost a multiply; only the rows with a numeric
+    text or a string ``ts`` take the general path.
     """
-    if df[number].null_count() == df.height and df[text].null_count() == df.height:
-        values = df[integer]
-        mult = common_unit(values)
-        if mult is not None and values.null_count() == 0:  # the common case: a multiply
-            no_error = pl.Series("ts_error", pa.nulls(df.height, pa.large_string()))
-            return df.hstack([(values * mult).alias("ts"), no_error])
-        return df.with_columns(*_integer_only(integer, fallback_ms))
+    ts, error = _integers(df, integer, fallback_ms)
+    special = df.get_column(number).is_not_null() | df.get_column(text).is_not_null()
+    if special.any():
+        where = special.arg_true()
+        names = [integer, number, text, *([fallback_ms] if fallback_ms else [])]
+        sub = _general(df.select(names)[where], integer=integer, number=number, text=text)
+        ts = ts.scatter(where, sub.get_column("ts"))
+        error = error.scatter(where, sub.get_column("ts_error"))
+    return df.hstack([ts.alias("ts"), error.alias("ts_error")])
+
+
+def _general(
+    df: pl.DataFrame,
+    *,
+    integer: str,
+    number: str,
+    text: str,
+    fallback_ms: str | None = None,
+) -> pl.DataFrame:
+    """``normalize_ts`` for rows of any form (numeric text and strings too): the columns
+    ``ts`` and ``ts_error`` added, by expressions over the whole frame."""
     t = pl.col(text)
     work = df.select(
         pl.coalesce(pl.col(number), pl.when(t.str.contains(_NUMERIC)).then(t)).alias("num"),
