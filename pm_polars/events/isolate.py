@@ -30,8 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 
-from pm_polars.events.read import _WS, Tables, one_line_objects, read_lines, table_to_raw
+from pm_polars.events.read import _WS, Tables, _joined, one_line_objects, read_lines, table_to_raw
 from pm_polars.events.schema import TS_DECIMAL, TS_INT, TS_STRING, arrow_schema
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,7 @@ def variants(text: pl.Series) -> pl.DataFrame:
 SMALL = 16  # a failing piece this small goes record by record to the Python decoder
 
 
-PIECE = 16_384  # at most this many messages per read while scanning a rejected piece
-
-
-_FIRST_WINDOW = 256  # messages per read while scanning a piece pyarrow rejected
+_BLOCK = 1 << 16  # bytes per block while streaming a refused piece
 
 
 _ERROR_ROW = re.compile(r"in row (\d+)")
@@ -158,43 +156,75 @@ def _bisect(texts: pa.Array, idx: pa.Array, schema: pa.Schema) -> tuple[Tables, 
     return tables, slow
 
 
+def _line_starts(texts: pa.Array) -> list[int]:
+    """Byte offset of each line in ``_joined(texts)``, and one past the end (``len + 1``)."""
+    lengths = pl.Series(pc.binary_length(pc.fill_null(texts, ""))).cast(pl.Int64) + 1
+    return [0, *lengths.cum_sum().to_list()]
+
+
+def _stream(
+    data: pa.Buffer, schema: pa.Schema, block: int
+) -> tuple[list[pa.RecordBatch], str | None]:
+    """Read ``data`` block by block: the batches read before the first error, and the error."""
+    batches: list[pa.RecordBatch] = []
+    try:
+        reader = pj.open_json(
+            pa.BufferReader(data),
+            read_options=pj.ReadOptions(use_threads=False, block_size=block),
+            parse_options=pj.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="ignore"
+            ),
+        )
+        for batch in reader:
+            batches.append(batch)
+    except Exception as exc:  # noqa: BLE001 - any pyarrow failure: the records are cut out
+        return batches, str(exc) or type(exc).__name__
+    return batches, None
+
+
 def read_piece(
     texts: pa.Array, idx: pa.Array, schema: pa.Schema, failed: str | None = None
 ) -> tuple[Tables, list[int]]:
-    """Read one piece; if pyarrow refuses it, scan it in windows that grow while clean,
-    each cut at the row pyarrow names (that record is set aside). ``failed``: the piece is
-    known to fail (with that error), no need to read it first.
-
-    A failed read costs about as much as reading the whole window, so after a failure the
-    window shrinks to twice the distance to the error. Rows before a named error are known
-    good and are read together in one last read.
+    """Read one piece; if pyarrow refuses it, stream it in blocks of about ``_BLOCK`` bytes.
+    A block that fails names its row: that record is set aside and its line overwritten in
+    place with ``{}`` and spaces (an all-null row, so rows stay aligned with lines), and
+    the stream restarts at the failing block; so each refused record costs about one block
+    more, not a read of the piece. ``failed``: the piece is known to fail (with that error),
+    no need to read it first. An error naming no row falls back to ``_bisect`` for the rest.
     """
     result = read_lines(texts, schema) if failed is None else failed
     if isinstance(result, pa.Table):
         return [(result, idx)], []
-    slow: list[int] = []
+    data, starts = bytearray(_joined(texts).to_pybytes()), _line_starts(texts)
+    longest = max(b - a for a, b in zip(starts, starts[1:], strict=False)) if len(texts) else 0
+    block, end = max(_BLOCK, 2 * longest + 2), len(data)
+    buffer = pa.py_buffer(data)  # zero copy: the blanking below is seen by later reads
+    batches: list[pa.RecordBatch] = []
+    refused: list[int] = []
+    pos, n = 0, len(texts)
+    while pos < n:
+        got, error = _stream(buffer.slice(starts[pos], end - starts[pos]), schema, block)
+        batches += got
+        pos += sum(b.num_rows for b in got)
+        row = None if error is None else _error_row(error, n - pos)
+        if error is None and pos != n:  # rows and lines do not align: trust no row numbers
+            return _bisect(texts, idx, schema)
+        if row is None:  # done, or no row named: halve the rest
+            break
+        bad = pos + row
+        width = starts[bad + 1] - 1 - starts[bad]
+        data[starts[bad] : starts[bad] + width] = b"{}" + b" " * (width - 2)
+        refused.append(bad)
     tables: Tables = []
-    good: list[tuple[pa.Array, pa.Array]] = []
-    pos, window = 0, _FIRST_WINDOW
-    while pos < len(texts):
-        t, ix = texts[pos : pos + window], idx[pos : pos + window]
-        result = read_lines(t, schema)
-        row = None if isinstance(result, pa.Table) else _error_row(result, len(t))
-        if isinstance(result, pa.Table):
-            tables.append((result, ix))
-            pos, window = pos + len(t), min(2 * window, PIECE)
-        elif row is not None:
-            good += [(t[:row], ix[:row])] if row else []
-            slow.append(ix[row].as_py())
-            pos, window = pos + row + 1, max(_FIRST_WINDOW // 4, 2 * row)
-        else:
-            got, left = _bisect(t, ix, schema)
-            tables, slow, pos = tables + got, slow + left, pos + len(t)
-    if good:
-        got, left = _bisect(
-            pa.concat_arrays([t for t, _ in good]), pa.concat_arrays([ix for _, ix in good]), schema
-        )
-        tables, slow = tables + got, slow + left
+    slow = idx.take(pa.array(refused, pa.int64())).to_pylist()
+    if pos:  # the rows between refused ones, as zero-copy slices
+        table = pa.Table.from_batches(batches, schema)
+        for a, b in zip([-1, *refused], [*refused, pos], strict=True):
+            if b > a + 1:
+                tables.append((table.slice(a + 1, b - a - 1), idx[a + 1 : b]))
+    if pos < n:
+        more, left = _bisect(texts[pos:], idx[pos:], schema)
+        tables, slow = tables + more, slow + left
     return tables, slow
 
 
