@@ -217,13 +217,16 @@ def read_piece(
         refused.append(bad)
     tables: Tables = []
     slow = idx.take(pa.array(refused, pa.int64())).to_pylist()
+    read = [r for r in refused if r < pos]
     if pos:  # the rows between refused ones, as zero-copy slices
         table = pa.Table.from_batches(batches, schema)
-        for a, b in zip([-1, *refused], [*refused, pos], strict=True):
+        for a, b in zip([-1, *read], [*read, pos], strict=True):
             if b > a + 1:
                 tables.append((table.slice(a + 1, b - a - 1), idx[a + 1 : b]))
-    if pos < n:
-        more, left = _bisect(texts[pos:], idx[pos:], schema)
+    if pos < n:  # the rest, but for the records already refused
+        rest = pl.Series([True] * (n - pos)).scatter([r - pos for r in refused if r >= pos], False)
+        keep = rest.to_arrow()
+        more, left = _bisect(texts[pos:].filter(keep), idx[pos:].filter(keep), schema)
         tables, slow = tables + more, slow + left
     return tables, slow
 
