@@ -40,6 +40,16 @@ class _Number(str):
     __slots__ = ()
 
 
+_INT_DIGITS = 4_000  # below Python's int conversion limit (4300 digits)
+
+
+def _parse_int(text: str) -> int | _Number:
+    """A JSON integer; one too long for Python's ``int`` stays exact text, so a huge number
+    is judged like any other (out of range where a field needs it, ignored elsewhere)
+    rather than failing the whole record as invalid JSON."""
+    return int(text) if len(text) <= _INT_DIGITS else _Number(text)
+
+
 class _Object(dict[str, Any]):
     """A JSON object that remembers which of its keys appeared more than once."""
 
@@ -123,7 +133,8 @@ def _ts(value: Any, row: dict[str, Any]) -> None:
     if isinstance(value, _Number):
         exact = Decimal(value)
         if exact and exact.adjusted() > 40:
-            raise Reject(f"ts: out of range for int64 nanoseconds since epoch, got {value}")
+            shown = value if len(value) <= 80 else f"{value[:80]}... ({len(value)} characters)"
+            raise Reject(f"ts: out of range for int64 nanoseconds since epoch, got {shown}")
         # below 1e-20 every unit truncates to 0 ns; avoid expanding huge negative exponents
         row["ts_num"] = "0" if exact.adjusted() < -20 else format(exact, "f")
     elif isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -215,7 +226,11 @@ def _load(raw: bytes | None) -> Any:
         raise Reject(f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
         return json.loads(
-            text, object_pairs_hook=_Object, parse_float=_Number, parse_constant=float
+            text,
+            object_pairs_hook=_Object,
+            parse_float=_Number,
+            parse_int=_parse_int,
+            parse_constant=float,
         )
     except RecursionError:
         raise Reject("not valid JSON: nested too deeply") from None

@@ -106,6 +106,7 @@ SMALL = 16  # a failing piece this small goes record by record to the Python dec
 
 
 _BLOCK = 1 << 16  # bytes per block while streaming a refused piece
+_MAX_CHUNKS = 8  # tables of one variant beyond which they are combined before conversion
 
 
 _ERROR_ROW = re.compile(r"in row (\d+)")
@@ -348,6 +349,8 @@ def to_frames(reads: Reads, slow: list[int]) -> tuple[list[pl.DataFrame], list[i
         if not tables:
             continue
         table = pa.concat_tables([table for table, _ in tables])
+        if len(tables) > _MAX_CHUNKS:  # many slices of a refused piece: one copy, then fast
+            table = table.combine_chunks()
         read_idx = pl.Series("idx", pa.chunked_array([ix for _, ix in tables], pa.int64()))
         raw, again = table_to_raw(table, variant[0], read_idx)
         frames.append(raw)
