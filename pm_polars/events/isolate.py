@@ -4,19 +4,18 @@
 messages each for a large one, read in parallel threads: pyarrow releases the GIL) and reads
 each with the common JSON types (integer ``ts``, string ``fill_id``). For a clean batch that
 is the whole read. One bad record makes pyarrow refuse a whole read; then, for that piece
-only:
+only (``_recover``):
 
-1. its messages are grouped by the JSON types of ``ts`` and ``fill_id`` (``variants``,
-   string kernels over the piece) and each group is read with its own explicit types;
-2. in a group pyarrow still refuses, records whose text shows a likely culprit
-   (``SUSPECT``: a wrong JSON type, a stray comma, two values, an escaped key) are set
-   aside and the rest read again;
-3. what still fails is scanned in windows that grow while clean, each cut at the row pyarrow
-   names (that record is set aside), or around the records holding a value pyarrow could not
-   convert, or else halved; pieces of ``SMALL`` records or fewer are set aside.
+1. messages holding two objects (``_TWO_VALUES``) are set aside: they would shift pyarrow's
+   row numbers;
+2. if the error is about ``ts`` or ``fill_id`` (fields that may take several JSON types),
+   the messages are grouped by those types (``variants``) and each group read on its own;
+3. ``read_piece`` streams what pyarrow still refuses in blocks: each refused record (the
+   row pyarrow names) is set aside and blanked in place, and the stream restarts at its
+   block; an error naming no row is bisected (``_bisect``).
 
-Records set aside go to the per-record path (``fallback``), so 1% poison costs a few extra
-reads and about 1% of the records in Python, not the whole batch.
+Records set aside go to the per-record path (``fallback``), so 1% poison costs about a block
+per refused record and about 1% of the records in Python, not the whole batch.
 """
 
 from __future__ import annotations
@@ -38,47 +37,12 @@ from pm_polars.events.schema import TS_DECIMAL, TS_INT, TS_STRING, arrow_schema
 log = logging.getLogger(__name__)
 
 _TWO_VALUES = r"\}" + _WS + r"[^ \t,}\]]"  # a value after a closing brace: maybe two objects
-
-
-_ESCAPED_KEY = r'\\[^"]*"' + _WS + ":"  # pyarrow would unescape it, the type regexes not
-
-
 _TS_STRING = r'"ts"' + _WS + ":" + _WS + '"'
-
-
 _TS_FRACTION = r'"ts"' + _WS + ":" + _WS + r"-?[0-9]+[.eE]"
-
-
 # An exponent or 20+ integer digits: beyond what decimal128(38, 9) holds, pyarrow would wrap
 # it silently (1.5e30 reads as 1.39e29), so the Python decoder reads such a ts exactly.
 _TS_UNBOUNDED = r'"ts"' + _WS + ":" + _WS + r"-?(?:[0-9]{20}|[0-9]+(?:\.[0-9]*)?[eE])"
-
-
 _FILL_ID_NUMBER = r'"fill_id"' + _WS + ":" + _WS + "-?[0-9]"
-
-
-# Text showing a wrong JSON type or a syntax error pyarrow would trip over, a value after a
-# closing brace (maybe two objects) or an escaped key (pyarrow would unescape it, the type
-# regexes not); used only on a piece pyarrow rejected, to take the likely culprits out
-# before reading it again.
-SUSPECT = (
-    _TWO_VALUES,
-    _ESCAPED_KEY,
-    r'"(?:quantity|fill_price|fee|instrument_token|last_price)"'
-    + _WS
-    + ":"
-    + _WS
-    + r"[^-0-9nNI \t]",
-    r'"(?:event_type|source|strategy_id|signal_type)"' + _WS + ":" + _WS + r'[^" \tn]',
-    r'"original_signal"' + _WS + ":" + _WS + r"[^{ \tn]",
-    r'"ts"' + _WS + ":" + _WS + r"[tf\[{NI]",
-    r",[ \t]*[}\]]",
-)
-
-
-def matches_any(expr: pl.Expr, patterns: tuple[str, ...] | list[str]) -> pl.Expr:
-    """True where the string matches at least one of ``patterns`` (regexes)."""
-    return pl.any_horizontal([expr.str.contains(p) for p in patterns])
 
 
 def variants(text: pl.Series) -> pl.DataFrame:
@@ -103,16 +67,10 @@ def variants(text: pl.Series) -> pl.DataFrame:
 
 
 SMALL = 16  # a failing piece this small goes record by record to the Python decoder
-
-
 _BLOCK = 1 << 16  # bytes per block while streaming a refused piece
 _MAX_CHUNKS = 8  # tables of one variant beyond which they are combined before conversion
-
-
 _ERROR_ROW = re.compile(r"in row (\d+)")
 _ROW_COUNT = " rows for "  # ``read_lines``' error when rows and lines do not align
-
-
 _UNCONVERTIBLE = re.compile(r"Failed to convert JSON to [^:]+?(?:, couldn't parse)?:\s*(\S+)")
 
 
@@ -239,11 +197,7 @@ Reads = dict[Variant, Tables]
 
 
 _COMMON: Variant = (TS_INT, False)  # integer ts, string fill_id
-
-
 _MIN_PIECE = 4_096  # messages: below this, one read costs less than splitting it
-
-
 _POOL_LOCK = threading.Lock()
 
 

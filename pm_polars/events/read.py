@@ -86,24 +86,14 @@ def utf8_text(arr: pa.Array) -> pa.Array:
 
 
 _WS = r"[ \t]*"
-
-
 # Separate patterns, OR-ed: one regex alternation of them is ~8x slower in Polars 2.1.
 _LINE_BREAK = r"[\r\n]"  # pretty-printed: breaks line splitting
-
-
 _NOT_JSON = r"[:\[,]" + _WS + r"(?:-NaN|-?Inf(?:[^i]|$))"  # pyarrow accepts these, JSON not
-
-
 # (pattern, bytes one of which a match needs): tested only if the batch holds such a byte.
 _GUARDED = ((_LINE_BREAK, (b"\n", b"\r")), (_NOT_JSON, (b"I", b"N")))
-
-
 # More [ or { than this: maybe nested deeper than Python's JSON parser allows (it recurses),
 # so the Python decoder decides (pyarrow would accept any depth).
 MAX_OPENERS = 256
-
-
 _LITERAL_SEARCH_BYTES = 1 << 20
 
 
@@ -162,11 +152,7 @@ def one_line_objects(text: pa.Array) -> pa.Array:
 
 
 _MAX_BLOCK = (1 << 31) - 1
-
-
 _NEWLINE = pa.scalar("\n", pa.large_string())
-
-
 Tables = list[tuple[pa.Table, pa.Array]]
 
 
