@@ -1,10 +1,8 @@
 """One read per batch, and isolation of the records pyarrow refuses.
 
-``read_fast`` cuts the routed messages into pieces (one for a small batch; a few thousand
-messages each for a large one, read in parallel threads: pyarrow releases the GIL) and reads
-each with the common JSON types (integer ``ts``, string ``fill_id``). For a clean batch that
-is the whole read. One bad record makes pyarrow refuse a whole read; then, for that piece
-only (``_recover``):
+``read_fast`` reads the routed messages in one native call (``read.read_batch``) with the
+common JSON types (integer ``ts``, string ``fill_id``). For a clean batch that is the whole
+read. One bad record makes pyarrow refuse the whole read; then (``_recover``):
 
 1. messages holding two objects (``_TWO_VALUES``) are set aside: they would shift pyarrow's
    row numbers;
@@ -22,16 +20,22 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from pm_polars.events.read import _WS, Tables, _joined, one_line_objects, read_lines, table_to_raw
+from pm_polars.events.read import (
+    _WS,
+    Tables,
+    _joined,
+    one_line_objects,
+    read_batch,
+    read_lines,
+    table_to_raw,
+)
 from pm_polars.events.schema import TS_DECIMAL, TS_INT, TS_STRING, arrow_schema
 
 log = logging.getLogger(__name__)
@@ -197,20 +201,6 @@ Reads = dict[Variant, Tables]
 
 
 _COMMON: Variant = (TS_INT, False)  # integer ts, string fill_id
-_MIN_PIECE = 4_096  # messages: below this, one read costs less than splitting it
-_POOL_LOCK = threading.Lock()
-
-
-_pool: ThreadPoolExecutor | None = None
-
-
-def _threads() -> ThreadPoolExecutor:
-    """The pool reading pieces in parallel (created once; pyarrow reads release the GIL)."""
-    global _pool
-    with _POOL_LOCK:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(pa.cpu_count(), thread_name_prefix="pm-decode")
-        return _pool
 
 
 # Errors about the JSON type of ``ts`` or ``fill_id``: those fields may legally take other
@@ -247,31 +237,12 @@ def _recover(texts: pa.Array, idx: pa.Array, error: str) -> tuple[Reads, list[in
     return reads, slow
 
 
-def _read(piece: tuple[pa.Array, pa.Array]) -> tuple[Reads, list[int], bool]:
-    """Read one piece with the common JSON types, or recover it; the flag tells whether
-    the first read took the whole piece."""
-    texts, idx = piece
-    result = read_lines(texts, arrow_schema(*_COMMON))
-    if isinstance(result, pa.Table):
-        return {_COMMON: [(result, idx)]}, [], True
-    log.debug("piece of %d messages rejected: %s", len(texts), result)
-    return *_recover(texts, idx, result), False
-
-
-def _pieces(text: pa.Array, idx: pa.Array) -> list[tuple[pa.Array, pa.Array]]:
-    """``text``/``idx`` cut into up to 2 pieces per CPU of at least ``_MIN_PIECE``."""
-    count = max(1, min(len(text) // _MIN_PIECE, 2 * (pa.cpu_count() or 1)))
-    size = -(-len(text) // count)
-    return [(text[i : i + size], idx[i : i + size]) for i in range(0, len(text), size)]
-
-
 def read_fast(text: pa.Array) -> tuple[Reads, list[int], bool]:
     """Routing and pyarrow reads of ``text`` (the batch as an Arrow ``large_string`` array,
     null = undecodable): the tables read per variant (each with its records' positions),
-    the positions left for the Python decoder, and whether the batch was read whole (every
-    message routed to pyarrow and every piece read in one go with the common types: then
-    the ``_COMMON`` tables hold every message, in order). Tables and positions together
-    cover every position exactly once."""
+    the positions left for the per-record path, and whether the batch was read whole in
+    one native call (then the ``_COMMON`` table holds every message, in order). Tables and
+    positions together cover every position exactly once."""
     fast = one_line_objects(text)
     count = pc.sum(fast).as_py() or 0
     slow: list[int] = []
@@ -283,16 +254,12 @@ def read_fast(text: pa.Array) -> tuple[Reads, list[int], bool]:
         text = text.filter(fast)
     else:
         idx = pl.int_range(len(text), dtype=pl.Int64, eager=True).to_arrow()
-    pieces = _pieces(text, idx)
-    results = map(_read, pieces) if len(pieces) == 1 else _threads().map(_read, pieces)
-    reads: Reads = defaultdict(list)
-    whole = not slow
-    for got, left, in_one in results:
-        for variant, tables in got.items():
-            reads[variant] += tables
-        slow += left
-        whole = whole and in_one
-    return reads, slow, whole
+    result = read_batch(text, arrow_schema(*_COMMON))
+    if isinstance(result, pa.Table):
+        return {_COMMON: [(result, idx)]}, slow, not slow
+    log.debug("batch of %d messages refused: %s", len(text), result)
+    reads, left = _recover(text, idx, result)
+    return reads, slow + left, False
 
 
 def to_frames(reads: Reads, slow: list[int]) -> tuple[list[pl.DataFrame], list[int]]:
