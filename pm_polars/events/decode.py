@@ -1,26 +1,106 @@
 """Decode stage entry points: raw Kafka values, frames or dicts -> ``DecodedBatch``.
 
-Every input is turned into JSON messages and decoded by ``pipeline.decode_binary``, so the
-same event gets the same result (same values, same reject reason) whatever its form.
+Every input form is brought to the same typed rows (``schema.RAW_SCHEMA``) and judged by the
+same rule table over whole columns (``rules``), so the same event gets the same result (same
+values, same reject reason) whatever its form:
+
+* messages: one pyarrow read of the whole batch (``read``, ``isolate``), the records it
+  refuses one by one in Python (``fallback``);
+* frames and Arrow tables: their typed columns, checked column by column (``typed``);
+* dicts: each checked in Python (``fallback.dict_record``), no JSON round trip.
+
 Invariant: ``fills.height + ticks.height + rejects.height == len(input)``; ``seq`` is the
 record's position in the input plus ``seq_start`` in all three frames.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
-from pm_polars.events import frames
-from pm_polars.events.batch import DecodedBatch
-from pm_polars.events.pipeline import as_bytes, decode_binary, to_binary
+from pm_polars.events import typed
+from pm_polars.events.fallback import dict_record, parse_record
+from pm_polars.events.isolate import read_fast, to_frames
+from pm_polars.events.read import as_bytes, to_binary, utf8_text
+from pm_polars.events.rules import split
+from pm_polars.events.schema import FILL_SCHEMA, RAW_SCHEMA, REJECT_SCHEMA, TICK_SCHEMA, empty
 
+log = logging.getLogger(__name__)
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+RawOf = Callable[[pl.Series], pl.Series]  # failed-row mask -> their records as Binary
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    """Valid fills and ticks plus every rejected record, each frame in ``seq`` order.
+
+    ``fills`` follows ``FILL_SCHEMA``, ``ticks`` ``TICK_SCHEMA``, ``rejects`` ``REJECT_SCHEMA``.
+    Every input record lands in exactly one of the three frames, so ``size`` equals the
+    number of records that were decoded.
+    """
+
+    fills: pl.DataFrame
+    ticks: pl.DataFrame
+    rejects: pl.DataFrame
+
+    @property
+    def size(self) -> int:
+        """Total number of records: fills + ticks + rejects."""
+        return self.fills.height + self.ticks.height + self.rejects.height
+
+    @classmethod
+    def empty(cls) -> DecodedBatch:
+        """A batch of zero records (all three frames empty, with their schemas)."""
+        return cls(empty(FILL_SCHEMA), empty(TICK_SCHEMA), empty(REJECT_SCHEMA))
+
+
+def _column(name: str, values: Sequence[Any] | pl.Series, dtype: Any, n: int) -> pl.Series:
+    """A per-record column; its length must match the batch."""
+    if len(values) != n:
+        raise ValueError(f"{name}: got {len(values)} values for {n} messages")
+    if isinstance(values, pl.Series):
+        return values.cast(dtype, strict=False).alias(name)
+    return pl.Series(name, list(values), dtype=dtype)
+
+
+def _judge(
+    rows: pl.DataFrame, seq_start: int, extra: list[pl.Series], raw_of: RawOf
+) -> DecodedBatch:
+    """Rows in input order (``RAW_SCHEMA``) -> the batch, through the rule table."""
+    if rows.height == 0:
+        return DecodedBatch.empty()
+    seq = pl.int_range(seq_start, seq_start + rows.height, dtype=pl.Int64, eager=True)
+    fills, ticks, rejects = split(rows.hstack([seq.alias("seq"), *extra]), raw_of)
+    return DecodedBatch(fills, ticks, rejects)
+
+
+def _in_order(idx: pl.Series, n: int) -> bool:
+    """``idx`` is exactly ``0, 1, ..., n - 1``: n values from 0 to n - 1, strictly rising."""
+    if len(idx) != n or (n and (idx[0] != 0 or idx[-1] != n - 1)):
+        return False
+    return n < 3 or bool((idx.slice(1) > idx.slice(0, n - 1)).all())
+
+
+def _read(arr: pa.Array) -> pl.DataFrame:
+    """``RAW_SCHEMA`` rows, in order, of the messages in ``arr`` (null = tombstone)."""
+    n = len(arr)
+    reads, slow, _ = read_fast(utf8_text(arr))
+    parsed, slow = to_frames(reads, slow)
+    if slow:
+        slow.sort()
+        slow_raw = arr.take(pa.array(slow, pa.int64())).to_pylist()
+        rows = pl.DataFrame([parse_record(raw) for raw in slow_raw], schema=RAW_SCHEMA)
+        parsed.append(rows.with_columns(idx=pl.Series(slow, dtype=pl.Int64)))
+        log.debug("%d of %d records decoded in Python", len(slow), n)
+    rows = parsed[0] if len(parsed) == 1 else pl.concat(parsed, how="vertical").sort("idx")
+    if not _in_order(rows.get_column("idx"), n):
+        raise RuntimeError(f"decode lost track of records: {rows.height} rows for {n} messages")
+    return pl.DataFrame([rows.get_column(name) for name in RAW_SCHEMA])  # no query
 
 
 def decode_messages(
@@ -38,18 +118,21 @@ def decode_messages(
     output frame; ``kafka_timestamps_ms`` (ms, ``None``/negative = unknown) stands in for a
     missing/null ``ts``. ``str`` values are accepted too (encoded as UTF-8).
     """
-    return decode_binary(
-        to_binary(values),
-        seq_start=seq_start,
-        topics=topics,
-        partitions=partitions,
-        offsets=offsets,
-        kafka_timestamps_ms=kafka_timestamps_ms,
-    )
+    arr = to_binary(values)
+    n = len(arr)
+    given = {"topic": (topics, pl.String), "partition": (partitions, pl.Int32)}
+    given["offset"] = (offsets, pl.Int64)
+    extra = [_column(k, v, dtype, n) for k, (v, dtype) in given.items() if v is not None]
+    if kafka_timestamps_ms is not None:
+        extra.append(_column("kafka_ts_ms", kafka_timestamps_ms, pl.Int64, n))
+    if n == 0:
+        return DecodedBatch.empty()
+    raw = pl.Series("raw", arr).cast(pl.Binary)
+    return _judge(_read(arr), seq_start, extra, raw.filter)
 
 
 def decode_frame(data: pl.DataFrame | pa.Table, *, seq_start: int = 0) -> DecodedBatch:
-    """Decode rows of a frame (wire layout or flattened signal columns, see ``frames``).
+    """Decode rows of a frame (wire layout or flattened signal columns, see ``typed``).
 
     Missing columns are missing fields; ``topic``/``partition``/``offset`` columns, when
     present, are the provenance. A reject's ``raw`` is the JSON of its (whole) row.
@@ -61,72 +144,47 @@ def decode_frame(data: pl.DataFrame | pa.Table, *, seq_start: int = 0) -> Decode
         raise TypeError(
             f"decode_frame expects a Polars DataFrame or an Arrow table, got {type(data).__name__}"
         )
-    payload = frames.to_json(frames.wire_layout(df)).cast(pl.Binary).to_arrow()
-    if len(payload) != df.height:
-        raise RuntimeError(f"frame encoding lost rows: {len(payload)} of {df.height}")
-    prov = frames.provenance(df)
-    batch = decode_binary(
-        payload,
-        seq_start=seq_start,
-        topics=prov["topic"],
-        partitions=prov["partition"],
-        offsets=prov["offset"],
-    )
-    if batch.rejects.height == 0:
-        return batch
-    idx = (batch.rejects["seq"] - seq_start).to_list()
-    subset = df[idx]
-    try:
-        raw = frames.to_json(subset)
-    except Exception:  # noqa: BLE001 - columns json_encode cannot write: wire fields only
-        raw = frames.to_json(frames.wire_layout(subset))
-    rejects = batch.rejects.with_columns(raw.cast(pl.Binary).alias("raw"))
-    return DecodedBatch(batch.fills, batch.ticks, rejects)
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _encode_event(event: object) -> bytes | str:
-    """JSON bytes of a dict (compact), or the reason it cannot be encoded (a str)."""
-    try:
-        return json.dumps(event, default=_json_default, separators=(",", ":")).encode()
-    except (TypeError, ValueError, RecursionError) as exc:
-        return f"not JSON-serializable: {exc}"
-
-
-def _decode_encoded(
-    encoded: list[bytes | str | None], items: Sequence[object], seq_start: int
-) -> DecodedBatch:
-    """Decode encoded events; str entries are encoding failures, reported as rejects."""
-    failed = {i: e for i, e in enumerate(encoded) if isinstance(e, str)}
-    msgs = [None if isinstance(e, str) else e for e in encoded]
-    batch = decode_messages(msgs, seq_start=seq_start)
-    if not failed:
-        return batch
-    patch = pl.DataFrame(
-        {
-            "seq": [i + seq_start for i in failed],
-            "raw": [repr(items[i]).encode("utf-8", "backslashreplace") for i in failed],
-            "reason": list(failed.values()),
-        },
-        schema={"seq": pl.Int64, "raw": pl.Binary, "reason": pl.String},
-    )
-    rejects = batch.rejects.update(patch, on="seq")
-    return DecodedBatch(batch.fills, batch.ticks, rejects)
+    rows = typed.frame_rows(df)
+    extra = [s for s in typed.provenance(df) if s is not None]
+    return _judge(rows, seq_start, extra, lambda failed: typed.row_json(df.filter(failed)))
 
 
 def decode_dicts(events: Sequence[Mapping[str, Any]], *, seq_start: int = 0) -> DecodedBatch:
-    """Decode events given as dicts (notebooks, tests): each is JSON-encoded, then decoded.
-
-    ``datetime`` values are written as ISO-8601 strings; an event that cannot be
-    JSON-encoded becomes a reject (``raw`` = its ``repr``).
-    """
+    """Decode events given as dicts (notebooks, tests): each is type-checked as the JSON
+    object it stands for, then judged with the batch. ``datetime`` values stand for ISO-8601
+    strings; a value JSON cannot hold makes its event a reject (``raw`` = its ``repr``)."""
     items = list(events)
-    return _decode_encoded([_encode_event(e) for e in items], items, seq_start)
+    if not items:
+        return DecodedBatch.empty()
+    rows = pl.DataFrame([dict_record(e) for e in items], schema=RAW_SCHEMA)
+    return _judge(rows, seq_start, [], lambda failed: typed.dict_json(items, failed))
+
+
+def _mixed(items: list[object], seq_start: int) -> DecodedBatch:
+    """Messages and dicts in one list: each part decoded with its own path, then merged."""
+    is_dict = [isinstance(x, Mapping) for x in items]
+    msgs: list[bytes | None] = []
+    for i, item in enumerate(items):
+        if not is_dict[i]:
+            if item is not None and not isinstance(item, (str, *_BYTES_LIKE)):
+                raise TypeError(
+                    f"decode_any: item {i} is a {type(item).__name__}; "
+                    "expected bytes, str, None or a dict"
+                )
+            msgs.append(as_bytes(i, item))
+    a = decode_messages(msgs)
+    b = decode_dicts([x for x in items if isinstance(x, Mapping)])
+    where = [i for i, d in enumerate(is_dict) if not d] + [i for i, d in enumerate(is_dict) if d]
+    position = pl.Series("seq", where, dtype=pl.Int64)  # messages first, then dicts
+
+    def renumber(a_part: pl.DataFrame, b_part: pl.DataFrame) -> pl.DataFrame:
+        b_part = b_part.with_columns(pl.col("seq") + len(msgs))
+        both = pl.concat([a_part, b_part])
+        return both.with_columns(position.gather(both["seq"]) + seq_start).sort("seq")
+
+    return DecodedBatch(
+        renumber(a.fills, b.fills), renumber(a.ticks, b.ticks), renumber(a.rejects, b.rejects)
+    )
 
 
 def decode_any(batch: object, *, seq_start: int = 0) -> DecodedBatch:
@@ -135,7 +193,7 @@ def decode_any(batch: object, *, seq_start: int = 0) -> DecodedBatch:
     * ``DecodedBatch`` -> returned as is;
     * ``pl.DataFrame`` / ``pa.Table`` / ``pa.RecordBatch`` -> ``decode_frame``;
     * a list/tuple of ``bytes``/``str``/``None`` -> ``decode_messages``; of dicts ->
-      ``decode_dicts``; a mix of both -> each dict JSON-encoded, then ``decode_messages``;
+      ``decode_dicts``; a mix of both -> each part by its own path, in input order;
     * a ``pl.Series`` / Arrow array of strings or binary -> ``decode_messages``.
     """
     if isinstance(batch, DecodedBatch):
@@ -161,14 +219,12 @@ def decode_any(batch: object, *, seq_start: int = 0) -> DecodedBatch:
     items = list(batch)
     if items and all(isinstance(x, Mapping) for x in items):
         return decode_dicts(items, seq_start=seq_start)
-    encoded: list[bytes | str | None] = []
-    for i, item in enumerate(items):
-        if isinstance(item, Mapping):
-            encoded.append(_encode_event(item))
-        elif item is None or isinstance(item, (str, *_BYTES_LIKE)):
-            encoded.append(as_bytes(i, item))
-        else:
-            raise TypeError(
-                f"decode_any: item {i} is a {type(item).__name__}; expected bytes, str, None or a dict"
-            )
-    return _decode_encoded(encoded, items, seq_start)
+    if not any(isinstance(x, Mapping) for x in items):
+        for i, item in enumerate(items):
+            if item is not None and not isinstance(item, (str, *_BYTES_LIKE)):
+                raise TypeError(
+                    f"decode_any: item {i} is a {type(item).__name__}; "
+                    "expected bytes, str, None or a dict"
+                )
+        return decode_messages(items, seq_start=seq_start)
+    return _mixed(items, seq_start)

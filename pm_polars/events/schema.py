@@ -1,6 +1,11 @@
-"""Column contracts between the decode stage and the engine.
+"""The wire format and the column contracts of the decode stage, declared once.
 
-Every stage speaks these frames. Conventions (binding for the whole package):
+``FIELDS`` is the wire schema: every field an event may carry, its JSON kind, the event types
+it belongs to and whether it is required. The pyarrow read schema (``arrow_schema``), the
+typed row layout every input is brought to (``RAW_SCHEMA``), the keys whose repetition is a
+reject, the ``required`` rules and the frame-input layout all derive from it.
+
+Output contracts (binding for the whole package):
 
 * ``quantity`` is a positive integer count of units on the wire; inside the engine the
   signed quantity ``signed_qty`` is ``+quantity`` for BUY and ``-quantity`` for SELL.
@@ -18,11 +23,134 @@ Every stage speaks these frames. Conventions (binding for the whole package):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
+
 import polars as pl
+import pyarrow as pa
 
 FILL_EVENT = "order_fill"
 TICK_EVENT = "market_tick"
+EVENT_TYPES = (FILL_EVENT, TICK_EVENT)
 SIDES = ("BUY", "SELL")
+SIGNAL = "original_signal"
+
+Kind = Literal["string", "integer", "number", "id", "ts"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One wire field. ``path`` is its name in reasons (``original_signal.x`` for a signal
+    field), ``column`` its column in ``RAW_SCHEMA``. Kinds: ``string``; ``integer`` (int64,
+    an integral number such as ``75.0`` accepted); ``number`` (float64); ``id`` (a string or
+    an integer, kept as text); ``ts`` (see ``timestamps``)."""
+
+    path: str
+    column: str
+    kind: Kind
+    required: bool
+
+    @property
+    def key(self) -> str:
+        """The field's key inside its JSON object."""
+        return self.path.rpartition(".")[2]
+
+    @property
+    def in_signal(self) -> bool:
+        return self.path.startswith(SIGNAL + ".")
+
+
+EVENT_TYPE = Field("event_type", "event_type", "string", True)
+_TS = Field("ts", "ts", "ts", False)
+# per event type, in the order their checks (and so their reasons) come
+FIELDS: dict[str, tuple[Field, ...]] = {
+    FILL_EVENT: (
+        Field("source", "source", "string", True),
+        Field("fill_id", "fill_id", "id", False),
+        _TS,
+        Field(f"{SIGNAL}.strategy_id", "strategy_id", "string", True),
+        Field(f"{SIGNAL}.instrument_token", "sig_token", "integer", True),
+        Field(f"{SIGNAL}.signal_type", "signal_type", "string", True),
+        Field("quantity", "quantity", "integer", True),
+        Field("fill_price", "fill_price", "number", True),
+        Field("fee", "fee", "number", False),
+    ),
+    TICK_EVENT: (
+        Field("instrument_token", "instrument_token", "integer", True),
+        Field("last_price", "last_price", "number", True),
+        _TS,
+    ),
+}
+# keys whose repetition in one object is a reject (which value is meant is ambiguous)
+TOP_KEYS = {
+    event: frozenset({EVENT_TYPE.key} | {f.key for f in fields if not f.in_signal})
+    | ({SIGNAL} if event == FILL_EVENT else set())
+    for event, fields in FIELDS.items()
+}
+SIGNAL_KEYS = frozenset(f.key for f in FIELDS[FILL_EVENT] if f.in_signal)
+
+_RAW_TYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "id": pl.String(),
+    "integer": pl.Int64(),
+    "number": pl.Float64(),
+}
+# The typed row every input is brought to before validation. ``ts`` is three columns:
+# ``ts_int`` (an integer within int64), ``ts_num`` (exact decimal text of any other number),
+# ``ts_str`` (a string as sent). ``sig_present``: ``original_signal`` was an object.
+# ``parse_error``: a reason found while reading (bad JSON, wrong JSON type, ...).
+RAW_SCHEMA: dict[str, pl.DataType] = {
+    EVENT_TYPE.column: pl.String(),
+    **{
+        f.column: _RAW_TYPES[f.kind] for fields in FIELDS.values() for f in fields if f.kind != "ts"
+    },
+    "ts_int": pl.Int64(),
+    "ts_num": pl.String(),
+    "ts_str": pl.String(),
+    "sig_present": pl.Boolean(),
+    "parse_error": pl.String(),
+}
+# top-level wire keys in frame order (``original_signal`` a struct of the signal fields)
+WIRE_FIELDS = tuple(
+    dict.fromkeys(
+        [EVENT_TYPE.key]
+        + [SIGNAL if f.in_signal else f.key for fields in FIELDS.values() for f in fields]
+    )
+)
+
+# How pyarrow reads ``ts``: one explicit type per read; other JSON types of ``ts`` in a batch
+# are read apart (see ``isolate``). A decimal holds a fractional epoch number exactly.
+TS_INT, TS_DECIMAL, TS_STRING = "int", "decimal", "string"
+_TEXT = pa.string_view()  # Polars' own layout: no copy into a frame
+_TS_TYPES = {TS_INT: pa.int64(), TS_DECIMAL: pa.decimal128(38, 9), TS_STRING: _TEXT}
+# Integers are read as float64 (pyarrow's int64 conversion error names no row); values that
+# are not exact integers below 2**53 are read again by the per-record path.
+_ARROW_TYPES = {"string": _TEXT, "integer": pa.float64(), "number": pa.float64()}
+
+
+@cache
+def arrow_schema(ts_kind: str, fill_id_is_number: bool) -> pa.Schema:
+    """pyarrow's explicit read schema for one JSON-type variant of ``ts`` and ``fill_id``."""
+
+    def arrow_type(f: Field) -> pa.DataType:
+        if f.kind == "ts":
+            return _TS_TYPES[ts_kind]
+        if f.kind == "id":
+            return pa.int64() if fill_id_is_number else _TEXT
+        return _ARROW_TYPES[f.kind]
+
+    top: dict[str, pa.DataType] = {EVENT_TYPE.key: _TEXT}
+    signal: list[tuple[str, pa.DataType]] = []
+    for fields in FIELDS.values():
+        for f in fields:
+            if f.in_signal:
+                signal.append((f.key, arrow_type(f)))
+            else:
+                top.setdefault(f.key, arrow_type(f))
+    top[SIGNAL] = pa.struct(signal)
+    return pa.schema(list(top.items()))
+
 
 PROVENANCE_SCHEMA: dict[str, pl.DataType] = {
     "topic": pl.String(),

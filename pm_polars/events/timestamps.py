@@ -9,7 +9,10 @@ Accepted forms (the wire contract):
 * a **numeric string** spelling such a number (``"1795600550123"``, ``"1795600550.5"``;
   plain decimal only, no exponent) - treated exactly like the number.
 * an **ISO-8601 string** ``YYYY-MM-DD(T|t| )HH:MM[:SS[(.|,)fraction]][Z|z|+HH[:MM]|+HHMM|+HH]``;
-  a string without offset is UTC (see ``isotime``).
+  a string without offset is UTC. Fraction digits beyond nanoseconds are truncated. The
+  calendar is checked exactly (month lengths, leap years); ``24:00`` and leap seconds
+  (``:60``) are invalid. The arithmetic is integer-only (no ``str.to_datetime``, which wraps
+  out-of-range years and accepts ``:60`` in Polars 2.1).
 * absent/null -> the Kafka message timestamp (milliseconds) when known, else null.
 
 Results outside the int64 nanosecond range (about 1677-09-21 .. 2262-04-11) are rejected.
@@ -24,7 +27,121 @@ from functools import cache
 import polars as pl
 import pyarrow as pa
 
-from pm_polars.events.isotime import NS_MAX, NS_PER_S, checked_ns, i64, iso_ns
+_ISO = (
+    r"^(?<y>[0-9]{4})-(?<mo>[0-9]{2})-(?<d>[0-9]{2})[Tt ](?<h>[0-9]{2}):(?<mi>[0-9]{2})"
+    r"(?::(?<s>[0-9]{2})(?:[.,](?<f>[0-9]+))?)?"
+    r"(?:(?<z>[Zz])|(?<sign>[+-])(?<oh>[0-9]{2})(?::?(?<om>[0-9]{2}))?)?$"
+)
+
+NS_MAX = 2**63 - 1
+NS_PER_S = 1_000_000_000
+
+
+def i64(value: int) -> pl.Expr:
+    """An Int64 literal (mixing Int32 literals into integer division panics Polars 2.1)."""
+    return pl.lit(value, dtype=pl.Int64)
+
+
+def checked_ns(frame: pl.DataFrame) -> pl.DataFrame:
+    """Columns neg, whole, frac, mult -> ``ns = ±(whole * mult + frac)`` and exact ``ok``."""
+    staged = frame.with_columns(
+        (pl.col("whole") <= i64(NS_MAX) // pl.col("mult")).fill_null(False).alias("fits")
+    ).with_columns(
+        (pl.when(pl.col("fits")).then(pl.col("whole")).otherwise(i64(0)) * pl.col("mult")).alias(
+            "product"
+        )
+    )
+    staged = staged.with_columns(
+        (pl.col("fits") & (pl.col("frac") <= i64(NS_MAX) - pl.col("product")))
+        .fill_null(False)
+        .alias("ok")
+    ).with_columns(
+        pl.when(pl.col("ok")).then(pl.col("product") + pl.col("frac")).alias("magnitude")
+    )
+    magnitude = pl.col("magnitude")
+    return staged.select(
+        pl.when(pl.col("neg")).then(-magnitude).otherwise(magnitude).alias("ns"), pl.col("ok")
+    )
+
+
+def _days_from_civil(y: pl.Expr, m: pl.Expr, d: pl.Expr) -> pl.Expr:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), y >= 0."""
+    yy = y - (m <= 2).cast(pl.Int64)
+    era = yy // i64(400)
+    yoe = yy - era * i64(400)
+    shifted = m + pl.when(m > 2).then(i64(-3)).otherwise(i64(9))
+    doy = (i64(153) * shifted + i64(2)) // i64(5) + d - i64(1)
+    doe = yoe * i64(365) + yoe // i64(4) - yoe // i64(100) + doy
+    return era * i64(146_097) + doe - i64(719_468)
+
+
+def _month_days(y: pl.Expr, m: pl.Expr) -> pl.Expr:
+    leap = ((y % i64(4) == 0) & (y % i64(100) != 0)) | (y % i64(400) == 0)
+    return (
+        pl.when(m == 2)
+        .then(pl.when(leap).then(i64(29)).otherwise(i64(28)))
+        .when(m.is_in([4, 6, 9, 11]))
+        .then(i64(30))
+        .otherwise(i64(31))
+    )
+
+
+def iso_ns(text: pl.Series) -> pl.DataFrame:
+    """``ns``, ``matched`` (ISO shape) and ``ok`` (valid calendar, in range) per string."""
+    if not text.str.contains(_ISO).any():  # no ISO shape at all: skip the calendar
+        false = pl.repeat(False, len(text), eager=True)
+        return pl.DataFrame({"ns": pl.Series([None] * len(text), dtype=pl.Int64)}).with_columns(
+            matched=false, ok=false
+        )
+    groups = pl.DataFrame({"text": text}).select(
+        pl.col("text").str.extract_groups(_ISO).struct.unnest()
+    )
+    ints = [
+        pl.col(name).str.to_integer(strict=False).fill_null(i64(0)).alias(name)
+        if name in ("s", "oh", "om")
+        else pl.col(name).str.to_integer(strict=False).alias(name)
+        for name in ("y", "mo", "d", "h", "mi", "s", "oh", "om")
+    ]
+    frac_text = pl.concat_str([pl.col("f").fill_null(""), pl.lit("000000000")]).str.slice(0, 9)
+    p = groups.select(
+        *ints,
+        frac_text.str.to_integer(strict=False).alias("f"),
+        pl.when(pl.col("sign") == "-").then(i64(-1)).otherwise(i64(1)).alias("sign"),
+    )
+    y, mo, d, h, mi, s = (pl.col(c) for c in ("y", "mo", "d", "h", "mi", "s"))
+    oh, om = pl.col("oh"), pl.col("om")
+    valid = (
+        mo.is_between(1, 12)
+        & (d >= 1)
+        & (d <= _month_days(y, mo))
+        & (h <= 23)
+        & (mi <= 59)
+        & (s <= 59)
+        & (oh <= 23)
+        & (om <= 59)
+    )
+    offset = pl.col("sign") * (oh * i64(3_600) + om * i64(60))
+    secs = _days_from_civil(y, mo, d) * i64(86_400) + h * i64(3_600) + mi * i64(60) + s - offset
+    p = p.with_columns(
+        y.is_not_null().alias("matched"), valid.fill_null(False).alias("valid"), secs.alias("secs")
+    )
+    # secs may be negative with a positive fraction: split into sign and magnitude first.
+    neg, frac = pl.col("secs") < 0, pl.col("f")
+    p = p.with_columns(
+        neg.fill_null(False).alias("neg"),
+        pl.when(neg)
+        .then(-pl.col("secs") - (frac > 0).cast(pl.Int64))
+        .otherwise(pl.col("secs"))
+        .alias("whole"),
+        pl.when(neg & (frac > 0)).then(i64(NS_PER_S) - frac).otherwise(frac).alias("frac"),
+        i64(NS_PER_S).alias("mult"),
+    )
+    scaled = checked_ns(p)
+    ok = scaled["ok"] & p["valid"]
+    return pl.DataFrame({"ns": scaled["ns"], "matched": p["matched"], "ok": ok}).with_columns(
+        pl.when(pl.col("ok")).then(pl.col("ns")).alias("ns")
+    )
+
 
 _NUMERIC = r"^-?[0-9]+(?:\.[0-9]+)?$"
 _SHOWN = 80  # characters of an offending value quoted in a reason
@@ -41,24 +158,29 @@ def canonical_number(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr.str.contains(".", literal=True)).then(stripped).otherwise(expr)
 
 
+# The epoch-unit rule, the one place it is written: [start, end) of the integer part's
+# magnitude -> (ns per unit, fraction digits kept).
+UNITS = (
+    (0, 10**11, NS_PER_S, 9),
+    (10**11, 10**14, 1_000_000, 6),
+    (10**14, 10**17, 1_000, 3),
+    (10**17, 2**63, 1, 0),
+)
+
+
+def _by_magnitude(whole: pl.Expr, pick: int) -> pl.Expr:
+    """Per value of ``whole`` (>= 0), column ``pick`` of its ``UNITS`` row."""
+    expr = i64(UNITS[-1][pick])
+    for row in reversed(UNITS[:-1]):
+        expr = pl.when(whole < row[1]).then(i64(row[pick])).otherwise(expr)
+    return expr
+
+
 def _unit(frame: pl.DataFrame) -> pl.DataFrame:
     """Add ``mult`` (ns per unit) and ``width`` (fraction digits kept) from ``whole``."""
     whole = pl.col("whole")
-
-    def by_magnitude(s: int, ms: int, us: int, ns: int) -> pl.Expr:
-        return (
-            pl.when(whole < 10**11)
-            .then(i64(s))
-            .when(whole < 10**14)
-            .then(i64(ms))
-            .when(whole < 10**17)
-            .then(i64(us))
-            .otherwise(i64(ns))
-        )
-
     return frame.with_columns(
-        by_magnitude(NS_PER_S, 1_000_000, 1_000, 1).alias("mult"),
-        by_magnitude(9, 6, 3, 0).alias("width"),
+        _by_magnitude(whole, 2).alias("mult"), _by_magnitude(whole, 3).alias("width")
     )
 
 
@@ -66,15 +188,7 @@ def _integer_ns(x: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """``(ns, ok)`` expressions for an Int64 epoch value (the common case: no text, no
     fraction): ``ns = x * unit`` where it fits int64 (|x| * unit <= NS_MAX), else null."""
     whole = pl.when(x != i64(-(2**63))).then(x.abs())  # |int64 min| overflows: null
-    mult = (
-        pl.when(whole < 10**11)
-        .then(i64(NS_PER_S))
-        .when(whole < 10**14)
-        .then(i64(1_000_000))
-        .when(whole < 10**17)
-        .then(i64(1_000))
-        .otherwise(i64(1))
-    )
+    mult = _by_magnitude(whole, 2)
     ok = (whole <= i64(NS_MAX) // mult).fill_null(False)
     return pl.when(ok).then(x) * mult, ok  # no product of a value that does not fit
 
@@ -129,21 +243,12 @@ def _fallback(fallback_ms: str | None) -> pl.Expr:
     return pl.when(fb >= 0).then(fb * i64(1_000_000))
 
 
-# [start, end) of the integer part -> ns per unit (see the module docstring)
-_UNITS = (
-    (0, 10**11, NS_PER_S),
-    (10**11, 10**14, 1_000_000),
-    (10**14, 10**17, 1_000),
-    (10**17, 2**63, 1),
-)
-
-
-def _common_unit(values: pl.Series) -> int | None:
+def common_unit(values: pl.Series) -> int | None:
     """ns per unit when every value is >= 0, of one unit, and fits int64 in ns; else None."""
     low, high = values.min(), values.max()
     if not isinstance(low, int) or not isinstance(high, int) or low < 0:
         return None
-    for start, end, mult in _UNITS:
+    for start, end, mult, _ in UNITS:
         if start <= low and high < end:
             return mult if high <= NS_MAX // mult else None
     return None
@@ -159,6 +264,22 @@ def _integer_only(integer: str, fallback_ms: str | None) -> tuple[pl.Expr, pl.Ex
     return ts.cast(pl.Int64).alias("ts"), error.cast(pl.String).alias("ts_error")
 
 
+def _integers(
+    df: pl.DataFrame, integer: str, fallback_ms: str | None
+) -> tuple[pl.Series, pl.Series]:
+    """``ts`` / ``ts_error`` of the integer ``ts`` column (null: the Kafka timestamp)."""
+    values = df.get_column(integer)
+    mult = 1 if values.null_count() == len(values) else common_unit(values)
+    if mult is None:  # mixed units, negative, or too large for ns: judged value by value
+        got = df.select(*_integer_only(integer, fallback_ms))
+        return got.get_column("ts"), got.get_column("ts_error")
+    ts = (values * mult).alias("ts")  # the common case: one multiply
+    if ts.null_count() and fallback_ms is not None:
+        fb = df.get_column(fallback_ms).cast(pl.Int64)
+        ts = ts.fill_null(fb.zip_with(fb >= 0, pl.Series([None], dtype=pl.Int64)) * 1_000_000)
+    return ts, pl.Series("ts_error", pa.nulls(df.height, pa.large_string()))
+
+
 def normalize_ts(
     df: pl.DataFrame,
     *,
@@ -172,15 +293,30 @@ def normalize_ts(
     Per row at most one of the inputs is non-null: ``integer`` (Int64 epoch value),
     ``number`` (decimal text of any other JSON number, e.g. ``"1795600550.123"``) or
     ``text`` (a JSON string). ``fallback_ms`` (Kafka timestamp, ms; negative = unknown) is
-    used when all three are null.
+    used when all three are null. Integers cost a multiply; only the rows with a numeric
+    text or a string ``ts`` take the general path.
     """
-    if df[number].null_count() == df.height and df[text].null_count() == df.height:
-        values = df[integer]
-        mult = _common_unit(values)
-        if mult is not None and values.null_count() == 0:  # the common case: a multiply
-            no_error = pl.Series("ts_error", pa.nulls(df.height, pa.large_string()))
-            return df.hstack([(values * mult).alias("ts"), no_error])
-        return df.with_columns(*_integer_only(integer, fallback_ms))
+    ts, error = _integers(df, integer, fallback_ms)
+    special = df.get_column(number).is_not_null() | df.get_column(text).is_not_null()
+    if special.any():
+        where = special.arg_true()
+        names = [integer, number, text, *([fallback_ms] if fallback_ms else [])]
+        sub = _general(df.select(names)[where], integer=integer, number=number, text=text)
+        ts = ts.scatter(where, sub.get_column("ts"))
+        error = error.scatter(where, sub.get_column("ts_error"))
+    return df.hstack([ts.alias("ts"), error.alias("ts_error")])
+
+
+def _general(
+    df: pl.DataFrame,
+    *,
+    integer: str,
+    number: str,
+    text: str,
+    fallback_ms: str | None = None,
+) -> pl.DataFrame:
+    """``normalize_ts`` for rows of any form (numeric text and strings too): the columns
+    ``ts`` and ``ts_error`` added, by expressions over the whole frame."""
     t = pl.col(text)
     work = df.select(
         pl.coalesce(pl.col(number), pl.when(t.str.contains(_NUMERIC)).then(t)).alias("num"),

@@ -27,10 +27,10 @@ from pm_polars.events import (
     decode_dicts,
     decode_frame,
     decode_messages,
-    pipeline,
+    rules,
     timestamps,
-    validate,
 )
+from pm_polars.events import decode as decode_module
 
 EVENTS: list[dict[str, Any]] = [
     fill(),
@@ -188,7 +188,8 @@ def valid_fill(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     ts_ms = draw(st.none() | st.integers(10**11, 9 * 10**12))  # the millisecond range
     extra = draw(st.dictionaries(st.sampled_from(["x", "meta", "note"]), json_values, max_size=2))
     signal = {"strategy_id": strategy, "instrument_token": token, "signal_type": side}
-    event = {"event_type": "order_fill", "source": source, "quantity": qty, "fill_price": price}
+    event: dict[str, Any] = {"event_type": "order_fill", "source": source, "quantity": qty,
+                             "fill_price": price}
     event |= {"fee": fee, "fill_id": fill_id, "ts": ts_ms, "original_signal": signal} | extra
     upper = side.upper()
     expected = {
@@ -272,7 +273,7 @@ def test_junk_never_raises_loses_or_alters_valid_records(
 def test_fast_path_equals_reference_decoder(msgs: list[bytes | None]) -> None:
     fast = decode_messages(msgs)
     with pytest.MonkeyPatch.context() as mp:  # every record through the Python decoder
-        mp.setattr(pipeline, "read_fast", lambda text: ({}, list(range(len(text))), False))
+        mp.setattr(decode_module, "read_fast", lambda text: ({}, list(range(len(text))), False))
         reference = decode_messages(msgs)
     assert_frame_equal(fast.fills, reference.fills)
     assert_frame_equal(fast.ticks, reference.ticks)
@@ -293,14 +294,12 @@ valid_msg = st.one_of(valid_fill().map(lambda f: enc(f[0])), valid_tick)
 @PROPERTY
 @given(st.lists(valid_msg, max_size=30) | st.lists(junk | valid_msg, max_size=30))
 def test_quick_checks_never_change_a_verdict(msgs: list[bytes | None]) -> None:
-    """The column-wise and row-wise shortcuts (``quickcheck``) and the one-multiply ``ts``
-    path agree with judging every row by every rule."""
+    """The whole-column check (``rules.all_valid``) and the one-multiply ``ts`` path agree
+    with judging every row by every rule."""
     quick = decode_messages(msgs)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "split_clean", lambda table, seq_start, provenance: None)
-        mp.setattr(validate, "all_valid", lambda fills, ticks: False)
-        mp.setattr(validate, "surely_valid", lambda rows: pl.repeat(False, rows.height, eager=True))
-        mp.setattr(timestamps, "_common_unit", lambda values: None)
+        mp.setattr(rules, "all_valid", lambda judged, parts: False)
+        mp.setattr(timestamps, "common_unit", lambda values: None)
         slow = decode_messages(msgs)
     assert_frame_equal(quick.fills, slow.fills)
     assert_frame_equal(quick.ticks, slow.ticks)

@@ -216,8 +216,10 @@ def test_stream_generator_produces_the_interesting_cases() -> None:
     """Guard against a silently weak generator: the features the properties rely on occur."""
     totals: Counter[str] = Counter()
 
+    # 200 examples: even seeded, Hypothesis draws differently after other tests ran in the
+    # same process (60 examples gave 53 99%-reductions alone and 8 after the unit suite)
     @seed(20261125)
-    @settings(max_examples=60, database=None, deadline=None, phases=[Phase.generate])
+    @settings(max_examples=200, database=None, deadline=None, phases=[Phase.generate])
     @given(events=event_streams())
     def collect(events: list[dict[str, Any]]) -> None:
         totals.update(_stream_stats(events))

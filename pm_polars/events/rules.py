@@ -1,0 +1,363 @@
+"""The validation rules, one table, and the split into fills / ticks / rejects.
+
+Input: ``schema.RAW_SCHEMA`` rows (every input form is brought to them) plus ``seq``, the
+provenance columns and ``kafka_ts_ms`` when known. ``RULES`` lists every rule in reason
+order; each is ``(event type or None, condition that fails the record, reason)``. From that
+one table derive both the whole-column check (``all_valid``: does any row fail any rule? one
+pass, no per-row verdict for a clean batch) and the per-row first reason (``reason_expr``),
+so the two can never disagree. Order:
+
+reading problems (``parse_error``) -> ``event_type`` -> the fields of the record's event
+type in ``schema.FIELDS`` order: the ``required`` rules come from the schema, the value
+rules from ``VALUE_RULES`` -> ``ts`` (see ``timestamps``).
+
+Value rules: strings non-empty (not blank); ``signal_type`` BUY/SELL in any ASCII letter
+case (output upper case); ``quantity`` > 0; prices finite and > 0; ``fee`` finite, missing =
+0.0 (negative = rebate); ``fill_id`` "" is treated as absent (no dedupe key).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pm_polars.events.schema import (
+    EVENT_TYPE,
+    EVENT_TYPES,
+    FIELDS,
+    FILL_EVENT,
+    FILL_SCHEMA,
+    PROVENANCE_SCHEMA,
+    REJECT_SCHEMA,
+    SIDES,
+    SIGNAL,
+    TICK_EVENT,
+    TICK_SCHEMA,
+    Field,
+    empty,
+)
+from pm_polars.events.timestamps import normalize_ts
+
+
+@dataclass(frozen=True)
+class Check:
+    """One kind of rule, in its two forms: ``fails`` per row (true = the record fails;
+    null counts as passing), and ``all_pass`` over a whole column (true only if no row
+    fails: it may be stricter than ``fails``, never looser, since a batch it does not pass
+    is judged row by row)."""
+
+    fails: Callable[[pl.Expr], pl.Expr]
+    all_pass: Callable[[pl.Series], bool]
+
+
+def _all_non_blank(values: pl.Series) -> bool:
+    """Arrow's whitespace holds every Unicode White_Space character (what ``\\s`` in the
+    row form matches) and a few more: stricter, as ``all_pass`` may be."""
+    arrow = values.to_arrow()
+    shortest = pc.min(pc.binary_length(arrow)).as_py()
+    return (shortest is None or shortest > 0) and not pc.any(pc.utf8_is_space(arrow)).as_py()
+
+
+def _spellings(word: str) -> list[str]:
+    """Every ASCII letter-case spelling of ``word`` (``"BUY"`` -> ``BUY``, ``BUy``, ...)."""
+    spelled = [""]
+    for ch in word:
+        spelled = [s + c for s in spelled for c in (ch.lower(), ch.upper())]
+    return spelled
+
+
+def _one_of(values: list[str], common: tuple[str, ...] = ()) -> Check:
+    """In ``values``; ``common``: the usual ones, compared first (cheaper than a hash set)."""
+
+    def all_pass(s: pl.Series) -> bool:
+        if common and functools.reduce(operator.or_, [s == v for v in common]).all():
+            return True
+        return bool(s.is_in(values).all())
+
+    return Check(lambda c: ~c.is_in(values), all_pass)
+
+
+def _low(s: pl.Series) -> float | None:
+    low = s.min()
+    return None if low is None else float(low)  # type: ignore[arg-type]
+
+
+REQUIRED = Check(lambda c: c.is_null(), lambda s: s.null_count() == 0)
+ABSENT = Check(lambda c: c.is_not_null(), lambda s: s.null_count() == len(s))
+TRUE = Check(lambda c: ~c, lambda s: s.null_count() == 0 and bool(s.all()))
+NON_BLANK = Check(lambda c: c.str.contains(r"^\s*$"), _all_non_blank)
+SIDE = _one_of([s for side in SIDES for s in _spellings(side)], SIDES)
+KNOWN_EVENT = _one_of(list(EVENT_TYPES), EVENT_TYPES)
+POSITIVE = Check(lambda c: c <= 0, lambda s: (low := _low(s)) is None or low > 0)
+FINITE = Check(lambda c: ~c.is_finite(), lambda s: math.isfinite(s.sum()))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Records of ``event`` (``None``: every record) whose ``column`` fails ``check`` are
+    rejected with ``reason`` (a String expression naming the field and quoting the value)."""
+
+    event: str | None
+    column: str
+    check: Check
+    reason: pl.Expr
+
+    def failing(self) -> pl.Expr:
+        """True where this rule rejects the row (never null)."""
+        fails = self.check.fails(pl.col(self.column))
+        if self.event is not None:
+            fails = (pl.col(EVENT_TYPE.column) == self.event) & fails
+        return fails.fill_null(False)
+
+
+def _msg(text: str) -> pl.Expr:
+    return pl.lit(text, dtype=pl.String)
+
+
+def _shown(col: str) -> pl.Expr:
+    """A value as it appears in a reason: numbers as text (``nan``, ``inf``), strings quoted."""
+    c = pl.col(col)
+    if col in ("fill_price", "fee", "last_price"):
+        return c.cast(pl.String).str.to_lowercase()
+    if col == "quantity":
+        return c.cast(pl.String)
+    return pl.format("'{}'", c.str.slice(0, 80))
+
+
+def _got(f: Field, text: str) -> pl.Expr:
+    return pl.format(f"{f.path}: {text}, got {{}}", _shown(f.column))
+
+
+# value rules per RAW column, after the field's ``required`` rule: (check, reason)
+VALUE_RULES: dict[str, Callable[[Field], list[tuple[Check, pl.Expr]]]] = {
+    "source": lambda f: [(NON_BLANK, _msg(f"{f.path}: must be a non-empty string"))],
+    "strategy_id": lambda f: [(NON_BLANK, _msg(f"{f.path}: must be a non-empty string"))],
+    "signal_type": lambda f: [(SIDE, _got(f, "must be BUY or SELL"))],
+    "quantity": lambda f: [(POSITIVE, _got(f, "must be > 0"))],
+    "fill_price": lambda f: [
+        (FINITE, _got(f, "must be finite")),
+        (POSITIVE, _got(f, "must be > 0")),
+    ],
+    "fee": lambda f: [(FINITE, _got(f, "must be finite"))],
+    "last_price": lambda f: [
+        (FINITE, _got(f, "must be finite")),
+        (POSITIVE, _got(f, "must be > 0")),
+    ],
+}
+
+
+def _required(f: Field) -> tuple[Check, pl.Expr]:
+    return REQUIRED, _msg(f"{f.path}: is required (missing or null)")
+
+
+def _field_rules(event: str) -> list[Rule]:
+    out: list[Rule] = []
+    fields = FIELDS[event]
+    for i, f in enumerate(fields):
+        if f.kind == "ts":
+            continue  # judged by ``timestamps``, last
+        if f.in_signal and not any(g.in_signal for g in fields[:i]):
+            missing = _msg(f"{SIGNAL}: is required (missing or null)")
+            out.append(Rule(event, "sig_present", TRUE, missing))
+        checks = [_required(f)] if f.required else []
+        value_rules = VALUE_RULES.get(f.column)
+        checks += [] if value_rules is None else value_rules(f)
+        out += [Rule(event, f.column, check, reason) for check, reason in checks]
+    return out
+
+
+@cache
+def rules() -> tuple[Rule, ...]:
+    """Every rule, in reason order."""
+    known = f"event_type: must be '{FILL_EVENT}' or '{TICK_EVENT}', got {{}}"
+    return (
+        Rule(None, "parse_error", ABSENT, pl.col("parse_error")),
+        Rule(None, EVENT_TYPE.column, *_required(EVENT_TYPE)),
+        Rule(None, EVENT_TYPE.column, KNOWN_EVENT, pl.format(known, _shown("event_type"))),
+        *[rule for event in EVENT_TYPES for rule in _field_rules(event)],
+        Rule(None, "ts_error", ABSENT, pl.col("ts_error")),
+    )
+
+
+@cache
+def reason_expr() -> pl.Expr:
+    """First failing rule per row as a String expression; null for a valid record."""
+    return pl.coalesce([pl.when(rule.failing()).then(rule.reason) for rule in rules()])
+
+
+def all_valid(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame | None]) -> bool:
+    """No row fails any rule, by whole-column checks (``Check.all_pass``): the rules of
+    every record on ``judged`` (``None``: known to pass), each event type's on its rows in
+    ``parts``."""
+    for rule in rules():
+        frame = judged if rule.event is None else parts.get(rule.event)
+        if frame is not None and not rule.check.all_pass(frame.get_column(rule.column)):
+            return False
+    return True
+
+
+_FILL_COLUMNS = ("seq", "source", "strategy_id", "quantity", "fill_price", "ts")
+
+
+def fill_frame(get: Callable[[str], pl.Series], provenance: list[pl.Series]) -> pl.DataFrame:
+    """``FILL_SCHEMA`` frame of valid fill rows; ``get`` gives their input columns by name
+    (``FILL_INPUTS``)."""
+    signal_type, quantity = get("signal_type"), get("quantity")
+    buy = signal_type == "BUY"
+    if (buy | (signal_type == "SELL")).all():  # already upper case (never null here)
+        side = signal_type
+    else:
+        side = pl.Series("side", pc.utf8_upper(signal_type.to_arrow()))  # BUY or SELL
+        buy = side == "BUY"
+    fee, fill_id = get("fee"), get("fill_id")
+    if fee.null_count():
+        fee = fee.fill_null(0.0)
+    if (fill_id == "").any():  # no usable dedupe key
+        fill_id = fill_id.zip_with(fill_id != "", pl.Series([None], dtype=pl.String))
+    columns = {name: get(name) for name in _FILL_COLUMNS} | {
+        "portfolio_id": get("source") + "_" + get("strategy_id"),
+        "instrument_token": get("sig_token"),
+        "side": side,
+        "signed_qty": quantity.zip_with(buy, quantity * -1),  # (Series negation is a query)
+        "fee": fee,
+        "fill_id": fill_id,
+    }
+    return _frame(columns, provenance, FILL_SCHEMA)
+
+
+_ARROW_NULLS = {"topic": pa.large_string(), "partition": pa.int32(), "offset": pa.int64()}
+
+
+_EMPTY = {id(schema): empty(schema) for schema in (FILL_SCHEMA, TICK_SCHEMA, REJECT_SCHEMA)}
+
+
+def _frame(
+    columns: dict[str, pl.Series], provenance: list[pl.Series], schema: dict[str, pl.DataType]
+) -> pl.DataFrame:
+    """``schema``'s columns in order, from ``columns`` and ``provenance`` (missing
+    provenance: null), each renamed and cast to its type (a no-op when it has it)."""
+    height = len(columns["seq"])
+    columns = {**columns, **{s.name: s for s in provenance}}  # the caller's dict untouched
+    out = []
+    for name, dtype in schema.items():
+        column = columns.get(name)
+        if column is None:
+            column = pl.Series(name, pa.nulls(height, _ARROW_NULLS[name]))
+        column = column if column.dtype == dtype else column.cast(dtype)
+        out.append(column if column.name == name else column.alias(name))
+    return pl.DataFrame(out)
+
+
+def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    return _EMPTY[id(schema)].clone()
+
+
+def _rows(judged: pl.DataFrame, mask: pl.Series, names: list[str]) -> pl.DataFrame:
+    """Columns ``names`` of the rows where ``mask`` is true."""
+    columns = [judged.get_column(name) for name in names]
+    if mask.sum() != len(mask):
+        columns = [column.filter(mask) for column in columns]
+    return pl.DataFrame(columns)
+
+
+FILL_INPUTS = [*_FILL_COLUMNS, "signal_type", "fee", "fill_id", "sig_token", "sig_present"]
+
+
+TICK_INPUTS = ["seq", "instrument_token", "last_price", "ts"]
+
+
+def _parts(
+    judged: pl.DataFrame, fill_rows: pl.Series, tick_rows: pl.Series, present: list[str]
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """The fill rows and the tick rows (with the columns their outputs need), or None."""
+    fills = ticks = None
+    if fill_rows.any():
+        fills = _rows(judged, fill_rows, [*FILL_INPUTS, *present])
+    if tick_rows.any():
+        ticks = _rows(judged, tick_rows, [*TICK_INPUTS, *present])
+    return fills, ticks
+
+
+def _outputs(
+    fills: pl.DataFrame | None, ticks: pl.DataFrame | None, present: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    fill_out, tick_out = _empty(FILL_SCHEMA), _empty(TICK_SCHEMA)
+    if fills is not None:
+        fill_out = fill_frame(fills.get_column, [fills.get_column(name) for name in present])
+    if ticks is not None:
+        columns = dict(zip(ticks.columns, ticks.get_columns(), strict=True))
+        tick_out = _frame(columns, [], TICK_SCHEMA)
+    return fill_out, tick_out
+
+
+def _reasons(judged: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """``failed`` per row and the reasons of the failed rows (in row order)."""
+    reason = judged.select(reason_expr().alias("reason")).to_series()
+    failed = reason.is_not_null()
+    return failed, reason.filter(failed)
+
+
+Parts = tuple[pl.DataFrame | None, pl.DataFrame | None]
+
+
+def _judge(judged: pl.DataFrame, present: list[str]) -> tuple[pl.Series | None, pl.Series, Parts]:
+    """``(failed, reasons of the failed rows, parts)``; ``failed`` is ``None`` when no row
+    fails, and then ``parts`` are the fill and tick rows (``_parts``).
+
+    The rules every record obeys (``event is None``) are checked column-wise first; the
+    rows they flag are surely rejects, and if the other rows pass their event type's rules
+    column-wise, reasons are made for the flagged rows alone (a few poison records in a
+    large batch cost a select over those few)."""
+    event_type = judged.get_column(EVENT_TYPE.column)
+    general = [rule for rule in rules() if rule.event is None]
+    if all(rule.check.all_pass(judged.get_column(rule.column)) for rule in general):
+        flagged = None
+        rest = judged
+    else:
+        flagged = judged.select(pl.any_horizontal([r.failing() for r in general])).to_series()
+        rest = judged.filter(~flagged)
+        event_type = rest.get_column(EVENT_TYPE.column)
+    parts = _parts(rest, event_type == FILL_EVENT, event_type == TICK_EVENT, present)
+    if all_valid(None, {FILL_EVENT: parts[0], TICK_EVENT: parts[1]}):
+        if flagged is None:
+            return None, pl.Series("reason", [], dtype=pl.String), parts
+        reason = judged.filter(flagged).select(reason_expr().alias("reason")).to_series()
+        return flagged, reason, parts
+    return *_reasons(judged), parts
+
+
+def split(
+    rows: pl.DataFrame, raw_of: Callable[[pl.Series], pl.Series]
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(fills, ticks, rejects) in ``seq`` order, conforming to the schema contracts.
+
+    ``rows``: ``RAW_SCHEMA`` columns, ``seq``, and when known the provenance columns and
+    ``kafka_ts_ms``; ``raw_of``: the records (Binary) of the rows a mask selects, for the
+    rejects. A clean batch costs whole-column checks (``all_valid``) and no per-row
+    verdict; otherwise the failing rows get their first reason (``_judge``).
+    """
+    fallback = "kafka_ts_ms" if "kafka_ts_ms" in rows.columns else None
+    judged = normalize_ts(
+        rows, integer="ts_int", number="ts_num", text="ts_str", fallback_ms=fallback
+    )
+    present = [name for name in PROVENANCE_SCHEMA if name in rows.columns]
+    failed, reason, parts = _judge(judged, present)
+    if failed is None:
+        return *_outputs(*parts, present), _empty(REJECT_SCHEMA)
+    event_type = judged.get_column(EVENT_TYPE.column)
+    is_fill, is_tick = event_type == FILL_EVENT, event_type == TICK_EVENT
+    valid = failed.not_()
+    fills, ticks = _parts(judged, valid & is_fill, valid & is_tick, present)
+    fill_out, tick_out = _outputs(fills, ticks, present)
+    part = _rows(judged, failed, ["seq", *present])
+    columns = dict(zip(part.columns, part.get_columns(), strict=True))
+    columns |= {"raw": raw_of(failed).cast(pl.Binary), "reason": reason}
+    return fill_out, tick_out, _frame(columns, [], REJECT_SCHEMA)
