@@ -8,6 +8,7 @@
 * :data:`RECORD_ID` the columns that name a Kafka record (``topic, partition, offset``):
   dead-letter keys, archive file names and staging de-duplication all use it.
 * :data:`KINDS` the four kinds of rows a batch produces (and the archive keeps).
+* :class:`EventFrames` any batch of fill/tick/reject frames (decoded or applied).
 * :class:`BatchResult` what applying one batch did.
 
 Importing this module costs nothing (Polars is imported for type checking only).
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 if TYPE_CHECKING:
     import polars as pl
@@ -27,6 +28,18 @@ Committable = Mapping[TP, int]
 Kind = Literal["fills", "ticks", "rejects", "duplicates"]
 KINDS: Final[tuple[Kind, ...]] = ("fills", "ticks", "rejects", "duplicates")
 RECORD_ID: Final[tuple[str, str, str]] = ("topic", "partition", "offset")
+
+
+class EventFrames(Protocol):
+    """Fills, ticks and rejects frames following ``pm_polars.events.schema``
+    (``DecodedBatch`` and ``BatchResult`` both fit)."""
+
+    @property
+    def fills(self) -> pl.DataFrame: ...
+    @property
+    def ticks(self) -> pl.DataFrame: ...
+    @property
+    def rejects(self) -> pl.DataFrame: ...
 
 
 @dataclass(frozen=True)

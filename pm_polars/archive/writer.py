@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import polars as pl
 
@@ -35,22 +35,12 @@ from pm_polars.archive.layout import (
     write_atomic,
 )
 from pm_polars.engine.engine import PortfolioEngine
+from pm_polars.types import EventFrames
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ROWS = 1_000_000
 DEFAULT_MAX_AGE_S = 60.0
-
-
-class EventBatch(Protocol):
-    """``ApplyResult`` or ``DecodedBatch``: frames following ``pm_polars.events.schema``."""
-
-    @property
-    def fills(self) -> pl.DataFrame: ...
-    @property
-    def ticks(self) -> pl.DataFrame: ...
-    @property
-    def rejects(self) -> pl.DataFrame: ...
 
 
 @dataclass
@@ -102,7 +92,7 @@ class ArchiveWriter:
     # ------------------------------------------------------------------ sink protocol
     def submit(
         self,
-        result: EventBatch,
+        result: EventFrames,
         offsets: Mapping[Any, int] | None = None,
         *,
         arrival_ns: int | None = None,

@@ -20,7 +20,6 @@ valid, so a caller undoes a batch by keeping it. From a notebook::
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Protocol
 
 import numpy as np
 import polars as pl
@@ -30,21 +29,10 @@ from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.plans import run
 from pm_polars.engine.ranges import rows_in_ranges
 from pm_polars.engine.state import CASH_SCHEMA, EngineState
-from pm_polars.types import BatchResult
+from pm_polars.types import BatchResult, EventFrames
 
 
-class Batch(Protocol):
-    """A decoded batch (``pm_polars.events.DecodedBatch`` fits)."""
-
-    @property
-    def fills(self) -> pl.DataFrame: ...
-    @property
-    def ticks(self) -> pl.DataFrame: ...
-    @property
-    def rejects(self) -> pl.DataFrame: ...
-
-
-def apply(state: EngineState, batch: Batch,
+def apply(state: EngineState, batch: EventFrames,
           config: EngineConfig) -> tuple[EngineState, BatchResult]:
     """The state after ``batch`` and what the batch did (see the module docstring)."""
     horizon = dedupe.horizon_ns(state.clock_ns, config.dedupe_retention_ns)
