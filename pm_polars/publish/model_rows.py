@@ -1,19 +1,20 @@
 """One batch's writes of the published read model, encoded for the checkpoint's MULTI.
 
-For the portfolios of the partitions a batch changed (``members``):
+For the portfolios a batch publishes (``render``; which ones: ``daemon.read_model``):
 
-* ``portfolio:{pid}`` documents of the changed portfolios (one MSET): the JSON of
+* ``portfolio:{pid}`` documents (one MSET): the JSON of
   ``pm_polars.engine.documents`` (portfolio fields in ``views.PORTFOLIO_COLUMNS`` order,
   then ``"positions": {"<token>": {...}}``);
 * ``position:{pid}:{token}`` hashes of their positions (numbers as ``str``/``repr``, ``""``
   for null) and the index ``portfolios`` (SADD);
-* each partition's ``{source}_Overall`` and aum contributions (format in
-  ``contributions``) in the ``pm:parts`` hashes.
+* each changed partition's ``{source}_Overall`` and aum contributions (format in
+  ``contributions``) in the ``pm:parts`` hashes, summed over the rows its portfolios were
+  last published with.
 
 The numbers follow ``views.positions_view``/``portfolios_view`` operation for operation
 (same IEEE results; sums may differ from Polars' in the last bit). Why Python and not
-Polars here: this work is O(positions of the changed partitions), a few dozen rows per
-batch, and on this box a Polars query costs ~0.1 ms eager and ~0.25 ms per lazy node
+Polars here: rendering is O(positions of the published portfolios), a few dozen rows
+per batch, and on this box a Polars query costs ~0.1 ms eager and ~0.25 ms per lazy node
 whatever the size (the columnar version of this module took 9 ms per batch, this one
 ~0.3 ms). Per position it costs a few microseconds, so it stays below the Polars version
 up to roughly a thousand changed positions per batch. The rows are selected once per batch
@@ -26,7 +27,7 @@ import json
 import math
 import operator
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from pm_polars.publish.resp import arg, command, header
 from pm_polars.publish.state_rows import StateRows
 
 POSITION_FIELDS = [c for c in views.POSITION_COLUMNS if c != "portfolio_id"]
+Rendered = tuple[dict[str, Any], list[dict[str, Any]]]  # portfolio row, its position rows
 _STATE = ["portfolio_id", "instrument_token", "quantity", "average_price", "realized_pnl",
           "fees", "buy_quantity", "sell_quantity", "buy_value", "sell_value", "multiplier"]
 _SUMMED = [c for c in POSITION_SUMS if c != "cost"]
@@ -135,28 +137,31 @@ def portfolio_rows(rows: StateRows, members: Mapping[str, str],
     return out
 
 
-def publish_rows(rows: StateRows, members: Mapping[str, str], changed: set[str], keys: Keys,
-                 group: str) -> Published:
-    """Commands publishing ``changed`` portfolios and the contributions of ``members``'
-    partitions (``members``: portfolio id -> part name, every portfolio of those partitions;
-    ``rows``: their state, see ``state_rows``).
+def render(rows: StateRows, pids: Collection[str]) -> dict[str, Rendered]:
+    """Each of ``pids``' published rows: its portfolio row and its position rows (in token
+    order), following ``views.positions_view``/``portfolios_view`` (``rows``: their state,
+    see ``state_rows``)."""
+    members = dict.fromkeys(pids, "")
+    positions = position_rows(rows, members)
+    held: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in positions:
+        held[p["portfolio_id"]].append(p)
+    return {row["portfolio_id"]: (row, held.get(row["portfolio_id"], []))
+            for row in portfolio_rows(rows, members, positions)}
+
+
+def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, Mapping[str, Rendered]],
+                 keys: Keys, group: str) -> Published:
+    """Commands publishing the ``rendered`` portfolios (documents, position hashes, index)
+    and the contributions of ``parts`` (part name -> every portfolio of that partition, as
+    published after this batch; see ``daemon.read_model``).
     """
     out = Published()
-    if not members:
-        return out
-    positions = position_rows(rows, members)
-    portfolios = portfolio_rows(rows, members, positions)
-    held: dict[str, list[tuple[str, bytes, str]]] = defaultdict(list)
-    for p in positions:
-        if p["portfolio_id"] in changed:
-            held[p["portfolio_id"]].append(_position_texts(p))
     pairs: list[str] = []
     nargs = 2 * len(POSITION_FIELDS)
-    for row in portfolios:
-        pid = row["portfolio_id"]
-        if pid not in changed:
-            continue
-        mine = held.get(pid, [])
+    for pid in sorted(rendered):
+        row, held = rendered[pid]
+        mine = [_position_texts(p) for p in held]
         for tok, body, _ in mine:
             out.add(header("HSET", keys.position(pid, tok), nargs) + body)
         inner = ",".join([f"{_dumps(tok)}:{doc}" for tok, _, doc in mine])
@@ -165,7 +170,17 @@ def publish_rows(rows: StateRows, members: Mapping[str, str], changed: set[str],
     if pairs:
         out.add(command("MSET", *pairs))
         out.add(command("SADD", keys.index, *out.documents))
-    _contributions(out, members, portfolios, positions, keys, group)
+    members: dict[str, str] = {}
+    portfolios: list[dict[str, Any]] = []
+    positions: list[dict[str, Any]] = []
+    for part, kept in parts.items():
+        for pid in sorted(kept):
+            row, held = kept[pid]
+            members[pid] = part
+            portfolios.append(row)
+            positions += held
+    if members:
+        _contributions(out, members, portfolios, positions, keys, group)
     return out
 
 

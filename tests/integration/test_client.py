@@ -51,7 +51,7 @@ from pm_polars.client import (
     Update,
 )
 from pm_polars.client.models import PORTFOLIO_FIELDS, POSITION_FIELDS
-from pm_polars.daemon.apply import apply_batch
+from pm_polars.daemon.apply import apply_batch, settle
 from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint.plan import CommitOutcome, CommitPlan
 from pm_polars.daemon.checkpoint.store import Checkpoint
@@ -132,11 +132,7 @@ class Publisher:
         applied = apply_batch(decoded, book)
         outcome = self.checkpoint.commit(applied.plan)
         assert outcome.committed and not outcome.conflicts
-        for pc in applied.plan.partitions:
-            if pc.delta is not None:
-                book.parts[pc.tp].offset = next_offsets[pc.tp]
-            book.parts[pc.tp].republish = False
-        book.owner.update(applied.claims)
+        settle(book, applied, next_offsets)
         return applied.plan, outcome
 
 
