@@ -87,7 +87,7 @@ def test_ticks_conflated_fills_at_once_aggregates_consistent(redis_srv: RedisSer
     assert docs["paper_Overall"]["equity"] == 2_000_150.0
     _assert_aggregates_consistent(client)
     assert not writer.book.views.due(time.time_ns())
-    named = []
+    named: list[list[str]] = []
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline and len(named) < 3:
         msg = pubsub.get_message(timeout=0.1)  # None for the subscribe confirmation too
