@@ -31,6 +31,7 @@ from pm_polars.daemon.tick_table import price_rows
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
 from pm_polars.publish.model_rows import render
+from pm_polars.publish.part_sums import PartSums
 from pm_polars.publish.state_rows import StateRows
 from pm_polars.types import TP, BatchResult, Committable
 
@@ -92,11 +93,14 @@ def apply_batch(
         if tp is not None:
             update.rendered.setdefault(tp, {})[pid] = r
             update.published.add(pid)
-    kept = {tp: {**({} if tp in whole else views.rows.get(tp, {})), **update.rendered.get(tp, {})}
-            for tp in changed_tps}
+    for tp in changed_tps:
+        kept = {} if tp in whole else views.rows.get(tp, {})
+        base = PartSums() if tp in whole else views.sums.get(tp, PartSums())
+        update.sums[tp] = base.updated((kept.get(pid), r)
+                                       for pid, r in update.rendered.get(tp, {}).items())
     scope = Scope(expected={tp: info.offset for tp, info in book.parts.items()},
                   changed_tps=changed_tps, claims=claims, rows=rows, rendered=rendered,
-                  kept=kept)
+                  sums=update.sums)
     cp = book.checkpoint
     plan = build(book.engine.state, book.config, result, scope, price_rows(wins),
                  cp.ticks_topic, cp.keys, cp.group)

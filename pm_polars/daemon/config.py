@@ -92,7 +92,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("max_events", int, 50_000, "flush a micro-batch at this many records", "N"),
     Spec("max_wait_ms", float, 20.0, "flush a micro-batch this long after its first record",
          "MS"),
-    Spec("tick_publish_ms", float, 250.0, "republish a portfolio moved only by prices at "
+    Spec("tick_publish_ms", float, 1000.0, "republish a portfolio moved only by prices at "
          "most this often (fills publish at once; 0: every batch)", "MS"),
     Spec("starting_cash", float, 1_000_000.0, "cash credited to a portfolio at its first fill "
          "(account currency)", "AMOUNT"),
@@ -131,7 +131,7 @@ class Settings:
     metrics_host: str = "0.0.0.0"
     max_events: int = 50_000
     max_wait_ms: float = 20.0
-    tick_publish_ms: float = 250.0
+    tick_publish_ms: float = 1000.0
     starting_cash: float = 1_000_000.0
     instruments: Path | None = None
     dedupe_retention: float = 86_400.0  # seconds

@@ -8,10 +8,11 @@ A batch costs what it changed, not the size of the book:
   ``interval_ns`` (``--tick-publish-ms``; 0: at once, every batch). A tick-changed portfolio
   not yet due stays *dirty* and is published by the first batch (or idle loop, see
   :meth:`ReadModel.due`) after its interval.
-* Aggregates: a partition's ``{source}_Overall``/aum contribution is the sum of the rows it
-  published last (kept here, ``rows``), so the aggregates always equal the sum of the
-  published strategy documents, whatever was conflated. A batch re-renders only the
-  portfolios it publishes and sums the kept rows of the partitions they belong to.
+* Aggregates: a partition's ``{source}_Overall``/aum contribution is the exact sum of the
+  rows it published last (kept here: ``rows``, and their sums ``sums``), so the aggregates
+  always equal the sum of the published strategy documents, whatever was conflated. A
+  batch renders only the portfolios it publishes and updates the sums by their old and new
+  rows (``publish.part_sums``): O(published), not O(book).
 
 Nothing here moves before the EXEC: a batch computes a :class:`ViewUpdate` and the daemon
 :meth:`ReadModel.commit` s it after the checkpoint committed (a failed attempt leaves the
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pm_polars.publish.model_rows import Rendered
+from pm_polars.publish.part_sums import PartSums, Rendered
 from pm_polars.types import TP
 
 
@@ -36,6 +37,7 @@ class ViewUpdate:
     rendered: dict[TP, dict[str, Rendered]] = field(default_factory=dict)
     whole: set[TP] = field(default_factory=set)
     published: set[str] = field(default_factory=set)
+    sums: dict[TP, PartSums] = field(default_factory=dict)  # changed partitions' new sums
     at_ns: int = 0
 
 
@@ -45,6 +47,7 @@ class ReadModel:
     def __init__(self, interval_ns: int = 0) -> None:
         self.interval_ns = interval_ns
         self.rows: dict[TP, dict[str, Rendered]] = {}
+        self.sums: dict[TP, PartSums] = {}  # exact sums of ``rows`` (``part_sums``)
         self.last: dict[str, int] = {}  # portfolio -> ns of its last publish
         self.dirty: set[str] = set()  # moved by prices since its last publish
         self.next_due: int | None = None  # when the first dirty portfolio falls due
@@ -70,6 +73,7 @@ class ReadModel:
                 self.rows[tp] = dict(rows)
             else:
                 self.rows.setdefault(tp, {}).update(rows)
+        self.sums.update(update.sums)
         for pid in update.published:
             self.last[pid] = update.at_ns
         self.dirty -= update.published
@@ -82,6 +86,7 @@ class ReadModel:
         """Forget partitions (revoked or stale) and their portfolios."""
         for tp in tps:
             self.rows.pop(tp, None)
+            self.sums.pop(tp, None)
         for pid in pids:
             self.last.pop(pid, None)
             self.dirty.discard(pid)

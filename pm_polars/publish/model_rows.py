@@ -8,8 +8,8 @@ For the portfolios a batch publishes (``render``; which ones: ``daemon.read_mode
 * ``position:{pid}:{token}`` hashes of their positions (numbers as ``str``/``repr``, ``""``
   for null) and the index ``portfolios`` (SADD);
 * each changed partition's ``{source}_Overall`` and aum contributions (format in
-  ``contributions``) in the ``pm:parts`` hashes, summed over the rows its portfolios were
-  last published with.
+  ``contributions``) in the ``pm:parts`` hashes: exact sums of the rows its portfolios
+  were last published with, updated by what each batch publishes (``part_sums``).
 
 The numbers follow ``views.positions_view``/``portfolios_view`` operation for operation
 (same IEEE results; sums may differ from Polars' in the last bit). Why Python and not
@@ -32,16 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pm_polars.engine import views
-from pm_polars.publish.contributions import PORTFOLIO_SUMS, POSITION_SUMS
 from pm_polars.publish.keys import Keys
+from pm_polars.publish.part_sums import PartSums, Rendered
 from pm_polars.publish.resp import arg, command, header
 from pm_polars.publish.state_rows import StateRows
 
 POSITION_FIELDS = [c for c in views.POSITION_COLUMNS if c != "portfolio_id"]
-Rendered = tuple[dict[str, Any], list[dict[str, Any]]]  # portfolio row, its position rows
 _STATE = ["portfolio_id", "instrument_token", "quantity", "average_price", "realized_pnl",
           "fees", "buy_quantity", "sell_quantity", "buy_value", "sell_value", "multiplier"]
-_SUMMED = [c for c in POSITION_SUMS if c != "cost"]
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _HEADS = [f"${len(k)}\r\n{k}\r\n" for k in POSITION_FIELDS]  # field names as RESP
 _POSITION_JSON = "{" + ",".join(f"{_dumps(k)}:%s" for k in POSITION_FIELDS) + "}"
@@ -150,11 +148,11 @@ def render(rows: StateRows, pids: Collection[str]) -> dict[str, Rendered]:
             for row in portfolio_rows(rows, members, positions)}
 
 
-def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, Mapping[str, Rendered]],
+def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, PartSums],
                  keys: Keys, group: str) -> Published:
     """Commands publishing the ``rendered`` portfolios (documents, position hashes, index)
-    and the contributions of ``parts`` (part name -> every portfolio of that partition, as
-    published after this batch; see ``daemon.read_model``).
+    and the contributions of ``parts`` (part name -> the exact sums of that partition's
+    rows as published after this batch; see ``part_sums`` and ``daemon.read_model``).
     """
     out = Published()
     pairs: list[str] = []
@@ -170,50 +168,19 @@ def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, Mapping[s
     if pairs:
         out.add(command("MSET", *pairs))
         out.add(command("SADD", keys.index, *out.documents))
-    members: dict[str, str] = {}
-    portfolios: list[dict[str, Any]] = []
-    positions: list[dict[str, Any]] = []
-    for part, kept in parts.items():
-        for pid in sorted(kept):
-            row, held = kept[pid]
-            members[pid] = part
-            portfolios.append(row)
-            positions += held
-    if members:
-        _contributions(out, members, portfolios, positions, keys, group)
+    _contributions(out, parts, keys, group)
     return out
 
 
-def _contributions(out: Published, members: Mapping[str, str], portfolios: list[dict[str, Any]],
-                   positions: list[dict[str, Any]], keys: Keys, group: str) -> None:
+def _contributions(out: Published, parts: Mapping[str, PartSums], keys: Keys,
+                   group: str) -> None:
     """HSET of each partition's Overall contribution per source and its aum contribution."""
-    source = {row["portfolio_id"]: row["source"] for row in portfolios}
-    totals: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in portfolios:
-        acc = totals.setdefault((members[row["portfolio_id"]], row["source"]),
-                                dict.fromkeys(PORTFOLIO_SUMS, 0))
-        for c in PORTFOLIO_SUMS:
-            acc[c] += row[c]
-    per_token: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
-    for p in positions:
-        pid = p["portfolio_id"]
-        tokens = per_token[(members[pid], source[pid])]
-        if p["instrument_token"] not in tokens:
-            tokens[p["instrument_token"]] = {**dict.fromkeys(POSITION_SUMS, 0),
-                                             "last_price": None, "multiplier": p["multiplier"]}
-        acc = tokens[p["instrument_token"]]
-        for c in _SUMMED:
-            acc[c] += p[c] if p[c] is not None else 0
-        acc["cost"] += p["average_price"] * float(p["quantity"])
-        if acc["last_price"] is None:
-            acc["last_price"] = p["last_price"]
     by_source: dict[str, list[str]] = defaultdict(list)
     aum: dict[str, dict[str, float]] = defaultdict(dict)
-    for (part, src), tot in sorted(totals.items()):
-        tokens = per_token.get((part, src), {})
-        doc = {"totals": tot, "positions": {str(t): tokens[t] for t in sorted(tokens)}}
-        by_source[src] += [part, _dumps(doc)]
-        aum[part][src] = tot["equity"]
+    for part in sorted(parts):
+        for src, (doc, equity) in parts[part].documents().items():
+            by_source[src] += [part, doc]
+            aum[part][src] = equity
     for src, fields in sorted(by_source.items()):
         out.add(command("HSET", keys.overall_parts(group, src), *fields))
     out.sources = sorted(by_source)

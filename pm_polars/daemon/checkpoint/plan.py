@@ -15,7 +15,8 @@ from pm_polars.daemon.checkpoint.codec import encode_state
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.state import EngineState
 from pm_polars.publish.keys import Keys, part_name
-from pm_polars.publish.model_rows import Rendered, publish_rows
+from pm_polars.publish.model_rows import publish_rows
+from pm_polars.publish.part_sums import PartSums, Rendered
 from pm_polars.publish.state_rows import StateRows
 from pm_polars.types import TP, BatchResult
 
@@ -83,15 +84,15 @@ class Scope:
     """Where a batch writes: the owned partitions (stored offsets), the partitions whose
     portfolios it publishes, the new claims, the state rows of the published portfolios
     (``rows``: at least every portfolio the fills touched), their ``rendered`` rows and,
-    per changed partition, every portfolio's rows as published after the batch (``kept``,
-    see ``daemon.read_model``)."""
+    per changed partition, the sums of its rows as published after the batch (``sums``,
+    see ``publish.part_sums`` and ``daemon.read_model``)."""
 
     expected: Mapping[TP, int | None]  # owned partition -> stored next_offset
     changed_tps: Collection[TP]
     claims: Mapping[str, TP]
     rows: StateRows
     rendered: Mapping[str, Rendered]
-    kept: Mapping[TP, Mapping[str, Rendered]]
+    sums: Mapping[TP, PartSums]
 
 
 def build(state: EngineState, config: EngineConfig, result: BatchResult, scope: Scope,
@@ -112,7 +113,7 @@ def build(state: EngineState, config: EngineConfig, result: BatchResult, scope: 
     encoded = encode_state(state, config.dedupe_retention_ns, result.fills, offsets,
                            result.written_ns, state_key, rows)
     published = publish_rows(scope.rendered,
-                             {part_name(*tp): kept for tp, kept in scope.kept.items()}, keys, group)
+                             {part_name(*tp): sums for tp, sums in scope.sums.items()}, keys, group)
     plan = CommitPlan(
         partitions=[], commands=encoded.commands + published.commands,
         count=encoded.count + published.count, documents=published.documents,
