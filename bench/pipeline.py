@@ -14,6 +14,12 @@
    ``pm_event_to_redis_seconds`` histogram (ts = produce time, ms; interpolated in a
    bucket). A bare consumer reads the same feed: its p99 is the broker's share.
 
+4. Steady state (``bench.pipeline_steady``, first; ``--steady-only`` for just it): 5,000
+   ev/s with a new portfolio's probe fill every 20 ms; probe -> ``portfolio-updates``
+   message (a Redis subscriber) beside a bare consumer's produce -> consume of the same
+   probes; p50/p99 of both, their difference and the first vs last tenth of the run.
+   Floors: difference <= 30 ms at p50 and p99; last tenth no slower than the first.
+
 tansu holds every fetch for the full ``fetch.wait.max.ms``, so the daemons run with ``-X
 fetch.wait.max.ms=10``. The bare consumer polls with a 2 ms timeout: ``consume(1000,
 timeout)`` waits out the whole timeout unless 1000 records are there (the 50 ms used before

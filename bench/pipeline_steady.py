@@ -95,7 +95,7 @@ def produce_steady(bootstrap: str, names: dict[str, str], rate: float, seconds: 
     return probes
 
 
-def _bare(bootstrap: str, names: dict[str, str], parts: int, ready: threading.Event | None,
+def _bare(bootstrap: str, names: dict[str, str], parts: int,
           out: Queue[tuple[int, float]]) -> None:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-steady-bare",
                          "enable.auto.commit": False, "fetch.wait.max.ms": 10,
@@ -145,7 +145,7 @@ def run_steady(bootstrap: str, client, names: dict[str, str], fill_parts: int,  
     """Run the scenario against a warm daemon; latencies from Redis and a bare consumer."""
     ctx = multiprocessing.get_context("fork")
     bare_q: Queue[tuple[int, float]] = ctx.Queue()
-    bare = ctx.Process(target=_bare, args=(bootstrap, names, fill_parts, None, bare_q))
+    bare = ctx.Process(target=_bare, args=(bootstrap, names, fill_parts, bare_q))
     bare.start()
     assert bare_q.get(timeout=60) == (-1, 0.0)
     got: dict[int, float] = {}
