@@ -14,6 +14,12 @@
    ``pm_event_to_redis_seconds`` histogram (ts = produce time, ms; interpolated in a
    bucket). A bare consumer reads the same feed: its p99 is the broker's share.
 
+4. Steady state (``bench.pipeline_steady``, first; ``--steady-only`` for just it): 5,000
+   ev/s with a new portfolio's probe fill every 20 ms; probe -> ``portfolio-updates``
+   message (a Redis subscriber) beside a bare consumer's produce -> consume of the same
+   probes; p50/p99 of both, their difference and the first vs last tenth of the run.
+   Floors: difference <= 30 ms at p50 and p99; last tenth no slower than the first.
+
 tansu holds every fetch for the full ``fetch.wait.max.ms``, so the daemons run with ``-X
 fetch.wait.max.ms=10``. The bare consumer polls with a 2 ms timeout: ``consume(1000,
 timeout)`` waits out the whole timeout unless 1000 records are there (the 50 ms used before
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import re
 import signal
 import statistics
@@ -39,6 +46,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.pipeline_probe import committed, cpu_seconds, histogram, quantile, stages
+from bench.pipeline_steady import report, run_steady
 from pm_polars.demo.feed import generate_messages
 from tests.support import create_topics, kafka_broker, redis_server
 from tests.support.daemon import DaemonProcess, wait_for
@@ -106,13 +114,14 @@ def raw_rate(bootstrap: str, names: dict[str, str], n: int) -> float:
 
 
 def start_daemon(bootstrap: str, redis_url: str, uid: str, port: int, log: Path,
-                 archive: Path | None = None) -> DaemonProcess:
+                 archive: Path | None = None, extra: list[str] | None = None) -> DaemonProcess:
     args = ["--group-id", f"{uid}-g", "--fills-pattern", rf"^{uid}\.orders\.filled\..*",
             "--ticks-topic", f"{uid}.market.ticks", "--dlq-topic", f"{uid}.dlq",
             "--metrics-port", str(port), "--metrics-host", "127.0.0.1", "--log-level",
             "WARNING"]
     if archive is not None:
         args += ["--archive-root", str(archive)]
+    args += extra or []
     # tansu holds a fetch for the whole fetch.wait.max.ms even when data arrives (Kafka and
     # Redpanda answer at once), so the bench shortens it; see the module docstring
     # a session long enough to survive the SIGSTOP while the backlog is produced
@@ -205,6 +214,36 @@ def paced(bootstrap: str, redis, rate: float, seconds: float, tmp: Path,  # type
         daemon.terminate()
 
 
+def steady(bootstrap: str, redis, rate: float, seconds: float, tmp: Path,  # type: ignore[no-untyped-def]
+           extra: list[str]) -> dict[str, float]:
+    """The steady-state scenario (``bench.pipeline_steady``) against a fresh warm daemon."""
+    uid = "s" + uuid.uuid4().hex[:8]
+    names = make_topics(bootstrap, uid)
+    port = free_port()
+    client = redis.client()
+    daemon = start_daemon(bootstrap, redis.url, uid, port, tmp / f"{uid}.log", extra=extra)
+    try:
+        produce(bootstrap, names, WARM_UP, seed=1)
+        wait_for("warm-up", lambda: committed(client, f"{uid}-g", names) >= WARM_UP,
+                 timeout=120)
+        st0 = stages(port)
+        figures = run_steady(bootstrap, client, names, PARTS["orders.filled.paper"], rate,
+                             seconds)
+        st1 = stages(port)
+        batches = max(1.0, st1["batches"] - st0["batches"])
+        per = {k: round((v - st0.get(k, 0.0)) / batches * 1e3, 2) for k, v in st1.items()
+               if k != "batches"}
+        s = figures.summary()
+        print(f"  steady: {batches:.0f} batches; ms per batch {per}")
+        print(f"  steady: daemon p50 {s['p50'] * 1e3:.1f} ms p99 {s['p99'] * 1e3:.1f} ms | bare "
+              f"p50 {s['bare_p50'] * 1e3:.1f} ms p99 {s['bare_p99'] * 1e3:.1f} ms | first tenth "
+              f"p50 {s['first_p50'] * 1e3:.1f} last tenth p50 {s['last_p50'] * 1e3:.1f} ms | "
+              f"missing {s['missing']:.0f} of {figures.probes} | load {os.getloadavg()[0]:.2f}")
+        return s
+    finally:
+        daemon.terminate()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000)
@@ -213,9 +252,25 @@ def main() -> int:
     ap.add_argument("--paced-seconds", type=float, default=10.0)
     ap.add_argument("--archive", action="store_true",
                     help="paced runs with --archive-root (archive staging on the commit path)")
+    ap.add_argument("--steady-runs", type=int, default=3,
+                    help="runs of the steady-state scenario (growing book; 0: skip)")
+    ap.add_argument("--steady-seconds", type=float, default=30.0)
+    ap.add_argument("--steady-only", action="store_true", help="only the steady scenario")
+    ap.add_argument("--daemon-arg", action="append", default=[],
+                    help="extra flag for the steady daemon (repeat), e.g. --daemon-arg=...")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pm-bench-"))
     with kafka_broker() as broker, redis_server(appendonly=False) as redis:
+        held = [steady(broker.bootstrap, redis, args.paced_rate, args.steady_seconds, tmp,
+                       args.daemon_arg) for _ in range(args.steady_runs)]
+        if held:
+            print(report(held))
+            s = {k: statistics.median(r[k] for r in held) for k in held[0]}
+            steady_ok = (s["p50"] - s["bare_p50"] <= 0.03 and s["p99"] - s["bare_p99"] <= 0.03
+                         and s["last_p50"] <= s["first_p50"] * 1.1 + 0.005)
+            print("steady floors:", "met" if steady_ok else "MISSED")
+        if args.steady_only:
+            return 0 if not held or steady_ok else 1
         raw, e2e = [], []
         for run in range(args.runs):
             uid = "b" + uuid.uuid4().hex[:8]
@@ -239,7 +294,7 @@ def main() -> int:
     print(f"median end-to-end      {e:>12,.0f} events/s  ({e / r:.0%} of raw; floor 60%)")
     print(f"paced {args.paced_rate:,.0f}/s latency  p50 {p50 * 1e3:.1f} ms  p99 {p99 * 1e3:.1f} ms"
           " (floor p99 <= 100 ms)")
-    ok = e >= 0.6 * r and p99 <= 0.1
+    ok = e >= 0.6 * r and p99 <= 0.1 and (not held or steady_ok)
     print("floors:", "met" if ok else "MISSED")
     return 0 if ok else 1
 

@@ -122,7 +122,8 @@ class Daemon:
             self.liveness.redis = "ok"
             table = TickTable.from_prices(prices)
             self.book = Book(self.checkpoint, table, config=s.engine_config(),
-                             instruments=self.instruments)
+                             instruments=self.instruments,
+                             tick_publish_ns=int(s.tick_publish_ms * 1e6))
             if self.archive is not None:
                 self._start_archive(self.archive, self.book)
             base = consumer_config(s.bootstrap_servers, s.group_id, s.kafka)
@@ -177,7 +178,7 @@ class Daemon:
             batch = batcher.collect(self.pending, stopping)
             if len(batch):
                 self.metrics.stage("collect", time.perf_counter() - t0)
-            if len(batch) or self.book.any_republish():
+            if len(batch) or self.book.any_republish() or self.book.views.due(time.time_ns()):
                 self.pending = RawBatch()
                 step.process(batch)
                 self.liveness.redis = "ok"

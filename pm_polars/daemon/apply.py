@@ -4,9 +4,13 @@
    claim the partition their first fill came on.
 2. Reduce the batch's ticks to one winner per instrument (``tick_table``) and apply fills
    and winners to the engine in one columnar call (``engine.step.apply``, through the book).
-3. Plan the commit (``checkpoint.plan.build``): per partition the state rows its fills
-   touched and its next offset (from the batch's ``committable``), the documents of its
-   changed portfolios, its Overall/aum contribution; the winning prices and tick offsets.
+3. Choose what to publish (``read_model``): portfolios a fill touched (and new ones) at
+   once, portfolios moved only by prices when due (``--tick-publish-ms``), every portfolio
+   of a (re)loaded partition; render only those.
+4. Plan the commit (``checkpoint.plan.build``): per partition the state rows its fills
+   touched and its next offset (from the batch's ``committable``), the published documents,
+   the changed partitions' Overall/aum contributions (summed over the kept published rows);
+   the winning prices and tick offsets.
 
 The book's engine state moves on here; the caller keeps ``book.state()`` from before and
 restores it if the commit fails (undo = keep the previous state).
@@ -22,10 +26,14 @@ from pm_polars.daemon import owners
 from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint.plan import CommitPlan, Scope, build
 from pm_polars.daemon.intake import Decoded
+from pm_polars.daemon.read_model import ViewUpdate
 from pm_polars.daemon.tick_table import price_rows
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
-from pm_polars.types import TP, BatchResult
+from pm_polars.publish.model_rows import render
+from pm_polars.publish.part_sums import PartSums
+from pm_polars.publish.state_rows import StateRows
+from pm_polars.types import TP, BatchResult, Committable
 
 NO_REJECTS = empty(REJECT_SCHEMA)
 NO_FILLS = empty(FILL_SCHEMA)
@@ -37,6 +45,7 @@ class Applied:
     result: BatchResult
     claims: dict[str, TP]  # portfolios first seen in this batch -> their partition
     refused: int  # fills refused for arriving on a foreign partition
+    views: ViewUpdate  # committed to ``book.views`` after the EXEC (``settle``)
 
 
 def apply_batch(
@@ -60,22 +69,52 @@ def apply_batch(
     def owner_of(pid: str) -> TP | None:
         return book.owner.get(pid) or claims.get(pid)
 
+    views = book.views
+    filled = set(res.fills.get_column("portfolio_id").unique().to_list()) | set(claims)
+    due = views.select(set(res.changed_portfolios) - filled, now)
     republish = {tp for tp, info in book.parts.items() if info.republish}
-    changed = set(res.changed_portfolios) | set(book.portfolios_of(republish))
+    published = filled | due
+    changed_tps = {tp for tp in map(owner_of, published) if tp is not None} | republish
+    whole = republish | {tp for tp in changed_tps if tp not in views.rows}
+    published |= set(book.portfolios_of(whole))
     result = BatchResult(
         fills=res.fills, ticks=routed.ticks, rejects=routed.rejects,
         duplicates=res.duplicates if res.duplicates.height else NO_FILLS,
-        changed_portfolios=sorted(changed), committable=dict(routed.committable),
+        changed_portfolios=sorted(published), committable=dict(routed.committable),
         written_ns=now,
     )
     if on_applied is not None:
         on_applied(result)
-    changed_tps = {tp for tp in map(owner_of, changed) if tp is not None} | republish
-    members = {pid: tp for pid in set(book.owner) | set(claims)
-               if (tp := owner_of(pid)) in changed_tps}
+    rows = StateRows.fetch(book.engine.state, sorted(published))
+    update = ViewUpdate(rendered={tp: {} for tp in whole}, whole=whole, at_ns=now)
+    rendered = render(rows, published)
+    for pid, r in rendered.items():
+        tp = owner_of(pid)
+        if tp is not None:
+            update.rendered.setdefault(tp, {})[pid] = r
+            update.published.add(pid)
+    for tp in changed_tps:
+        kept = {} if tp in whole else views.rows.get(tp, {})
+        base = PartSums() if tp in whole else views.sums.get(tp, PartSums())
+        update.sums[tp] = base.updated((kept.get(pid), r)
+                                       for pid, r in update.rendered.get(tp, {}).items())
     scope = Scope(expected={tp: info.offset for tp, info in book.parts.items()},
-                  changed_tps=changed_tps, members=members, claims=claims)
+                  changed_tps=changed_tps, claims=claims, rows=rows, rendered=rendered,
+                  sums=update.sums)
     cp = book.checkpoint
     plan = build(book.engine.state, book.config, result, scope, price_rows(wins),
                  cp.ticks_topic, cp.keys, cp.group)
-    return Applied(plan, result, claims, refused)
+    return Applied(plan, result, claims, refused, update)
+
+
+def settle(book: Book, applied: Applied, committable: Committable) -> None:
+    """After the EXEC: partitions' offsets and republish flags, new owners, kept views."""
+    for pc in applied.plan.partitions:
+        info = book.parts.get(pc.tp)
+        if info is None:
+            continue
+        if pc.delta is not None:
+            info.offset = committable[pc.tp]
+        info.republish = False
+    book.owner.update({pid: tp for pid, tp in applied.claims.items() if tp in book.parts})
+    book.views.commit(applied.views)

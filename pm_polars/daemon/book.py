@@ -13,6 +13,8 @@ partition are refused (see ``owners``), so partitions' rows never mix.
 * ``drop(tps)``: the partitions' portfolios leave the engine (positions, cash). Their seen
   fill ids stay until retention prunes them: fill ids are unique per source, so they can
   only ever match a redelivery, which the new owner handles.
+* ``views`` (``read_model``): the rows each partition last published, and the portfolios
+  moved by prices waiting for their tick-publish interval; committed after the EXEC only.
 * undo: :meth:`state` before a batch, :meth:`restore` it after a failed commit. States are
   immutable values, so that is keeping the previous one (O(1)).
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from pm_polars.daemon.checkpoint.store import Checkpoint
+from pm_polars.daemon.read_model import ReadModel
 from pm_polars.daemon.tick_table import Prices, TickTable
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.engine import PortfolioEngine
@@ -60,8 +63,9 @@ class Book:
     """Engine + owned partitions + portfolio owners of one daemon instance."""
 
     def __init__(self, checkpoint: Checkpoint, ticks: TickTable, *, config: EngineConfig,
-                 instruments: pl.DataFrame) -> None:
+                 instruments: pl.DataFrame, tick_publish_ns: int = 0) -> None:
         self.checkpoint, self.ticks, self.instruments = checkpoint, ticks, instruments
+        self.views = ReadModel(tick_publish_ns)  # published rows; conflated tick republishing
         self.engine = PortfolioEngine(instruments=instruments, config=config)
         self.parts: dict[TP, PartitionInfo] = {}
         self.owner: dict[str, TP] = {}
@@ -89,6 +93,7 @@ class Book:
             if part is not None:
                 state = merge(state, part)
             self.parts[tp] = PartitionInfo(offset)
+            self.views.drop([tp], pids)  # rendered whole by its first batch (republish)
             self.owner.update(dict.fromkeys(pids, tp))
             log.info("event=partition_loaded partition=%s:%s next_offset=%s portfolios=%d",
                      tp[0], tp[1], offset, len(pids))
@@ -105,6 +110,7 @@ class Book:
             self.parts.pop(tp, None)
         for pid in pids:
             del self.owner[pid]
+        self.views.drop(tps, pids)
         self.engine.state = self.engine.state.without(pids)
 
     def state(self) -> BookState:

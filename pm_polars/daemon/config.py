@@ -92,6 +92,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("max_events", int, 50_000, "flush a micro-batch at this many records", "N"),
     Spec("max_wait_ms", float, 20.0, "flush a micro-batch this long after its first record",
          "MS"),
+    Spec("tick_publish_ms", float, 1000.0, "republish a portfolio moved only by prices at "
+         "most this often (fills publish at once; 0: every batch)", "MS"),
     Spec("starting_cash", float, 1_000_000.0, "cash credited to a portfolio at its first fill "
          "(account currency)", "AMOUNT"),
     Spec("instruments", _optional_path, None, "instruments CSV/Parquet (instrument_token, "
@@ -129,6 +131,7 @@ class Settings:
     metrics_host: str = "0.0.0.0"
     max_events: int = 50_000
     max_wait_ms: float = 20.0
+    tick_publish_ms: float = 1000.0
     starting_cash: float = 1_000_000.0
     instruments: Path | None = None
     dedupe_retention: float = 86_400.0  # seconds
@@ -178,6 +181,9 @@ def validate(s: Settings) -> None:
     for name, value in positive.items():
         if not value > 0:
             raise _fail(name, f"must be > 0, got {value}", "give a positive number")
+    if not s.tick_publish_ms >= 0:
+        raise _fail("tick_publish_ms", f"must be >= 0, got {s.tick_publish_ms}",
+                    "give milliseconds, 0 to republish on every batch")
     if not 0 < s.max_reject_ratio <= 1:
         raise _fail("max_reject_ratio", f"must be in (0, 1], got {s.max_reject_ratio}",
                     "give a fraction such as 0.5")

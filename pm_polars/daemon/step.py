@@ -30,7 +30,7 @@ import redis
 
 from pm_polars.archive.sink import Rows, rows_of
 from pm_polars.daemon import owners
-from pm_polars.daemon.apply import Applied, apply_batch
+from pm_polars.daemon.apply import Applied, apply_batch, settle
 from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint.plan import CommitOutcome
 from pm_polars.daemon.checkpoint.staging import Record, committed_only
@@ -155,15 +155,8 @@ class BatchStep:
     def _after_commit(self, p: _Pending, applied: Applied, outcome: CommitOutcome) -> None:
         t0 = time.perf_counter()
         written = time.time_ns()
-        book, committable = self.book, p.decoded.committable
-        for pc in applied.plan.partitions:
-            info = book.parts.get(pc.tp)
-            if info is None:
-                continue
-            if pc.delta is not None:
-                info.offset = committable[pc.tp]
-            info.republish = False
-        book.owner.update({pid: tp for pid, tp in applied.claims.items() if tp in book.parts})
+        committable = p.decoded.committable
+        settle(self.book, applied, committable)
         conflicts = applied.refused + len(outcome.conflicts)
         if conflicts:
             self.metrics.partition_conflicts.inc(conflicts)

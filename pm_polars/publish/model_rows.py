@@ -1,19 +1,20 @@
 """One batch's writes of the published read model, encoded for the checkpoint's MULTI.
 
-For the portfolios of the partitions a batch changed (``members``):
+For the portfolios a batch publishes (``render``; which ones: ``daemon.read_model``):
 
-* ``portfolio:{pid}`` documents of the changed portfolios (one MSET): the JSON of
+* ``portfolio:{pid}`` documents (one MSET): the JSON of
   ``pm_polars.engine.documents`` (portfolio fields in ``views.PORTFOLIO_COLUMNS`` order,
   then ``"positions": {"<token>": {...}}``);
 * ``position:{pid}:{token}`` hashes of their positions (numbers as ``str``/``repr``, ``""``
   for null) and the index ``portfolios`` (SADD);
-* each partition's ``{source}_Overall`` and aum contributions (format in
-  ``contributions``) in the ``pm:parts`` hashes.
+* each changed partition's ``{source}_Overall`` and aum contributions (format in
+  ``contributions``) in the ``pm:parts`` hashes: exact sums of the rows its portfolios
+  were last published with, updated by what each batch publishes (``part_sums``).
 
 The numbers follow ``views.positions_view``/``portfolios_view`` operation for operation
 (same IEEE results; sums may differ from Polars' in the last bit). Why Python and not
-Polars here: this work is O(positions of the changed partitions), a few dozen rows per
-batch, and on this box a Polars query costs ~0.1 ms eager and ~0.25 ms per lazy node
+Polars here: rendering is O(positions of the published portfolios), a few dozen rows
+per batch, and on this box a Polars query costs ~0.1 ms eager and ~0.25 ms per lazy node
 whatever the size (the columnar version of this module took 9 ms per batch, this one
 ~0.3 ms). Per position it costs a few microseconds, so it stays below the Polars version
 up to roughly a thousand changed positions per batch. The rows are selected once per batch
@@ -26,20 +27,19 @@ import json
 import math
 import operator
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pm_polars.engine import views
-from pm_polars.publish.contributions import PORTFOLIO_SUMS, POSITION_SUMS
 from pm_polars.publish.keys import Keys
+from pm_polars.publish.part_sums import PartSums, Rendered
 from pm_polars.publish.resp import arg, command, header
 from pm_polars.publish.state_rows import StateRows
 
 POSITION_FIELDS = [c for c in views.POSITION_COLUMNS if c != "portfolio_id"]
 _STATE = ["portfolio_id", "instrument_token", "quantity", "average_price", "realized_pnl",
           "fees", "buy_quantity", "sell_quantity", "buy_value", "sell_value", "multiplier"]
-_SUMMED = [c for c in POSITION_SUMS if c != "cost"]
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _HEADS = [f"${len(k)}\r\n{k}\r\n" for k in POSITION_FIELDS]  # field names as RESP
 _POSITION_JSON = "{" + ",".join(f"{_dumps(k)}:%s" for k in POSITION_FIELDS) + "}"
@@ -135,28 +135,31 @@ def portfolio_rows(rows: StateRows, members: Mapping[str, str],
     return out
 
 
-def publish_rows(rows: StateRows, members: Mapping[str, str], changed: set[str], keys: Keys,
-                 group: str) -> Published:
-    """Commands publishing ``changed`` portfolios and the contributions of ``members``'
-    partitions (``members``: portfolio id -> part name, every portfolio of those partitions;
-    ``rows``: their state, see ``state_rows``).
+def render(rows: StateRows, pids: Collection[str]) -> dict[str, Rendered]:
+    """Each of ``pids``' published rows: its portfolio row and its position rows (in token
+    order), following ``views.positions_view``/``portfolios_view`` (``rows``: their state,
+    see ``state_rows``)."""
+    members = dict.fromkeys(pids, "")
+    positions = position_rows(rows, members)
+    held: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in positions:
+        held[p["portfolio_id"]].append(p)
+    return {row["portfolio_id"]: (row, held.get(row["portfolio_id"], []))
+            for row in portfolio_rows(rows, members, positions)}
+
+
+def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, PartSums],
+                 keys: Keys, group: str) -> Published:
+    """Commands publishing the ``rendered`` portfolios (documents, position hashes, index)
+    and the contributions of ``parts`` (part name -> the exact sums of that partition's
+    rows as published after this batch; see ``part_sums`` and ``daemon.read_model``).
     """
     out = Published()
-    if not members:
-        return out
-    positions = position_rows(rows, members)
-    portfolios = portfolio_rows(rows, members, positions)
-    held: dict[str, list[tuple[str, bytes, str]]] = defaultdict(list)
-    for p in positions:
-        if p["portfolio_id"] in changed:
-            held[p["portfolio_id"]].append(_position_texts(p))
     pairs: list[str] = []
     nargs = 2 * len(POSITION_FIELDS)
-    for row in portfolios:
-        pid = row["portfolio_id"]
-        if pid not in changed:
-            continue
-        mine = held.get(pid, [])
+    for pid in sorted(rendered):
+        row, held = rendered[pid]
+        mine = [_position_texts(p) for p in held]
         for tok, body, _ in mine:
             out.add(header("HSET", keys.position(pid, tok), nargs) + body)
         inner = ",".join([f"{_dumps(tok)}:{doc}" for tok, _, doc in mine])
@@ -165,40 +168,19 @@ def publish_rows(rows: StateRows, members: Mapping[str, str], changed: set[str],
     if pairs:
         out.add(command("MSET", *pairs))
         out.add(command("SADD", keys.index, *out.documents))
-    _contributions(out, members, portfolios, positions, keys, group)
+    _contributions(out, parts, keys, group)
     return out
 
 
-def _contributions(out: Published, members: Mapping[str, str], portfolios: list[dict[str, Any]],
-                   positions: list[dict[str, Any]], keys: Keys, group: str) -> None:
+def _contributions(out: Published, parts: Mapping[str, PartSums], keys: Keys,
+                   group: str) -> None:
     """HSET of each partition's Overall contribution per source and its aum contribution."""
-    source = {row["portfolio_id"]: row["source"] for row in portfolios}
-    totals: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in portfolios:
-        acc = totals.setdefault((members[row["portfolio_id"]], row["source"]),
-                                dict.fromkeys(PORTFOLIO_SUMS, 0))
-        for c in PORTFOLIO_SUMS:
-            acc[c] += row[c]
-    per_token: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
-    for p in positions:
-        pid = p["portfolio_id"]
-        tokens = per_token[(members[pid], source[pid])]
-        if p["instrument_token"] not in tokens:
-            tokens[p["instrument_token"]] = {**dict.fromkeys(POSITION_SUMS, 0),
-                                             "last_price": None, "multiplier": p["multiplier"]}
-        acc = tokens[p["instrument_token"]]
-        for c in _SUMMED:
-            acc[c] += p[c] if p[c] is not None else 0
-        acc["cost"] += p["average_price"] * float(p["quantity"])
-        if acc["last_price"] is None:
-            acc["last_price"] = p["last_price"]
     by_source: dict[str, list[str]] = defaultdict(list)
     aum: dict[str, dict[str, float]] = defaultdict(dict)
-    for (part, src), tot in sorted(totals.items()):
-        tokens = per_token.get((part, src), {})
-        doc = {"totals": tot, "positions": {str(t): tokens[t] for t in sorted(tokens)}}
-        by_source[src] += [part, _dumps(doc)]
-        aum[part][src] = tot["equity"]
+    for part in sorted(parts):
+        for src, (doc, equity) in parts[part].documents().items():
+            by_source[src] += [part, doc]
+            aum[part][src] = equity
     for src, fields in sorted(by_source.items()):
         out.add(command("HSET", keys.overall_parts(group, src), *fields))
     out.sources = sorted(by_source)

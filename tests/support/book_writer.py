@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 import redis
 
-from pm_polars.daemon.apply import apply_batch
+from pm_polars.daemon.apply import apply_batch, settle
 from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint import Checkpoint, CommitOutcome, CommitPlan
 from pm_polars.daemon.intake import Decoded
@@ -38,13 +38,14 @@ class BookWriter:
     """Batches of fills (by partition of ``FILLS``) and ticks, committed like the daemon."""
 
     def __init__(self, client: redis.Redis, prefix: str = "", *, group: str = "g",
-                 partitions: int = 2, starting_cash: float = 1_000_000.0) -> None:
+                 partitions: int = 2, starting_cash: float = 1_000_000.0,
+                 tick_publish_ns: int = 0) -> None:
         self.checkpoint = Checkpoint(client, Keys(prefix), group, TICKS)
         tick_offsets, prices = self.checkpoint.load_ticks()
         self.tick_offset = tick_offsets.get(0, 0)
         self.book = Book(self.checkpoint, TickTable.from_prices(prices),
                          config=EngineConfig.of(starting_cash, 86_400.0),
-                         instruments=load_instruments(None))
+                         instruments=load_instruments(None), tick_publish_ns=tick_publish_ns)
         self.book.load([(FILLS, p) for p in range(partitions)])
 
     def batch(self, fills: Mapping[int, Sequence[Event]],
@@ -79,9 +80,5 @@ class BookWriter:
         outcome = self.checkpoint.commit(applied.plan)
         if not outcome.committed or outcome.conflicts:
             raise RuntimeError(f"commit failed: {outcome}")
-        for pc in applied.plan.partitions:
-            if pc.delta is not None:
-                book.parts[pc.tp].offset = next_offsets[pc.tp]
-            book.parts[pc.tp].republish = False
-        book.owner.update(applied.claims)
+        settle(book, applied, next_offsets)
         return applied.plan, outcome

@@ -1,8 +1,8 @@
 """What one batch writes: the :class:`CommitPlan`, built from the book after the apply.
 
 Per partition: the state rows its fills touched and its next offset (``codec``); the
-documents of its changed portfolios (once per batch, never per event) and its Overall/aum
-contribution (``publish.model_rows``); plus the winning prices and tick offsets. A
+documents of the portfolios the batch publishes (once per batch, never per event; which
+ones: ``daemon.read_model``) and its Overall/aum contribution (``publish.model_rows``); plus the winning prices and tick offsets. A
 :class:`CommitOutcome` says whether the commit happened (see ``store.Checkpoint.commit``).
 """
 
@@ -16,6 +16,7 @@ from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.state import EngineState
 from pm_polars.publish.keys import Keys, part_name
 from pm_polars.publish.model_rows import publish_rows
+from pm_polars.publish.part_sums import PartSums, Rendered
 from pm_polars.publish.state_rows import StateRows
 from pm_polars.types import TP, BatchResult
 
@@ -80,13 +81,18 @@ class CommitOutcome:
 
 @dataclass(frozen=True)
 class Scope:
-    """Where a batch writes: the owned partitions (stored offsets), the partitions of the
-    changed portfolios, every portfolio of those partitions, and the new claims."""
+    """Where a batch writes: the owned partitions (stored offsets), the partitions whose
+    portfolios it publishes, the new claims, the state rows of the published portfolios
+    (``rows``: at least every portfolio the fills touched), their ``rendered`` rows and,
+    per changed partition, the sums of its rows as published after the batch (``sums``,
+    see ``publish.part_sums`` and ``daemon.read_model``)."""
 
     expected: Mapping[TP, int | None]  # owned partition -> stored next_offset
     changed_tps: Collection[TP]
-    members: Mapping[str, TP]
     claims: Mapping[str, TP]
+    rows: StateRows
+    rendered: Mapping[str, Rendered]
+    sums: Mapping[TP, PartSums]
 
 
 def build(state: EngineState, config: EngineConfig, result: BatchResult, scope: Scope,
@@ -99,15 +105,15 @@ def build(state: EngineState, config: EngineConfig, result: BatchResult, scope: 
     """
     offsets = {tp: o for tp, o in result.committable.items() if tp in scope.expected}
     ticks = {p: o for (t, p), o in result.committable.items() if t == ticks_topic}
-    rows = StateRows.fetch(state, sorted(scope.members))  # once: state and read model
+    rows = scope.rows  # fetched once: state and read model
 
     def state_key(tp: TP, table: str) -> str:
         return keys.partition_state(group, tp[0], tp[1], table)
 
     encoded = encode_state(state, config.dedupe_retention_ns, result.fills, offsets,
                            result.written_ns, state_key, rows)
-    published = publish_rows(rows, {pid: part_name(*tp) for pid, tp in scope.members.items()},
-                             set(result.changed_portfolios), keys, group)
+    published = publish_rows(scope.rendered,
+                             {part_name(*tp): sums for tp, sums in scope.sums.items()}, keys, group)
     plan = CommitPlan(
         partitions=[], commands=encoded.commands + published.commands,
         count=encoded.count + published.count, documents=published.documents,

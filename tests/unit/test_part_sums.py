@@ -1,0 +1,60 @@
+"""``publish.part_sums``: incremental exact sums equal the correctly rounded sums of the rows
+currently published, whatever order portfolios were republished in."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pm_polars.publish.contributions import PORTFOLIO_SUMS, POSITION_SUMS
+from pm_polars.publish.part_sums import PartSums, Rendered
+
+money = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_infinity=False)
+
+
+def _rendered(pid: str, values: list[float], qty: int) -> Rendered:
+    row: dict[str, Any] = {"portfolio_id": pid, "source": "paper", "strategy_id": pid}
+    for i, f in enumerate(PORTFOLIO_SUMS):
+        row[f] = qty if f == "open_positions" else values[i % len(values)]
+    pos: dict[str, Any] = {"portfolio_id": pid, "instrument_token": 7, "multiplier": 1.0,
+                           "last_price": values[0], "average_price": values[-1]}
+    for i, f in enumerate(POSITION_SUMS):
+        if f != "cost":
+            pos[f] = qty if "quantity" in f else values[(i + 1) % len(values)]
+    return row, [pos]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.lists(money, min_size=1, max_size=4),
+                          st.integers(-50, 50)), min_size=1, max_size=40))
+def test_incremental_equals_exact_sum_of_current_rows(steps: list[tuple[int, list[float], int]]
+                                                      ) -> None:
+    sums, current = PartSums(), dict[str, Rendered]()
+    for who, values, qty in steps:  # each step republishes one portfolio
+        pid = f"p{who}"
+        new = _rendered(pid, values, qty)
+        sums = sums.updated([(current.get(pid), new)])
+        current[pid] = new
+    doc = json.loads(sums.documents()["paper"][0])
+    for f in PORTFOLIO_SUMS:
+        want = sum(r[0][f] for r in current.values()) if f == "open_positions" else \
+            math.fsum(r[0][f] for r in current.values())
+        assert doc["totals"][f] == want, f
+    pos = doc["positions"]["7"]
+    assert pos["quantity"] == sum(r[1][0]["quantity"] for r in current.values())
+    assert pos["cost"] == math.fsum(r[1][0]["average_price"] * float(r[1][0]["quantity"])
+                                    for r in current.values())
+    assert pos["realized_pnl"] == math.fsum(r[1][0]["realized_pnl"] for r in current.values())
+
+
+def test_update_leaves_the_previous_value_untouched() -> None:
+    one = PartSums().updated([(None, _rendered("a", [1.5], 2))])
+    two = one.updated([(_rendered("a", [1.5], 2), _rendered("a", [4.0], 3))])
+    first, second = (json.loads(s.documents()["paper"][0]) for s in (one, two))
+    assert first["totals"]["cash"] == 1.5 and second["totals"]["cash"] == 4.0
+    assert first["positions"]["7"]["quantity"] == 2
+    assert second["positions"]["7"]["quantity"] == 3
