@@ -26,7 +26,7 @@ import pyarrow as pa
 from pm_polars.events import typed
 from pm_polars.events.fallback import dict_record, parse_record
 from pm_polars.events.isolate import read_fast, to_frames
-from pm_polars.events.read import as_bytes, to_binary, utf8_text
+from pm_polars.events.read import as_bytes, positions, to_binary, utf8_text
 from pm_polars.events.rules import split
 from pm_polars.events.schema import FILL_SCHEMA, RAW_SCHEMA, REJECT_SCHEMA, TICK_SCHEMA, empty
 
@@ -74,7 +74,7 @@ def _judge(
     """Rows in input order (``RAW_SCHEMA``) -> the batch, through the rule table."""
     if rows.height == 0:
         return DecodedBatch.empty()
-    seq = pl.int_range(seq_start, seq_start + rows.height, dtype=pl.Int64, eager=True)
+    seq = positions(rows.height, seq_start, "seq")
     fills, ticks, rejects = split(rows.hstack([seq.alias("seq"), *extra]), raw_of)
     return DecodedBatch(fills, ticks, rejects)
 

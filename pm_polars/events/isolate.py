@@ -32,6 +32,7 @@ from pm_polars.events.read import (
     Tables,
     _joined,
     one_line_objects,
+    positions,
     read_batch,
     read_lines,
     table_to_raw,
@@ -159,7 +160,7 @@ def read_piece(
     if isinstance(result, pa.Table):
         return [(result, idx)], []
     data, starts = bytearray(_joined(texts).to_pybytes()), _line_starts(texts)
-    longest = max(b - a for a, b in zip(starts, starts[1:], strict=False)) if len(texts) else 0
+    longest = (pc.max(pc.binary_length(texts)).as_py() or 0) + 1 if len(texts) else 0
     block, end = max(_BLOCK, 2 * longest + 2), len(data)
     buffer = pa.py_buffer(data)  # zero copy: the blanking below is seen by later reads
     batches: list[pa.RecordBatch] = []
@@ -253,7 +254,7 @@ def read_fast(text: pa.Array) -> tuple[Reads, list[int], bool]:
         idx = pc.indices_nonzero(fast).cast(pa.int64())
         text = text.filter(fast)
     else:
-        idx = pl.int_range(len(text), dtype=pl.Int64, eager=True).to_arrow()
+        idx = positions(len(text)).to_arrow()
     result = read_batch(text, arrow_schema(*_COMMON))
     if isinstance(result, pa.Table):
         return {_COMMON: [(result, idx)]}, slow, not slow

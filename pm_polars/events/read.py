@@ -26,12 +26,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from pm_polars.events.schema import FIELDS, RAW_SCHEMA, SIGNAL, TS_DECIMAL, TS_INT
+
+
+def positions(n: int, start: int = 0, name: str = "idx") -> pl.Series:
+    """Int64 ``start, start + 1, ..., start + n - 1`` (from numpy: no Polars query)."""
+    return pl.Series(name, np.arange(start, start + n, dtype=np.int64))
 
 
 def as_bytes(i: int, value: object) -> bytes | None:
@@ -239,15 +245,6 @@ def _exact_ints(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArr
     return ints, pc.and_kleene(pc.is_valid(values), pc.invert(exact))  # never null
 
 
-def _series(name: str, column: pa.ChunkedArray | pa.Array) -> pl.Series:
-    """A Polars series of an Arrow column, its chunks kept (no concatenating copy)."""
-    if isinstance(column, pa.ChunkedArray) and column.num_chunks > 1:
-        series = pl.from_arrow(column, rechunk=False)
-        assert isinstance(series, pl.Series)
-        return series.alias(name)
-    return pl.Series(name, column)
-
-
 def _ts_columns(ts: pa.ChunkedArray, ts_kind: str) -> dict[str, pa.ChunkedArray | pa.Array]:
     """``ts_int``, ``ts_num``, ``ts_str`` from the ``ts`` column of an ``ts_kind`` read."""
     n = len(ts)
@@ -291,11 +288,13 @@ def table_to_raw(
     columns |= _ts_columns(table.column("ts"), ts_kind)
     columns["sig_present"] = pc.is_valid(sig)
     columns["parse_error"] = pa.nulls(table.num_rows, pa.large_string())
-    position = pl.int_range(table.num_rows, dtype=pl.Int64, eager=True) if idx is None else idx
-    rows = pl.DataFrame(
-        [_series(name, columns[name]) for name in RAW_SCHEMA]
-        + [position.cast(pl.Int64).alias("idx")]
-    )
+    position = positions(table.num_rows) if idx is None else idx
+    arrow = pa.table({name: columns[name] for name in RAW_SCHEMA})
+    frame = pl.from_arrow(arrow, rechunk=False)  # one conversion of every column
+    assert isinstance(frame, pl.DataFrame)
+    if frame.schema != RAW_SCHEMA:  # e.g. an all-null column read as Null
+        frame = frame.cast(pl.Schema(RAW_SCHEMA))
+    rows = frame.hstack([position.cast(pl.Int64).alias("idx")])
     if not recheck:
         return rows, pl.Series("idx", [], dtype=pl.Int64)
     flags = recheck[0]

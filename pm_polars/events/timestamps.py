@@ -297,7 +297,10 @@ def normalize_ts(
     text or a string ``ts`` take the general path.
     """
     ts, error = _integers(df, integer, fallback_ms)
-    special = df.get_column(number).is_not_null() | df.get_column(text).is_not_null()
+    nums, texts = df.get_column(number), df.get_column(text)
+    if nums.null_count() == df.height and texts.null_count() == df.height:
+        return df.hstack([ts.alias("ts"), error.alias("ts_error")])  # no query: null counts
+    special = nums.is_not_null() | texts.is_not_null()
     if special.any():
         where = special.arg_true()
         names = [integer, number, text, *([fallback_ms] if fallback_ms else [])]
