@@ -40,6 +40,19 @@ if TYPE_CHECKING:
     import polars as pl
 
 
+
+async def read_overview(client: aioredis.Redis, keys: Keys,
+                        ids: list[str]) -> tuple[list[Any], Any]:
+    """The raw replies of the ``portfolio:{id}`` documents of ``ids`` (None where missing)
+    and of ``aum``, read in one MULTI/EXEC (so they are of one committed batch)."""
+    names = [keys.portfolio(p) for p in ids]
+    async with client.pipeline(transaction=True) as pipe:
+        if names:
+            pipe.mget(names)
+        pipe.get(keys.aum)
+        replies: list[Any] = await pipe.execute()
+    return (replies[0] if names else []), replies[-1]
+
 class AsyncPortfolioReader:
     """Reads the published model with ``redis.asyncio``; see ``PortfolioReader``."""
 
@@ -91,14 +104,9 @@ class AsyncPortfolioReader:
     async def overview(self) -> Overview:
         """Every listed portfolio and the aum, read in one MULTI/EXEC."""
         ids = await self.list_portfolios()
-        keys = [self.keys.portfolio(p) for p in ids]
-        async with self.client.pipeline(transaction=True) as pipe:
-            if keys:
-                pipe.mget(keys)
-            pipe.get(self.keys.aum)
-            replies: list[Any] = await pipe.execute()
-        raws = replies[0] if keys else []
-        return Overview(portfolios_from_mget(ids, keys, raws), aum_from_raw(replies[-1], self.keys.aum))
+        raws, aum = await read_overview(self.client, self.keys, ids)
+        return Overview(portfolios_from_mget(ids, [self.keys.portfolio(p) for p in ids], raws),
+                        aum_from_raw(aum, self.keys.aum))
 
     # ------------------------------------------------------------------ positions
     async def positions(self, portfolio_id: str, *, open_only: bool = False) -> list[Position]:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from pm_polars.client.aio import AsyncSubscription
+from pm_polars.client.aio import AsyncSubscription, read_overview
 from pm_polars.client.models import Update
 from pm_polars.client.reader import client_options
 from pm_polars.publish.keys import Keys
@@ -74,14 +74,8 @@ class RedisSource:
         return sorted(members)
 
     async def _read(self, ids: list[str]) -> tuple[list[str], str | None]:
-        keys = [self.keys.portfolio(p) for p in ids]
-        async with self.client.pipeline(transaction=True) as pipe:
-            if keys:
-                pipe.mget(keys)
-            pipe.get(self.keys.aum)
-            replies: list[Any] = await pipe.execute()
-        docs = [raw for raw in (replies[0] if keys else []) if raw is not None]
-        return docs, replies[-1]
+        raws, aum = await read_overview(self.client, self.keys, ids)
+        return [raw for raw in raws if raw is not None], aum
 
     async def overview(self) -> tuple[list[str], str | None]:
         return await self._read(await self._ids())
