@@ -4,12 +4,15 @@ Units: ``starting_cash`` in account currency (credited to a portfolio at its fir
 ``dedupe_retention_ns`` in nanoseconds of event time (a seen fill id counts while its ``ts``
 is at or after ``clock - retention``; ``None`` keeps every id forever). Settings given in
 seconds (``pm-polars run --dedupe-retention 24h``) are converted once, by
-:meth:`EngineConfig.of`.
+:meth:`EngineConfig.of`. ``cost_basis``: ``"average"`` (default) or ``"fifo"`` (a reducing
+fill realizes against the oldest open lots first, see ``engine.lots``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+COST_BASES = ("average", "fifo")
 
 DEFAULT_STARTING_CASH = 1_000_000.0
 NS_PER_S = 10**9
@@ -21,11 +24,17 @@ class EngineConfig:
 
     starting_cash: float = DEFAULT_STARTING_CASH
     dedupe_retention_ns: int | None = None
-    # the cost-basis method (average cost today) will be configured here
+    cost_basis: str = "average"  # "average" | "fifo" (see ``engine.lots``)
+
+    def __post_init__(self) -> None:
+        if self.cost_basis not in COST_BASES:
+            raise ValueError(f"cost_basis must be one of {', '.join(COST_BASES)}; got "
+                             f"{self.cost_basis!r}")
 
     @classmethod
     def of(cls, starting_cash: float = DEFAULT_STARTING_CASH,
-           dedupe_retention_s: float | None = None) -> EngineConfig:
+           dedupe_retention_s: float | None = None,
+           cost_basis: str = "average") -> EngineConfig:
         """From the user-facing units (retention in seconds; ``None``: forever)."""
         retention = None if dedupe_retention_s is None else int(dedupe_retention_s * NS_PER_S)
-        return cls(float(starting_cash), retention)
+        return cls(float(starting_cash), retention, cost_basis)

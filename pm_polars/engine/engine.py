@@ -34,7 +34,8 @@ class PortfolioEngine:
     arrives. ``instruments`` gives contract multipliers (see ``load_instruments``).
     ``dedupe_retention`` (seconds of event time) bounds the memory of seen fill ids; ``None``
     (the default) keeps them forever; the daemon sets 24 h. ``config`` (an
-    :class:`EngineConfig`) replaces the first and the last.
+    :class:`EngineConfig`) replaces those three and ``cost_basis``: ``"average"`` (default)
+    or ``"fifo"`` (reducing fills realize against the oldest open lots; see :meth:`lots`).
     """
 
     def __init__(
@@ -43,9 +44,10 @@ class PortfolioEngine:
         instruments: pl.DataFrame | str | Path | None = None,
         dedupe_retention: float | None = None,
         *,
+        cost_basis: str = "average",
         config: EngineConfig | None = None,
     ) -> None:
-        self.config = config or EngineConfig.of(starting_cash, dedupe_retention)
+        self.config = config or EngineConfig.of(starting_cash, dedupe_retention, cost_basis)
         self.state = EngineState.empty(instruments)
 
     @property
@@ -73,6 +75,15 @@ class PortfolioEngine:
         if portfolio_ids is not None:
             state = state.filter(pl.col("portfolio_id").is_in(portfolio_ids))
         return views.positions_view(state, self.state.marks)
+
+    def lots(self, portfolio_ids: list[str] | None = None) -> pl.DataFrame:
+        """Open FIFO lots (``lots.LOT_SCHEMA``: signed ``quantity``, opening ``price`` per
+        unit, opening fill's ``ts``/``fill_id``), oldest first per position; empty under
+        average cost."""
+        out = self.state.lots
+        if portfolio_ids is not None:
+            out = out.filter(pl.col("portfolio_id").is_in(portfolio_ids))
+        return out
 
     def portfolios(
         self, portfolio_ids: list[str] | None = None, aggregates: bool = False

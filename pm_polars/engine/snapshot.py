@@ -3,7 +3,8 @@
 A snapshot is an :class:`~pm_polars.engine.state.EngineState` (with ``seen`` as a plain
 frame) plus the :class:`~pm_polars.engine.config.EngineConfig` it was built with, so it can
 be restored anywhere. A snapshot directory holds one Parquet file per state table plus
-``meta.json`` (``clock_ns``, ``starting_cash``, ``dedupe_retention_ns``, ``format`` and any
+``meta.json`` (``clock_ns``, ``starting_cash``, ``dedupe_retention_ns``, ``cost_basis``,
+``format`` and any
 annotations such as ``eod``). It is written to a temporary sibling directory and renamed
 into place, so a reader never sees half of one.
 """
@@ -21,10 +22,12 @@ from typing import Any
 import polars as pl
 
 from pm_polars.engine.config import DEFAULT_STARTING_CASH, EngineConfig
+from pm_polars.engine.lots import empty_lots
 from pm_polars.engine.state import EngineState
 
 FORMAT_VERSION = 1
-TABLES = ("positions", "cash", "marks", "seen", "instruments")
+TABLES = ("positions", "cash", "marks", "seen", "instruments", "lots")
+OPTIONAL = ("lots",)  # absent in snapshots written before FIFO: empty
 
 
 @dataclass(frozen=True)
@@ -40,18 +43,19 @@ class Snapshot:
     clock_ns: int | None = None
     config: EngineConfig = field(default_factory=EngineConfig)
     meta: dict[str, Any] = field(default_factory=dict)
+    lots: pl.DataFrame = field(default_factory=empty_lots)
 
     @classmethod
     def of(cls, state: EngineState, config: EngineConfig) -> Snapshot:
         """The snapshot of ``state`` (frames are immutable: nothing is copied)."""
         return cls(positions=state.positions, cash=state.cash, marks=state.marks,
                    seen=state.seen.frame(), instruments=state.instruments,
-                   clock_ns=state.clock_ns, config=config)
+                   clock_ns=state.clock_ns, config=config, lots=state.lots)
 
     def state(self) -> EngineState:
         """The engine state it holds (``seen`` indexed again)."""
         return EngineState.of_frames(self.positions, self.cash, self.marks, self.seen,
-                                     self.instruments, self.clock_ns)
+                                     self.instruments, self.clock_ns, self.lots)
 
     def write(self, path: str | Path) -> Path:
         """Write atomically to directory ``path`` (replacing it); returns the path."""
@@ -63,7 +67,8 @@ class Snapshot:
             getattr(self, name).write_parquet(tmp / f"{name}.parquet")
         meta = {**self.meta, "clock_ns": self.clock_ns,
                 "starting_cash": self.config.starting_cash,
-                "dedupe_retention_ns": self.config.dedupe_retention_ns, "format": FORMAT_VERSION}
+                "dedupe_retention_ns": self.config.dedupe_retention_ns,
+                "cost_basis": self.config.cost_basis, "format": FORMAT_VERSION}
         (tmp / "meta.json").write_text(json.dumps(meta))
         old = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
         if target.exists():
@@ -85,10 +90,13 @@ class Snapshot:
                 f"snapshot {source} has format {meta.get('format')}, this version reads "
                 f"{FORMAT_VERSION}"
             )
-        read = {name: pl.read_parquet(source / f"{name}.parquet") for name in TABLES}
+        read = {name: pl.read_parquet(source / f"{name}.parquet") for name in TABLES
+                if name not in OPTIONAL or (source / f"{name}.parquet").exists()}
         meta.pop("format")
         config = EngineConfig(float(meta.pop("starting_cash", DEFAULT_STARTING_CASH)),
-                              meta.pop("dedupe_retention_ns", None))
+                              meta.pop("dedupe_retention_ns", None),
+                              meta.pop("cost_basis", "average"))
         return cls(positions=read["positions"], cash=read["cash"], marks=read["marks"],
                    seen=read["seen"], instruments=read["instruments"],
-                   clock_ns=meta.pop("clock_ns", None), config=config, meta=meta)
+                   clock_ns=meta.pop("clock_ns", None), config=config, meta=meta,
+                   lots=read.get("lots", empty_lots()))

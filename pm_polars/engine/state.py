@@ -6,7 +6,8 @@
 * ``marks`` (``marks.MARK_STATE_SCHEMA``): latest tick and latest fill price per instrument;
 * ``seen``: the dedupe index of applied fill ids (:class:`~pm_polars.engine.dedupe.SeenIds`);
 * ``instruments`` (``instruments.INSTRUMENT_SCHEMA``): multipliers;
-* ``clock_ns``: newest event time applied (ns UTC), ``None`` before the first.
+* ``clock_ns``: newest event time applied (ns UTC), ``None`` before the first;
+* ``lots`` (``lots.LOT_SCHEMA``): open FIFO lots per position (empty under average cost).
 
 Frames are immutable, so keeping a state costs nothing: the daemon's undo of a failed
 commit is "keep the previous state". :func:`merge` and :meth:`EngineState.without` are how a
@@ -16,7 +17,7 @@ daemon adds and removes partitions' portfolios.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -24,6 +25,7 @@ import polars as pl
 
 from pm_polars.engine import accounting, dedupe, marks
 from pm_polars.engine.instruments import load_instruments
+from pm_polars.engine.lots import LOT_SCHEMA, empty_lots
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -46,6 +48,7 @@ class EngineState:
     seen: dedupe.SeenIds
     instruments: pl.DataFrame
     clock_ns: int | None = None
+    lots: pl.DataFrame = field(default_factory=empty_lots)
 
     @classmethod
     def empty(cls, instruments: pl.DataFrame | str | Path | None = None) -> EngineState:
@@ -61,7 +64,7 @@ class EngineState:
     @classmethod
     def of_frames(cls, positions: pl.DataFrame, cash: pl.DataFrame, marks_: pl.DataFrame,
                   seen: pl.DataFrame, instruments: pl.DataFrame,
-                  clock_ns: int | None) -> EngineState:
+                  clock_ns: int | None, lots: pl.DataFrame | None = None) -> EngineState:
         """From plain frames (a snapshot, Redis rows): cast, sorted, ``seen`` indexed."""
         return cls(
             positions=positions.cast(pl.Schema(accounting.POSITION_STATE_SCHEMA)).sort(
@@ -71,6 +74,8 @@ class EngineState:
             seen=dedupe.SeenIds.from_frame(seen),
             instruments=instruments,
             clock_ns=clock_ns,
+            lots=empty_lots() if lots is None else lots.cast(pl.Schema(LOT_SCHEMA)).sort(
+                "portfolio_id", "instrument_token", "lot"),
         )
 
     def portfolio_ids(self) -> list[str]:
@@ -83,7 +88,7 @@ class EngineState:
             return self
         keep = ~pl.col("portfolio_id").is_in(portfolio_ids)
         return replace(self, positions=self.positions.filter(keep),
-                       cash=self.cash.filter(keep))
+                       cash=self.cash.filter(keep), lots=self.lots.filter(keep))
 
     def pipe(self, fn: Callable[Concatenate[EngineState, P], T], *args: P.args,
              **kwargs: P.kwargs) -> T:
@@ -129,4 +134,6 @@ def merge(a: EngineState, b: EngineState) -> EngineState:
         seen=seen,
         instruments=a.instruments,
         clock_ns=max(clocks) if clocks else None,
+        lots=pl.concat([a.lots, b.lots]).unique(
+            ["portfolio_id", "instrument_token", "lot"], keep="first", maintain_order=True),
     )

@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
-from pm_polars.engine import accounting, dedupe, marks
+from pm_polars.engine import accounting, dedupe, lots, marks
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.plans import run
 from pm_polars.engine.ranges import rows_in_ranges
@@ -37,13 +37,12 @@ def apply(state: EngineState, batch: EventFrames,
     """The state after ``batch`` and what the batch did (see the module docstring)."""
     horizon = dedupe.horizon_ns(state.clock_ns, config.dedupe_retention_ns)
     fresh, dups = state.seen.split(batch.fills, horizon)
-    positions, cash = state.positions, state.cash
+    positions, cash, open_lots = state.positions, state.cash, state.lots
     if fresh.height:
         fresh = with_multiplier(state, fresh)
-        ledger = accounting.fill_ledger(state.positions, fresh)
-        positions = accounting.merge_positions(
-            state.positions, accounting.position_deltas(ledger)
-        )
+        ledger, deltas, open_lots = lots.book(state.positions, state.lots, fresh,
+                                              config.cost_basis)
+        positions = accounting.merge_positions(state.positions, deltas)
         cash = merge_cash(state.cash, accounting.cash_flows(ledger), fresh,
                           config.starting_cash)
     else:
@@ -63,7 +62,7 @@ def apply(state: EngineState, batch: EventFrames,
     changed = set((filled.unique() if filled.len() > 1024 else filled).to_list())
     changed.update(holders(positions, sorted(mark_changed)))
     after = replace(state, positions=positions, cash=cash, marks=new_marks, seen=seen,
-                    clock_ns=clock)
+                    clock_ns=clock, lots=open_lots)
     return after, BatchResult(
         fills=fresh.drop("multiplier"),
         ticks=batch.ticks,

@@ -1,0 +1,246 @@
+"""FIFO cost basis: open lots as a frame, reducing fills matched against them columnarly.
+
+Conventions
+-----------
+* A *lot* is one opening fill's still-open remainder: ``quantity`` signed (the position's
+  side), ``price`` per unit (the opening fill's price), ``ts`` (ns UTC) and ``fill_id`` of
+  the opening fill, and ``lot``, its place in the position's queue (ascending = older; the
+  numbers are increasing, not contiguous).
+* A reducing fill realizes against the oldest open lots first:
+  ``realized = sum(closed_k * (fill_price - lot_price_k)) * side * multiplier``.
+* A fill that flips the position closes every lot, then opens one lot with the remainder.
+* A position's ``average_price`` is the quantity-weighted average price of its open lots.
+
+The columnar form
+-----------------
+A position's fills are cut into *episodes*: runs on one side of zero (a fill from flat or a
+flip starts one; the lots carried in from the state belong to the position's first
+episode). Inside an episode, every unit opened gets a coordinate on a line: the lots and
+opening fills lie one after the other, in order, as intervals ``[O_start, O_end)`` of
+cumulative opened quantity. FIFO closing is then just cumulative closed quantity on the same
+line: a reducing fill closes the interval ``[C_start, C_end)``. With ``F(x)`` the cost of
+the first ``x`` units opened (piecewise linear: ``cost_start_k + (x - O_start_k) *
+price_k`` on lot ``k``), the fill's closed cost is ``F(C_end) - F(C_start)``; ``F`` at a
+point is one backward as-of join on ``O_start``. What remains open after the batch is the
+part of the last episode's intervals beyond its ``C_total``. Quantities are integers, so
+the matching itself is exact; only the costs are floats, summed inside one episode.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pm_polars.engine.accounting import KEYS, fill_ledger, group_contiguously, position_deltas
+from pm_polars.engine.config import COST_BASES
+from pm_polars.engine.plans import run
+
+LOT_SCHEMA: dict[str, pl.DataType] = {
+    "portfolio_id": pl.String(),
+    "instrument_token": pl.Int64(),
+    "lot": pl.Int64(),
+    "quantity": pl.Int64(),
+    "price": pl.Float64(),
+    "ts": pl.Int64(),
+    "fill_id": pl.String(),
+}
+LOT_COLUMNS = list(LOT_SCHEMA)
+
+_d = pl.col("signed_qty")
+_q = pl.col("q")
+_q_prev = pl.col("q_prev")
+_EP = ["_gid", "_ep"]
+
+
+def empty_lots() -> pl.DataFrame:
+    return pl.DataFrame(schema=LOT_SCHEMA)
+
+
+def _within(expr: pl.Expr, start: pl.Expr) -> pl.Expr:
+    """Inclusive running sum of an integer ``expr`` restarting where ``start`` is true
+    (rows of a group contiguous): a global cumsum minus its value before the group."""
+    running = expr.cum_sum()
+    return running - pl.when(start).then(running - expr).forward_fill()
+
+
+def _starts(cols: list[str]) -> pl.Expr:
+    same = pl.lit(True)
+    for c in cols:
+        same = same & (pl.col(c) == pl.col(c).shift())
+    return ~same.fill_null(False)
+
+
+def fifo_ledger(
+    positions: pl.DataFrame, lots: pl.DataFrame, fills: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """FIFO accounting of one batch.
+
+    ``positions``/``lots``: the state before the batch; ``fills``: ``FILL_SCHEMA`` plus
+    ``multiplier``. Returns ``(ledger, open_lots, averages)``: the ledger has the columns of
+    ``accounting.fill_ledger`` (``realized`` matched FIFO; ``average_price`` is not per
+    fill, see ``averages``), ``open_lots`` the lots (``LOT_SCHEMA``) of every position the
+    batch touched after it, ``averages`` ``_gid`` -> ``average_price`` after the batch.
+    """
+    prior = positions.lazy().select(*KEYS, pl.col("quantity").alias("q0"))
+    lean = fills.select(
+        "seq", *KEYS, "quantity", "signed_qty", "fill_price", "fee", "multiplier", "ts",
+        "fill_id",
+    )
+    start = _starts(KEYS)
+    row = pl.int_range(pl.len(), dtype=pl.Int64)
+    closing = (_q_prev != 0) & (_d.sign() != _q_prev.sign())
+    closed = pl.when(closing).then(pl.min_horizontal(_d.abs(), _q_prev.abs())).otherwise(0)
+    opened = _d.abs() - pl.col("closed_qty")
+    new_ep = (pl.col("_open") > 0) & (_q.sign() != _q_prev.sign())
+    f = run(
+        group_contiguously(lean)
+        .join(prior, on=KEYS, how="left", maintain_order="left")
+        .with_columns(
+            pl.col("q0").fill_null(0),
+            (row - pl.when(start).then(row).forward_fill()).alias("idx"),
+            start.cum_sum().alias("_gid"),
+            _within(_d, start).alias("_net"),
+        )
+        .with_columns((pl.col("q0") + pl.col("_net")).alias("q"))
+        .with_columns((_q - _d).alias("q_prev"))
+        .with_columns(closed.alias("closed_qty"))
+        .with_columns(opened.alias("_open"))
+        .with_columns(new_ep.cast(pl.Int64).alias("_new"))
+        .with_columns(_within(pl.col("_new"), pl.col("idx") == 0).alias("_ep"))
+        .with_columns((pl.col("_ep") - pl.col("_new")).alias("_ep_close"))
+        .drop("_net")
+    )
+    gids = f.lazy().filter(pl.col("idx") == 0).select(*KEYS, "_gid", "q0")
+    carried = (
+        lots.lazy()
+        .join(gids, on=KEYS, how="inner")
+        .select(
+            "_gid", pl.lit(0, pl.Int64).alias("_ep"), pl.lit(0, pl.Int8).alias("_src"),
+            pl.col("lot").alias("_ord"), pl.col("quantity").abs().alias("_qty"),
+            "price", "ts", "fill_id",
+        )
+    )
+    from_fills = f.lazy().filter(pl.col("_open") > 0).select(
+        "_gid", "_ep", pl.lit(1, pl.Int8).alias("_src"), pl.col("idx").alias("_ord"),
+        pl.col("_open").alias("_qty"), pl.col("fill_price").alias("price"), "ts", "fill_id",
+    )
+    ep_start = _starts(_EP)
+    opens = run(
+        pl.concat([carried, from_fills])
+        .sort("_gid", "_ep", "_src", "_ord")
+        .with_columns(_within(pl.col("_qty"), ep_start).alias("_o_end"),
+                      (pl.col("_qty").cast(pl.Float64) * pl.col("price")).alias("_cost"))
+        .with_columns(
+            (pl.col("_o_end") - pl.col("_qty")).alias("_o_start"),
+            (pl.col("_cost").cum_sum().over(_EP) - pl.col("_cost")).alias("_cost_start"),
+        )
+    )
+    closes = run(
+        f.lazy().filter(pl.col("closed_qty") > 0)
+        .select("_gid", pl.col("_ep_close").alias("_ep"), "idx", "closed_qty")
+        .with_columns(_within(pl.col("closed_qty"), _starts(_EP)).alias("_c_end"))
+        .with_columns((pl.col("_c_end") - pl.col("closed_qty")).alias("_c_start"))
+    )
+    closed_cost = _closed_cost(opens, closes)
+    side = _q_prev.sign().cast(pl.Float64)
+    ledger = run(
+        f.lazy()
+        .join(closed_cost.lazy(), on=["_gid", "idx"], how="left", maintain_order="left")
+        .with_columns(
+            pl.lit(0.0).alias("average_price"),
+            pl.when(pl.col("closed_qty") > 0)
+            .then(
+                (pl.col("closed_qty").cast(pl.Float64) * pl.col("fill_price")
+                 - pl.col("_closed_cost")) * side * pl.col("multiplier")
+            )
+            .otherwise(0.0)
+            .alias("realized"),
+        )
+        .drop("_closed_cost", "q0", "_open", "_new", "_ep", "_ep_close", "ts", "fill_id")
+    )
+    remaining, averages = _remaining(f, opens, closes)
+    return ledger, remaining, averages
+
+
+def _closed_cost(opens: pl.DataFrame, closes: pl.DataFrame) -> pl.DataFrame:
+    """``_gid, idx -> _closed_cost``: cost of the units each reducing fill closed, FIFO."""
+    if closes.height == 0:
+        return pl.DataFrame(schema={"_gid": pl.UInt32(), "idx": pl.Int64(),
+                                    "_closed_cost": pl.Float64()})
+    points = pl.concat([
+        closes.select("_gid", "_ep", "idx", pl.col("_c_start").alias("_x"),
+                      pl.lit(-1.0).alias("_w")),
+        closes.select("_gid", "_ep", "idx", pl.col("_c_end").alias("_x"),
+                      pl.lit(1.0).alias("_w")),
+    ]).sort("_gid", "_ep", "_x")
+    right = opens.select("_gid", "_ep", "_o_start", "_cost_start", "price")
+    matched = points.join_asof(
+        right, left_on="_x", right_on="_o_start", by=_EP, strategy="backward",
+        check_sortedness=False,
+    )
+    cost_at = pl.col("_cost_start") + (pl.col("_x") - pl.col("_o_start")).cast(
+        pl.Float64) * pl.col("price")
+    return matched.group_by("_gid", "idx").agg(
+        (pl.col("_w") * cost_at).sum().alias("_closed_cost")
+    )
+
+
+def _remaining(f: pl.DataFrame, opens: pl.DataFrame, closes: pl.DataFrame
+               ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The open lots of every touched position after the batch, and their averages."""
+    last = f.lazy().group_by("_gid").agg(
+        pl.col("portfolio_id").first(), pl.col("instrument_token").first(),
+        pl.col("q").last().alias("_q_end"), pl.col("_ep").last().alias("_ep"),
+    )
+    c_total = closes.lazy().group_by(_EP).agg(pl.col("_c_end").max().alias("_c_total"))
+    rem = (pl.col("_o_end") - pl.max_horizontal("_o_start", "_c_total")).alias("_rem")
+    lots = run(
+        opens.lazy()
+        .join(last, on=_EP, how="inner")
+        .filter(pl.col("_q_end") != 0)
+        .join(c_total, on=_EP, how="left")
+        .with_columns(pl.col("_c_total").fill_null(0))
+        .with_columns(rem)
+        .filter(pl.col("_rem") > 0)
+        .with_columns(
+            (pl.col("_rem") * pl.col("_q_end").sign()).alias("quantity"),
+            # carried lots keep their number; new ones follow the position's newest
+            pl.when(pl.col("_src") == 0).then(pl.col("_ord"))
+            .otherwise(pl.col("_ord") + 1 + pl.col("_ord").filter(pl.col("_src") == 0)
+                       .max().over("_gid").fill_null(-1))
+            .alias("lot"),
+        )
+    )
+    averages = lots.group_by("_gid").agg(
+        ((pl.col("_rem").cast(pl.Float64) * pl.col("price")).sum()
+         / pl.col("_rem").sum().cast(pl.Float64)).alias("average_price")
+    )
+    return lots.select(LOT_COLUMNS).cast(pl.Schema(LOT_SCHEMA)), averages
+
+
+def merge_lots(lots: pl.DataFrame, fills: pl.DataFrame, touched: pl.DataFrame) -> pl.DataFrame:
+    """State lots after a batch: the lots of positions ``fills`` touched replaced by
+    ``touched`` (their open lots after it); sorted by key and lot."""
+    kept = lots.lazy().join(fills.lazy().select(KEYS).unique(), on=KEYS, how="anti")
+    return run(pl.concat([kept, touched.lazy()]).sort(*KEYS, "lot"))
+
+
+def with_fifo_average(deltas: pl.DataFrame, averages: pl.DataFrame) -> pl.DataFrame:
+    """Position deltas with the FIFO average of the open lots (0 when flat)."""
+    return (
+        deltas.drop("average_price")
+        .join(averages, on="_gid", how="left", maintain_order="left")
+        .with_columns(pl.col("average_price").fill_null(0.0))
+    )
+
+
+def book(positions: pl.DataFrame, lots: pl.DataFrame, fills: pl.DataFrame, cost_basis: str
+         ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """``(ledger, position deltas, lots after)`` of a batch under ``cost_basis``."""
+    if cost_basis == "fifo":
+        ledger, touched, averages = fifo_ledger(positions, lots, fills)
+        deltas = with_fifo_average(position_deltas(ledger), averages)
+        return ledger, deltas, merge_lots(lots, fills, touched)
+    if cost_basis != "average":
+        raise ValueError(f"cost_basis must be one of {COST_BASES}, got {cost_basis!r}")
+    ledger = fill_ledger(positions, fills)
+    return ledger, position_deltas(ledger), lots
