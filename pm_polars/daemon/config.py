@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pm_polars.engine.config import EngineConfig
+from pm_polars.engine.config import COST_BASES, EngineConfig
 
 
 class ConfigError(ValueError):
@@ -98,6 +98,10 @@ SPECS: tuple[Spec, ...] = (
          "(account currency)", "AMOUNT"),
     Spec("instruments", _optional_path, None, "instruments CSV/Parquet (instrument_token, "
          "multiplier or lot_size); default: multiplier 1 for all", "FILE"),
+    Spec("cost_basis", str, "average", "how a reducing fill realizes P&L: against the "
+         "position's average cost, or FIFO against its oldest open lots (lots are kept in "
+         "the Redis state; a state is only reloaded under the method that booked it)",
+         "METHOD", choices=("average", "fifo")),
     Spec("dedupe_retention", duration_s, 86_400.0, "remember fill ids this long (event "
          "time, seconds or 90s/15m/24h/7d) to drop redeliveries; keep Kafka retention longer",
          "DURATION", shown="24h"),
@@ -135,6 +139,7 @@ class Settings:
     starting_cash: float = 1_000_000.0
     instruments: Path | None = None
     dedupe_retention: float = 86_400.0  # seconds
+    cost_basis: str = "average"
     max_reject_ratio: float = 0.5
     reject_window: int = 1000
     key_prefix: str = ""
@@ -146,7 +151,7 @@ class Settings:
 
     def engine_config(self) -> EngineConfig:
         """The engine's configuration (retention converted once, seconds -> ns)."""
-        return EngineConfig.of(self.starting_cash, self.dedupe_retention)
+        return EngineConfig.of(self.starting_cash, self.dedupe_retention, self.cost_basis)
 
 
 def _fail(name: str, problem: str, fix: str) -> ConfigError:
@@ -174,6 +179,8 @@ def validate(s: Settings) -> None:
                     "narrow the pattern so only fill topics match")
     if s.ticks_start not in ("earliest", "latest"):
         raise _fail("ticks_start", f"{s.ticks_start!r}", "use earliest or latest")
+    if s.cost_basis not in COST_BASES:
+        raise _fail("cost_basis", f"{s.cost_basis!r}", f"use one of {', '.join(COST_BASES)}")
     positive = {"max_events": s.max_events, "reject_window": s.reject_window,
                 "max_wait_ms": s.max_wait_ms, "health_timeout": s.health_timeout,
                 "dedupe_retention": s.dedupe_retention,

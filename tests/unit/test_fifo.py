@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -177,3 +178,42 @@ def test_fifo_and_average_agree_on_total_pnl_once_flat(events: list[dict[str, An
     assert all(r["quantity"] == 0 for r in fifo.positions())
     assert fifo.engine.lots().height == 0
     assert_books_match(fifo, avg)  # realized per position, cash, equity, aum
+
+
+# ---------------------------------------------------------------------- Redis state codec
+
+def test_lots_round_trip_through_the_redis_state_codec() -> None:
+    from test_daemon_state import _parse
+
+    from pm_polars.daemon.checkpoint.codec import decode_state, encode_state
+    from pm_polars.demo.feed import generate_batches
+
+    eng = PortfolioEngine(starting_cash=1e7, cost_basis="fifo")
+    applied = [eng.apply(b).fills for b in generate_batches(3, 3_000, 500, fill_rate=0.3)]
+    fills = pl.concat(applied).with_columns(pl.lit("t").alias("topic"),
+                                            pl.lit(0, pl.Int32).alias("partition"))
+    assert eng.lots().height > 0
+    writes = encode_state(eng.state, None, fills, {("t", 0): 1}, updated_ns=1,
+                          key=lambda tp, table: f"{table}")
+    tables = {c[1]: dict(zip(c[2::2], c[3::2], strict=True))
+              for c in _parse(b"".join(writes.commands)) if c[0] == "HSET"}
+    back = decode_state(tables["positions"], tables["cash"], tables["marks"], [],
+                        tables["meta"], instruments=eng.state.instruments)
+    assert back.lots.equals(eng.state.lots)  # bit for bit, same order
+    # a flat position's row carries no lots: rewriting it removes them
+    flat = next(v for v in tables["positions"].values() if '"quantity":0,' in v)
+    assert '"lots"' not in flat
+
+
+def test_a_state_is_only_reloaded_under_the_method_that_booked_it() -> None:
+    from pm_polars.engine.lots import CostBasisMismatch, check_cost_basis
+
+    fifo = _fifo([fill("S", 1, "BUY", 3, 10.0)])
+    avg = PortfolioEngine()
+    avg.apply([fill("S", 1, "BUY", 3, 10.0)])
+    check_cost_basis(fifo.state.positions, fifo.state.lots, "fifo", "p")
+    check_cost_basis(avg.state.positions, avg.state.lots, "average", "p")
+    with pytest.raises(CostBasisMismatch, match="--cost-basis is average"):
+        check_cost_basis(fifo.state.positions, fifo.state.lots, "average", "partition t:0")
+    with pytest.raises(CostBasisMismatch, match="booked at average cost"):
+        check_cost_basis(avg.state.positions, avg.state.lots, "fifo", "partition t:0")
