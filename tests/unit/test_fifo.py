@@ -217,3 +217,12 @@ def test_a_state_is_only_reloaded_under_the_method_that_booked_it() -> None:
         check_cost_basis(fifo.state.positions, fifo.state.lots, "average", "partition t:0")
     with pytest.raises(CostBasisMismatch, match="booked at average cost"):
         check_cost_basis(avg.state.positions, avg.state.lots, "fifo", "partition t:0")
+
+
+def test_the_archive_records_the_cost_basis_for_replay_and_eod(tmp_path: Any) -> None:
+    from pm_polars.archive.config import new_engine, save_engine_config
+
+    save_engine_config(tmp_path, PortfolioEngine(cost_basis="fifo"))
+    assert new_engine(tmp_path).config.cost_basis == "fifo"
+    save_engine_config(tmp_path / "avg", PortfolioEngine())
+    assert new_engine(tmp_path / "avg").config.cost_basis == "average"
