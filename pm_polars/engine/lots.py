@@ -115,90 +115,84 @@ def fifo_ledger(
         .join(gids, on=KEYS, how="inner")
         .select(
             "_gid", pl.lit(0, pl.Int64).alias("_ep"), pl.lit(0, pl.Int8).alias("_src"),
-            pl.col("lot").alias("_ord"), pl.col("quantity").abs().alias("_qty"),
-            "price", "ts", "fill_id",
+            pl.col("lot").alias("_ord"), pl.col("quantity").abs().alias("_qty"), "price",
         )
+        .sort("_gid", "_ord")
     )
+    # fills come in (_gid, idx) order, so in (_gid, _ep) order too: a merge on
+    # (_gid, source) puts each position's carried lots before its batch's opens
     from_fills = f.lazy().filter(pl.col("_open") > 0).select(
         "_gid", "_ep", pl.lit(1, pl.Int8).alias("_src"), pl.col("idx").alias("_ord"),
-        pl.col("_open").alias("_qty"), pl.col("fill_price").alias("price"), "ts", "fill_id",
+        pl.col("_open").alias("_qty"), pl.col("fill_price").alias("price"),
     )
+    merge_key = (pl.col("_gid").cast(pl.Int64) * 2 + pl.col("_src")).alias("_mk")
     ep_start = _starts(_EP)
     opens = run(
-        pl.concat([carried, from_fills])
-        .sort("_gid", "_ep", "_src", "_ord")
+        carried.with_columns(merge_key)
+        .merge_sorted(from_fills.with_columns(merge_key), key="_mk")
+        .drop("_mk")
         .with_columns(_within(pl.col("_qty"), ep_start).alias("_o_end"),
-                      (pl.col("_qty").cast(pl.Float64) * pl.col("price")).alias("_cost"))
+                      (pl.col("_qty").cast(pl.Float64) * pl.col("price")).alias("_cost"),
+                      ep_start.cum_sum().alias("_ek"))  # episode number, sorted
         .with_columns(
             (pl.col("_o_end") - pl.col("_qty")).alias("_o_start"),
-            (pl.col("_cost").cum_sum().over(_EP) - pl.col("_cost")).alias("_cost_start"),
+            (pl.col("_cost").cum_sum().over(pl.col("_ek").set_sorted())
+             - pl.col("_cost")).alias("_cost_start"),
         )
     )
-    closes = run(
-        f.lazy().filter(pl.col("closed_qty") > 0)
-        .select("_gid", pl.col("_ep_close").alias("_ep"), "idx", "closed_qty")
-        .with_columns(_within(pl.col("closed_qty"), _starts(_EP)).alias("_c_end"))
-        .with_columns((pl.col("_c_end") - pl.col("closed_qty")).alias("_c_start"))
-    )
-    closed_cost = _closed_cost(opens, closes)
+    # C_end per row: units closed so far in the row's closing episode (rows are in
+    # (_gid, _ep_close) order); F(C_end) by one as-of join; a fill's closed cost is F's
+    # increase since the previous row of the episode (F(0) = 0 at its start)
+    close_start = _starts(["_gid", "_ep_close"])
+    f = run(f.lazy().with_columns(_within(pl.col("closed_qty"), close_start).alias("_c_end"),
+                                  close_start.alias("_c_first")))
+    cost_at = pl.col("_cost_start") + (pl.col("_c_end") - pl.col("_o_start")).cast(
+        pl.Float64) * pl.col("price")
+    f_at = pl.col("_f_at")
+    closed_cost = f_at - pl.when(pl.col("_c_first")).then(0.0).otherwise(f_at.shift())
     side = _q_prev.sign().cast(pl.Float64)
     ledger = run(
         f.lazy()
-        .join(closed_cost.lazy(), on=["_gid", "idx"], how="left", maintain_order="left")
+        .join_asof(
+            opens.lazy().select(pl.col("_gid"), pl.col("_ep").alias("_ep_close"), "_o_start",
+                                "_cost_start", "price"),
+            left_on="_c_end", right_on="_o_start", by=["_gid", "_ep_close"],
+            strategy="backward", check_sortedness=False,
+        )
+        .with_columns(cost_at.fill_null(0.0).alias("_f_at"))
         .with_columns(
             pl.lit(0.0).alias("average_price"),
             pl.when(pl.col("closed_qty") > 0)
             .then(
                 (pl.col("closed_qty").cast(pl.Float64) * pl.col("fill_price")
-                 - pl.col("_closed_cost")) * side * pl.col("multiplier")
+                 - closed_cost) * side * pl.col("multiplier")
             )
             .otherwise(0.0)
             .alias("realized"),
         )
-        .drop("_closed_cost", "q0", "_open", "_new", "_ep", "_ep_close", "ts", "fill_id")
+        .drop("_f_at", "_o_start", "_cost_start", "price", "q0", "_open", "_new", "_ep",
+              "_ep_close", "_c_end", "_c_first", "ts", "fill_id")
     )
-    remaining, averages = _remaining(f, opens, closes)
+    remaining, averages = _remaining(f, opens, lots)
     return ledger, remaining, averages
 
 
-def _closed_cost(opens: pl.DataFrame, closes: pl.DataFrame) -> pl.DataFrame:
-    """``_gid, idx -> _closed_cost``: cost of the units each reducing fill closed, FIFO."""
-    if closes.height == 0:
-        return pl.DataFrame(schema={"_gid": pl.UInt32(), "idx": pl.Int64(),
-                                    "_closed_cost": pl.Float64()})
-    points = pl.concat([
-        closes.select("_gid", "_ep", "idx", pl.col("_c_start").alias("_x"),
-                      pl.lit(-1.0).alias("_w")),
-        closes.select("_gid", "_ep", "idx", pl.col("_c_end").alias("_x"),
-                      pl.lit(1.0).alias("_w")),
-    ]).sort("_gid", "_ep", "_x")
-    right = opens.select("_gid", "_ep", "_o_start", "_cost_start", "price")
-    matched = points.join_asof(
-        right, left_on="_x", right_on="_o_start", by=_EP, strategy="backward",
-        check_sortedness=False,
-    )
-    cost_at = pl.col("_cost_start") + (pl.col("_x") - pl.col("_o_start")).cast(
-        pl.Float64) * pl.col("price")
-    return matched.group_by("_gid", "idx").agg(
-        (pl.col("_w") * cost_at).sum().alias("_closed_cost")
-    )
-
-
-def _remaining(f: pl.DataFrame, opens: pl.DataFrame, closes: pl.DataFrame
+def _remaining(f: pl.DataFrame, opens: pl.DataFrame, carried: pl.DataFrame
                ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The open lots of every touched position after the batch, and their averages."""
-    last = f.lazy().group_by("_gid").agg(
-        pl.col("portfolio_id").first(), pl.col("instrument_token").first(),
-        pl.col("q").last().alias("_q_end"), pl.col("_ep").last().alias("_ep"),
+    """The open lots of every touched position after the batch, and their averages (the
+    opening fill's ``ts``/``fill_id`` are looked up for the few lots left open only)."""
+    is_last = (pl.col("_gid") != pl.col("_gid").shift(-1)).fill_null(True)
+    last = f.lazy().filter(is_last).select(
+        "_gid", "portfolio_id", "instrument_token", pl.col("q").alias("_q_end"), "_ep",
+        # units closed in the final episode: none if the last fill opened it
+        pl.when(pl.col("_ep_close") == pl.col("_ep")).then(pl.col("_c_end")).otherwise(0)
+        .alias("_c_total"),
     )
-    c_total = closes.lazy().group_by(_EP).agg(pl.col("_c_end").max().alias("_c_total"))
     rem = (pl.col("_o_end") - pl.max_horizontal("_o_start", "_c_total")).alias("_rem")
     lots = run(
         opens.lazy()
         .join(last, on=_EP, how="inner")
         .filter(pl.col("_q_end") != 0)
-        .join(c_total, on=_EP, how="left")
-        .with_columns(pl.col("_c_total").fill_null(0))
         .with_columns(rem)
         .filter(pl.col("_rem") > 0)
         .with_columns(
@@ -210,6 +204,14 @@ def _remaining(f: pl.DataFrame, opens: pl.DataFrame, closes: pl.DataFrame
             .alias("lot"),
         )
     )
+    new = lots.filter(pl.col("_src") == 1)
+    born = f.select("_gid", pl.col("idx").alias("_ord"), "ts", "fill_id")
+    kept = lots.filter(pl.col("_src") == 0)
+    lots = pl.concat([
+        kept.join(carried.select(*KEYS, pl.col("lot").alias("_ord"), "ts", "fill_id"),
+                  on=[*KEYS, "_ord"], how="left", maintain_order="left"),
+        new.join(born, on=["_gid", "_ord"], how="left", maintain_order="left"),
+    ])
     averages = lots.group_by("_gid").agg(
         ((pl.col("_rem").cast(pl.Float64) * pl.col("price")).sum()
          / pl.col("_rem").sum().cast(pl.Float64)).alias("average_price")
