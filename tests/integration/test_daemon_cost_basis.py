@@ -10,6 +10,8 @@ from support.daemon import wait_for
 from support.fixtures import StartDaemon
 from support.names import Names
 
+from pm_polars.client import PortfolioReader
+
 pytestmark = pytest.mark.integration
 
 
@@ -40,6 +42,9 @@ def test_fifo_daemon_books_fifo_and_refuses_to_switch_method(
     pos = published["positions"]["7"]  # type: ignore[index]
     # FIFO by hand: 10 @ 100 closed at 130 (+300), 5 of 10 @ 120 closed at 130 (+50)
     assert pos["realized_pnl"] == 350.0 and pos["average_price"] == 120.0
+    lots = PortfolioReader(client).lots_frame(["paper_S1", "paper_nobody"], names.group)
+    assert [(r["quantity"], r["price"], r["fill_id"]) for r in lots.to_dicts()] == [
+        (5, 120.0, "b")]
     assert daemon.terminate() == 0
     average = start_daemon("--cost-basis", "average")
     assert average.wait(timeout=60) == 2, average.log()[-3000:]
