@@ -55,6 +55,7 @@ def new_engine(
     *,
     starting_cash: float | None = None,
     instruments: pl.DataFrame | str | Path | None = None,
+    cost_basis: str | None = None,
 ) -> PortfolioEngine:
     """A fresh engine with the archive's recorded settings (arguments override them)."""
     meta = load_engine_config(root)
@@ -69,5 +70,5 @@ def new_engine(
     retention = meta.get("dedupe_retention_ns", 86_400 * 10**9)
     config = EngineConfig(float(cash),  # type: ignore[arg-type]
                           None if retention is None else int(retention),  # type: ignore[call-overload]
-                          str(meta.get("cost_basis", "average")))
+                          cost_basis or str(meta.get("cost_basis", "average")))
     return PortfolioEngine(instruments=instruments, config=config)
