@@ -226,3 +226,34 @@ def test_the_archive_records_the_cost_basis_for_replay_and_eod(tmp_path: Any) ->
     assert new_engine(tmp_path).config.cost_basis == "fifo"
     save_engine_config(tmp_path / "avg", PortfolioEngine())
     assert new_engine(tmp_path / "avg").config.cost_basis == "average"
+
+
+@st.composite
+def _deep_books(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Two positions, many small fills: long lot queues, partial lot closes, flips."""
+    n = draw(st.integers(1, 120))
+    out = []
+    for k in range(n):
+        token = draw(st.sampled_from([1, 202]))  # 202: multiplier 50
+        side = draw(st.sampled_from(["BUY", "BUY", "SELL"] if k % 40 < 20 else
+                                    ["SELL", "SELL", "BUY"]))
+        out.append(fill("S1", token, side, draw(st.integers(1, 30)),
+                        draw(st.sampled_from([99.5, 100.0, 100.25, 101.0, 0.05, 1e6])),
+                        fee=draw(st.sampled_from([None, 0.5])), fill_id=f"d{k}"))
+    return out
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=st.data(), events=_deep_books())
+def test_fifo_long_lot_queues_split_anywhere(data: st.DataObject,
+                                             events: list[dict[str, Any]]) -> None:
+    cuts = data.draw(st.lists(st.integers(0, len(events)), max_size=6), label="cuts")
+    ref = ReferenceBook(instruments=INSTRUMENTS, cost_basis="fifo")
+    ref.apply(events)
+    eng = EngineBook.create(instruments=INSTRUMENTS, cost_basis="fifo")
+    for chunk in _chunks(events, cuts):
+        eng.apply(chunk)
+    assert_books_match(eng, ref)
+    _lots_match(eng, ref)
+    lots = eng.engine.lots()
+    assert lots.select(pl.struct("portfolio_id", "instrument_token", "lot").is_unique().all()).item()
