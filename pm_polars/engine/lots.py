@@ -133,13 +133,13 @@ def fifo_ledger(
         .drop("_mk")
         .with_columns(_within(pl.col("_qty"), ep_start).alias("_o_end"),
                       (pl.col("_qty").cast(pl.Float64) * pl.col("price")).alias("_cost"),
-                      ep_start.cum_sum().alias("_ek"))  # episode number, sorted
-        .with_columns(
-            (pl.col("_o_end") - pl.col("_qty")).alias("_o_start"),
-            (pl.col("_cost").cum_sum().over(pl.col("_ek").set_sorted())
-             - pl.col("_cost")).alias("_cost_start"),
-        )
+                      (pl.int_range(pl.len(), dtype=pl.Int64)
+                       - pl.when(ep_start).then(pl.int_range(pl.len(), dtype=pl.Int64))
+                       .forward_fill() + 1).alias("_i"))
+        .with_columns((pl.col("_o_end") - pl.col("_qty")).alias("_o_start"))
     )
+    opens = run(_running_sum(opens.lazy(), "_cost", "_cost_start", opens)
+                .with_columns(pl.col("_cost_start") - pl.col("_cost")))
     # C_end per row: units closed so far in the row's closing episode (rows are in
     # (_gid, _ep_close) order); F(C_end) by one as-of join; a fill's closed cost is F's
     # increase since the previous row of the episode (F(0) = 0 at its start)
@@ -175,6 +175,24 @@ def fifo_ledger(
     )
     remaining, averages = _remaining(f, opens, lots)
     return ledger, remaining, averages
+
+
+def _running_sum(plan: pl.LazyFrame, column: str, out: str, frame: pl.DataFrame
+                 ) -> pl.LazyFrame:
+    """Inclusive running sum of float ``column`` within episodes (``_i``: 1-based row
+    number in the episode, rows contiguous), as ``out``: a Hillis-Steele scan of
+    ``ceil(log2 n)`` shift-and-add passes (``n`` the longest episode). Each partial sum only
+    adds rows of its own episode, so its rounding is relative to the episode's notional (a
+    global cumsum minus the episode's start would be relative to the whole batch's)."""
+    longest = int(frame.get_column("_i").max() or 0)  # type: ignore[arg-type]
+    i, v = pl.col("_i"), pl.col(out)
+    plan = plan.with_columns(pl.col(column).alias(out))
+    step = 1
+    while step < longest:
+        plan = plan.with_columns(pl.when(i > step).then(v + v.shift(step)).otherwise(v)
+                                 .alias(out))
+        step *= 2
+    return plan
 
 
 def _remaining(f: pl.DataFrame, opens: pl.DataFrame, carried: pl.DataFrame
