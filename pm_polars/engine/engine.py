@@ -83,7 +83,7 @@ class PortfolioEngine:
         out = self.state.lots
         if portfolio_ids is not None:
             out = out.filter(pl.col("portfolio_id").is_in(portfolio_ids))
-        return out
+        return out.sort("portfolio_id", "instrument_token", "lot")
 
     def portfolios(
         self, portfolio_ids: list[str] | None = None, aggregates: bool = False

@@ -112,18 +112,20 @@ def fifo_ledger(
     gids = f.lazy().filter(pl.col("idx") == 0).select(*KEYS, "_gid", "q0")
     carried = (
         lots.lazy()
+        .with_row_index("_row")
         .join(gids, on=KEYS, how="inner")
         .select(
             "_gid", pl.lit(0, pl.Int64).alias("_ep"), pl.lit(0, pl.Int8).alias("_src"),
             pl.col("lot").alias("_ord"), pl.col("quantity").abs().alias("_qty"), "price",
+            "_row",
         )
         .sort("_gid", "_ord")
     )
     # fills come in (_gid, idx) order, so in (_gid, _ep) order too: a merge on
     # (_gid, source) puts each position's carried lots before its batch's opens
-    from_fills = f.lazy().filter(pl.col("_open") > 0).select(
+    from_fills = f.lazy().with_row_index("_row").filter(pl.col("_open") > 0).select(
         "_gid", "_ep", pl.lit(1, pl.Int8).alias("_src"), pl.col("idx").alias("_ord"),
-        pl.col("_open").alias("_qty"), pl.col("fill_price").alias("price"),
+        pl.col("_open").alias("_qty"), pl.col("fill_price").alias("price"), "_row",
     )
     merge_key = (pl.col("_gid").cast(pl.Int64) * 2 + pl.col("_src")).alias("_mk")
     ep_start = _starts(_EP)
@@ -207,6 +209,8 @@ def _remaining(f: pl.DataFrame, opens: pl.DataFrame, carried: pl.DataFrame
         .alias("_c_total"),
     )
     rem = (pl.col("_o_end") - pl.max_horizontal("_o_start", "_c_total")).alias("_rem")
+    newest = pl.when(pl.col("_src") == 0).then(pl.col("_ord")).forward_fill()
+    newest_gid = pl.when(pl.col("_src") == 0).then(pl.col("_gid")).forward_fill()
     lots = run(
         opens.lazy()
         .join(last, on=_EP, how="inner")
@@ -215,21 +219,23 @@ def _remaining(f: pl.DataFrame, opens: pl.DataFrame, carried: pl.DataFrame
         .filter(pl.col("_rem") > 0)
         .with_columns(
             (pl.col("_rem") * pl.col("_q_end").sign()).alias("quantity"),
-            # carried lots keep their number; new ones follow the position's newest
+            # carried lots keep their number; new ones follow the position's newest (the
+            # last carried one still open: lots come in queue order, carried first)
             pl.when(pl.col("_src") == 0).then(pl.col("_ord"))
-            .otherwise(pl.col("_ord") + 1 + pl.col("_ord").filter(pl.col("_src") == 0)
-                       .max().over("_gid").fill_null(-1))
+            .otherwise(pl.col("_ord") + 1 + pl.when(newest_gid == pl.col("_gid"))
+                       .then(newest).otherwise(-1))
             .alias("lot"),
         )
     )
-    new = lots.filter(pl.col("_src") == 1)
-    born = f.select("_gid", pl.col("idx").alias("_ord"), "ts", "fill_id")
-    kept = lots.filter(pl.col("_src") == 0)
-    lots = pl.concat([
-        kept.join(carried.select(*KEYS, pl.col("lot").alias("_ord"), "ts", "fill_id"),
-                  on=[*KEYS, "_ord"], how="left", maintain_order="left"),
-        new.join(born, on=["_gid", "_ord"], how="left", maintain_order="left"),
-    ])
+    # the opening fill's ts and fill_id, by row (state lots or this batch's fills)
+    carried_row, new_row = (pl.when(pl.col("_src") == s).then(pl.col("_row")) for s in (0, 1))
+    lots = lots.with_columns(
+        pl.coalesce(carried.get_column("ts").gather(lots.select(carried_row).to_series()),
+                    f.get_column("ts").gather(lots.select(new_row).to_series())).alias("ts"),
+        pl.coalesce(
+            carried.get_column("fill_id").gather(lots.select(carried_row).to_series()),
+            f.get_column("fill_id").gather(lots.select(new_row).to_series())).alias("fill_id"),
+    )
     averages = lots.group_by("_gid").agg(
         ((pl.col("_rem").cast(pl.Float64) * pl.col("price")).sum()
          / pl.col("_rem").sum().cast(pl.Float64)).alias("average_price")
@@ -237,11 +243,14 @@ def _remaining(f: pl.DataFrame, opens: pl.DataFrame, carried: pl.DataFrame
     return lots.select(LOT_COLUMNS).cast(pl.Schema(LOT_SCHEMA)), averages
 
 
-def merge_lots(lots: pl.DataFrame, fills: pl.DataFrame, touched: pl.DataFrame) -> pl.DataFrame:
-    """State lots after a batch: the lots of positions ``fills`` touched replaced by
-    ``touched`` (their open lots after it); sorted by key and lot."""
-    kept = lots.lazy().join(fills.lazy().select(KEYS).unique(), on=KEYS, how="anti")
-    return run(pl.concat([kept, touched.lazy()]).sort(*KEYS, "lot"))
+def merge_lots(lots: pl.DataFrame, positions: pl.DataFrame, touched: pl.DataFrame
+               ) -> pl.DataFrame:
+    """State lots after a batch: the lots of ``positions`` (the keys a batch touched, one
+    row each) replaced by ``touched`` (their open lots after it). Lots of one position stay
+    in queue order; positions in no particular order (``PortfolioEngine.lots`` sorts)."""
+    kept = lots.lazy().join(positions.lazy().select(KEYS), on=KEYS, how="anti",
+                            maintain_order="left")
+    return run(pl.concat([kept, touched.lazy()]))
 
 
 def with_fifo_average(deltas: pl.DataFrame, averages: pl.DataFrame) -> pl.DataFrame:
@@ -259,7 +268,7 @@ def book(positions: pl.DataFrame, lots: pl.DataFrame, fills: pl.DataFrame, cost_
     if cost_basis == "fifo":
         ledger, touched, averages = fifo_ledger(positions, lots, fills)
         deltas = with_fifo_average(position_deltas(ledger), averages)
-        return ledger, deltas, merge_lots(lots, fills, touched)
+        return ledger, deltas, merge_lots(lots, deltas, touched)
     if cost_basis != "average":
         raise ValueError(f"cost_basis must be one of {COST_BASES}, got {cost_basis!r}")
     ledger = fill_ledger(positions, fills)
