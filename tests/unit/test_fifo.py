@@ -257,3 +257,23 @@ def test_fifo_long_lot_queues_split_anywhere(data: st.DataObject,
     _lots_match(eng, ref)
     lots = eng.engine.lots()
     assert lots.select(pl.struct("portfolio_id", "instrument_token", "lot").is_unique().all()).item()
+
+
+def test_daemon_setting_reaches_the_engine_and_refuses_unknown_methods(tmp_path: Any) -> None:
+    import argparse
+
+    from pm_polars.daemon.config import ConfigError
+    from pm_polars.daemon.config_sources import add_arguments, resolve
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = ["--bootstrap-servers", "k:9092"]
+    assert resolve(parser.parse_args(base), {}).engine_config().cost_basis == "average"
+    fifo = resolve(parser.parse_args([*base, "--cost-basis", "fifo"]), {})
+    assert fifo.engine_config().cost_basis == "fifo"
+    cfg = tmp_path / "pm.toml"
+    cfg.write_text('cost_basis = "fifo"\n')
+    assert resolve(parser.parse_args([*base, "--config", str(cfg)]), {}).cost_basis == "fifo"
+    assert resolve(parser.parse_args(base), {"PM_COST_BASIS": "fifo"}).cost_basis == "fifo"
+    with pytest.raises(ConfigError, match="--cost-basis.*'lifo' is not one of average, fifo"):
+        resolve(parser.parse_args([*base, "--cost-basis", "lifo"]), {})
