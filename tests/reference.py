@@ -228,7 +228,7 @@ class _Position:
     sell_quantity: int = 0
     buy_value: float = 0.0
     sell_value: float = 0.0
-    lots: list[list[Any]] | None = None  # FIFO only: [units open, price], oldest first
+    lots: list[list[Any]] | None = None  # FIFO only: [units open, price, fill_id], oldest first
 
 
 @dataclass
@@ -265,6 +265,10 @@ class ReferenceBook:
     ) -> None:
         self.starting_cash = float(starting_cash)
         self.cost_basis = cost_basis
+        # FIFO closes in order: (pid, token, close fill_id, lot's fill_id, units, lot price,
+        # close price, realized)
+        self.matches: list[tuple[str, int, str | None, str | None, int, float, float,
+                                 float]] = []
         self.multipliers = multipliers_from_rows(instruments)
         self._positions: dict[tuple[str, int], _Position] = {}
         self._portfolios: dict[str, _Portfolio] = {}
@@ -318,7 +322,10 @@ class ReferenceBook:
         new_q = old_q + signed
 
         if self.cost_basis == "fifo":
-            self._fifo(pos, signed, price, m)
+            for units, lot_price, lot_id in self._fifo(pos, signed, price, m, fill.fill_id):
+                side = 1 if signed < 0 else -1  # the closed lot's side
+                self.matches.append((pid, token, fill.fill_id, lot_id, units, lot_price, price,
+                                     units * (price - lot_price) * side * m))
         elif old_q == 0 or _sign(old_q) == _sign(signed):
             # open or add in the same direction: re-average (old avg is 0 when flat)
             pos.average_price = (pos.average_price * abs(old_q) + price * qty) / abs(new_q)
@@ -345,31 +352,37 @@ class ReferenceBook:
             portfolio.cash += notional - fill.fee
 
     @staticmethod
-    def _fifo(pos: _Position, signed: int, price: float, m: float) -> None:
-        """FIFO: close from the oldest lot on, open a lot with what is left."""
+    def _fifo(pos: _Position, signed: int, price: float, m: float,
+              fill_id: str | None) -> list[tuple[int, float, str | None]]:
+        """FIFO: close from the oldest lot on, open a lot with what is left; returns the
+        closes ``(units, lot price, lot's fill_id)``."""
         lots = pos.lots if pos.lots is not None else []
         pos.lots = lots
         left = abs(signed)
+        closes = []
         if pos.quantity != 0 and _sign(pos.quantity) != _sign(signed):
             side = _sign(pos.quantity)
             while left and lots:
                 units = min(left, lots[0][0])
                 pos.realized_pnl += units * (price - lots[0][1]) * side * m
+                closes.append((units, lots[0][1], lots[0][2]))
                 lots[0][0] -= units
                 left -= units
                 if lots[0][0] == 0:
                     lots.pop(0)
         if left:
-            lots.append([left, price])
-        units_open = sum(u for u, _ in lots)
-        pos.average_price = sum(u * p for u, p in lots) / units_open if units_open else 0.0
+            lots.append([left, price, fill_id])
+        units_open = sum(lot[0] for lot in lots)
+        pos.average_price = (sum(lot[0] * lot[1] for lot in lots) / units_open
+                             if units_open else 0.0)
+        return closes
 
     def lots(self) -> list[tuple[str, int, int, float]]:
         """Open FIFO lots ``(portfolio_id, token, signed units, price)``, oldest first."""
         return [
             (pid, token, u * _sign(pos.quantity), p)
             for (pid, token), pos in sorted(self._positions.items())
-            for u, p in (pos.lots or [])
+            for u, p, _ in (pos.lots or [])
         ]
 
     # ---- reading ---------------------------------------------------------------------

@@ -69,16 +69,17 @@ def _starts(cols: list[str]) -> pl.Expr:
     return ~same.fill_null(False)
 
 
-def fifo_ledger(
-    positions: pl.DataFrame, lots: pl.DataFrame, fills: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """FIFO accounting of one batch.
+def episode_lines(positions: pl.DataFrame, lots: pl.DataFrame, fills: pl.DataFrame
+                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The two sides of the FIFO line (see the module docstring) as ``(rows, opens)``.
 
-    ``positions``/``lots``: the state before the batch; ``fills``: ``FILL_SCHEMA`` plus
-    ``multiplier``. Returns ``(ledger, open_lots, averages)``: the ledger has the columns of
-    ``accounting.fill_ledger`` (``realized`` matched FIFO; ``average_price`` is not per
-    fill, see ``averages``), ``open_lots`` the lots (``LOT_SCHEMA``) of every position the
-    batch touched after it, ``averages`` ``_gid`` -> ``average_price`` after the batch.
+    ``rows``: the fills grouped by position (``_gid``, ``idx``) with ``q``/``q_prev``,
+    ``closed_qty``, their opening (``_ep``) and closing (``_ep_close``) episode and
+    ``_c_end``, units closed so far in the closing episode (``_c_first``: first row of it).
+    ``opens``: carried lots and opening fills in queue order per episode (``_src`` 0/1,
+    ``_row`` into ``lots``/``rows``, ``_i`` 1-based place in the episode) with their
+    interval ``[_o_start, _o_end)``, ``price`` and ``_cost_start`` (cost of the units
+    before them in the episode).
     """
     prior = positions.lazy().select(*KEYS, pl.col("quantity").alias("q0"))
     lean = fills.select(
@@ -143,11 +144,27 @@ def fifo_ledger(
     opens = run(_running_sum(opens.lazy(), "_cost", "_cost_start", opens)
                 .with_columns(pl.col("_cost_start") - pl.col("_cost")))
     # C_end per row: units closed so far in the row's closing episode (rows are in
-    # (_gid, _ep_close) order); F(C_end) by one as-of join; a fill's closed cost is F's
-    # increase since the previous row of the episode (F(0) = 0 at its start)
+    # (_gid, _ep_close) order)
     close_start = _starts(["_gid", "_ep_close"])
     f = run(f.lazy().with_columns(_within(pl.col("closed_qty"), close_start).alias("_c_end"),
                                   close_start.alias("_c_first")))
+    return f, opens
+
+
+def fifo_ledger(
+    positions: pl.DataFrame, lots: pl.DataFrame, fills: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """FIFO accounting of one batch.
+
+    ``positions``/``lots``: the state before the batch; ``fills``: ``FILL_SCHEMA`` plus
+    ``multiplier``. Returns ``(ledger, open_lots, averages)``: the ledger has the columns of
+    ``accounting.fill_ledger`` (``realized`` matched FIFO; ``average_price`` is not per
+    fill, see ``averages``), ``open_lots`` the lots (``LOT_SCHEMA``) of every position the
+    batch touched after it, ``averages`` ``_gid`` -> ``average_price`` after the batch.
+    """
+    f, opens = episode_lines(positions, lots, fills)
+    # F(C_end) by one as-of join; a fill's closed cost is F's increase since the previous
+    # row of the episode (F(0) = 0 at its start)
     cost_at = pl.col("_cost_start") + (pl.col("_c_end") - pl.col("_o_start")).cast(
         pl.Float64) * pl.col("price")
     f_at = pl.col("_f_at")
