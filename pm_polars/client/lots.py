@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 import redis
 
-from pm_polars.engine.lots import lots_of_rows
+from pm_polars.engine.lot_state import lots_of_rows
 from pm_polars.publish.keys import Keys
 
 

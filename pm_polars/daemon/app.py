@@ -35,7 +35,7 @@ from pm_polars.daemon.sinks import Sink, Sinks
 from pm_polars.daemon.step import BatchStep
 from pm_polars.daemon.tick_table import TickTable
 from pm_polars.engine.instruments import load_instruments
-from pm_polars.engine.lots import CostBasisMismatch
+from pm_polars.engine.lot_state import CostBasisMismatch
 from pm_polars.publish.keys import Keys
 from pm_polars.types import TP
 

@@ -31,7 +31,7 @@ from pm_polars.daemon.read_model import ReadModel
 from pm_polars.daemon.tick_table import Prices, TickTable
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.engine import PortfolioEngine
-from pm_polars.engine.lots import check_cost_basis
+from pm_polars.engine.lot_state import check_cost_basis
 from pm_polars.engine.state import EngineState, merge
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty

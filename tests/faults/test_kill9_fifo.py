@@ -19,7 +19,7 @@ import pytest
 from support import KafkaBroker, RedisServer
 from support.chaos import Names, build_stream, kill_chaos, reference
 
-from pm_polars.engine.lots import lots_of_rows
+from pm_polars.engine.lot_state import lots_of_rows
 
 pytestmark = pytest.mark.integration
 

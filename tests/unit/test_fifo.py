@@ -206,7 +206,7 @@ def test_lots_round_trip_through_the_redis_state_codec() -> None:
 
 
 def test_a_state_is_only_reloaded_under_the_method_that_booked_it() -> None:
-    from pm_polars.engine.lots import CostBasisMismatch, check_cost_basis
+    from pm_polars.engine.lot_state import CostBasisMismatch, check_cost_basis
 
     fifo = _fifo([fill("S", 1, "BUY", 3, 10.0)])
     avg = PortfolioEngine()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from pm_polars.engine import accounting, dedupe, lots, marks
+from pm_polars.engine import accounting, dedupe, lot_state, marks
 from pm_polars.engine.state import CASH_SCHEMA, EngineState
 from pm_polars.publish.resp import bulk, command, header
 from pm_polars.publish.state_rows import StateRows
@@ -83,7 +83,7 @@ def encode_state(
         c_pid = rows.cash_columns.index("portfolio_id") if rows is not None else 0
         if rows is None or not pids <= {r[c_pid] for r in rows.cash}:
             rows = StateRows.fetch(snap, sorted(pids))
-        _state_rows(out, rows, touched, next_offsets, key, lots.lot_rows(snap.lots, pids))
+        _state_rows(out, rows, touched, next_offsets, key, lot_state.lot_rows(snap.lots, pids))
         if seen is None:
             _seen_bulk(out, fills, clock, next_offsets, key)
         for tp, pairs in sorted((seen or {}).items()):
@@ -203,5 +203,5 @@ def decode_state(
         seen=seen_frame,
         instruments=instruments,
         clock_ns=None if clock is None else int(clock),
-        lots=lots.lots_of_rows(pl.Series(with_lots, dtype=pl.String)),
+        lots=lot_state.lots_of_rows(pl.Series(with_lots, dtype=pl.String)),
     )
