@@ -340,3 +340,31 @@ def test_lot_matches_equal_the_reference_whole_and_per_batch(
     # each fill's matches sum to what the engine realized
     realized = sum(r["realized_pnl"] for r in eng.positions().to_dicts())
     assert sum(g[7] for g in got) == pytest.approx(realized, rel=1e-9, abs=1e-6)
+
+
+def test_end_of_day_of_a_fifo_archive_books_fifo_and_carries_lots(tmp_path: Any) -> None:
+    """The three-day book of test_eod, archived by a FIFO engine. By hand, S1 in A: buy 10
+    @ 95 (D1), buy 5 @ 102, sell 8 @ 105 (D2: closes 8 of the lot @ 95, +80), sell 7 @ 106
+    (D3: closes 2 @ 95 and 5 @ 102, +22 + 20)."""
+    import history_helpers as hh
+
+    from pm_polars.archive import ArchiveWriter, save_engine_config
+    from pm_polars.eod.run import run_eod
+    from pm_polars.eod.store import read_state
+
+    eng = PortfolioEngine(starting_cash=hh.START, instruments=hh.INSTRUMENTS,
+                          cost_basis="fifo")
+    save_engine_config(tmp_path, eng)
+    with ArchiveWriter(tmp_path, fsync=False) as w:
+        for events in hh.DAYS.values():
+            w.submit(eng.apply_decoded(hh.batch(events)))
+    run_eod(tmp_path, hh.D2)
+    d2 = read_state(tmp_path, hh.D2)
+    assert d2.config.cost_basis == "fifo"
+    assert d2.lots.filter(pl.col("portfolio_id") == "paper_S1").select(
+        "quantity", "price").rows() == [(2, 95.0), (5, 102.0)]
+    run_eod(tmp_path, hh.D3)  # continues from D2's state: the carried lots close first
+    d3 = PortfolioEngine.restore(read_state(tmp_path, hh.D3))
+    s1 = d3.positions().filter(pl.col("portfolio_id") == "paper_S1").row(0, named=True)
+    assert (s1["quantity"], s1["realized_pnl"]) == (0, 80.0 + 22.0 + 20.0)
+    assert d3.lots().filter(pl.col("portfolio_id") == "paper_S1").height == 0
