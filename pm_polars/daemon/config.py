@@ -92,6 +92,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("max_events", int, 50_000, "flush a micro-batch at this many records", "N"),
     Spec("max_wait_ms", float, 20.0, "flush a micro-batch this long after its first record",
          "MS"),
+    Spec("prefetch_batches", int, 2, "micro-batches a consumer thread may collect ahead "
+         "while the loop applies one (bounds memory: this many x max_events records); 0 "
+         "consumes on the loop's own thread", "N"),
     Spec("tick_publish_ms", float, 1000.0, "republish a portfolio moved only by prices at "
          "most this often (fills publish at once; 0: every batch)", "MS"),
     Spec("starting_cash", float, 1_000_000.0, "cash credited to a portfolio at its first fill "
@@ -131,6 +134,7 @@ class Settings:
     metrics_host: str = "0.0.0.0"
     max_events: int = 50_000
     max_wait_ms: float = 20.0
+    prefetch_batches: int = 2
     tick_publish_ms: float = 1000.0
     starting_cash: float = 1_000_000.0
     instruments: Path | None = None
@@ -181,6 +185,9 @@ def validate(s: Settings) -> None:
     for name, value in positive.items():
         if not value > 0:
             raise _fail(name, f"must be > 0, got {value}", "give a positive number")
+    if not s.prefetch_batches >= 0:
+        raise _fail("prefetch_batches", f"must be >= 0, got {s.prefetch_batches}",
+                    "give a small count such as 2, or 0 to consume on the loop's thread")
     if not s.tick_publish_ms >= 0:
         raise _fail("tick_publish_ms", f"must be >= 0, got {s.tick_publish_ms}",
                     "give milliseconds, 0 to republish on every batch")
