@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_REJECTS, EXIT_ABANDONED = 0, 1, 3, 4
 LAG_INTERVAL_S = 1.0
+GIL_SWITCH_S = 0.0005  # with a prefetch thread; see _prefetched_loop
 
 
 class _Every:
@@ -225,6 +227,11 @@ class Daemon:
         thread also refreshes tick partitions and reports lag)."""
         assert self.book is not None
         book, stopping = self.book, self.stop_event.is_set
+        # Two threads that both run Python between native calls: with the default 5 ms
+        # switch interval, each time the loop's decode/apply returns from a Polars call it
+        # can wait up to 5 ms for the GIL held by the consuming thread (the convoy effect).
+        # Measured on a 200k backlog (same run): decode 1.76 s at 5 ms, 0.77 s at 0.5 ms.
+        sys.setswitchinterval(GIL_SWITCH_S)
         prefetch.start()
         try:
             while True:

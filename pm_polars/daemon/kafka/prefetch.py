@@ -85,20 +85,28 @@ class Prefetcher:
             while not self.stopping():
                 self.before_collect()
                 self.current = RawBatch(seek_gen=self._seek_requested())
-                batch = self.batcher.collect(self.current, self.stopping)
-                if not len(batch):
-                    continue
-                with self.ready:
-                    while len(self.queue) >= self.depth and not self.stopping():
-                        self.ready.wait(0.05)
-                    self.queue.append(batch)
-                    self.ready.notify_all()
+                self._fill(self.current)
         except BaseException as exc:  # re-raised on the loop's thread by ``get``
             self.error = exc
         finally:
             self.done.set()
             with self.ready:
                 self.ready.notify_all()
+
+    def _fill(self, batch: RawBatch) -> None:
+        """Collect ``batch`` and queue it. While the queue is full, keep adding to it (up to
+        ``max_events``): under a backlog the loop then gets full batches, not the many
+        small ones a busy loop would leave behind."""
+        while True:
+            self.batcher.collect(batch, self.stopping)
+            with self.ready:
+                if not len(batch):
+                    return
+                if len(self.queue) < self.depth or self.stopping():
+                    self.queue.append(batch)
+                    self.ready.notify_all()
+                    return
+                self.ready.wait(0.05 if len(batch) >= self.batcher.max_events else 0.005)
 
     # ---------------------------------------------------------------- the loop's side
     def wait(self, timeout: float = IDLE_GET_S) -> None:
