@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
-from pm_polars.engine import accounting, dedupe, marks
+from pm_polars.engine import accounting, dayfigures, dedupe, marks, tradingday
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.plans import run
 from pm_polars.engine.ranges import rows_in_ranges
@@ -34,9 +34,56 @@ from pm_polars.types import BatchResult, EventFrames
 
 def apply(state: EngineState, batch: EventFrames,
           config: EngineConfig) -> tuple[EngineState, BatchResult]:
-    """The state after ``batch`` and what the batch did (see the module docstring)."""
+    """The state after ``batch`` and what the batch did (see the module docstring).
+
+    The trading day (``tradingday``): each event's booked day is computed columnar; a
+    batch within the book's day is applied whole, one spanning later days is applied in one
+    piece per day, the book rolled (``dayfigures.roll``) before each later day's piece. A
+    roll changes every portfolio's day figures, so all are ``changed_portfolios`` then.
+    """
+    fills, ticks = tradingday.assign(batch.fills, batch.ticks, state.trading_day,
+                                     config.day_roll_tz, config.roll_minutes)
+    days = tradingday.segments(fills, ticks)
+    applied: list[pl.DataFrame] = []
+    dups: list[pl.DataFrame] = []
+    changed: set[str] = set()
+    rolled = False
+    for day in days:
+        f, t = fills, ticks
+        if len(days) > 1:
+            f, t = (x.filter(pl.col(tradingday.DAY) == day) for x in (fills, ticks))
+        if day != state.trading_day:
+            state, rolled = dayfigures.roll(state, day), True
+        state, fresh, dup, moved = _apply_day(state, f, t, config)
+        applied.append(fresh)
+        dups.append(dup)
+        changed |= moved
+    if not days:  # no event with a time, on a book without a day yet
+        state, fresh, dup, changed = _apply_day(state, fills, ticks, config)
+        applied, dups = [fresh], [dup]
+    if rolled:
+        changed.update(state.portfolio_ids())
+    fresh = applied[0] if len(applied) == 1 else pl.concat(applied)
+    late = tradingday.late_count(fresh, ticks)
+    if late:
+        state = replace(state, late_day_events=state.late_day_events + late)
+    extra = [c for c in (tradingday.DAY, tradingday.LATE) if c in fresh.columns]
+    dup = dups[0] if len(dups) == 1 else pl.concat(dups)
+    return state, BatchResult(
+        fills=fresh.drop(extra),
+        ticks=batch.ticks,
+        rejects=batch.rejects,
+        duplicates=dup.drop([c for c in extra if c in dup.columns]),
+        changed_portfolios=sorted(changed),
+    )
+
+
+def _apply_day(state: EngineState, fills: pl.DataFrame, ticks: pl.DataFrame,
+               config: EngineConfig
+               ) -> tuple[EngineState, pl.DataFrame, pl.DataFrame, set[str]]:
+    """Events of one trading day: the state after, the fresh fills, duplicates, changed."""
     horizon = dedupe.horizon_ns(state.clock_ns, config.dedupe_retention_ns)
-    fresh, dups = state.seen.split(batch.fills, horizon)
+    fresh, dups = state.seen.split(fills, horizon)
     positions, cash = state.positions, state.cash
     if fresh.height:
         fresh = with_multiplier(state, fresh)
@@ -46,11 +93,9 @@ def apply(state: EngineState, batch: EventFrames,
         )
         cash = merge_cash(state.cash, accounting.cash_flows(ledger), fresh,
                           config.starting_cash)
-    else:
-        fresh = fresh.with_columns(pl.lit(1.0).alias("multiplier"))
-    new_marks, tick_changed = marks.merge_marks(state.marks, batch.ticks, "last_price", "tick")
+    new_marks, tick_changed = marks.merge_marks(state.marks, ticks, "last_price", "tick")
     new_marks, fill_changed = marks.merge_marks(new_marks, fresh, "fill_price", "fill")
-    clock = _max_ts(state.clock_ns, batch.ticks, fresh)
+    clock = _max_ts(state.clock_ns, ticks, fresh)
     seen = state.seen.remember(fresh, clock, config.dedupe_retention_ns)
     mark_changed = set(tick_changed.to_list())
     if fill_changed.len():  # a fill price is the mark only before the first tick
@@ -64,13 +109,9 @@ def apply(state: EngineState, batch: EventFrames,
     changed.update(holders(positions, sorted(mark_changed)))
     after = replace(state, positions=positions, cash=cash, marks=new_marks, seen=seen,
                     clock_ns=clock)
-    return after, BatchResult(
-        fills=fresh.drop("multiplier"),
-        ticks=batch.ticks,
-        rejects=batch.rejects,
-        duplicates=dups,
-        changed_portfolios=sorted(changed),
-    )
+    if fresh.height:
+        fresh = fresh.drop("multiplier")
+    return after, fresh, dups, changed
 
 
 def with_multiplier(state: EngineState, fills: pl.DataFrame) -> pl.DataFrame:

@@ -8,7 +8,8 @@ Layout (keys from ``pm_polars.publish.keys``; one set per ``{group}:{topic}:{par
   prices come from the global ``prices`` table when the partition is loaded)
 * ``seen``      ZSET ``"{source}|{fill_id}"`` scored by the first sighting's ``ts`` (ns UTC,
   stored as a double: about 256 ns resolution, only used for pruning)
-* ``meta``      HASH ``next_offset`` (first offset NOT applied), ``clock_ns``, ``updated_ns``
+* ``meta``      HASH ``next_offset`` (first offset NOT applied), ``clock_ns``, ``updated_ns``,
+  ``trading_day`` (days since 1970-01-01), ``late_day_events``
 
 JSON rows are written by ``json`` and read column-wise by Polars; floats are written as
 shortest round-trip text, so a state read back equals the state written bit for bit.
@@ -94,6 +95,8 @@ def encode_state(
         meta = ["next_offset", next_offsets[tp], "updated_ns", updated_ns]
         if clock is not None:
             meta += ["clock_ns", clock]
+        if snap.trading_day is not None:
+            meta += ["trading_day", snap.trading_day, "late_day_events", snap.late_day_events]
         out.add(command("HSET", key(tp, "meta"), *meta))
     return out
 
@@ -186,7 +189,7 @@ def decode_state(
         {"source": sources, "fill_id": ids, "ts": [int(score) for _, score in seen]},
         schema=dedupe.SEEN_SCHEMA,
     )
-    clock = meta.get("clock_ns")
+    clock, day = meta.get("clock_ns"), meta.get("trading_day")
     return EngineState.of_frames(
         positions=_frame(list(positions.values()), accounting.POSITION_STATE_SCHEMA).sort(
             "instrument_token", "portfolio_id"
@@ -196,4 +199,6 @@ def decode_state(
         seen=seen_frame,
         instruments=instruments,
         clock_ns=None if clock is None else int(clock),
+        trading_day=None if day is None else int(day),
+        late_day_events=int(meta.get("late_day_events", 0)),
     )
