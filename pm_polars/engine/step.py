@@ -36,54 +36,49 @@ def apply(state: EngineState, batch: EventFrames,
           config: EngineConfig) -> tuple[EngineState, BatchResult]:
     """The state after ``batch`` and what the batch did (see the module docstring).
 
-    The trading day (``tradingday``): each event's booked day is computed columnar; a
-    batch within the book's day is applied whole, one spanning later days is applied in one
-    piece per day, the book rolled (``dayfigures.roll``) before each later day's piece. A
-    roll changes every portfolio's day figures, so all are ``changed_portfolios`` then.
+    Duplicates go first (they change nothing, not even the day). The trading day
+    (``tradingday``): each event's booked day is computed columnar; a batch within the
+    book's day is applied whole, one spanning later days in one piece per day, the book
+    rolled (``dayfigures.roll``) before each later day's piece. A roll changes every
+    portfolio's day figures, so all are ``changed_portfolios`` then.
     """
-    fills, ticks = tradingday.assign(batch.fills, batch.ticks, state.trading_day,
+    horizon = dedupe.horizon_ns(state.clock_ns, config.dedupe_retention_ns)
+    fresh, dups = state.seen.split(batch.fills, horizon)
+    fills, ticks = tradingday.assign(fresh, batch.ticks, state.trading_day,
                                      config.day_roll_tz, config.roll_minutes)
     days = tradingday.segments(fills, ticks)
     applied: list[pl.DataFrame] = []
-    dups: list[pl.DataFrame] = []
     changed: set[str] = set()
     rolled = False
-    for day in days:
+    pieces: list[int | None] = list(days) or [state.trading_day]
+    for day in pieces:
         f, t = fills, ticks
         if len(days) > 1:
             f, t = (x.filter(pl.col(tradingday.DAY) == day) for x in (fills, ticks))
-        if day != state.trading_day:
+        if day is not None and day != state.trading_day:
             state, rolled = dayfigures.roll(state, day), True
-        state, fresh, dup, moved = _apply_day(state, f, t, config)
-        applied.append(fresh)
-        dups.append(dup)
+        state, done, moved = _apply_day(state, f, t, config)
+        applied.append(done)
         changed |= moved
-    if not days:  # no event with a time, on a book without a day yet
-        state, fresh, dup, changed = _apply_day(state, fills, ticks, config)
-        applied, dups = [fresh], [dup]
     if rolled:
         changed.update(state.portfolio_ids())
-    fresh = applied[0] if len(applied) == 1 else pl.concat(applied)
-    late = tradingday.late_count(fresh, ticks)
-    if late:
-        state = replace(state, late_day_events=state.late_day_events + late)
-    extra = [c for c in (tradingday.DAY, tradingday.LATE) if c in fresh.columns]
-    dup = dups[0] if len(dups) == 1 else pl.concat(dups)
+    done = applied[0] if len(applied) == 1 else pl.concat(applied)
+    late = tradingday.late_count(done, ticks)
+    seen = state.seen.remember(done, state.clock_ns, config.dedupe_retention_ns)
+    state = replace(state, seen=seen, late_day_events=state.late_day_events + late)
     return state, BatchResult(
-        fills=fresh.drop(extra),
+        fills=done.drop(tradingday.DAY, tradingday.LATE, "multiplier", strict=False),
         ticks=batch.ticks,
         rejects=batch.rejects,
-        duplicates=dup.drop([c for c in extra if c in dup.columns]),
+        duplicates=dups,
         changed_portfolios=sorted(changed),
     )
 
 
-def _apply_day(state: EngineState, fills: pl.DataFrame, ticks: pl.DataFrame,
-               config: EngineConfig
-               ) -> tuple[EngineState, pl.DataFrame, pl.DataFrame, set[str]]:
-    """Events of one trading day: the state after, the fresh fills, duplicates, changed."""
-    horizon = dedupe.horizon_ns(state.clock_ns, config.dedupe_retention_ns)
-    fresh, dups = state.seen.split(fills, horizon)
+def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
+               config: EngineConfig) -> tuple[EngineState, pl.DataFrame, set[str]]:
+    """New fills and ticks of one trading day: the state after (``seen`` not yet updated),
+    the fills as applied (with ``multiplier``) and the portfolios they changed."""
     positions, cash = state.positions, state.cash
     if fresh.height:
         fresh = with_multiplier(state, fresh)
@@ -93,10 +88,11 @@ def _apply_day(state: EngineState, fills: pl.DataFrame, ticks: pl.DataFrame,
         )
         cash = merge_cash(state.cash, accounting.cash_flows(ledger), fresh,
                           config.starting_cash)
+    else:
+        fresh = fresh.with_columns(pl.lit(1.0).alias("multiplier"))
     new_marks, tick_changed = marks.merge_marks(state.marks, ticks, "last_price", "tick")
     new_marks, fill_changed = marks.merge_marks(new_marks, fresh, "fill_price", "fill")
     clock = _max_ts(state.clock_ns, ticks, fresh)
-    seen = state.seen.remember(fresh, clock, config.dedupe_retention_ns)
     mark_changed = set(tick_changed.to_list())
     if fill_changed.len():  # a fill price is the mark only before the first tick
         fallback = new_marks.filter(
@@ -107,11 +103,8 @@ def _apply_day(state: EngineState, fills: pl.DataFrame, ticks: pl.DataFrame,
     filled = fresh.get_column("portfolio_id")
     changed = set((filled.unique() if filled.len() > 1024 else filled).to_list())
     changed.update(holders(positions, sorted(mark_changed)))
-    after = replace(state, positions=positions, cash=cash, marks=new_marks, seen=seen,
-                    clock_ns=clock)
-    if fresh.height:
-        fresh = fresh.drop("multiplier")
-    return after, fresh, dups, changed
+    after = replace(state, positions=positions, cash=cash, marks=new_marks, clock_ns=clock)
+    return after, fresh, changed
 
 
 def with_multiplier(state: EngineState, fills: pl.DataFrame) -> pl.DataFrame:
