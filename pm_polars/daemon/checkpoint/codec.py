@@ -57,7 +57,7 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 def encode_state(
     snap: EngineState, retention_ns: int | None, fills: pl.DataFrame,
     next_offsets: Committable, updated_ns: int, key: Callable[[TP, str], str],
-    rows: StateRows | None = None,
+    rows: StateRows | None = None, whole: Mapping[TP, tuple[int | None, list[str]]] | None = None,
 ) -> StateWrites:
     """Writes for each partition of ``next_offsets``: the state rows its fills touched.
 
@@ -73,9 +73,20 @@ def encode_state(
 
     Touched rows are few (one per position, portfolio and instrument) and encoded in Python;
     the ``seen`` ids (one per fill) too in small batches, by one Polars query in large ones.
+
+    ``whole`` (a batch that rolled the trading day): per partition its stored next offset and
+    portfolios, whose every positions, cash and marks row is rewritten (the roll changed
+    them all) with its ``meta``; ``rows`` then holds them all.
     """
     clock, retention = snap.clock_ns, retention_ns
     out = StateWrites()
+    if whole:
+        if rows is None:
+            rows = StateRows.fetch(snap, sorted(p for _, pids in whole.values() for p in pids))
+        touched_all = _every_row(rows, whole)
+        _state_rows(out, rows, touched_all, {**{tp: 0 for tp in whole}, **next_offsets}, key)
+        next_offsets = {**{tp: o for tp, (o, _) in whole.items() if o is not None},
+                        **next_offsets}
     if fills.height:
         touched, seen = _touched(fills, clock)
         pids = {pid for _, pid, _ in touched}
@@ -99,6 +110,16 @@ def encode_state(
             meta += ["trading_day", snap.trading_day, "late_day_events", snap.late_day_events]
         out.add(command("HSET", key(tp, "meta"), *meta))
     return out
+
+
+def _every_row(rows: StateRows, whole: Mapping[TP, tuple[int | None, list[str]]]
+               ) -> set[tuple[TP, str, int]]:
+    """Every ``(tp, portfolio, token)`` of ``whole`` partitions' portfolios (in ``rows``)."""
+    owner = {pid: tp for tp, (_, pids) in whole.items() for pid in pids}
+    pc = rows.position_columns
+    p_pid, p_tok = pc.index("portfolio_id"), pc.index("instrument_token")
+    return {(owner[r[p_pid]], r[p_pid], r[p_tok]) for r in rows.positions
+            if r[p_pid] in owner}
 
 
 def _touched(fills: pl.DataFrame, clock: int | None
