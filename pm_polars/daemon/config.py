@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pm_polars.engine import tradingday
 from pm_polars.engine.config import EngineConfig
 
 
@@ -104,6 +105,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("dedupe_retention", duration_s, 86_400.0, "remember fill ids this long (event "
          "time, seconds or 90s/15m/24h/7d) to drop redeliveries; keep Kafka retention longer",
          "DURATION", shown="24h"),
+    Spec("day_roll_tz", str, "Asia/Kolkata", "timezone of the trading day (IANA name); an "
+         "event's day is the date of its ts there", "TZ"),
+    Spec("day_roll_time", str, "00:00", "local time the trading day starts at (HH:MM); the "
+         "first event at or after it rolls the book (event time, never the wall clock)",
+         "HH:MM"),
     Spec("max_reject_ratio", float, 0.5, "stop (exit 3) if more than this share of the last "
          "--reject-window records is invalid", "RATIO"),
     Spec("reject_window", int, 1000, "records the reject ratio is measured over", "N"),
@@ -139,6 +145,8 @@ class Settings:
     starting_cash: float = 1_000_000.0
     instruments: Path | None = None
     dedupe_retention: float = 86_400.0  # seconds
+    day_roll_tz: str = "Asia/Kolkata"
+    day_roll_time: str = "00:00"
     max_reject_ratio: float = 0.5
     reject_window: int = 1000
     key_prefix: str = ""
@@ -150,7 +158,8 @@ class Settings:
 
     def engine_config(self) -> EngineConfig:
         """The engine's configuration (retention converted once, seconds -> ns)."""
-        return EngineConfig.of(self.starting_cash, self.dedupe_retention)
+        return EngineConfig.of(self.starting_cash, self.dedupe_retention, self.day_roll_tz,
+                               self.day_roll_time)
 
 
 def _fail(name: str, problem: str, fix: str) -> ConfigError:
@@ -199,6 +208,16 @@ def validate(s: Settings) -> None:
     if s.instruments is not None and not s.instruments.exists():
         raise _fail("instruments", f"file {s.instruments} does not exist",
                     "point it at a CSV or Parquet instruments table")
+    try:
+        tradingday.check_tz(s.day_roll_tz)
+    except ValueError:
+        raise _fail("day_roll_tz", f"{s.day_roll_tz!r} is not an IANA timezone",
+                    "use a name such as Asia/Kolkata, Europe/London or UTC") from None
+    try:
+        tradingday.roll_minutes(s.day_roll_time)
+    except ValueError:
+        raise _fail("day_roll_time", f"{s.day_roll_time!r} is not a time of day",
+                    "use HH:MM (24 h), e.g. 09:15") from None
     for key in s.kafka:
         if not key or "=" in key:
             raise ConfigError(f"librdkafka property {key!r} is malformed. Fix: -X key=value")
