@@ -63,7 +63,9 @@ class Snapshot:
             getattr(self, name).write_parquet(tmp / f"{name}.parquet")
         meta = {**self.meta, "clock_ns": self.clock_ns,
                 "starting_cash": self.config.starting_cash,
-                "dedupe_retention_ns": self.config.dedupe_retention_ns, "format": FORMAT_VERSION}
+                "dedupe_retention_ns": self.config.dedupe_retention_ns,
+                "max_jump_ns": self.config.max_jump_ns, "max_skew_ns": self.config.max_skew_ns,
+                "format": FORMAT_VERSION}
         (tmp / "meta.json").write_text(json.dumps(meta))
         old = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
         if target.exists():
@@ -87,8 +89,9 @@ class Snapshot:
             )
         read = {name: pl.read_parquet(source / f"{name}.parquet") for name in TABLES}
         meta.pop("format")
+        bounds = {k: meta.pop(k) for k in ("max_jump_ns", "max_skew_ns") if k in meta}
         config = EngineConfig(float(meta.pop("starting_cash", DEFAULT_STARTING_CASH)),
-                              meta.pop("dedupe_retention_ns", None))
+                              meta.pop("dedupe_retention_ns", None), **bounds)
         return cls(positions=read["positions"], cash=read["cash"], marks=read["marks"],
                    seen=read["seen"], instruments=read["instruments"],
                    clock_ns=meta.pop("clock_ns", None), config=config, meta=meta)
