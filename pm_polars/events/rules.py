@@ -11,7 +11,8 @@ reading problems (``parse_error``) -> ``event_type`` -> the fields of the record
 type in ``schema.FIELDS`` order: the ``required`` rules come from the schema, the value
 rules from ``VALUE_RULES`` -> ``ts`` (see ``timestamps``).
 
-Value rules: strings non-empty (not blank); ``signal_type`` BUY/SELL in any ASCII letter
+Value rules: strings non-empty (not blank); ``source`` of ``SOURCE_CHARS``; ``strategy_id``
+not ``Overall`` nor ending ``_Overall``; instrument tokens > 0; ``signal_type`` BUY/SELL in any ASCII letter
 case (output upper case); ``quantity`` > 0; prices finite and > 0; ``fee`` finite, missing =
 0.0 (negative = rebate); ``fill_id`` "" is treated as absent (no dedupe key).
 """
@@ -98,6 +99,19 @@ SIDE = _one_of([s for side in SIDES for s in _spellings(side)], SIDES)
 KNOWN_EVENT = _one_of(list(EVENT_TYPES), EVENT_TYPES)
 POSITIVE = Check(lambda c: c <= 0, lambda s: (low := _low(s)) is None or low > 0)
 FINITE = Check(lambda c: ~c.is_finite(), lambda s: math.isfinite(s.sum()))
+# identity: ``portfolio_id = f"{source}_{strategy_id}"`` is unambiguous because a source
+# never holds ``_`` (the first ``_`` ends it); aggregate rows own ``{source}_Overall``.
+SOURCE_PATTERN = r"^[A-Za-z0-9.-]{1,64}$"
+SOURCE_CHARS = "1-64 characters of A-Z a-z 0-9 . - (no '_': it ends the source in portfolio_id)"
+OVERALL = "Overall"
+SOURCE_NAME = Check(
+    lambda c: ~c.str.contains(SOURCE_PATTERN),
+    lambda s: bool(s.str.contains(SOURCE_PATTERN).all()),
+)
+RESERVED = Check(
+    lambda c: (c == OVERALL) | c.str.ends_with("_" + OVERALL),
+    lambda s: not ((s == OVERALL) | s.str.ends_with("_" + OVERALL)).any(),
+)
 
 
 @dataclass(frozen=True)
@@ -127,7 +141,7 @@ def _shown(col: str) -> pl.Expr:
     c = pl.col(col)
     if col in ("fill_price", "fee", "last_price"):
         return c.cast(pl.String).str.to_lowercase()
-    if col == "quantity":
+    if col in ("quantity", "sig_token", "instrument_token"):
         return c.cast(pl.String)
     return pl.format("'{}'", c.str.slice(0, 80))
 
@@ -138,8 +152,17 @@ def _got(f: Field, text: str) -> pl.Expr:
 
 # value rules per RAW column, after the field's ``required`` rule: (check, reason)
 VALUE_RULES: dict[str, Callable[[Field], list[tuple[Check, pl.Expr]]]] = {
-    "source": lambda f: [(NON_BLANK, _msg(f"{f.path}: must be a non-empty string"))],
-    "strategy_id": lambda f: [(NON_BLANK, _msg(f"{f.path}: must be a non-empty string"))],
+    "source": lambda f: [
+        (NON_BLANK, _msg(f"{f.path}: must be a non-empty string")),
+        (SOURCE_NAME, _got(f, f"must be {SOURCE_CHARS}")),
+    ],
+    "strategy_id": lambda f: [
+        (NON_BLANK, _msg(f"{f.path}: must be a non-empty string")),
+        (RESERVED, _got(f, f"'{OVERALL}' and names ending '_{OVERALL}' are reserved for the "
+                           "aggregate rows")),
+    ],
+    "sig_token": lambda f: [(POSITIVE, _got(f, "must be a positive integer"))],
+    "instrument_token": lambda f: [(POSITIVE, _got(f, "must be a positive integer"))],
     "signal_type": lambda f: [(SIDE, _got(f, "must be BUY or SELL"))],
     "quantity": lambda f: [(POSITIVE, _got(f, "must be > 0"))],
     "fill_price": lambda f: [
