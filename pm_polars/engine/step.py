@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
-from pm_polars.engine import accounting, dedupe, marks
+from pm_polars.engine import accounting, dedupe, marks, refusals
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.plans import run
 from pm_polars.engine.ranges import rows_in_ranges
@@ -37,6 +37,7 @@ def apply(state: EngineState, batch: EventFrames,
     """The state after ``batch`` and what the batch did (see the module docstring)."""
     horizon = dedupe.horizon_ns(state.clock_ns, config.dedupe_retention_ns)
     fresh, dups = state.seen.split(batch.fills, horizon)
+    fresh, oversized = refusals.position_bound(state.positions, fresh)
     positions, cash = state.positions, state.cash
     if fresh.height:
         fresh = with_multiplier(state, fresh)
@@ -67,7 +68,7 @@ def apply(state: EngineState, batch: EventFrames,
     return after, BatchResult(
         fills=fresh.drop("multiplier"),
         ticks=batch.ticks,
-        rejects=batch.rejects,
+        rejects=refusals.merge_rejects(batch.rejects, oversized),
         duplicates=dups,
         changed_portfolios=sorted(changed),
     )

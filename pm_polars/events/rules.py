@@ -13,8 +13,8 @@ rules from ``VALUE_RULES`` -> ``ts`` (see ``timestamps``).
 
 Value rules: strings non-empty (not blank); ``source`` of ``SOURCE_CHARS``; ``strategy_id``
 not ``Overall`` nor ending ``_Overall``; instrument tokens > 0; ``signal_type`` BUY/SELL in any ASCII letter
-case (output upper case); ``quantity`` > 0; prices finite and > 0; ``fee`` finite, missing =
-0.0 (negative = rebate); ``fill_id`` "" is treated as absent (no dedupe key).
+case (output upper case); ``quantity`` 1 to ``MAX_QUANTITY``; prices finite, > 0 and at most ``MAX_PRICE``;
+``fee`` finite and within ``MAX_FEE`` either way, missing = 0.0 (negative = rebate); ``fill_id`` "" is treated as absent (no dedupe key).
 """
 
 from __future__ import annotations
@@ -98,6 +98,17 @@ NON_BLANK = Check(lambda c: c.str.contains(r"^\s*$"), _all_non_blank)
 SIDE = _one_of([s for side in SIDES for s in _spellings(side)], SIDES)
 KNOWN_EVENT = _one_of(list(EVENT_TYPES), EVENT_TYPES)
 POSITIVE = Check(lambda c: c <= 0, lambda s: (low := _low(s)) is None or low > 0)
+# Bounds that keep every money figure finite and exact to the paisa in float64: a fill's
+# notional is at most MAX_QUANTITY * MAX_PRICE * multiplier (1e24 x multiplier).
+MAX_QUANTITY = 10**12  # units per fill
+MAX_PRICE = 1e12  # per unit, account currency
+MAX_FEE = 1e12  # per fill, either sign
+
+
+def _at_most(bound: float) -> Check:
+    return Check(lambda c: c.abs() > bound,
+                 lambda s: (high := s.abs().max()) is None or float(high) <= bound)  # type: ignore[arg-type]
+
 FINITE = Check(lambda c: ~c.is_finite(), lambda s: math.isfinite(s.sum()))
 # identity: ``portfolio_id = f"{source}_{strategy_id}"`` is unambiguous because a source
 # never holds ``_`` (the first ``_`` ends it); aggregate rows own ``{source}_Overall``.
@@ -164,15 +175,23 @@ VALUE_RULES: dict[str, Callable[[Field], list[tuple[Check, pl.Expr]]]] = {
     "sig_token": lambda f: [(POSITIVE, _got(f, "must be a positive integer"))],
     "instrument_token": lambda f: [(POSITIVE, _got(f, "must be a positive integer"))],
     "signal_type": lambda f: [(SIDE, _got(f, "must be BUY or SELL"))],
-    "quantity": lambda f: [(POSITIVE, _got(f, "must be > 0"))],
+    "quantity": lambda f: [
+        (POSITIVE, _got(f, "must be > 0")),
+        (_at_most(MAX_QUANTITY), _got(f, f"must be at most {MAX_QUANTITY} units")),
+    ],
     "fill_price": lambda f: [
         (FINITE, _got(f, "must be finite")),
         (POSITIVE, _got(f, "must be > 0")),
+        (_at_most(MAX_PRICE), _got(f, f"must be at most {MAX_PRICE:g} per unit")),
     ],
-    "fee": lambda f: [(FINITE, _got(f, "must be finite"))],
+    "fee": lambda f: [
+        (FINITE, _got(f, "must be finite")),
+        (_at_most(MAX_FEE), _got(f, f"must be between -{MAX_FEE:g} and {MAX_FEE:g}")),
+    ],
     "last_price": lambda f: [
         (FINITE, _got(f, "must be finite")),
         (POSITIVE, _got(f, "must be > 0")),
+        (_at_most(MAX_PRICE), _got(f, f"must be at most {MAX_PRICE:g} per unit")),
     ],
 }
 
