@@ -49,7 +49,8 @@ class PortfolioEngine:
         config: EngineConfig | None = None,
     ) -> None:
         self.config = config or EngineConfig.of(starting_cash, dedupe_retention,
-                                                day_roll_tz, day_roll_time)
+                                                day_roll_tz=day_roll_tz,
+                                                day_roll_time=day_roll_time)
         self.state = EngineState.empty(instruments)
 
     @property

@@ -71,6 +71,7 @@ class Snapshot:
                 "late_day_events": self.late_day_events,
                 "starting_cash": self.config.starting_cash,
                 "dedupe_retention_ns": self.config.dedupe_retention_ns,
+                "max_jump_ns": self.config.max_jump_ns, "max_skew_ns": self.config.max_skew_ns,
                 "day_roll_tz": self.config.day_roll_tz,
                 "day_roll_time": self.config.day_roll_time, "format": FORMAT_VERSION}
         (tmp / "meta.json").write_text(json.dumps(meta))
@@ -96,10 +97,11 @@ class Snapshot:
             )
         read = {name: pl.read_parquet(source / f"{name}.parquet") for name in TABLES}
         meta.pop("format")
+        bounds = {k: meta.pop(k) for k in ("max_jump_ns", "max_skew_ns") if k in meta}
         config = EngineConfig(float(meta.pop("starting_cash", DEFAULT_STARTING_CASH)),
-                              meta.pop("dedupe_retention_ns", None),
-                              meta.pop("day_roll_tz", tradingday.DAY_ROLL_TZ),
-                              meta.pop("day_roll_time", tradingday.DAY_ROLL_TIME))
+                              meta.pop("dedupe_retention_ns", None), **bounds,
+                              day_roll_tz=meta.pop("day_roll_tz", tradingday.DAY_ROLL_TZ),
+                              day_roll_time=meta.pop("day_roll_time", tradingday.DAY_ROLL_TIME))
         return cls(positions=read["positions"], cash=read["cash"], marks=read["marks"],
                    seen=read["seen"], instruments=read["instruments"],
                    clock_ns=meta.pop("clock_ns", None),

@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
-from pm_polars.engine import accounting, dayfigures, dedupe, marks, tradingday
+from pm_polars.engine import accounting, dayfigures, dedupe, marks, refusals, tradingday
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.plans import run
 from pm_polars.engine.ranges import rows_in_ranges
@@ -44,6 +44,7 @@ def apply(state: EngineState, batch: EventFrames,
     """
     horizon = dedupe.horizon_ns(state.clock_ns, config.dedupe_retention_ns)
     fresh, dups = state.seen.split(batch.fills, horizon)
+    fresh, oversized = refusals.position_bound(state.positions, fresh)
     fills, ticks = tradingday.assign(fresh, batch.ticks, state.trading_day,
                                      config.day_roll_tz, config.roll_minutes)
     days = tradingday.segments(fills, ticks)
@@ -69,7 +70,7 @@ def apply(state: EngineState, batch: EventFrames,
     return state, BatchResult(
         fills=done.drop(tradingday.DAY, tradingday.LATE, "multiplier", strict=False),
         ticks=batch.ticks,
-        rejects=batch.rejects,
+        rejects=refusals.merge_rejects(batch.rejects, oversized),
         duplicates=dups,
         changed_portfolios=sorted(changed),
     )
