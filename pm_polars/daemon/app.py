@@ -38,12 +38,14 @@ from pm_polars.daemon.sinks import Sink, Sinks
 from pm_polars.daemon.step import BatchStep
 from pm_polars.daemon.tick_table import TickTable
 from pm_polars.engine.instruments import load_instruments
+from pm_polars.engine.lots import CostBasisMismatch
 from pm_polars.publish.keys import Keys
 from pm_polars.types import TP
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_REJECTS, EXIT_ABANDONED = 0, 1, 3, 4
+EXIT_SETTINGS = 2  # as the CLI's bad settings: the stored state needs another --cost-basis
 LAG_INTERVAL_S = 1.0
 GIL_SWITCH_S = 0.0005  # with a prefetch thread; see _prefetched_loop
 
@@ -183,6 +185,9 @@ class Daemon:
         except Abandoned as exc:
             log.error("event=stopping reason=dependency_unreachable detail=%s", exc)
             code = EXIT_ABANDONED
+        except CostBasisMismatch as exc:
+            log.error("event=stopping reason=cost_basis_mismatch detail=%s", exc)
+            code = EXIT_SETTINGS
         except Exception:
             log.exception("event=stopping reason=unexpected_error")
             code = EXIT_ERROR

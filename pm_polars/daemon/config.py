@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pm_polars.engine import tradingday
-from pm_polars.engine.config import EngineConfig
+from pm_polars.engine.config import COST_BASES, EngineConfig
 
 
 class ConfigError(ValueError):
@@ -103,6 +103,10 @@ SPECS: tuple[Spec, ...] = (
          "(account currency)", "AMOUNT"),
     Spec("instruments", _optional_path, None, "instruments CSV/Parquet (instrument_token, "
          "multiplier or lot_size); default: multiplier 1 for all", "FILE"),
+    Spec("cost_basis", str, "average", "how a reducing fill realizes P&L: against the "
+         "position's average cost, or FIFO against its oldest open lots (lots are kept in "
+         "the Redis state; a state is only reloaded under the method that booked it)",
+         "METHOD", choices=("average", "fifo")),
     Spec("dedupe_retention", duration_s, 86_400.0, "remember fill ids this long (event "
          "time, seconds or 90s/15m/24h/7d) to drop redeliveries; keep Kafka retention longer",
          "DURATION", shown="24h"),
@@ -156,6 +160,7 @@ class Settings:
     day_roll_time: str = "00:00"
     max_event_jump: float = 7 * 86_400.0  # seconds
     max_clock_skew: float = 300.0  # seconds
+    cost_basis: str = "average"
     max_reject_ratio: float = 0.5
     reject_window: int = 1000
     key_prefix: str = ""
@@ -169,7 +174,8 @@ class Settings:
         """The engine's configuration (retention converted once, seconds -> ns)."""
         return EngineConfig.of(self.starting_cash, self.dedupe_retention,
                                self.max_event_jump, self.max_clock_skew,
-                               day_roll_tz=self.day_roll_tz, day_roll_time=self.day_roll_time)
+                               day_roll_tz=self.day_roll_tz, day_roll_time=self.day_roll_time,
+                               cost_basis=self.cost_basis)
 
 
 def _fail(name: str, problem: str, fix: str) -> ConfigError:
@@ -227,6 +233,8 @@ def validate(s: Settings) -> None:
                     "narrow the pattern so only fill topics match")
     if s.ticks_start not in ("earliest", "latest"):
         raise _fail("ticks_start", f"{s.ticks_start!r}", "use earliest or latest")
+    if s.cost_basis not in COST_BASES:
+        raise _fail("cost_basis", f"{s.cost_basis!r}", f"use one of {', '.join(COST_BASES)}")
     _check_numbers(s)
     if not 0 <= s.metrics_port < 65536:
         raise _fail("metrics_port", f"{s.metrics_port} is not a port", "use 1-65535 or 0")

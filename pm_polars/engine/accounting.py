@@ -123,7 +123,7 @@ _SAME_KEY = (pl.col("portfolio_id") == pl.col("portfolio_id").shift()) & (
 )
 
 
-def _group_contiguously(fills: pl.DataFrame) -> pl.LazyFrame:
+def group_contiguously(fills: pl.DataFrame) -> pl.LazyFrame:
     """Sort fills so each position's rows are contiguous and in arrival order.
 
     On large batches, sorting on a 64-bit hash of the key is about twice as fast as sorting
@@ -162,7 +162,7 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
     running = _d.cum_sum()
     net = running - pl.when(start).then(running - _d).forward_fill()
     f = run(
-        _group_contiguously(lean)
+        group_contiguously(lean)
         .join(prior, on=KEYS, how="left", maintain_order="left")
         .with_columns(
             pl.col("q0").fill_null(0),

@@ -9,6 +9,8 @@ default outside the daemon, so backtests of any date work). Settings given in se
 (``pm-polars run --dedupe-retention 24h``) are converted once, by :meth:`EngineConfig.of`.
 
 ``day_roll_tz``/``day_roll_time``: the trading day rule (``engine.tradingday``).
+``cost_basis``: ``"average"`` (default) or ``"fifo"`` (a reducing fill realizes against the
+oldest open lots first, see ``engine.lots``).
 
 Every setting is validated at construction: :class:`SettingError` names the setting, the
 value and the valid range.
@@ -20,6 +22,8 @@ import math
 from dataclasses import dataclass
 
 from pm_polars.engine import tradingday
+
+COST_BASES = ("average", "fifo")
 
 DEFAULT_STARTING_CASH = 1_000_000.0
 NS_PER_S = 10**9
@@ -66,7 +70,7 @@ class EngineConfig:
     max_skew_ns: int | None = None
     day_roll_tz: str = tradingday.DAY_ROLL_TZ
     day_roll_time: str = tradingday.DAY_ROLL_TIME
-    # the cost-basis method (average cost today) will be configured here
+    cost_basis: str = "average"  # "average" | "fifo" (see ``engine.lots``)
 
     def __post_init__(self) -> None:
         cash = self.starting_cash
@@ -77,6 +81,8 @@ class EngineConfig:
         _ns("max_skew_ns", self.max_skew_ns)
         tradingday.check_tz(self.day_roll_tz)
         tradingday.roll_minutes(self.day_roll_time)
+        _check("cost_basis", self.cost_basis, self.cost_basis in COST_BASES,
+               "one of " + ", ".join(COST_BASES))
 
     @property
     def roll_minutes(self) -> int:
@@ -89,10 +95,11 @@ class EngineConfig:
            max_jump_s: float | None = DEFAULT_MAX_JUMP_S,
            max_skew_s: float | None = None, *,
            day_roll_tz: str = tradingday.DAY_ROLL_TZ,
-           day_roll_time: str = tradingday.DAY_ROLL_TIME) -> EngineConfig:
+           day_roll_time: str = tradingday.DAY_ROLL_TIME,
+           cost_basis: str = "average") -> EngineConfig:
         """From the user-facing units (durations in seconds; ``None``: no bound)."""
         _check("starting_cash", starting_cash, _real(starting_cash),
                f"a finite amount from 0 to {MAX_CASH:g} (account currency)")
         return cls(float(starting_cash), seconds_to_ns("dedupe_retention", dedupe_retention_s),
                    seconds_to_ns("max_jump", max_jump_s), seconds_to_ns("max_skew", max_skew_s),
-                   day_roll_tz, day_roll_time)
+                   day_roll_tz, day_roll_time, cost_basis)

@@ -34,8 +34,10 @@ class PortfolioEngine:
     arrives. ``instruments`` gives contract multipliers (see ``load_instruments``).
     ``dedupe_retention`` (seconds of event time) bounds the memory of seen fill ids; ``None``
     (the default) keeps them forever; the daemon sets 24 h. ``day_roll_tz`` /
-    ``day_roll_time`` (``"HH:MM"``) set the trading day (``engine.tradingday``). ``config``
-    (an :class:`EngineConfig`) replaces all but ``instruments``.
+    ``day_roll_time`` (``"HH:MM"``) set the trading day (``engine.tradingday``).
+    ``cost_basis``: ``"average"`` (default) or ``"fifo"`` (reducing fills realize against the
+    oldest open lots; see :meth:`lots`). ``config`` (an :class:`EngineConfig`) replaces all
+    but ``instruments``.
     """
 
     def __init__(
@@ -46,11 +48,13 @@ class PortfolioEngine:
         *,
         day_roll_tz: str = tradingday.DAY_ROLL_TZ,
         day_roll_time: str = tradingday.DAY_ROLL_TIME,
+        cost_basis: str = "average",
         config: EngineConfig | None = None,
     ) -> None:
         self.config = config or EngineConfig.of(starting_cash, dedupe_retention,
                                                 day_roll_tz=day_roll_tz,
-                                                day_roll_time=day_roll_time)
+                                                day_roll_time=day_roll_time,
+                                                cost_basis=cost_basis)
         self.state = EngineState.empty(instruments)
 
     @property
@@ -78,6 +82,15 @@ class PortfolioEngine:
         if portfolio_ids is not None:
             state = state.filter(pl.col("portfolio_id").is_in(portfolio_ids))
         return views.positions_view(state, self.state.marks)
+
+    def lots(self, portfolio_ids: list[str] | None = None) -> pl.DataFrame:
+        """Open FIFO lots (``lots.LOT_SCHEMA``: signed ``quantity``, opening ``price`` per
+        unit, opening fill's ``ts``/``fill_id``), oldest first per position; empty under
+        average cost."""
+        out = self.state.lots
+        if portfolio_ids is not None:
+            out = out.filter(pl.col("portfolio_id").is_in(portfolio_ids))
+        return out
 
     def portfolios(
         self, portfolio_ids: list[str] | None = None, aggregates: bool = False

@@ -10,6 +10,7 @@
 * ``trading_day``: the book's trading day (days since 1970-01-01, ``engine.tradingday``),
   ``None`` before the first event with a time; ``late_day_events``: events stamped in an
   earlier trading day than the book's, booked in the current day (a running count).
+* ``lots`` (``lots.LOT_SCHEMA``): open FIFO lots per position (empty under average cost).
 
 Frames are immutable, so keeping a state costs nothing: the daemon's undo of a failed
 commit is "keep the previous state". :func:`merge` and :meth:`EngineState.without` are how a
@@ -19,7 +20,7 @@ daemon adds and removes partitions' portfolios.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -27,6 +28,7 @@ import polars as pl
 
 from pm_polars.engine import accounting, dedupe, marks
 from pm_polars.engine.instruments import load_instruments
+from pm_polars.engine.lots import LOT_SCHEMA, empty_lots
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -51,6 +53,7 @@ class EngineState:
     clock_ns: int | None = None
     trading_day: int | None = None
     late_day_events: int = 0
+    lots: pl.DataFrame = field(default_factory=empty_lots)
 
     @classmethod
     def empty(cls, instruments: pl.DataFrame | str | Path | None = None) -> EngineState:
@@ -67,7 +70,7 @@ class EngineState:
     def of_frames(cls, positions: pl.DataFrame, cash: pl.DataFrame, marks_: pl.DataFrame,
                   seen: pl.DataFrame, instruments: pl.DataFrame,
                   clock_ns: int | None, trading_day: int | None = None,
-                  late_day_events: int = 0) -> EngineState:
+                  late_day_events: int = 0, lots: pl.DataFrame | None = None) -> EngineState:
         """From plain frames (a snapshot, Redis rows): cast, sorted, ``seen`` indexed.
 
         Day columns missing or null (state written before the trading day existed) are 0
@@ -82,6 +85,8 @@ class EngineState:
             clock_ns=clock_ns,
             trading_day=trading_day,
             late_day_events=late_day_events,
+            lots=empty_lots() if lots is None else lots.cast(pl.Schema(LOT_SCHEMA)).sort(
+                "portfolio_id", "instrument_token", "lot"),
         )
 
     def portfolio_ids(self) -> list[str]:
@@ -94,7 +99,7 @@ class EngineState:
             return self
         keep = ~pl.col("portfolio_id").is_in(portfolio_ids)
         return replace(self, positions=self.positions.filter(keep),
-                       cash=self.cash.filter(keep))
+                       cash=self.cash.filter(keep), lots=self.lots.filter(keep))
 
     def pipe(self, fn: Callable[Concatenate[EngineState, P], T], *args: P.args,
              **kwargs: P.kwargs) -> T:
@@ -171,4 +176,6 @@ def merge(a: EngineState, b: EngineState) -> EngineState:
         clock_ns=max(clocks) if clocks else None,
         trading_day=day,
         late_day_events=max(a.late_day_events, b.late_day_events),
+        lots=pl.concat([a.lots, b.lots]).unique(
+            ["portfolio_id", "instrument_token", "lot"], keep="first", maintain_order=True),
     )

@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
-from pm_polars.engine import accounting, dayfigures, dedupe, marks, refusals, tradingday
+from pm_polars.engine import accounting, dayfigures, dedupe, lots, marks, refusals, tradingday
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.plans import run
 from pm_polars.engine.ranges import rows_in_ranges
@@ -80,13 +80,12 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
                config: EngineConfig) -> tuple[EngineState, pl.DataFrame, set[str]]:
     """New fills and ticks of one trading day: the state after (``seen`` not yet updated),
     the fills as applied (with ``multiplier``) and the portfolios they changed."""
-    positions, cash = state.positions, state.cash
+    positions, cash, open_lots = state.positions, state.cash, state.lots
     if fresh.height:
         fresh = with_multiplier(state, fresh)
-        ledger = accounting.fill_ledger(state.positions, fresh)
-        positions = accounting.merge_positions(
-            state.positions, accounting.position_deltas(ledger)
-        )
+        ledger, deltas, open_lots = lots.book(state.positions, state.lots, fresh,
+                                              config.cost_basis)
+        positions = accounting.merge_positions(state.positions, deltas)
         cash = merge_cash(state.cash, accounting.cash_flows(ledger), fresh,
                           config.starting_cash)
     else:
@@ -104,7 +103,8 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
     filled = fresh.get_column("portfolio_id")
     changed = set((filled.unique() if filled.len() > 1024 else filled).to_list())
     changed.update(holders(positions, sorted(mark_changed)))
-    after = replace(state, positions=positions, cash=cash, marks=new_marks, clock_ns=clock)
+    after = replace(state, positions=positions, cash=cash, marks=new_marks, clock_ns=clock,
+                    lots=open_lots)
     return after, fresh, changed
 
 

@@ -2,7 +2,9 @@
 
 Layout (keys from ``pm_polars.publish.keys``; one set per ``{group}:{topic}:{partition}``):
 
-* ``positions`` HASH ``"{portfolio_id}|{token}"`` -> JSON of the position state row
+* ``positions`` HASH ``"{portfolio_id}|{token}"`` -> JSON of the position state row; under
+  FIFO plus ``"lots": [{lot, quantity, price, ts, fill_id}, ...]``, its open lots oldest
+  first (in the same field, so a position and its lots are always written together)
 * ``cash``      HASH ``portfolio_id`` -> JSON ``{portfolio_id, source, strategy_id, cash}``
 * ``marks``     HASH ``token`` -> JSON of the mark row (the fill half is what matters; tick
   prices come from the global ``prices`` table when the partition is loaded)
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from pm_polars.engine import accounting, dedupe, marks
+from pm_polars.engine import accounting, dedupe, lots, marks
 from pm_polars.engine.state import CASH_SCHEMA, EngineState
 from pm_polars.publish.resp import bulk, command, header
 from pm_polars.publish.state_rows import StateRows
@@ -84,7 +86,9 @@ def encode_state(
         if rows is None:
             rows = StateRows.fetch(snap, sorted(p for _, pids in whole.values() for p in pids))
         touched_all = _every_row(rows, whole)
-        _state_rows(out, rows, touched_all, {**{tp: 0 for tp in whole}, **next_offsets}, key)
+        every = {p for _, pids in whole.values() for p in pids}
+        _state_rows(out, rows, touched_all, {**{tp: 0 for tp in whole}, **next_offsets}, key,
+                    lots.lot_rows(snap.lots, every))
         next_offsets = {**{tp: o for tp, (o, _) in whole.items() if o is not None},
                         **next_offsets}
     if fills.height:
@@ -93,7 +97,7 @@ def encode_state(
         c_pid = rows.cash_columns.index("portfolio_id") if rows is not None else 0
         if rows is None or not pids <= {r[c_pid] for r in rows.cash}:
             rows = StateRows.fetch(snap, sorted(pids))
-        _state_rows(out, rows, touched, next_offsets, key)
+        _state_rows(out, rows, touched, next_offsets, key, lots.lot_rows(snap.lots, pids))
         if seen is None:
             _seen_bulk(out, fills, clock, next_offsets, key)
         for tp, pairs in sorted((seen or {}).items()):
@@ -140,7 +144,8 @@ def _touched(fills: pl.DataFrame, clock: int | None
 
 
 def _state_rows(out: StateWrites, rows: StateRows, touched: set[tuple[TP, str, int]],
-                next_offsets: Mapping[TP, int], key: Callable[[TP, str], str]) -> None:
+                next_offsets: Mapping[TP, int], key: Callable[[TP, str], str],
+                lots_of: Mapping[tuple[str, int], list[dict[str, object]]]) -> None:
     """HSET of the touched positions, cash and marks rows, per partition."""
     pairs = {(pid, tok): tp for tp, pid, tok in touched}
     pid_tp = {pid: tp for tp, pid, _ in touched}
@@ -154,8 +159,11 @@ def _state_rows(out: StateWrites, rows: StateRows, touched: set[tuple[TP, str, i
     for row in rows.positions:
         at = pairs.get((row[p_pid], row[p_tok]))
         if at is not None:
-            tables[(at, "positions")] += [f"{row[p_pid]}{SEP}{row[p_tok]}",
-                                          _dumps(dict(zip(pc, row, strict=True)))]
+            doc = dict(zip(pc, row, strict=True))
+            open_lots = lots_of.get((row[p_pid], row[p_tok]))
+            if open_lots:
+                doc["lots"] = open_lots
+            tables[(at, "positions")] += [f"{row[p_pid]}{SEP}{row[p_tok]}", _dumps(doc)]
     for row in rows.cash:
         owner = pid_tp.get(row[c_pid])
         if owner is not None:
@@ -211,6 +219,7 @@ def decode_state(
         schema=dedupe.SEEN_SCHEMA,
     )
     clock, day = meta.get("clock_ns"), meta.get("trading_day")
+    with_lots = [v for v in positions.values() if '"lots":' in v]
     return EngineState.of_frames(
         positions=_frame(list(positions.values()), accounting.POSITION_STATE_SCHEMA).sort(
             "instrument_token", "portfolio_id"
@@ -222,4 +231,5 @@ def decode_state(
         clock_ns=None if clock is None else int(clock),
         trading_day=None if day is None else int(day),
         late_day_events=int(meta.get("late_day_events", 0)),
+        lots=lots.lots_of_rows(pl.Series(with_lots, dtype=pl.String)),
     )
