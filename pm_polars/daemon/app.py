@@ -16,11 +16,11 @@ import time
 from types import FrameType
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.cluster import RedisCluster
 
 from pm_polars.archive.sink import ArchiveSink
 from pm_polars.daemon.book import Book
+from pm_polars.daemon.checkpoint.cluster import ClusterCheckpoint
 from pm_polars.daemon.checkpoint.store import Checkpoint
 from pm_polars.daemon.config import Settings, redacted
 from pm_polars.daemon.health import HealthServer, Liveness
@@ -36,6 +36,7 @@ from pm_polars.daemon.step import BatchStep
 from pm_polars.daemon.tick_table import TickTable
 from pm_polars.engine.instruments import load_instruments
 from pm_polars.publish.keys import Keys
+from pm_polars.redis_conn import SyncClient, connect
 from pm_polars.types import TP
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,20 @@ EXIT_OK, EXIT_ERROR, EXIT_REJECTS, EXIT_ABANDONED = 0, 1, 3, 4
 LAG_INTERVAL_S = 1.0
 
 
-def redis_client(settings: Settings) -> redis.Redis:
-    """Client for ``redis_url`` (TLS with rediss://); retries are the daemon's own."""
-    extra = {} if settings.redis_password is None else {"password": settings.redis_password}
-    return redis.Redis.from_url(
-        settings.redis_url, decode_responses=True, socket_timeout=5.0,
-        socket_connect_timeout=3.0, retry=Retry(NoBackoff(), 0), **extra,
-    )
+def redis_client(settings: Settings) -> SyncClient:
+    """Client for ``redis_url`` (TLS with rediss://; a cluster with ``--redis-cluster``);
+    retries are the daemon's own (``redis_conn``)."""
+    return connect(settings.redis_url, cluster=settings.redis_cluster,
+                   password=settings.redis_password)
+
+
+def checkpoint_of(settings: Settings, client: SyncClient) -> Checkpoint:
+    """The checkpoint store of the configured layout (one node or a cluster)."""
+    s = settings
+    if isinstance(client, RedisCluster):
+        return ClusterCheckpoint(client, Keys(s.key_prefix, cluster=True), s.group_id,
+                                 s.ticks_topic)
+    return Checkpoint(client, Keys(s.key_prefix), s.group_id, s.ticks_topic)
 
 
 class Daemon:
@@ -64,7 +72,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.backoff = Backoff(self.stop_event.is_set, self._beat)
         self.redis = redis_client(s)
-        self.checkpoint = Checkpoint(self.redis, Keys(s.key_prefix), s.group_id, s.ticks_topic)
+        self.checkpoint = checkpoint_of(s, self.redis)
         self.instruments = load_instruments(s.instruments)
         self.pending = RawBatch()
         self.book: Book | None = None
@@ -124,6 +132,11 @@ class Daemon:
             self.book = Book(self.checkpoint, table, config=s.engine_config(),
                              instruments=self.instruments,
                              tick_publish_ns=int(s.tick_publish_ms * 1e6))
+            if isinstance(self.checkpoint, ClusterCheckpoint):
+                book = self.book
+                self.checkpoint.homes = lambda: book.owner
+                self.checkpoint.marks = lambda: {str(t): p for t, (p, _) in
+                                                 book.ticks.prices.items()}
             if self.archive is not None:
                 self._start_archive(self.archive, self.book)
             base = consumer_config(s.bootstrap_servers, s.group_id, s.kafka)

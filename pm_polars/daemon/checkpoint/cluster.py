@@ -1,0 +1,244 @@
+"""The checkpoint on Redis Cluster: one MULTI/EXEC per partition, then the derived writes.
+
+:meth:`ClusterCheckpoint.commit` (the single-node :class:`~.store.Checkpoint` writes all of
+this in one transaction; here no transaction may span two slots):
+
+1. Read every partition's stored ``next_offset`` (a pipeline over the nodes). Any moved on:
+   nothing is written, the caller reloads them (as on one node).
+2. Claims of new portfolios (``pm:owner:{G}``, one slot, first claim wins): absolute and
+   repeatable, so a crash after them re-claims the same partitions.
+3. Archive barrier, then per partition, in ``(topic, partition)`` order, on its master:
+   ``WATCH`` its meta, re-check the offset, ``MULTI``, its state rows, its ``next_offset``,
+   its contributions (``pm:state:{G:T:P}:parts``), ``HINCRBY meta seq 1``, ``EXEC``. Each is
+   atomic; a crash between two leaves some partitions at the new offset and the others at
+   the old: each partition's state and offset still move together, so on restart the first
+   are not re-applied and the others re-read their records: exactly once per partition. A
+   retry after a failure in the middle finds the committed ones moved on by its own attempt
+   (``updated_ns``) and reloads them, like a lost EXEC reply on one node.
+4. Aggregates, one transaction per document's slot: the contributions copied next to
+   ``portfolio:{S}_Overall`` / ``aum``, each only if its partition's ``seq`` is not older
+   than the copy's (so a slow former owner never moves a sum back), then the aggregate
+   script sums them, then a version for the Overall position hashes.
+5. Derived documents (``portfolio:*``, ``position:*``, the index), one pipeline over the
+   nodes; each written only if its version (the partition's ``seq``) is not older than the
+   stored one. Then prices and tick offsets (one slot, only upwards) and ``PUBLISH``.
+
+Steps 2, 4 and 5 are idempotent and steps 3's transactions are guarded by the offsets, so a
+retry of the whole commit never applies anything twice. After any error the slot map is
+refreshed (``redis_conn.refresh``) before the error goes to the caller's backoff.
+Between step 3 and step 5 a reader sees a partition's previous documents: the window is the
+rest of this call (a few round trips), or, if Redis fails in it, until the retry succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+
+from pm_polars.daemon.checkpoint.plan import CommitOutcome, CommitPlan
+from pm_polars.daemon.checkpoint.routing import Routed, route
+from pm_polars.daemon.checkpoint.store import Checkpoint, _offset
+from pm_polars.publish import aggregate_lua, resp
+from pm_polars.publish.keys import Keys, part_name
+from pm_polars.publish.redis_model import update_message
+from pm_polars.redis_conn import refresh
+from pm_polars.types import TP
+
+log = logging.getLogger(__name__)
+
+COPY = """
+for i = 1, #ARGV, 3 do
+  local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '-1')
+  if tonumber(ARGV[i + 1]) >= cur then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+"""
+GUARD = """
+local cur = tonumber(redis.call('GET', KEYS[2]) or '-1')
+if tonumber(ARGV[1]) < cur then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call(ARGV[2], KEYS[1], unpack(ARGV, 3))
+return 1
+"""
+
+
+class ClusterCheckpoint(Checkpoint):
+    """:class:`Checkpoint` over a ``redis.RedisCluster`` (``Keys(cluster=True)``).
+
+    ``homes`` and ``marks`` are read at each commit: the partition of every published
+    portfolio, and the latest price per token (for the Overall positions' ``last_price``).
+    """
+
+    def __init__(self, client: RedisCluster, keys: Keys, group: str, ticks_topic: str
+                 ) -> None:
+        super().__init__(client, keys, group, ticks_topic)  # type: ignore[arg-type]
+        self.cluster = client
+        self.homes: Callable[[], Mapping[str, TP]] = dict
+        self.marks: Callable[[], Mapping[str, float]] = dict
+
+    def commit(self, plan: CommitPlan,
+               before_exec: Callable[[], None] | None = None) -> CommitOutcome:
+        try:
+            return self._commit(plan, before_exec)
+        except redis.RedisError:
+            refresh(self.client)
+            raise
+
+    def _commit(self, plan: CommitPlan,
+                before_exec: Callable[[], None] | None) -> CommitOutcome:
+        homes = {**self.homes(), **{pid: pc.tp for pc in plan.partitions
+                                     for pid in pc.new_portfolios}}
+        routed = route(plan, self.keys, self.group, homes)
+        stale = self._stale(plan)  # 1.
+        if stale.stale:
+            return stale
+        conflicts = self._claims(plan)  # 2.
+        if before_exec is not None:
+            before_exec()
+        seqs: dict[TP, int] = {}
+        for pc in plan.partitions:  # 3.
+            seq = self._partition(pc.tp, pc.expected_offset, routed)
+            if seq is None:  # moved on since step 1: reload it and the ones done so far
+                done = {c.tp: int(c.delta["next_offset"]) if c.delta else c.expected_offset
+                        for c in plan.partitions if c.tp in seqs}
+                return CommitOutcome(stale={**done, pc.tp: None},
+                                     writers={**dict.fromkeys(done, plan.ts_ns),
+                                              pc.tp: None})
+            seqs[pc.tp] = seq
+        hashes = self._aggregates(plan, routed, seqs)  # 4.
+        self._documents(routed, seqs, homes, hashes, plan)  # 5.
+        return CommitOutcome(conflicts=conflicts, updated=plan.updated)
+
+    # ------------------------------------------------------------------ steps
+    def _stale(self, plan: CommitPlan) -> CommitOutcome:
+        if not plan.partitions:
+            return CommitOutcome()
+        with self.client.pipeline(transaction=False) as pipe:
+            for pc in plan.partitions:
+                pipe.hmget(self.state_key(pc.tp, "meta"), "next_offset", "updated_ns")
+            stored = pipe.execute()
+        moved = [(pc.tp, _offset(off), _offset(by)) for pc, (off, by)
+                 in zip(plan.partitions, stored, strict=True)
+                 if _offset(off) != pc.expected_offset]
+        return CommitOutcome(stale={tp: off for tp, off, _ in moved},
+                             writers={tp: by for tp, _, by in moved})
+
+    def _claims(self, plan: CommitPlan) -> list[str]:
+        owners = [(pid, part_name(*pc.tp)) for pc in plan.partitions
+                  for pid in pc.new_portfolios]
+        if not owners:
+            return []
+        keys = {"owners": self.keys.owners(self.group)}
+        result = self._script(keys, owners=owners)
+        return [str(c) for c in (result[0] or [])]
+
+    def _partition(self, tp: TP, expected: int | None, routed: Routed) -> int | None:
+        """One partition's transaction on its master; its new ``seq``, None if stale."""
+        meta = self.state_key(tp, "meta")
+        batch = resp.Batch()
+        for cmd in routed.state.get(tp, []):
+            batch.add(cmd)
+        parts = routed.parts.get(tp)
+        if parts:
+            fields = [x for item in sorted(parts.items()) for x in item]
+            batch.add(resp.command("HSET", self.state_key(tp, "parts"), *fields))
+        at = batch.add(resp.command("HINCRBY", meta, "seq", 1))
+        with resp.RawConnection(self._node(meta)) as conn:
+            _, (off, _by) = conn.call([resp.command("WATCH", meta),
+                                       resp.command("HMGET", meta, "next_offset", "updated_ns")],
+                                      2)
+            if _offset(off) != expected:
+                conn.call([resp.UNWATCH], 1)
+                return None
+            results = conn.exec(batch)
+        if results is None:  # the meta changed under the WATCH: another writer
+            return None
+        return int(results[at])
+
+    def _aggregates(self, plan: CommitPlan, routed: Routed, seqs: Mapping[TP, int]
+                    ) -> list[tuple[int, list[Any]]]:
+        """Step 4; returns ``(version, hashes)`` of each Overall's position hashes."""
+        out: list[tuple[int, list[Any]]] = []
+        targets: list[tuple[str, str, str, str | None]] = [(f"overall:{s}", self.keys.overall_parts(self.group, s),
+                    self.keys.portfolio(f"{s}_Overall"), s) for s in plan.sources]
+        if plan.aum:
+            targets.append(("aum", self.keys.aum_parts(self.group), self.keys.aum, None))
+        marks = self.marks() if plan.sources else {}
+        for name, parts_key, doc_key, source in targets:
+            argv: list[Any] = []
+            for tp in sorted(seqs):
+                doc = routed.parts.get(tp, {}).get(name)
+                if doc is not None:
+                    argv += [part_name(*tp), seqs[tp], doc]
+            copy = resp.command("EVAL", COPY, 2, parts_key, f"{parts_key}:seq", *argv)
+            if source is None:
+                keys = {"aum_parts": parts_key, "aum": doc_key}
+                agg = self._eval_command(keys, aum=True)
+            else:
+                keys = {f"parts:{source}": parts_key, f"doc:{source}": doc_key}
+                agg = self._eval_command(keys, sources=[source], marks=marks)
+            version = resp.command("INCR", self.keys.version(doc_key))
+            with resp.RawConnection(self._node(doc_key)) as conn:
+                results = conn.exec(resp.Batch([copy, agg, version], 3))
+            assert results is not None  # nothing WATCHed
+            if source is not None:
+                out.append((int(results[2]), json.loads(results[1][1]) or []))
+        return out
+
+    def _documents(self, routed: Routed, seqs: Mapping[TP, int], homes: Mapping[str, TP],
+                   hashes: list[tuple[int, list[Any]]], plan: CommitPlan) -> None:
+        """Step 5: guarded documents, index, prices and tick offsets, then ``PUBLISH``."""
+        keys = self.keys
+        with self.client.pipeline(transaction=False) as pipe:
+            for pid, name, key, args in routed.documents:
+                pipe.execute_command("EVAL", GUARD, 2, key, keys.version(key),
+                                     seqs[homes[pid]], name, *args)
+            for version, items in hashes:
+                for key, fields in items:
+                    pipe.execute_command("EVAL", GUARD, 2, key, keys.version(key), version,
+                                         "HSET", *fields)
+            overall = [f"{s}_Overall" for s in plan.sources]
+            if routed.index or overall:
+                pipe.sadd(keys.index, *routed.index, *overall)
+            pipe.execute()
+        if plan.prices or plan.tick_offsets:
+            self._script({"prices": keys.prices,
+                          "tick_offsets": keys.tick_offsets(self.ticks_topic)},
+                         prices=plan.prices, tick_offsets=sorted(plan.tick_offsets.items()))
+        if plan.updated:
+            self.client.execute_command("PUBLISH", keys.updates_channel,
+                                        update_message(plan.updated, plan.ts_ns))
+
+    def _node(self, key: str) -> redis.Redis:
+        """The client of the master serving ``key``'s slot (as the slot map says)."""
+        node = self.cluster.nodes_manager.get_node_from_slot(self.cluster.keyslot(key))
+        client: redis.Redis | None = node.redis_connection
+        if client is None:
+            raise redis.ConnectionError(f"no connection to {node.name} yet")
+        return client
+
+    # ------------------------------------------------------------------ script
+    def _request(self, keys: Mapping[str, str], **parts: Any) -> str:
+        req: dict[str, Any] = {"sources": [], "aum": False, "owners": [], "prices": [],
+                               "tick_offsets": [], "marks": None, **parts}
+        return aggregate_lua.request(
+            prefix=self.keys.prefix, group=self.group, sources=req["sources"], aum=req["aum"],
+            owners=req["owners"], prices=req["prices"],
+            tick_offsets_key=keys.get("tick_offsets", ""), tick_offsets=req["tick_offsets"],
+            keys=keys, cluster=True, marks=req["marks"])
+
+    def _eval_command(self, keys: Mapping[str, str], **parts: Any) -> bytes:
+        return resp.command("EVAL", aggregate_lua.SCRIPT, len(keys), *keys.values(),
+                            self._request(keys, **parts))
+
+    def _script(self, keys: Mapping[str, str], **parts: Any) -> Any:
+        return self.client.execute_command("EVAL", aggregate_lua.SCRIPT, len(keys),
+                                           *keys.values(), self._request(keys, **parts))

