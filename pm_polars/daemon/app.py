@@ -137,6 +137,7 @@ class Daemon:
                 self.checkpoint.homes = lambda: book.owner
                 self.checkpoint.marks = lambda: {str(t): p for t, (p, _) in
                                                  book.ticks.prices.items()}
+                self.checkpoint.on_failure = book.republish_all
             if self.archive is not None:
                 self._start_archive(self.archive, self.book)
             base = consumer_config(s.bootstrap_servers, s.group_id, s.kafka)

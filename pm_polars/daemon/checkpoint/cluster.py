@@ -9,19 +9,30 @@ this in one transaction; here no transaction may span two slots):
    repeatable, so a crash after them re-claims the same partitions.
 3. Archive barrier, then per partition, in ``(topic, partition)`` order, on its master:
    ``WATCH`` its meta, re-check the offset, ``MULTI``, its state rows, its ``next_offset``,
-   its contributions (``pm:state:{G:T:P}:parts``), ``HINCRBY meta seq 1``, ``EXEC``. Each is
+   its contributions (``pm:state:{G:T:P}:parts``), its new ``version``, ``EXEC``. Each is
    atomic; a crash between two leaves some partitions at the new offset and the others at
    the old: each partition's state and offset still move together, so on restart the first
    are not re-applied and the others re-read their records: exactly once per partition. A
    retry after a failure in the middle finds the committed ones moved on by its own attempt
    (``updated_ns``) and reloads them, like a lost EXEC reply on one node.
 4. Aggregates, one transaction per document's slot: the contributions copied next to
-   ``portfolio:{S}_Overall`` / ``aum``, each only if its partition's ``seq`` is not older
+   ``portfolio:{S}_Overall`` / ``aum``, each only if its partition's version is not older
    than the copy's (so a slow former owner never moves a sum back), then the aggregate
    script sums them, then a version for the Overall position hashes.
 5. Derived documents (``portfolio:*``, ``position:*``, the index), one pipeline over the
-   nodes; each written only if its version (the partition's ``seq``) is not older than the
-   stored one. Then prices and tick offsets (one slot, only upwards) and ``PUBLISH``.
+   nodes; each written only if its version (its partition's) is not older than the stored
+   one. Then prices and tick offsets (one slot, only upwards) and ``PUBLISH``.
+
+Versions are ``max(batch clock in µs, stored + 1)``: they grow with every commit of a
+partition (or aggregate), and also after a failover lost the last writes of a master (a
+counter would restart below the versions its documents already carry on other nodes). µs,
+not ns: Lua compares doubles, exact below 2^53.
+After a Redis error the caller is told to republish every owned partition whole
+(``on_failure``): a master killed before replicating its last acknowledged writes loses
+them, and the lost derived documents and contribution copies are written again. A lost
+partition transaction loses its state and offset together: the next commit finds the
+offset behind, reloads the partition and re-reads its records (logged as a stale
+partition).
 
 Steps 2, 4 and 5 are idempotent and steps 3's transactions are guarded by the offsets, so a
 retry of the whole commit never applies anything twice. After any error the slot map is
@@ -61,6 +72,11 @@ for i = 1, #ARGV, 3 do
 end
 return 0
 """
+NEXT_VERSION = """
+local v = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') + 1, tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], string.format('%d', v))
+return v
+"""
 GUARD = """
 local cur = tonumber(redis.call('GET', KEYS[2]) or '-1')
 if tonumber(ARGV[1]) < cur then return 0 end
@@ -83,6 +99,7 @@ class ClusterCheckpoint(Checkpoint):
         self.cluster = client
         self.homes: Callable[[], Mapping[str, TP]] = dict
         self.marks: Callable[[], Mapping[str, float]] = dict
+        self.on_failure: Callable[[], None] = lambda: None
 
     def commit(self, plan: CommitPlan,
                before_exec: Callable[[], None] | None = None) -> CommitOutcome:
@@ -90,6 +107,7 @@ class ClusterCheckpoint(Checkpoint):
             return self._commit(plan, before_exec)
         except redis.RedisError:
             refresh(self.client)
+            self.on_failure()
             raise
 
     def _commit(self, plan: CommitPlan,
@@ -104,8 +122,9 @@ class ClusterCheckpoint(Checkpoint):
         if before_exec is not None:
             before_exec()
         seqs: dict[TP, int] = {}
+        clock_us = plan.ts_ns // 1000
         for pc in plan.partitions:  # 3.
-            seq = self._partition(pc.tp, pc.expected_offset, routed)
+            seq = self._partition(pc.tp, pc.expected_offset, routed, clock_us)
             if seq is None:  # moved on since step 1: reload it and the ones done so far
                 done = {c.tp: int(c.delta["next_offset"]) if c.delta else c.expected_offset
                         for c in plan.partitions if c.tp in seqs}
@@ -113,7 +132,7 @@ class ClusterCheckpoint(Checkpoint):
                                      writers={**dict.fromkeys(done, plan.ts_ns),
                                               pc.tp: None})
             seqs[pc.tp] = seq
-        hashes = self._aggregates(plan, routed, seqs)  # 4.
+        hashes = self._aggregates(plan, routed, seqs, clock_us)  # 4.
         self._documents(routed, seqs, homes, hashes, plan)  # 5.
         return CommitOutcome(conflicts=conflicts, updated=plan.updated)
 
@@ -140,31 +159,33 @@ class ClusterCheckpoint(Checkpoint):
         result = self._script(keys, owners=owners)
         return [str(c) for c in (result[0] or [])]
 
-    def _partition(self, tp: TP, expected: int | None, routed: Routed) -> int | None:
-        """One partition's transaction on its master; its new ``seq``, None if stale."""
+    def _partition(self, tp: TP, expected: int | None, routed: Routed,
+                   clock_us: int) -> int | None:
+        """One partition's transaction on its master; its new version, None if stale."""
         meta = self.state_key(tp, "meta")
-        batch = resp.Batch()
-        for cmd in routed.state.get(tp, []):
-            batch.add(cmd)
-        parts = routed.parts.get(tp)
-        if parts:
-            fields = [x for item in sorted(parts.items()) for x in item]
-            batch.add(resp.command("HSET", self.state_key(tp, "parts"), *fields))
-        at = batch.add(resp.command("HINCRBY", meta, "seq", 1))
         with resp.RawConnection(self._node(meta)) as conn:
-            _, (off, _by) = conn.call([resp.command("WATCH", meta),
-                                       resp.command("HMGET", meta, "next_offset", "updated_ns")],
-                                      2)
+            _, (off, stored) = conn.call([resp.command("WATCH", meta),
+                                          resp.command("HMGET", meta, "next_offset", "version")],
+                                         2)
             if _offset(off) != expected:
                 conn.call([resp.UNWATCH], 1)
                 return None
+            version = max(clock_us, int(stored or 0) + 1)
+            batch = resp.Batch()
+            for cmd in routed.state.get(tp, []):
+                batch.add(cmd)
+            parts = routed.parts.get(tp)
+            if parts:
+                fields = [x for item in sorted(parts.items()) for x in item]
+                batch.add(resp.command("HSET", self.state_key(tp, "parts"), *fields))
+            batch.add(resp.command("HSET", meta, "version", version))
             results = conn.exec(batch)
         if results is None:  # the meta changed under the WATCH: another writer
             return None
-        return int(results[at])
+        return version
 
-    def _aggregates(self, plan: CommitPlan, routed: Routed, seqs: Mapping[TP, int]
-                    ) -> list[tuple[int, list[Any]]]:
+    def _aggregates(self, plan: CommitPlan, routed: Routed, seqs: Mapping[TP, int],
+                    clock_us: int) -> list[tuple[int, list[Any]]]:
         """Step 4; returns ``(version, hashes)`` of each Overall's position hashes."""
         out: list[tuple[int, list[Any]]] = []
         targets: list[tuple[str, str, str, str | None]] = [(f"overall:{s}", self.keys.overall_parts(self.group, s),
@@ -185,7 +206,8 @@ class ClusterCheckpoint(Checkpoint):
             else:
                 keys = {f"parts:{source}": parts_key, f"doc:{source}": doc_key}
                 agg = self._eval_command(keys, sources=[source], marks=marks)
-            version = resp.command("INCR", self.keys.version(doc_key))
+            version = resp.command("EVAL", NEXT_VERSION, 1, self.keys.version(doc_key),
+                                   clock_us)
             with resp.RawConnection(self._node(doc_key)) as conn:
                 results = conn.exec(resp.Batch([copy, agg, version], 3))
             assert results is not None  # nothing WATCHed
