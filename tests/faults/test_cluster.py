@@ -26,6 +26,7 @@ from support.chaos import (
     read_dead_letters,
     wait_caught_up,
 )
+from support.cluster_chaos import cluster_chaos
 from support.redis_cluster import RedisClusterNodes
 
 from pm_polars.publish.keys import Keys, hash_tag
@@ -66,3 +67,12 @@ def test_one_daemon_on_a_cluster_equals_the_engine(
         assert daemon.terminate() == 0, daemons.tail()
     finally:
         daemons.kill_all()
+
+
+def test_three_daemons_killed_and_a_master_killed_on_a_cluster(
+    broker: KafkaBroker, redis_cluster_nodes: RedisClusterNodes, tmp_path: Path
+) -> None:
+    figures = cluster_chaos(broker.bootstrap, redis_cluster_nodes, tmp_path, n_events=24_000,
+                            rate=1_500.0, kill_at=(0.25, 0.7), master_at=0.45)
+    print("\n".join(figures.lines()))
+    assert len(figures.daemon_kills) == 2 and figures.promoted_s > 0
