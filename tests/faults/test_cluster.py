@@ -11,8 +11,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.cluster import RedisCluster
@@ -27,9 +32,13 @@ from support.chaos import (
     wait_caught_up,
 )
 from support.cluster_chaos import cluster_chaos
+from support.published import documents
 from support.redis_cluster import RedisClusterNodes
 
+from pm_polars.client import PortfolioReader
+from pm_polars.client.aio import AsyncPortfolioReader
 from pm_polars.publish.keys import Keys, hash_tag
+from pm_polars.serve.source import RedisSource
 
 pytestmark = pytest.mark.integration
 
@@ -64,9 +73,48 @@ def test_one_daemon_on_a_cluster_equals_the_engine(
         assert client.exists("aum", "portfolio:paper_Overall", "portfolios") == 3
         dlq = read_dead_letters(broker.bootstrap, names, stream.items)
         assert not dlq.problems, "\n".join(dlq.problems)
+        _readers(redis_cluster_nodes.url, documents(client))
         assert daemon.terminate() == 0, daemons.tail()
     finally:
         daemons.kill_all()
+
+
+def _key(pf: Any) -> tuple[float, float, int]:
+    return pf.equity, pf.cash, pf.open_positions
+
+
+def _readers(url: str, published: dict[str, dict[str, Any]]) -> None:
+    """PortfolioReader, its asyncio twin, the serve source and ``pm-polars show`` with
+    ``--redis-cluster`` read the same documents as a plain cluster client."""
+    assert "paper_Overall" in published and len(published) > 5
+    want = {p: (d["equity"], d["cash"], d["open_positions"]) for p, d in published.items()}
+    with PortfolioReader.from_url(url, cluster=True) as reader:
+        overview = reader.overview()
+        assert {p: _key(pf) for p, pf in overview.portfolios.items()} == want
+        assert _key(reader.get_portfolios(["paper_Overall"])["paper_Overall"]) == \
+            want["paper_Overall"]
+        assert overview.aum is not None and overview.aum.total == pytest.approx(
+            sum(d["equity"] for p, d in published.items() if not p.endswith("_Overall")),
+            rel=1e-12)
+
+    async def read_async() -> tuple[dict[str, Any], list[str]]:
+        async with AsyncPortfolioReader.from_url(url, cluster=True) as areader:
+            got = {p: _key(pf) for p, pf in (await areader.overview()).portfolios.items()}
+        source = RedisSource(url, cluster=True)
+        try:
+            docs, _ = await source.overview()
+        finally:
+            await source.aclose()
+        return got, docs
+
+    got, docs = asyncio.run(read_async())
+    assert got == want
+    assert sorted(json.loads(d)["portfolio_id"] for d in docs) == sorted(published)
+    out = subprocess.run([sys.executable, "-m", "pm_polars.cli", "show", "--redis-cluster",
+                          "--redis-url", url, "--format", "json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "paper_Overall" in out.stdout
 
 
 def test_three_daemons_killed_and_a_master_killed_on_a_cluster(
