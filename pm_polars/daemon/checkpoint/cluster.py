@@ -3,13 +3,15 @@
 :meth:`ClusterCheckpoint.commit` (the single-node :class:`~.store.Checkpoint` writes all of
 this in one transaction; here no transaction may span two slots):
 
-1. Read every partition's stored ``next_offset`` (a pipeline over the nodes). Any moved on:
+1. ``WATCH`` every partition's meta on a connection of its own (WATCH is per connection)
+   and read its stored ``next_offset``: all partitions in one round trip. Any moved on:
    nothing is written, the caller reloads them (as on one node).
 2. Claims of new portfolios (``pm:owner:{G}``, one slot, first claim wins): absolute and
    repeatable, so a crash after them re-claims the same partitions.
-3. Archive barrier, then per partition, in ``(topic, partition)`` order, on its master:
-   ``WATCH`` its meta, re-check the offset, ``MULTI``, its state rows, its ``next_offset``,
-   its contributions (``pm:state:{G:T:P}:parts``), its new ``version``, ``EXEC``. Each is
+3. Archive barrier, then per partition, on its master and its watching connection:
+   ``MULTI``, its state rows, its ``next_offset``, its contributions
+   (``pm:state:{G:T:P}:parts``), its new ``version``, ``EXEC`` (all partitions' sent
+   before any reply is read, so they commit in no fixed order). Each is
    atomic; a crash between two leaves some partitions at the new offset and the others at
    the old: each partition's state and offset still move together, so on restart the first
    are not re-applied and the others re-read their records: exactly once per partition. A
@@ -46,6 +48,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from typing import Any
 
 import redis
@@ -115,40 +118,44 @@ class ClusterCheckpoint(Checkpoint):
         homes = {**self.homes(), **{pid: pc.tp for pc in plan.partitions
                                      for pid in pc.new_portfolios}}
         routed = route(plan, self.keys, self.group, homes)
-        stale = self._stale(plan)  # 1.
-        if stale.stale:
-            return stale
-        conflicts = self._claims(plan)  # 2.
-        if before_exec is not None:
-            before_exec()
-        seqs: dict[TP, int] = {}
         clock_us = plan.ts_ns // 1000
-        for pc in plan.partitions:  # 3.
-            seq = self._partition(pc.tp, pc.expected_offset, routed, clock_us)
-            if seq is None:  # moved on since step 1: reload it and the ones done so far
-                done = {c.tp: int(c.delta["next_offset"]) if c.delta else c.expected_offset
-                        for c in plan.partitions if c.tp in seqs}
-                return CommitOutcome(stale={**done, pc.tp: None},
-                                     writers={**dict.fromkeys(done, plan.ts_ns),
-                                              pc.tp: None})
-            seqs[pc.tp] = seq
-        hashes = self._aggregates(plan, routed, seqs, clock_us)  # 4.
-        self._documents(routed, seqs, homes, hashes, plan)  # 5.
+        with ExitStack() as stack:
+            # 1. one connection per partition (WATCH is per connection), all in parallel
+            conns = {pc.tp: stack.enter_context(resp.RawConnection(
+                self._node(self.state_key(pc.tp, "meta")))) for pc in plan.partitions}
+            stored = self._watch(conns)
+            moved = {pc.tp: (_offset(stored[pc.tp][0]), _offset(stored[pc.tp][1]))
+                     for pc in plan.partitions
+                     if _offset(stored[pc.tp][0]) != pc.expected_offset}
+            if moved:
+                for conn in conns.values():
+                    conn.call([resp.UNWATCH], 1)
+                return CommitOutcome(stale={tp: off for tp, (off, _) in moved.items()},
+                                     writers={tp: by for tp, (_, by) in moved.items()})
+            conflicts = self._claims(plan)  # 2.
+            if before_exec is not None:
+                before_exec()
+            versions = {tp: max(clock_us, int(stored[tp][2] or 0) + 1) for tp in conns}
+            refused = self._partitions(routed, conns, versions)  # 3.
+        if refused:  # WATCH fired: another writer; reload it and the ones committed
+            done = {c.tp: int(c.delta["next_offset"]) if c.delta else c.expected_offset
+                    for c in plan.partitions if c.tp not in refused}
+            return CommitOutcome(stale={**done, **dict.fromkeys(refused)},
+                                 writers={**dict.fromkeys(done, plan.ts_ns),
+                                          **dict.fromkeys(refused)})
+        hashes = self._aggregates(plan, routed, versions, clock_us)  # 4.
+        self._documents(routed, versions, homes, hashes, plan)  # 5.
         return CommitOutcome(conflicts=conflicts, updated=plan.updated)
 
     # ------------------------------------------------------------------ steps
-    def _stale(self, plan: CommitPlan) -> CommitOutcome:
-        if not plan.partitions:
-            return CommitOutcome()
-        with self.client.pipeline(transaction=False) as pipe:
-            for pc in plan.partitions:
-                pipe.hmget(self.state_key(pc.tp, "meta"), "next_offset", "updated_ns")
-            stored = pipe.execute()
-        moved = [(pc.tp, _offset(off), _offset(by)) for pc, (off, by)
-                 in zip(plan.partitions, stored, strict=True)
-                 if _offset(off) != pc.expected_offset]
-        return CommitOutcome(stale={tp: off for tp, off, _ in moved},
-                             writers={tp: by for tp, _, by in moved})
+    def _watch(self, conns: Mapping[TP, resp.RawConnection]) -> dict[TP, list[Any]]:
+        """``WATCH`` each partition's meta on its connection; its stored next_offset,
+        updated_ns and version. One round trip for all (sent first, then read)."""
+        for tp, conn in conns.items():
+            meta = self.state_key(tp, "meta")
+            conn.send([resp.command("WATCH", meta),
+                       resp.command("HMGET", meta, "next_offset", "updated_ns", "version")])
+        return {tp: conn.read(2)[1] for tp, conn in conns.items()}
 
     def _claims(self, plan: CommitPlan) -> list[str]:
         owners = [(pid, part_name(*pc.tp)) for pc in plan.partitions
@@ -159,18 +166,12 @@ class ClusterCheckpoint(Checkpoint):
         result = self._script(keys, owners=owners)
         return [str(c) for c in (result[0] or [])]
 
-    def _partition(self, tp: TP, expected: int | None, routed: Routed,
-                   clock_us: int) -> int | None:
-        """One partition's transaction on its master; its new version, None if stale."""
-        meta = self.state_key(tp, "meta")
-        with resp.RawConnection(self._node(meta)) as conn:
-            _, (off, stored) = conn.call([resp.command("WATCH", meta),
-                                          resp.command("HMGET", meta, "next_offset", "version")],
-                                         2)
-            if _offset(off) != expected:
-                conn.call([resp.UNWATCH], 1)
-                return None
-            version = max(clock_us, int(stored or 0) + 1)
+    def _partitions(self, routed: Routed, conns: Mapping[TP, resp.RawConnection],
+                    versions: Mapping[TP, int]) -> list[TP]:
+        """Step 3: every partition's MULTI/EXEC, sent to all masters before any reply is
+        read; the partitions whose WATCH fired (nothing written for them)."""
+        batches = {}
+        for tp, conn in conns.items():
             batch = resp.Batch()
             for cmd in routed.state.get(tp, []):
                 batch.add(cmd)
@@ -178,66 +179,90 @@ class ClusterCheckpoint(Checkpoint):
             if parts:
                 fields = [x for item in sorted(parts.items()) for x in item]
                 batch.add(resp.command("HSET", self.state_key(tp, "parts"), *fields))
-            batch.add(resp.command("HSET", meta, "version", version))
-            results = conn.exec(batch)
-        if results is None:  # the meta changed under the WATCH: another writer
-            return None
-        return version
+            batch.add(resp.command("HSET", self.state_key(tp, "meta"), "version",
+                                   versions[tp]))
+            conn.send([resp.MULTI, *batch.chunks, resp.EXEC])
+            batches[tp] = batch
+        return [tp for tp, conn in conns.items() if conn.read_exec(batches[tp]) is None]
 
-    def _aggregates(self, plan: CommitPlan, routed: Routed, seqs: Mapping[TP, int],
+    def _aggregates(self, plan: CommitPlan, routed: Routed, versions: Mapping[TP, int],
                     clock_us: int) -> list[tuple[int, list[Any]]]:
-        """Step 4; returns ``(version, hashes)`` of each Overall's position hashes."""
-        out: list[tuple[int, list[Any]]] = []
-        targets: list[tuple[str, str, str, str | None]] = [(f"overall:{s}", self.keys.overall_parts(self.group, s),
-                    self.keys.portfolio(f"{s}_Overall"), s) for s in plan.sources]
+        """Step 4 (one transaction per aggregate, all sent before any reply is read);
+        returns ``(version, hashes)`` of each Overall's position hashes."""
+        targets: list[tuple[str, str, str, str | None]] = [(
+            f"overall:{s}", self.keys.overall_parts(self.group, s),
+            self.keys.portfolio(f"{s}_Overall"), s) for s in plan.sources]
         if plan.aum:
             targets.append(("aum", self.keys.aum_parts(self.group), self.keys.aum, None))
         marks = self.marks() if plan.sources else {}
-        for name, parts_key, doc_key, source in targets:
-            argv: list[Any] = []
-            for tp in sorted(seqs):
-                doc = routed.parts.get(tp, {}).get(name)
-                if doc is not None:
-                    argv += [part_name(*tp), seqs[tp], doc]
-            copy = resp.command("EVAL", COPY, 2, parts_key, f"{parts_key}:seq", *argv)
-            if source is None:
-                keys = {"aum_parts": parts_key, "aum": doc_key}
-                agg = self._eval_command(keys, aum=True)
-            else:
-                keys = {f"parts:{source}": parts_key, f"doc:{source}": doc_key}
-                agg = self._eval_command(keys, sources=[source], marks=marks)
-            version = resp.command("EVAL", NEXT_VERSION, 1, self.keys.version(doc_key),
-                                   clock_us)
-            with resp.RawConnection(self._node(doc_key)) as conn:
-                results = conn.exec(resp.Batch([copy, agg, version], 3))
-            assert results is not None  # nothing WATCHed
-            if source is not None:
-                out.append((int(results[2]), json.loads(results[1][1]) or []))
+        out: list[tuple[int, list[Any]]] = []
+        with ExitStack() as stack:
+            sent = []
+            for name, parts_key, doc_key, source in targets:
+                argv: list[Any] = []
+                for tp in sorted(versions):
+                    doc = routed.parts.get(tp, {}).get(name)
+                    if doc is not None:
+                        argv += [part_name(*tp), versions[tp], doc]
+                copy = resp.command("EVAL", COPY, 2, parts_key, f"{parts_key}:seq", *argv)
+                if source is None:
+                    agg = self._eval_command({"aum_parts": parts_key, "aum": doc_key},
+                                             aum=True)
+                else:
+                    agg = self._eval_command({f"parts:{source}": parts_key,
+                                              f"doc:{source}": doc_key},
+                                             sources=[source], marks=marks)
+                version = resp.command("EVAL", NEXT_VERSION, 1, self.keys.version(doc_key),
+                                       clock_us)
+                batch = resp.Batch([copy, agg, version], 3)
+                conn = stack.enter_context(resp.RawConnection(self._node(doc_key)))
+                conn.send([resp.MULTI, *batch.chunks, resp.EXEC])
+                sent.append((conn, batch, source))
+            for conn, batch, source in sent:
+                results = conn.read_exec(batch)
+                if results is None:  # nothing is WATCHed on these connections
+                    raise redis.ResponseError("aggregate transaction aborted")
+                if source is not None:
+                    out.append((int(results[2]), json.loads(results[1][1]) or []))
         return out
 
-    def _documents(self, routed: Routed, seqs: Mapping[TP, int], homes: Mapping[str, TP],
-                   hashes: list[tuple[int, list[Any]]], plan: CommitPlan) -> None:
-        """Step 5: guarded documents, index, prices and tick offsets, then ``PUBLISH``."""
+    def _documents(self, routed: Routed, versions: Mapping[TP, int],
+                   homes: Mapping[str, TP], hashes: list[tuple[int, list[Any]]],
+                   plan: CommitPlan) -> None:
+        """Step 5: guarded documents, the index, prices and tick offsets, ``PUBLISH``:
+        grouped by master, sent to all before any reply is read."""
         keys = self.keys
-        with self.client.pipeline(transaction=False) as pipe:
-            for pid, name, key, args in routed.documents:
-                pipe.execute_command("EVAL", GUARD, 2, key, keys.version(key),
-                                     seqs[homes[pid]], name, *args)
-            for version, items in hashes:
-                for key, fields in items:
-                    pipe.execute_command("EVAL", GUARD, 2, key, keys.version(key), version,
-                                         "HSET", *fields)
-            overall = [f"{s}_Overall" for s in plan.sources]
-            if routed.index or overall:
-                pipe.sadd(keys.index, *routed.index, *overall)
-            pipe.execute()
+        by_node: dict[int, tuple[redis.Redis, list[bytes]]] = {}
+
+        def add(key: str, cmd: bytes) -> None:
+            node = self._node(key)
+            by_node.setdefault(id(node), (node, []))[1].append(cmd)
+
+        for pid, name, key, args in routed.documents:
+            add(key, resp.command("EVAL", GUARD, 2, key, keys.version(key),
+                                  versions[homes[pid]], name, *args))
+        for version, items in hashes:
+            for key, fields in items:
+                add(key, resp.command("EVAL", GUARD, 2, key, keys.version(key), version,
+                                      "HSET", *fields))
+        members = [*routed.index, *(f"{s}_Overall" for s in plan.sources)]
+        if members:
+            add(keys.index, resp.command("SADD", keys.index, *members))
         if plan.prices or plan.tick_offsets:
-            self._script({"prices": keys.prices,
-                          "tick_offsets": keys.tick_offsets(self.ticks_topic)},
-                         prices=plan.prices, tick_offsets=sorted(plan.tick_offsets.items()))
-        if plan.updated:
-            self.client.execute_command("PUBLISH", keys.updates_channel,
-                                        update_message(plan.updated, plan.ts_ns))
+            ticks = {"prices": keys.prices,
+                     "tick_offsets": keys.tick_offsets(self.ticks_topic)}
+            add(keys.prices, self._eval_command(
+                ticks, prices=plan.prices, tick_offsets=sorted(plan.tick_offsets.items())))
+        if plan.updated:  # last on its connection (cluster PUBLISH reaches every node)
+            add(keys.aum, resp.command("PUBLISH", keys.updates_channel,
+                                       update_message(plan.updated, plan.ts_ns)))
+        with ExitStack() as stack:
+            conns = [(stack.enter_context(resp.RawConnection(node)), cmds)
+                     for node, cmds in by_node.values()]
+            for conn, cmds in conns:
+                conn.send(cmds)
+            for conn, cmds in conns:
+                conn.read(len(cmds))
 
     def _node(self, key: str) -> redis.Redis:
         """The client of the master serving ``key``'s slot (as the slot map says)."""
