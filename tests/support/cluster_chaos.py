@@ -43,6 +43,7 @@ class ClusterChaosFigures:
     republished: int = 0
     dead_letters: int = 0
     catch_up_s: float = 0.0  # producer done -> stored offsets at the log end
+    stalls_s: list[float] = field(default_factory=list)  # first failed commit -> recovered
 
     def lines(self) -> list[str]:
         return [f"{self.records:,} records; daemons killed (-9) at {', '.join(self.daemon_kills)}",
@@ -51,7 +52,28 @@ class ClusterChaosFigures:
                 f"daemon logs: {self.redis_retries} Redis retries with backoff, "
                 f"{self.stale_reloads} stale partitions reloaded",
                 f"{self.dead_letters} records dead-lettered; caught up {self.catch_up_s:.1f} s "
-                "after the last record was produced"]
+                "after the last record was produced",
+                "commits stalled by Redis (first failure -> recovered, per daemon): "
+                + (", ".join(f"{x:.2f} s" for x in sorted(self.stalls_s)) or "none")]
+
+
+STAMP = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) ")
+
+
+def stalls(log: str) -> list[float]:
+    """Seconds from each first ``retry what=checkpoint`` to its ``recovered`` line."""
+    out, start = [], None
+    for line in log.splitlines():
+        m = STAMP.match(line)
+        if m is None:
+            continue
+        t = int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3]) + int(m[4]) / 1000
+        if "event=retry what=checkpoint attempt=1 " in line and start is None:
+            start = t
+        elif "event=recovered what=checkpoint" in line and start is not None:
+            out.append((t - start) % 86400)
+            start = None
+    return out
 
 
 def _split(members: list[DaemonProcess], total: int) -> bool:
@@ -122,6 +144,7 @@ def cluster_chaos(bootstrap: str, nodes: RedisClusterNodes, workdir: Path, *,
         logs = "".join(d.log() for d in daemons.started)
         figures.stale_reloads = len(re.findall(r"event=stale_partition", logs))
         figures.redis_retries = len(re.findall(r"event=retry what=checkpoint", logs))
+        figures.stalls_s = [x for d in daemons.started for x in stalls(d.log())]
         for d in live:
             assert d.terminate() == 0, daemons.tail()
         return figures
