@@ -30,7 +30,7 @@ from pm_polars.daemon.kafka.fills import FillsSource
 from pm_polars.daemon.kafka.microbatch import MicroBatcher, RawBatch
 from pm_polars.daemon.kafka.ticks import TicksSource
 from pm_polars.daemon.metrics import Metrics
-from pm_polars.daemon.retry import Abandoned, Backoff
+from pm_polars.daemon.retry import MAX_DELAY_S, Abandoned, Backoff
 from pm_polars.daemon.sinks import Sink, Sinks
 from pm_polars.daemon.step import BatchStep
 from pm_polars.daemon.tick_table import TickTable
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_REJECTS, EXIT_ABANDONED = 0, 1, 3, 4
 LAG_INTERVAL_S = 1.0
+CLUSTER_MAX_DELAY_S = 1.0  # backoff cap with --redis-cluster (5 s on one node)
 
 
 def redis_client(settings: Settings) -> SyncClient:
@@ -70,7 +71,9 @@ class Daemon:
         self.liveness = Liveness(s.health_timeout)
         self.sinks = Sinks(sinks)
         self.stop_event = threading.Event()
-        self.backoff = Backoff(self.stop_event.is_set, self._beat)
+        # a cluster heals in seconds (failover): a short cap resumes soon after it
+        self.backoff = Backoff(self.stop_event.is_set, self._beat,
+                               max_s=CLUSTER_MAX_DELAY_S if s.redis_cluster else MAX_DELAY_S)
         self.redis = redis_client(s)
         self.checkpoint = checkpoint_of(s, self.redis)
         self.instruments = load_instruments(s.instruments)

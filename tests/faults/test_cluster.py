@@ -1,8 +1,10 @@
 """Redis Cluster (3 masters + 3 replicas, started by the test) with ``--redis-cluster``.
 
 1. One daemon: Kafka -> cluster equals the in-process engine (documents, Overall, aum,
-   prices), the published names are the single-node ones, and every partition's keys
-   share one slot.
+   prices) across a move of every slot to another node (``CLUSTER FAILOVER``: the
+   daemon's writes are answered ``MOVED``, it refreshes its slot map and retries); the
+   published names are the single-node ones, every partition's keys share one slot, and
+   the readers (``PortfolioReader``, async, serve's source, ``pm-polars show``) read them.
 2. The issue's scenario: three daemons in one group on a paced stream with duplicates and
    poison; instances killed with -9 mid-stream (and replaced), one Redis master killed
    with -9 once (its replica is promoted); at the end every document equals the reference,
@@ -32,6 +34,7 @@ from support.chaos import (
     wait_caught_up,
 )
 from support.cluster_chaos import cluster_chaos
+from support.daemon import wait_for
 from support.published import documents
 from support.redis_cluster import RedisClusterNodes
 
@@ -59,14 +62,28 @@ def test_one_daemon_on_a_cluster_equals_the_engine(
     names = Names("c" + str(time.time_ns())[-10:])
     names.create(broker.bootstrap)
     stream = build_stream(names, 6_000, seed=5, redeliver_rate=0.01)
-    produce_items(broker.bootstrap, stream.items)
+    half = len(stream.items) // 2
+    first, second = stream.items[:half], stream.items[half:]
+    produce_items(broker.bootstrap, first)
     client = redis_cluster_nodes.client()
     daemons = Daemons(broker.bootstrap, redis_cluster_nodes.url, names, tmp_path)
     try:
         daemon = daemons.start("--redis-cluster", "--max-events", "500")
+        wait_caught_up(client, names, first, timeout=120, diagnose=daemons.tail,
+                       alive=daemon.alive)
+        # every slot moves to another node (lossless CLUSTER FAILOVER on each replica):
+        # the daemon's slot map is stale, its next writes are answered MOVED
+        old = set(redis_cluster_nodes.masters())
+        for port in set(redis_cluster_nodes.live()) - old:
+            redis_cluster_nodes.node(port).execute_command("CLUSTER FAILOVER")
+        wait_for("the replicas to take over",
+                 lambda: set(redis_cluster_nodes.masters()).isdisjoint(old), timeout=30)
+        redis_cluster_nodes.wait_ok()
+        produce_items(broker.bootstrap, second)
         wait_caught_up(client, names, stream.items, timeout=120, diagnose=daemons.tail,
                        alive=daemon.alive)
         check_equal(client, names, stream.items, diagnose=daemons.tail)
+        assert "MovedError" in daemon.log() or "MOVED" in daemon.log(), daemons.tail()
         # every partition's state, offset and contributions in one slot
         for tag, slots in _slots_per_partition(client, names).items():
             assert len(slots) == 1, (tag, slots)
