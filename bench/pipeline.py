@@ -1,6 +1,7 @@
 """Pipeline bench: Kafka (tansu) -> ``pm-polars run`` -> Redis, against the raw consume rate.
 
     .venv/bin/python -m bench.pipeline [--events 200000] [--runs 3] [--paced-rate 5000]
+    .venv/bin/python -m bench.pipeline --redis-cluster [--events 200000] [--runs 3]
 
 1. End to end (tansu and redis-server on free ports): the daemon (a subprocess) is warmed
    up on fresh topics (group joined, 200 records committed), stopped (SIGSTOP) while
@@ -261,8 +262,20 @@ def main() -> int:
                     help="only the backlog runs (prefetch thread and one thread vs raw)")
     ap.add_argument("--daemon-arg", action="append", default=[],
                     help="extra flag for the steady daemon (repeat), e.g. --daemon-arg=...")
+    ap.add_argument("--redis-cluster", action="store_true",
+                    help="only the backlog, against one Redis and a 3+3 Redis Cluster, one "
+                    "and three instances (bench/pipeline_cluster.py)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pm-bench-"))
+    if args.redis_cluster:
+        from bench.pipeline_cluster import run as run_cluster
+        from tests.support.redis_cluster import redis_cluster
+
+        (tmp / "cluster").mkdir()
+        with kafka_broker() as broker, redis_server(appendonly=True) as single, \
+                redis_cluster(tmp / "cluster") as nodes:
+            return 0 if run_cluster(broker.bootstrap, single, nodes, args.events, args.runs,
+                                    tmp) else 1
     with kafka_broker() as broker, redis_server(appendonly=False) as redis:
         held = [] if args.backlog_only else [
             steady(broker.bootstrap, redis, args.paced_rate, args.steady_seconds, tmp,

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from types import FrameType
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.cluster import RedisCluster
 
 from pm_polars.archive.sink import ArchiveSink
 from pm_polars.daemon.book import Book
+from pm_polars.daemon.checkpoint.cluster import ClusterCheckpoint
 from pm_polars.daemon.checkpoint.store import Checkpoint
 from pm_polars.daemon.config import Settings, redacted
 from pm_polars.daemon.health import HealthServer, Liveness
@@ -33,13 +33,14 @@ from pm_polars.daemon.kafka.microbatch import MicroBatcher, RawBatch
 from pm_polars.daemon.kafka.prefetch import Prefetcher
 from pm_polars.daemon.kafka.ticks import TicksSource
 from pm_polars.daemon.metrics import Metrics
-from pm_polars.daemon.retry import Abandoned, Backoff
+from pm_polars.daemon.retry import MAX_DELAY_S, Abandoned, Backoff
 from pm_polars.daemon.sinks import Sink, Sinks
 from pm_polars.daemon.step import BatchStep
 from pm_polars.daemon.tick_table import TickTable
 from pm_polars.engine.instruments import load_instruments
 from pm_polars.engine.lots import CostBasisMismatch
 from pm_polars.publish.keys import Keys
+from pm_polars.redis_conn import SyncClient, connect
 from pm_polars.types import TP
 
 log = logging.getLogger(__name__)
@@ -61,15 +62,23 @@ class _Every:
         if now >= self.next:
             self.next = now + self.interval_s
             self.fn()
+CLUSTER_MAX_DELAY_S = 1.0  # backoff cap with --redis-cluster (5 s on one node)
 
 
-def redis_client(settings: Settings) -> redis.Redis:
-    """Client for ``redis_url`` (TLS with rediss://); retries are the daemon's own."""
-    extra = {} if settings.redis_password is None else {"password": settings.redis_password}
-    return redis.Redis.from_url(
-        settings.redis_url, decode_responses=True, socket_timeout=5.0,
-        socket_connect_timeout=3.0, retry=Retry(NoBackoff(), 0), **extra,
-    )
+def redis_client(settings: Settings) -> SyncClient:
+    """Client for ``redis_url`` (TLS with rediss://; a cluster with ``--redis-cluster``);
+    retries are the daemon's own (``redis_conn``)."""
+    return connect(settings.redis_url, cluster=settings.redis_cluster,
+                   password=settings.redis_password)
+
+
+def checkpoint_of(settings: Settings, client: SyncClient) -> Checkpoint:
+    """The checkpoint store of the configured layout (one node or a cluster)."""
+    s = settings
+    if isinstance(client, RedisCluster):
+        return ClusterCheckpoint(client, Keys(s.key_prefix, cluster=True), s.group_id,
+                                 s.ticks_topic)
+    return Checkpoint(client, Keys(s.key_prefix), s.group_id, s.ticks_topic)
 
 
 class Daemon:
@@ -81,9 +90,11 @@ class Daemon:
         self.liveness = Liveness(s.health_timeout)
         self.sinks = Sinks(sinks)
         self.stop_event = threading.Event()
-        self.backoff = Backoff(self.stop_event.is_set, self._beat)
+        # a cluster heals in seconds (failover): a short cap resumes soon after it
+        self.backoff = Backoff(self.stop_event.is_set, self._beat,
+                               max_s=CLUSTER_MAX_DELAY_S if s.redis_cluster else MAX_DELAY_S)
         self.redis = redis_client(s)
-        self.checkpoint = Checkpoint(self.redis, Keys(s.key_prefix), s.group_id, s.ticks_topic)
+        self.checkpoint = checkpoint_of(s, self.redis)
         self.instruments = load_instruments(s.instruments)
         self.pending = RawBatch()
         self.prefetch: Prefetcher | None = None
@@ -145,6 +156,12 @@ class Daemon:
             self.book = Book(self.checkpoint, table, config=s.engine_config(),
                              instruments=self.instruments,
                              tick_publish_ns=int(s.tick_publish_ms * 1e6))
+            if isinstance(self.checkpoint, ClusterCheckpoint):
+                book = self.book
+                self.checkpoint.homes = lambda: book.owner
+                self.checkpoint.marks = lambda: {str(t): p for t, (p, _) in
+                                                 book.ticks.prices.items()}
+                self.checkpoint.on_failure = book.republish_all
             if self.archive is not None:
                 self._start_archive(self.archive, self.book)
             base = consumer_config(s.bootstrap_servers, s.group_id, s.kafka)

@@ -40,6 +40,16 @@ def duration_s(text: str) -> float:
     return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
+def boolean(text: str) -> bool:
+    """``true``/``1``/``yes``/``on`` or ``false``/``0``/``no``/``off`` (any case)."""
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
 def _optional_path(text: str) -> Path | None:
     return Path(text) if str(text).strip() else None
 
@@ -56,6 +66,7 @@ class Spec:
     secret: bool = False
     choices: tuple[str, ...] = ()
     shown: str = ""  # default as shown in --help (when repr is not the clearest)
+    switch: bool = False  # a flag without a value (boolean settings)
 
     @property
     def flag(self) -> str:
@@ -71,6 +82,9 @@ SPECS: tuple[Spec, ...] = (
          "HOST:PORT[,...]"),
     Spec("redis_url", str, "redis://localhost:6379/0",
          "Redis URL; rediss:// for TLS, redis://user:pass@host/db for AUTH", "URL"),
+    Spec("redis_cluster", boolean, False, "--redis-url names any one node of a Redis "
+         "Cluster (hash-tagged keys, one transaction per partition; published names "
+         "unchanged); env/TOML: true or false", switch=True),
     Spec("redis_password", str, None,
          "Redis AUTH password (prefer the env var: flags show up in ps)", "SECRET", secret=True),
     Spec("group_id", str, "pm-polars", "consumer group of the fills consumer", "ID"),
@@ -138,6 +152,7 @@ class Settings:
 
     bootstrap_servers: str
     redis_url: str = "redis://localhost:6379/0"
+    redis_cluster: bool = False
     redis_password: str | None = None
     group_id: str = "pm-polars"
     fills_pattern: str = r"^orders\.filled\..*"
@@ -221,6 +236,12 @@ def validate(s: Settings) -> None:
     if urlsplit(s.redis_url).scheme not in ("redis", "rediss", "unix"):
         raise _fail("redis_url", f"unsupported URL {redact_url(s.redis_url)!r}",
                     "use redis://HOST:PORT/DB, rediss://... (TLS) or unix:///path")
+    if s.redis_cluster:
+        url = urlsplit(s.redis_url)
+        if url.scheme == "unix" or url.path not in ("", "/", "/0"):
+            raise _fail("redis_cluster", f"Redis Cluster has only database 0 and TCP nodes, "
+                        f"got {redact_url(s.redis_url)!r}",
+                        "give --redis-url redis://HOST:PORT of any one cluster node (db 0)")
     if not s.fills_pattern.startswith("^"):
         raise _fail("fills_pattern", f"{s.fills_pattern!r} is not a regex subscription",
                     "start it with ^ (librdkafka only treats ^... as a pattern)")

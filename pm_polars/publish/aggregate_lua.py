@@ -14,19 +14,27 @@ It runs after the partition state and the strategy documents were queued, and:
 
 Numbers are written with ``%.17g`` (exact doubles); cjson's encoder would keep 14 digits.
 Timestamps (ns) are compared as decimal strings: Lua numbers are doubles.
-The argument is one JSON object (see :func:`request`). Not Redis Cluster compatible (keys
-are built from the prefix), like the multi-key MULTI/EXEC around it.
+The argument is one JSON object (see :func:`request`). The keys it reads and writes are
+declared (``KEYS``, in ``req.keys``), except the Overall position hashes: on a single node
+it writes them; on Redis Cluster (``req.cluster``) each call covers one slot (one source's
+Overall, or aum, or owners, or prices with tick offsets), takes marks from ``req.marks``
+instead of ``prices`` and returns ``{conflicts, JSON of the position hashes}`` for the
+caller to write (``daemon.checkpoint.cluster``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from pm_polars.publish.keys import Keys
 
 SCRIPT = r"""
 local req = cjson.decode(ARGV[1])
 local P = req.prefix
+local K, CL = req.keys, req.cluster
+local hashes = {}  -- cluster: Overall position hashes for the caller
 local INT = {quantity=true, buy_quantity=true, sell_quantity=true, open_positions=true,
              instrument_token=true, overnight_quantity=true, day_buy_quantity=true,
              day_sell_quantity=true, day_quantity=true}
@@ -82,16 +90,16 @@ local function newer_or_equal(a, b)  -- decimal integer strings, '' = no timesta
   return a >= b
 end
 for _, p in ipairs(req.prices) do
-  local cur = redis.call('HGET', P .. 'prices', p[1])
+  local cur = redis.call('HGET', K.prices, p[1])
   local curts = cur and string.match(cur, '"ts":%s*(%-?%d+)')
-  if not cur or newer_or_equal(p[2], curts) then redis.call('HSET', P .. 'prices', p[1], p[3]) end
+  if not cur or newer_or_equal(p[2], curts) then redis.call('HSET', K.prices, p[1], p[3]) end
 end
 for _, src in ipairs(req.sources) do
   local pid = src .. '_Overall'
   local tot, pos, toks, day = {}, {}, {}, nil
   for _, k in ipairs(PF) do tot[k] = 0 end
   for _, k in ipairs(PF_DAY) do tot[k] = 0 end
-  for _, part in ipairs(sorted_parts(P .. 'pm:parts:' .. req.group .. ':overall:' .. src)) do
+  for _, part in ipairs(sorted_parts(K['parts:' .. src])) do
     for _, k in ipairs(PF) do tot[k] = tot[k] + (isnull(part.totals[k]) and 0 or part.totals[k]) end
     for _, k in ipairs(PF_DAY) do tot[k] = tot[k] + (isnull(part.totals[k]) and 0 or part.totals[k]) end
     local d = part.trading_day
@@ -115,15 +123,21 @@ for _, src in ipairs(req.sources) do
     local acc = pos[tostring(t)]
     acc.average_price = (acc.quantity ~= 0) and (acc.cost / acc.quantity) or 0
     acc.overnight_average_price = (acc.overnight_quantity ~= 0) and (acc.cost0 / acc.overnight_quantity) or 0
-    local tick = redis.call('HGET', P .. 'prices', tostring(t))
-    if tick then acc.last_price = cjson.decode(tick).last_price end
+    if CL then
+      local m = req.marks[tostring(t)]
+      if m ~= nil then acc.last_price = m end
+    else
+      local tick = redis.call('HGET', K.prices, tostring(t))
+      if tick then acc.last_price = cjson.decode(tick).last_price end
+    end
     posjson[#posjson + 1] = cjson.encode(tostring(t)) .. ':{' .. table.concat(object(POS_OUT, acc), ',') .. '}'
     local hash = {}
     for _, k in ipairs(POS_OUT) do
       local v = num(k, acc[k]); if v == 'null' then v = '' end
       hash[#hash + 1] = k; hash[#hash + 1] = v
     end
-    redis.call('HSET', P .. 'position:' .. pid .. ':' .. t, unpack(hash))
+    if CL then hashes[#hashes + 1] = {P .. 'position:' .. pid .. ':' .. t, hash}
+    else redis.call('HSET', P .. 'position:' .. pid .. ':' .. t, unpack(hash)) end
   end
   local head = {'"portfolio_id":' .. cjson.encode(pid), '"source":' .. cjson.encode(src),
                 '"strategy_id":"Overall"'}
@@ -131,15 +145,15 @@ for _, src in ipairs(req.sources) do
   head[#head + 1] = '"trading_day":' .. (day == nil and 'null' or cjson.encode(day))
   for _, s in ipairs(object(PF_DAY, tot)) do head[#head + 1] = s end
   head[#head + 1] = '"positions":{' .. table.concat(posjson, ',') .. '}'
-  redis.call('SET', P .. 'portfolio:' .. pid, '{' .. table.concat(head, ',') .. '}')
-  redis.call('SADD', P .. 'portfolios', pid)
+  redis.call('SET', K['doc:' .. src], '{' .. table.concat(head, ',') .. '}')
+  if not CL then redis.call('SADD', K.index, pid) end
 end
 
 if req.aum then
   local total, by, dsum = 0, {}, {}
   local names = {}
   for _, k in ipairs(AUM_DAY) do dsum[k] = 0 end
-  for _, part in ipairs(sorted_parts(P .. 'pm:parts:' .. req.group .. ':aum')) do
+  for _, part in ipairs(sorted_parts(K.aum_parts)) do
     total = total + part.total
     for _, k in ipairs(AUM_DAY) do dsum[k] = dsum[k] + (isnull(part[k]) and 0 or part[k]) end
     for src, v in pairs(part.by_source) do
@@ -152,11 +166,11 @@ if req.aum then
   for _, src in ipairs(names) do bs[#bs + 1] = cjson.encode(src) .. ':' .. num('', by[src]) end
   local extra = {}
   for _, k in ipairs(AUM_DAY) do extra[#extra + 1] = ',' .. cjson.encode(k) .. ':' .. num(k, dsum[k]) end
-  redis.call('SET', P .. 'aum', '{"total":' .. num('', total) .. ',"by_source":{' .. table.concat(bs, ',') .. '}' .. table.concat(extra) .. '}')
+  redis.call('SET', K.aum, '{"total":' .. num('', total) .. ',"by_source":{' .. table.concat(bs, ',') .. '}' .. table.concat(extra) .. '}')
 end
 
 local conflicts = {}
-local owners = P .. 'pm:owner:' .. req.group
+local owners = K.owners
 for _, pair in ipairs(req.owners) do
   local cur = redis.call('HGET', owners, pair[1])
   if not cur then redis.call('HSET', owners, pair[1], pair[2])
@@ -167,8 +181,23 @@ for _, o in ipairs(req.tick_offsets) do
   local cur = redis.call('HGET', req.tick_offsets_key, o[1])
   if not cur or tonumber(cur) < o[2] then redis.call('HSET', req.tick_offsets_key, o[1], o[2]) end
 end
+if CL then return {conflicts, cjson.encode(hashes)} end
 return conflicts
 """
+
+
+def declared(keys: Keys, group: str, ticks_topic: str, sources: Sequence[str]
+             ) -> dict[str, str]:
+    """The keys a call over ``sources`` may touch (besides Overall position hashes), by the
+    names the script uses: ``prices``, ``index``, ``aum``, ``aum_parts``, ``owners``,
+    ``tick_offsets`` and ``parts:{source}``/``doc:{source}``."""
+    out = {"prices": keys.prices, "index": keys.index, "aum": keys.aum,
+           "aum_parts": keys.aum_parts(group), "owners": keys.owners(group),
+           "tick_offsets": keys.tick_offsets(ticks_topic)}
+    for src in sources:
+        out[f"parts:{src}"] = keys.overall_parts(group, src)
+        out[f"doc:{src}"] = keys.portfolio(f"{src}_Overall")
+    return out
 
 
 def request(
@@ -181,17 +210,23 @@ def request(
     prices: Sequence[tuple[str, str, str]],
     tick_offsets_key: str,
     tick_offsets: Sequence[tuple[int, int]],
+    keys: Mapping[str, str],
+    cluster: bool = False,
+    marks: Mapping[str, float] | None = None,
 ) -> str:
     """The script's single JSON argument.
 
     ``prices`` items are ``(token, ts_ns_as_text_or_empty, price_json)``; ``tick_offsets``
-    items are ``(partition, next_offset)``; ``owners`` items ``(portfolio_id, part_name)``.
+    items are ``(partition, next_offset)``; ``owners`` items ``(portfolio_id, part_name)``;
+    ``keys`` the declared keys (:func:`declared`; pass their values as ``KEYS``);
+    ``cluster``: one slot per call, ``marks`` (token -> latest price) instead of ``prices``.
     """
     payload: dict[str, Any] = {
         "prefix": prefix, "group": group, "sources": list(sources), "aum": aum,
         "owners": [list(o) for o in owners], "prices": [list(p) for p in prices],
         "tick_offsets_key": tick_offsets_key,
         "tick_offsets": [[str(p), int(o)] for p, o in tick_offsets],
+        "keys": dict(keys), "cluster": cluster, "marks": dict(marks or {}),
     }
     text = json.dumps(payload)
     # cjson decodes [] as an empty table either way; make empty lists explicit arrays

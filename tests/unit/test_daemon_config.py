@@ -105,3 +105,18 @@ def test_help_documents_every_setting_with_its_default() -> None:
         assert spec.env in text, spec.env
     assert "Default 50000" in text and "Default 20.0" in text and "Default 24h" in text
     assert "Default 'pm-polars'" in text.replace("pm- polars", "pm-polars")
+
+
+def test_redis_cluster_from_flag_env_or_file_and_its_url_rule(tmp_path: Path) -> None:
+    base = ("--bootstrap-servers", "k:9092")
+    assert resolve(_args(*base), {}).redis_cluster is False
+    assert resolve(_args(*base, "--redis-cluster"), {}).redis_cluster is True
+    assert resolve(_args(*base), {"PM_REDIS_CLUSTER": "true"}).redis_cluster is True
+    assert resolve(_args(*base, "--redis-cluster"), {"PM_REDIS_CLUSTER": "0"}).redis_cluster
+    cfg = tmp_path / "pm.toml"
+    cfg.write_text("redis_cluster = true\n")
+    assert resolve(_args(*base, "--config", str(cfg)), {}).redis_cluster is True
+    with pytest.raises(ConfigError, match="PM_REDIS_CLUSTER.*boolean"):
+        resolve(_args(*base), {"PM_REDIS_CLUSTER": "maybe"})
+    with pytest.raises(ConfigError, match="--redis-cluster.*database 0.*Fix: give --redis-url"):
+        resolve(_args(*base, "--redis-cluster", "--redis-url", "redis://h:7000/3"), {})

@@ -2,8 +2,11 @@
 
 Offsets come from Redis, not from Kafka: on assignment the ``Ownership`` listener loads each
 partition's state and returns the offset to start at (``None``: the beginning), and we
-``incremental_assign`` exactly there. Kafka commits are only written after the Redis commit
-(``commit``), for lag monitoring. Auto-commit and the offset store are off.
+``incremental_assign`` exactly there, then commit those stored offsets to Kafka at once: a
+partition that is complete in Redis gives its new owner nothing new to commit, and without
+this its Kafka committed offset would stay wherever the previous owner's last (async) commit
+left it. Later Kafka commits follow each Redis commit (``commit``), for lag monitoring only.
+Auto-commit and the offset store are off.
 Rebalance callbacks run inside ``consume`` on the consuming thread and hold ``lock`` (the
 book lock, held by the loop while it processes a batch), so they never interleave with the
 apply/commit of a batch even when a prefetch thread consumes.
@@ -67,6 +70,7 @@ class FillsSource:
         consumer.incremental_assign(assign)
         self.owned.update(tps)
         self.metrics.assigned.set(len(self.owned))
+        self.commit({tp: o for tp, o in starts.items() if o is not None and tp in self.owned})
         log.info("event=assigned partitions=%s starts=%s", _fmt(tps),
                  {f"{t}:{p}": starts.get((t, p)) for t, p in tps})
 
@@ -77,6 +81,8 @@ class FillsSource:
             self.ownership.revoked(tps, lost)
         self.owned.difference_update(tps)
         self.metrics.assigned.set(len(self.owned))
+        for t, p in tps:  # another member reports these now: no stale lag left behind
+            self.metrics.forget_lag(t, p)
         log.info("event=%s partitions=%s", "lost" if lost else "revoked", _fmt(tps))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
