@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.chaos [--events 200000] [--kills 20] [--seed 1]
     .venv/bin/python -m bench.chaos --soak [--soak-seconds 600] [--rate 1000] [--skip-kills]
+    .venv/bin/python -m bench.chaos --cluster [--events 200000] [--kills 8] [--rate 2000]
 
 1. Starts a tansu broker and redis-server(s) (AOF, fsync always; ``--no-aof`` to disable) on
    free ports, all killed at exit.
@@ -17,6 +18,12 @@
    RSS sampled every 0.5 s (start = after the first committed batch) and the lag (records
    acknowledged by the broker but not yet committed to Redis); the final state must equal
    the reference.
+
+4. Cluster phase (``--cluster``, instead of the others; ``support.cluster_chaos``): a
+   3-master + 3-replica Redis Cluster, three daemons with ``--redis-cluster`` in one group
+   on a stream paced at ``--rate``; ``--kills`` daemons killed with -9 at even shares of the
+   stream (each replaced), one master killed with -9 half-way; the end state must equal
+   the reference, the DLQ must hold every poison record.
 
 Any mismatch stops the run with the differences (exit 1). Figures are printed at the end.
 Wall-clock figures (elapsed, lag) depend on the machine's load.
@@ -40,7 +47,9 @@ from tests.support.chaos import (
     kill_chaos,
     soak,
 )
+from tests.support.cluster_chaos import cluster_chaos
 from tests.support.ports import free_port
+from tests.support.redis_cluster import redis_cluster
 
 T0 = time.monotonic()
 
@@ -76,6 +85,25 @@ def soak_phase(bootstrap: str, args: argparse.Namespace, tmp: Path) -> SoakFigur
                     seen=retention is None, say=say)
 
 
+def cluster_phase(args: argparse.Namespace, tmp: Path) -> int:
+    rate = args.rate if args.rate != 1_000.0 else 2_000.0
+    kills = args.kills if args.kills != 20 else 8
+    shares = tuple(round((i + 1) / (kills + 1), 3) for i in range(kills))
+    say(f"cluster phase: {args.events:,} feed records at {rate:,.0f}/s, {kills} daemon "
+        "kills, one master kill")
+    (tmp / "cluster").mkdir()
+    try:
+        with kafka_broker() as broker, redis_cluster(tmp / "cluster") as nodes:
+            figures = cluster_chaos(broker.bootstrap, nodes, tmp, n_events=args.events,
+                                    rate=rate, kill_at=shares, master_at=0.5, seed=args.seed)
+    except (AssertionError, TimeoutError) as exc:
+        print(f"\nFAILED: {exc}", file=sys.stderr)
+        return 1
+    print("\n== cluster chaos figures (end state = reference, DLQ complete)")
+    print("\n".join(figures.lines()))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000, help="records of the kill phase")
@@ -89,9 +117,13 @@ def main() -> int:
                     help="soak daemon's --dedupe-retention in seconds (default: the daemon's "
                     "24 h); when set, redeliveries of old fills are left out of the soak feed")
     ap.add_argument("--no-aof", action="store_true", help="redis-server without AOF")
+    ap.add_argument("--cluster", action="store_true",
+                    help="the Redis Cluster scenario (three daemons, a master killed)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pm-chaos-"))
     say(f"daemon logs in {tmp}")
+    if args.cluster:
+        return cluster_phase(args, tmp)
     kills: KillFigures | None = None
     soaked: SoakFigures | None = None
     try:

@@ -7,11 +7,18 @@ import re
 import urllib.request
 from pathlib import Path
 
+from redis.cluster import RedisCluster
+
+from pm_polars.publish.keys import Keys
+
 
 def committed(client, group: str, names: dict[str, str]) -> int:  # type: ignore[no-untyped-def]
+    """Records committed (stored next offsets), on one node or a cluster (its key layout)."""
+    keys = Keys(cluster=isinstance(client, RedisCluster))
+    prefix, end = keys.partition_state(group, "\0", 0, "meta").split("\0:0")
     total = sum(int(client.hget(k, "next_offset") or 0)
-                for k in client.scan_iter(f"pm:state:{group}:*:meta"))
-    ticks = client.hgetall(f"pm:ticks:{names['market.ticks']}:offsets")
+                for k in client.scan_iter(f"{prefix}*{end}"))
+    ticks = client.hgetall(keys.tick_offsets(names["market.ticks"]))
     return total + sum(int(v) for v in ticks.values())
 
 

@@ -70,5 +70,5 @@ def new_engine(
     retention = meta.get("dedupe_retention_ns", 86_400 * 10**9)
     config = EngineConfig(float(cash),  # type: ignore[arg-type]
                           None if retention is None else int(retention),  # type: ignore[call-overload]
-                          cost_basis or str(meta.get("cost_basis", "average")))
+                          cost_basis=cost_basis or str(meta.get("cost_basis", "average")))
     return PortfolioEngine(instruments=instruments, config=config)

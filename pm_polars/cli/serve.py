@@ -35,6 +35,9 @@ def register(subparsers: Subparsers) -> None:
                         "redis://localhost:6379/0); AUTH password from $PM_REDIS_PASSWORD")
     parser.add_argument("--key-prefix", default=None,
                         help="namespace of the daemon's keys (env PM_KEY_PREFIX; default none)")
+    parser.add_argument("--redis-cluster", action="store_const", const=True, default=None,
+                        help="--redis-url names any one node of a Redis Cluster (env "
+                        "PM_REDIS_CLUSTER=true; redis_cluster in the TOML)")
     parser.add_argument("--config", default=None, metavar="FILE",
                         help="TOML file with a [serve] table (host, port, redis_url, "
                         "key_prefix, auth_token, cors_origins, heartbeat_s); env PM_SERVE_CONFIG")
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("pm-polars serve: %s", exc)
         return 2
     source = RedisSource(settings.redis_url, settings.key_prefix,
-                         password=settings.redis_password)
+                         password=settings.redis_password, cluster=settings.redis_cluster)
     app = create_app(source, auth_token=settings.auth_token,
                      cors_origins=settings.cors_origins, heartbeat_s=settings.heartbeat_s)
     serve_app(app, settings.host, settings.port)

@@ -73,6 +73,11 @@ def register(subparsers: Subparsers) -> None:
                         f"{DEFAULT_REDIS_URL})")
     parser.add_argument("--key-prefix", default=os.environ.get(ENV_PREFIX, ""),
                         help=f"namespace of the daemon's keys (default ${ENV_PREFIX} or none)")
+    parser.add_argument("--redis-cluster", action="store_true",
+                        default=os.environ.get("PM_REDIS_CLUSTER", "").lower() in
+                        ("1", "true", "yes", "on"),
+                        help="--redis-url names any one node of a Redis Cluster (default "
+                        "$PM_REDIS_CLUSTER)")
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="table for people, json (the published documents) for tools")
     parser.add_argument("--open-only", action="store_true",
@@ -89,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         with PortfolioReader.from_url(args.redis_url, args.key_prefix,
-                                      password=os.environ.get(ENV_PASSWORD)) as reader:
+                                      password=os.environ.get(ENV_PASSWORD),
+                                      cluster=args.redis_cluster) as reader:
             if args.portfolio is None:
                 overview = reader.overview()
                 text = _render_all(list(overview.portfolios.values()), overview.aum,

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pm_polars.client.models import (
@@ -41,11 +42,15 @@ if TYPE_CHECKING:
 
 
 
-async def read_overview(client: aioredis.Redis, keys: Keys,
+async def read_overview(client: aioredis.Redis | AsyncRedisCluster, keys: Keys,
                         ids: list[str]) -> tuple[list[Any], Any]:
     """The raw replies of the ``portfolio:{id}`` documents of ``ids`` (None where missing)
-    and of ``aum``, read in one MULTI/EXEC (so they are of one committed batch)."""
+    and of ``aum``, read in one MULTI/EXEC (so they are of one committed batch); on a
+    Redis Cluster one ``MGET`` per slot, then ``aum`` (see ``reader``)."""
     names = [keys.portfolio(p) for p in ids]
+    if isinstance(client, AsyncRedisCluster):
+        raws = await client.mget_nonatomic(names) if names else []
+        return list(raws), await client.get(keys.aum)
     async with client.pipeline(transaction=True) as pipe:
         if names:
             pipe.mget(names)
@@ -53,20 +58,30 @@ async def read_overview(client: aioredis.Redis, keys: Keys,
         replies: list[Any] = await pipe.execute()
     return (replies[0] if names else []), replies[-1]
 
+def connect_async(url: str, cluster: bool, options: dict[str, Any]
+                  ) -> aioredis.Redis | AsyncRedisCluster:
+    """An asyncio client for ``url``: one node, or a Redis Cluster bootstrapped from it."""
+    if cluster:
+        return AsyncRedisCluster.from_url(url, **options)
+    return aioredis.Redis.from_url(url, **options)
+
+
 class AsyncPortfolioReader:
     """Reads the published model with ``redis.asyncio``; see ``PortfolioReader``."""
 
-    def __init__(self, client: aioredis.Redis, key_prefix: str = "", *,
+    def __init__(self, client: aioredis.Redis | AsyncRedisCluster, key_prefix: str = "", *,
                  owns_client: bool = False) -> None:
-        self.client = client
+        self.client: Any = client
+        self.cluster = isinstance(client, AsyncRedisCluster)
         self.keys = Keys(key_prefix)
         self._owns_client = owns_client
 
     @classmethod
     def from_url(cls, url: str, key_prefix: str = "", *, password: str | None = None,
-                 **redis_options: Any) -> AsyncPortfolioReader:
-        """Client for ``url`` (``redis://``, ``rediss://``, ``unix://``); see the sync one."""
-        client = aioredis.Redis.from_url(url, **client_options(password, redis_options))
+                 cluster: bool = False, **redis_options: Any) -> AsyncPortfolioReader:
+        """Client for ``url`` (``redis://``, ``rediss://``, ``unix://``; ``cluster``: any
+        one node of a Redis Cluster); see the sync one."""
+        client = connect_async(url, cluster, client_options(password, redis_options))
         return cls(client, key_prefix, owns_client=True)
 
     async def aclose(self) -> None:
@@ -94,7 +109,9 @@ class AsyncPortfolioReader:
         if not ids:
             return {}
         keys = [self.keys.portfolio(p) for p in ids]
-        return portfolios_from_mget(ids, keys, await self.client.mget(keys))
+        raws = await (self.client.mget_nonatomic(keys) if self.cluster
+                      else self.client.mget(keys))
+        return portfolios_from_mget(ids, keys, raws)
 
     async def list_portfolios(self) -> list[str]:
         """Ids in the ``portfolios`` index, sorted."""

@@ -3,7 +3,10 @@
 Keys come from :class:`pm_polars.publish.keys.Keys` (the same layout the daemon writes,
 under an optional ``key_prefix``). The daemon writes each batch in one MULTI/EXEC, so one
 multi-key read (``MGET``, or the transaction of :meth:`PortfolioReader.overview`) sees a
-consistent state across portfolios.
+consistent state across portfolios. On Redis Cluster (``cluster=True``) the documents live
+in many slots: several are read with ``MGET`` per slot (``mget_nonatomic``), so they may
+come from different batches (each document is itself whole and equal to what its
+partition committed); see the README's production notes for the window.
 
 Pub/sub is at-most-once: an update published while a subscriber is disconnected is lost.
 After (re)subscribing, re-read the portfolios you show rather than relying on updates alone.
@@ -16,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from pm_polars.client.models import (
     Aum,
@@ -67,21 +71,25 @@ class PortfolioReader:
     money in account currency, ts ns UTC.
     """
 
-    def __init__(self, client: redis.Redis, key_prefix: str = "", *,
+    def __init__(self, client: redis.Redis | RedisCluster, key_prefix: str = "", *,
                  owns_client: bool = False) -> None:
-        self.client = client
+        self.client: Any = client
+        self.cluster = isinstance(client, RedisCluster)
         self.keys = Keys(key_prefix)
         self._owns_client = owns_client
 
     @classmethod
     def from_url(cls, url: str, key_prefix: str = "", *, password: str | None = None,
-                 **redis_options: Any) -> PortfolioReader:
-        """Connect to ``url`` (``redis://``, ``rediss://`` for TLS, ``unix://``).
+                 cluster: bool = False, **redis_options: Any) -> PortfolioReader:
+        """Connect to ``url`` (``redis://``, ``rediss://`` for TLS, ``unix://``);
+        ``cluster``: ``url`` is any one node of a Redis Cluster.
 
-        ``redis_options`` are passed to ``redis.Redis.from_url`` (e.g. ``ssl_ca_certs``);
+        ``redis_options`` are passed to ``from_url`` (e.g. ``ssl_ca_certs``);
         socket timeouts default to 5 s (read) and 3 s (connect).
         """
-        client = redis.Redis.from_url(url, **client_options(password, redis_options))
+        opts = client_options(password, redis_options)
+        client = RedisCluster.from_url(url, **opts) if cluster else \
+            redis.Redis.from_url(url, **opts)
         return cls(client, key_prefix, owns_client=True)
 
     def close(self) -> None:
@@ -109,7 +117,7 @@ class PortfolioReader:
         if not ids:
             return {}
         keys = [self.keys.portfolio(p) for p in ids]
-        raws: Any = self.client.mget(keys)
+        raws: Any = self.client.mget_nonatomic(keys) if self.cluster else self.client.mget(keys)
         return portfolios_from_mget(ids, keys, raws)
 
     def list_portfolios(self) -> list[str]:
@@ -118,9 +126,15 @@ class PortfolioReader:
         return sorted(text(m) for m in members)
 
     def overview(self) -> Overview:
-        """Every listed portfolio and the aum, read in one MULTI/EXEC (a consistent view)."""
+        """Every listed portfolio and the aum, read in one MULTI/EXEC (a consistent view;
+        on a cluster: per slot, see the module docstring)."""
         ids = self.list_portfolios()
         keys = [self.keys.portfolio(p) for p in ids]
+        if self.cluster:
+            raws = self.client.mget_nonatomic(keys) if keys else []
+            aum = self.client.get(self.keys.aum)
+            return Overview(portfolios_from_mget(ids, keys, raws),
+                            aum_from_raw(aum, self.keys.aum))
         with self.client.pipeline(transaction=True) as pipe:
             if keys:
                 pipe.mget(keys)
@@ -188,7 +202,7 @@ class Subscription:
     skipped. Use as a context manager to unsubscribe.
     """
 
-    def __init__(self, client: redis.Redis, channel: str,
+    def __init__(self, client: redis.Redis | RedisCluster, channel: str,
                  confirm_timeout: float = DEFAULT_SOCKET_TIMEOUT_S) -> None:
         self.channel = channel
         self._pubsub = client.pubsub()

@@ -124,5 +124,12 @@ class Book:
         self.engine.state = state.engine
         self.ticks.prices = state.ticks
 
+    def republish_all(self) -> None:
+        """Publish every owned partition whole with the next batch (after a Redis failure
+        on a cluster: derived documents a failed master had not yet replicated are
+        rewritten, see ``checkpoint.cluster``)."""
+        for info in self.parts.values():
+            info.republish = True
+
     def any_republish(self) -> bool:
         return any(info.republish for info in self.parts.values())

@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             default = repr(spec.default) if spec.default not in (None, "") else "none"
         choices = f" ({'|'.join(spec.choices)})" if spec.choices else ""
+        if spec.switch:
+            parser.add_argument(spec.flag, dest=spec.name, action="store_const", const="true",
+                                default=argparse.SUPPRESS,
+                                help=f"{spec.help}. Default off; env {spec.env}")
+            continue
         parser.add_argument(
             spec.flag, dest=spec.name, metavar=spec.metavar or None, default=argparse.SUPPRESS,
             help=f"{spec.help}{choices}. Default {default}; env {spec.env}",

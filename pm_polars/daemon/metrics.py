@@ -132,5 +132,12 @@ class Metrics:
     def stage(self, stage: Stage, seconds: float) -> None:
         self.stage_seconds.labels(stage=stage).observe(seconds)
 
+    def forget_lag(self, topic: str, partition: int) -> None:
+        """Drop a released partition's lag series (its new owner reports it)."""
+        try:
+            self.consumer_lag.remove(topic, str(partition))
+        except KeyError:
+            pass
+
     def rebalance(self, kind: RebalanceKind) -> None:
         self.rebalances.labels(kind=kind).inc()

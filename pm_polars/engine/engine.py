@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from pm_polars.engine import step, views
+from pm_polars.engine import step, tradingday, views
 from pm_polars.engine.config import DEFAULT_STARTING_CASH, EngineConfig
 from pm_polars.engine.documents import portfolio_documents
 from pm_polars.engine.snapshot import Snapshot
@@ -33,9 +33,11 @@ class PortfolioEngine:
     ``starting_cash`` (account currency) is credited to each portfolio when its first fill
     arrives. ``instruments`` gives contract multipliers (see ``load_instruments``).
     ``dedupe_retention`` (seconds of event time) bounds the memory of seen fill ids; ``None``
-    (the default) keeps them forever; the daemon sets 24 h. ``config`` (an
-    :class:`EngineConfig`) replaces those three and ``cost_basis``: ``"average"`` (default)
-    or ``"fifo"`` (reducing fills realize against the oldest open lots; see :meth:`lots`).
+    (the default) keeps them forever; the daemon sets 24 h. ``day_roll_tz`` /
+    ``day_roll_time`` (``"HH:MM"``) set the trading day (``engine.tradingday``).
+    ``cost_basis``: ``"average"`` (default) or ``"fifo"`` (reducing fills realize against the
+    oldest open lots; see :meth:`lots`). ``config`` (an :class:`EngineConfig`) replaces all
+    but ``instruments``.
     """
 
     def __init__(
@@ -44,10 +46,15 @@ class PortfolioEngine:
         instruments: pl.DataFrame | str | Path | None = None,
         dedupe_retention: float | None = None,
         *,
+        day_roll_tz: str = tradingday.DAY_ROLL_TZ,
+        day_roll_time: str = tradingday.DAY_ROLL_TIME,
         cost_basis: str = "average",
         config: EngineConfig | None = None,
     ) -> None:
-        self.config = config or EngineConfig.of(starting_cash, dedupe_retention, cost_basis)
+        self.config = config or EngineConfig.of(starting_cash, dedupe_retention,
+                                                day_roll_tz=day_roll_tz,
+                                                day_roll_time=day_roll_time,
+                                                cost_basis=cost_basis)
         self.state = EngineState.empty(instruments)
 
     @property
@@ -92,7 +99,8 @@ class PortfolioEngine:
         cash = self.state.cash
         if portfolio_ids is not None and not aggregates:
             cash = cash.filter(pl.col("portfolio_id").is_in(portfolio_ids))
-        out = views.portfolios_view(cash, self.positions(cash["portfolio_id"].to_list()))
+        out = views.portfolios_view(cash, self.positions(cash["portfolio_id"].to_list()),
+                                    self.trading_day)
         if aggregates:
             out = pl.concat([out, views.overall_portfolios(out)])
             if portfolio_ids is not None:
@@ -108,7 +116,8 @@ class PortfolioEngine:
             sources = [p.removesuffix("_" + views.OVERALL) for p in overall]
             cash = self.state.cash.filter(pl.col("source").is_in(sources))
             pos = self.positions(cash["portfolio_id"].to_list())
-            totals = views.overall_portfolios(views.portfolios_view(cash, pos))
+            totals = views.overall_portfolios(
+                views.portfolios_view(cash, pos, self.trading_day))
             docs.update(portfolio_documents(totals, views.overall_positions(pos, cash)))
         return docs
 
@@ -125,6 +134,16 @@ class PortfolioEngine:
     def aum(self) -> dict[str, Any]:
         """``{"total": float, "by_source": {source: float}}``: sum of strategy equity."""
         return views.aum(self.portfolios())
+
+    @property
+    def trading_day(self) -> str | None:
+        """The book's trading day (ISO date), ``None`` before the first timed event."""
+        return tradingday.iso(self.state.trading_day)
+
+    @property
+    def late_day_events(self) -> int:
+        """Events stamped in an earlier trading day than the book's (booked as they came)."""
+        return self.state.late_day_events
 
     @property
     def clock_ns(self) -> int | None:

@@ -14,28 +14,46 @@ It runs after the partition state and the strategy documents were queued, and:
 
 Numbers are written with ``%.17g`` (exact doubles); cjson's encoder would keep 14 digits.
 Timestamps (ns) are compared as decimal strings: Lua numbers are doubles.
-The argument is one JSON object (see :func:`request`). Not Redis Cluster compatible (keys
-are built from the prefix), like the multi-key MULTI/EXEC around it.
+The argument is one JSON object (see :func:`request`). The keys it reads and writes are
+declared (``KEYS``, in ``req.keys``), except the Overall position hashes: on a single node
+it writes them; on Redis Cluster (``req.cluster``) each call covers one slot (one source's
+Overall, or aum, or owners, or prices with tick offsets), takes marks from ``req.marks``
+instead of ``prices`` and returns ``{conflicts, JSON of the position hashes}`` for the
+caller to write (``daemon.checkpoint.cluster``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from pm_polars.publish.keys import Keys
 
 SCRIPT = r"""
 local req = cjson.decode(ARGV[1])
 local P = req.prefix
+local K, CL = req.keys, req.cluster
+local hashes = {}  -- cluster: Overall position hashes for the caller
 local INT = {quantity=true, buy_quantity=true, sell_quantity=true, open_positions=true,
-             instrument_token=true}
+             instrument_token=true, overnight_quantity=true, day_buy_quantity=true,
+             day_sell_quantity=true, day_quantity=true}
 local PF = {'cash','total_realized_pnl','total_unrealized_pnl','total_fees','total_pnl',
             'net_pnl','market_value','equity','gross_exposure','net_exposure','open_positions'}
+local PF_DAY = {'day_pnl','m2m','day_realized_pnl','day_fees','day_carried_pnl',
+                'day_trading_pnl','day_net_pnl'}
 local POS = {'quantity','realized_pnl','unrealized_pnl','fees','market_value','buy_quantity',
-             'sell_quantity','buy_value','sell_value','cost'}
+             'sell_quantity','buy_value','sell_value','cost','overnight_quantity',
+             'day_buy_quantity','day_sell_quantity','day_buy_value','day_sell_value',
+             'day_quantity','day_pnl','day_realized_pnl','day_fees','day_carried_pnl',
+             'day_trading_pnl','m2m','cost0'}
 local POS_OUT = {'instrument_token','quantity','average_price','last_price','realized_pnl',
                  'unrealized_pnl','fees','multiplier','market_value','buy_quantity',
-                 'sell_quantity','buy_value','sell_value'}
+                 'sell_quantity','buy_value','sell_value','overnight_quantity',
+                 'overnight_average_price','prev_close','day_buy_quantity',
+                 'day_sell_quantity','day_buy_value','day_sell_value','day_quantity','day_pnl',
+                 'day_realized_pnl','day_fees','day_carried_pnl','day_trading_pnl','m2m'}
+local AUM_DAY = {'m2m','day_net_pnl'}
 
 local function isnull(x) return x == nil or x == cjson.null end
 local function num(name, x)
@@ -72,16 +90,20 @@ local function newer_or_equal(a, b)  -- decimal integer strings, '' = no timesta
   return a >= b
 end
 for _, p in ipairs(req.prices) do
-  local cur = redis.call('HGET', P .. 'prices', p[1])
+  local cur = redis.call('HGET', K.prices, p[1])
   local curts = cur and string.match(cur, '"ts":%s*(%-?%d+)')
-  if not cur or newer_or_equal(p[2], curts) then redis.call('HSET', P .. 'prices', p[1], p[3]) end
+  if not cur or newer_or_equal(p[2], curts) then redis.call('HSET', K.prices, p[1], p[3]) end
 end
 for _, src in ipairs(req.sources) do
   local pid = src .. '_Overall'
-  local tot, pos, toks = {}, {}, {}
+  local tot, pos, toks, day = {}, {}, {}, nil
   for _, k in ipairs(PF) do tot[k] = 0 end
-  for _, part in ipairs(sorted_parts(P .. 'pm:parts:' .. req.group .. ':overall:' .. src)) do
+  for _, k in ipairs(PF_DAY) do tot[k] = 0 end
+  for _, part in ipairs(sorted_parts(K['parts:' .. src])) do
     for _, k in ipairs(PF) do tot[k] = tot[k] + (isnull(part.totals[k]) and 0 or part.totals[k]) end
+    for _, k in ipairs(PF_DAY) do tot[k] = tot[k] + (isnull(part.totals[k]) and 0 or part.totals[k]) end
+    local d = part.trading_day
+    if not isnull(d) and (day == nil or d > day) then day = d end
     for tok, row in pairs(part.positions) do
       local acc = pos[tok]
       if acc == nil then
@@ -92,6 +114,7 @@ for _, src in ipairs(req.sources) do
       for _, k in ipairs(POS) do acc[k] = acc[k] + (isnull(row[k]) and 0 or row[k]) end
       if isnull(acc.last_price) and not isnull(row.last_price) then acc.last_price = row.last_price end
       if isnull(acc.multiplier) and not isnull(row.multiplier) then acc.multiplier = row.multiplier end
+      if isnull(acc.prev_close) and not isnull(row.prev_close) then acc.prev_close = row.prev_close end
     end
   end
   table.sort(toks)
@@ -99,29 +122,40 @@ for _, src in ipairs(req.sources) do
   for _, t in ipairs(toks) do
     local acc = pos[tostring(t)]
     acc.average_price = (acc.quantity ~= 0) and (acc.cost / acc.quantity) or 0
-    local tick = redis.call('HGET', P .. 'prices', tostring(t))
-    if tick then acc.last_price = cjson.decode(tick).last_price end
+    acc.overnight_average_price = (acc.overnight_quantity ~= 0) and (acc.cost0 / acc.overnight_quantity) or 0
+    if CL then
+      local m = req.marks[tostring(t)]
+      if m ~= nil then acc.last_price = m end
+    else
+      local tick = redis.call('HGET', K.prices, tostring(t))
+      if tick then acc.last_price = cjson.decode(tick).last_price end
+    end
     posjson[#posjson + 1] = cjson.encode(tostring(t)) .. ':{' .. table.concat(object(POS_OUT, acc), ',') .. '}'
     local hash = {}
     for _, k in ipairs(POS_OUT) do
       local v = num(k, acc[k]); if v == 'null' then v = '' end
       hash[#hash + 1] = k; hash[#hash + 1] = v
     end
-    redis.call('HSET', P .. 'position:' .. pid .. ':' .. t, unpack(hash))
+    if CL then hashes[#hashes + 1] = {P .. 'position:' .. pid .. ':' .. t, hash}
+    else redis.call('HSET', P .. 'position:' .. pid .. ':' .. t, unpack(hash)) end
   end
   local head = {'"portfolio_id":' .. cjson.encode(pid), '"source":' .. cjson.encode(src),
                 '"strategy_id":"Overall"'}
   for _, s in ipairs(object(PF, tot)) do head[#head + 1] = s end
+  head[#head + 1] = '"trading_day":' .. (day == nil and 'null' or cjson.encode(day))
+  for _, s in ipairs(object(PF_DAY, tot)) do head[#head + 1] = s end
   head[#head + 1] = '"positions":{' .. table.concat(posjson, ',') .. '}'
-  redis.call('SET', P .. 'portfolio:' .. pid, '{' .. table.concat(head, ',') .. '}')
-  redis.call('SADD', P .. 'portfolios', pid)
+  redis.call('SET', K['doc:' .. src], '{' .. table.concat(head, ',') .. '}')
+  if not CL then redis.call('SADD', K.index, pid) end
 end
 
 if req.aum then
-  local total, by = 0, {}
+  local total, by, dsum = 0, {}, {}
   local names = {}
-  for _, part in ipairs(sorted_parts(P .. 'pm:parts:' .. req.group .. ':aum')) do
+  for _, k in ipairs(AUM_DAY) do dsum[k] = 0 end
+  for _, part in ipairs(sorted_parts(K.aum_parts)) do
     total = total + part.total
+    for _, k in ipairs(AUM_DAY) do dsum[k] = dsum[k] + (isnull(part[k]) and 0 or part[k]) end
     for src, v in pairs(part.by_source) do
       if by[src] == nil then by[src] = 0; names[#names + 1] = src end
       by[src] = by[src] + v
@@ -130,11 +164,13 @@ if req.aum then
   table.sort(names)
   local bs = {}
   for _, src in ipairs(names) do bs[#bs + 1] = cjson.encode(src) .. ':' .. num('', by[src]) end
-  redis.call('SET', P .. 'aum', '{"total":' .. num('', total) .. ',"by_source":{' .. table.concat(bs, ',') .. '}}')
+  local extra = {}
+  for _, k in ipairs(AUM_DAY) do extra[#extra + 1] = ',' .. cjson.encode(k) .. ':' .. num(k, dsum[k]) end
+  redis.call('SET', K.aum, '{"total":' .. num('', total) .. ',"by_source":{' .. table.concat(bs, ',') .. '}' .. table.concat(extra) .. '}')
 end
 
 local conflicts = {}
-local owners = P .. 'pm:owner:' .. req.group
+local owners = K.owners
 for _, pair in ipairs(req.owners) do
   local cur = redis.call('HGET', owners, pair[1])
   if not cur then redis.call('HSET', owners, pair[1], pair[2])
@@ -145,8 +181,23 @@ for _, o in ipairs(req.tick_offsets) do
   local cur = redis.call('HGET', req.tick_offsets_key, o[1])
   if not cur or tonumber(cur) < o[2] then redis.call('HSET', req.tick_offsets_key, o[1], o[2]) end
 end
+if CL then return {conflicts, cjson.encode(hashes)} end
 return conflicts
 """
+
+
+def declared(keys: Keys, group: str, ticks_topic: str, sources: Sequence[str]
+             ) -> dict[str, str]:
+    """The keys a call over ``sources`` may touch (besides Overall position hashes), by the
+    names the script uses: ``prices``, ``index``, ``aum``, ``aum_parts``, ``owners``,
+    ``tick_offsets`` and ``parts:{source}``/``doc:{source}``."""
+    out = {"prices": keys.prices, "index": keys.index, "aum": keys.aum,
+           "aum_parts": keys.aum_parts(group), "owners": keys.owners(group),
+           "tick_offsets": keys.tick_offsets(ticks_topic)}
+    for src in sources:
+        out[f"parts:{src}"] = keys.overall_parts(group, src)
+        out[f"doc:{src}"] = keys.portfolio(f"{src}_Overall")
+    return out
 
 
 def request(
@@ -159,17 +210,23 @@ def request(
     prices: Sequence[tuple[str, str, str]],
     tick_offsets_key: str,
     tick_offsets: Sequence[tuple[int, int]],
+    keys: Mapping[str, str],
+    cluster: bool = False,
+    marks: Mapping[str, float] | None = None,
 ) -> str:
     """The script's single JSON argument.
 
     ``prices`` items are ``(token, ts_ns_as_text_or_empty, price_json)``; ``tick_offsets``
-    items are ``(partition, next_offset)``; ``owners`` items ``(portfolio_id, part_name)``.
+    items are ``(partition, next_offset)``; ``owners`` items ``(portfolio_id, part_name)``;
+    ``keys`` the declared keys (:func:`declared`; pass their values as ``KEYS``);
+    ``cluster``: one slot per call, ``marks`` (token -> latest price) instead of ``prices``.
     """
     payload: dict[str, Any] = {
         "prefix": prefix, "group": group, "sources": list(sources), "aum": aum,
         "owners": [list(o) for o in owners], "prices": [list(p) for p in prices],
         "tick_offsets_key": tick_offsets_key,
         "tick_offsets": [[str(p), int(o)] for p, o in tick_offsets],
+        "keys": dict(keys), "cluster": cluster, "marks": dict(marks or {}),
     }
     text = json.dumps(payload)
     # cjson decodes [] as an empty table either way; make empty lists explicit arrays

@@ -27,6 +27,21 @@ Daemon-internal state (exactly-once; written in the same MULTI/EXEC as the model
                                                           contribution to aum
 ``pm:owner:{group}``                                HASH  pid -> "{topic}:{partition}"
 ``pm:ticks:{topic}:offsets``                        HASH  partition -> next offset
+
+Redis Cluster (``Keys(cluster=True)``, ``--redis-cluster``)
+-----------------------------------------------------------
+The published names do not change. The daemon's own keys carry hash tags (the text in the
+first ``{...}`` is what Redis hashes), so that everything one transaction touches shares a
+slot (``G:T:P`` = group, topic, partition; braces below are literal):
+
+``pm:state:{G:T:P}:positions|cash|seen|marks|meta``  the partition's state and next_offset
+``pm:state:{G:T:P}:parts``          HASH  its contributions: ``overall:{source}``, ``aum``
+``pm:parts:{portfolio:S_Overall}:G`` (and ``:seq``)  copies of the contributions to
+                                          ``portfolio:S_Overall``, in that document's slot
+``pm:parts:{aum}:G`` (and ``:seq``)       the same for ``aum``
+``pm:v:{<published key>}``          STRING version of a derived document (writes only move on)
+``pm:owner:{G}``                    HASH  portfolio -> partition (claims, one slot)
+``pm:ticks:{prices}:T:offsets``     HASH  tick offsets, in the slot of ``prices``
 """
 
 from __future__ import annotations
@@ -36,11 +51,24 @@ from dataclasses import dataclass
 UPDATES_CHANNEL = "portfolio-updates"
 
 
+def hash_tag(key: str) -> str:
+    """What Redis Cluster hashes for ``key``: the text of its first non-empty ``{...}``,
+    else the whole key."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1:end]
+    return key
+
+
 @dataclass(frozen=True)
 class Keys:
-    """Key names under an optional namespace ``prefix``."""
+    """Key names under an optional namespace ``prefix``; ``cluster``: the hash-tagged
+    layout of the daemon's own keys (published names are the same either way)."""
 
     prefix: str = ""
+    cluster: bool = False
 
     # ---- published read model
     def portfolio(self, portfolio_id: str) -> str:
@@ -67,19 +95,33 @@ class Keys:
 
     # ---- daemon-internal state
     def partition_state(self, group: str, topic: str, partition: int, table: str) -> str:
-        """``table`` is one of positions, cash, seen, marks, meta."""
+        """``table`` is one of positions, cash, seen, marks, meta (cluster: also parts)."""
+        if self.cluster:
+            return f"{self.prefix}pm:state:{{{group}:{topic}:{partition}}}:{table}"
         return f"{self.prefix}pm:state:{group}:{topic}:{partition}:{table}"
 
     def overall_parts(self, group: str, source: str) -> str:
+        if self.cluster:
+            return f"{self.prefix}pm:parts:{{{self.portfolio(source + '_Overall')}}}:{group}"
         return f"{self.prefix}pm:parts:{group}:overall:{source}"
 
     def aum_parts(self, group: str) -> str:
+        if self.cluster:
+            return f"{self.prefix}pm:parts:{{{self.aum}}}:{group}"
         return f"{self.prefix}pm:parts:{group}:aum"
 
     def owners(self, group: str) -> str:
+        if self.cluster:
+            return f"{self.prefix}pm:owner:{{{group}}}"
         return f"{self.prefix}pm:owner:{group}"
 
+    def version(self, key: str) -> str:
+        """Cluster: the version of the derived document ``key``, in ``key``'s slot."""
+        return f"{self.prefix}pm:v:{{{hash_tag(key)}}}"
+
     def tick_offsets(self, topic: str) -> str:
+        if self.cluster:
+            return f"{self.prefix}pm:ticks:{{{self.prices}}}:{topic}:offsets"
         return f"{self.prefix}pm:ticks:{topic}:offsets"
 
 

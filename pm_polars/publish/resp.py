@@ -124,9 +124,21 @@ class RawConnection:
         self.conn.send_packed_command(list(commands), check_health=False)
         return [self.conn.read_response() for _ in range(replies)]
 
+    def send(self, commands: Sequence[bytes]) -> None:
+        """Send ``commands`` in one write; read their replies later (``read``)."""
+        self.conn.send_packed_command(list(commands), check_health=False)
+
+    def read(self, replies: int) -> list[Any]:
+        """The next ``replies`` replies (an error reply raises)."""
+        return [self.conn.read_response() for _ in range(replies)]
+
     def exec(self, batch: Batch) -> list[Any] | None:
         """MULTI, the batch, EXEC; the EXEC reply (None if a WATCHed key changed)."""
         self.call([MULTI, *batch.chunks, EXEC], 0)
+        return self.read_exec(batch)
+
+    def read_exec(self, batch: Batch) -> list[Any] | None:
+        """The replies of ``MULTI``, ``batch``, ``EXEC`` sent earlier: the EXEC reply."""
         for _ in range(batch.count + 1):  # +OK, then +QUEUED per command
             self.conn.read_response()
         result = self.conn.read_response()

@@ -49,6 +49,7 @@ class ServeSettings:
     redis_url: str = DEFAULT_REDIS_URL
     redis_password: str | None = None
     key_prefix: str = ""
+    redis_cluster: bool = False
     auth_token: str | None = None
     cors_origins: list[str] = field(default_factory=list)
     heartbeat_s: float = 5.0
@@ -62,6 +63,13 @@ class ServeSettings:
                 "auth_token in the [serve] table of --config), or bind 127.0.0.1")
 
 
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on", "false", "0", "no", "off", ""):
+        return value in ("true", "1", "yes", "on")
+    raise ValueError("not a boolean (use true or false)")
+
+
 # name -> (env variable, parser)
 _SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "host": ("PM_SERVE_HOST", str),
@@ -69,6 +77,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "redis_url": ("PM_REDIS_URL", str),
     "redis_password": ("PM_REDIS_PASSWORD", str),
     "key_prefix": ("PM_KEY_PREFIX", str),
+    "redis_cluster": ("PM_REDIS_CLUSTER", lambda s: _boolean(s)),
     "auth_token": ("PM_SERVE_AUTH_TOKEN", str),
     "cors_origins": ("PM_SERVE_CORS_ORIGINS", lambda s: [o for o in s.split(",") if o]),
     "heartbeat_s": ("PM_SERVE_HEARTBEAT_S", float),

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
-
-from pm_polars.client.aio import AsyncSubscription, read_overview
+from pm_polars.client.aio import AsyncSubscription, connect_async, read_overview
 from pm_polars.client.models import Update
 from pm_polars.client.reader import client_options
 from pm_polars.publish.keys import Keys
@@ -59,11 +57,10 @@ class RedisSource:
     name = "redis"
 
     def __init__(self, url: str, key_prefix: str = "", *, password: str | None = None,
-                 **redis_options: Any) -> None:
+                 cluster: bool = False, **redis_options: Any) -> None:
         opts = {"socket_timeout": SERVE_SOCKET_TIMEOUT_S,
                 "socket_connect_timeout": SERVE_CONNECT_TIMEOUT_S, **redis_options}
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url, **client_options(password, opts))
+        self.client: Any = connect_async(url, cluster, client_options(password, opts))
         self.keys = Keys(key_prefix)
 
     async def ping(self) -> None:

@@ -42,9 +42,11 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from redis.cluster import RedisCluster
 
 from pm_polars import PortfolioEngine
 from pm_polars.demo.feed import FeedStats, generate_messages
+from pm_polars.publish.keys import Keys
 from pm_polars.types import TP
 
 from .daemon import DaemonProcess, wait_for
@@ -320,16 +322,22 @@ def ends(items: Iterable[Item], names: Names) -> tuple[dict[TP, int], dict[int, 
 
 
 # ---------------------------------------------------------------------------- redis side
+def _keys(client: redis.Redis) -> Keys:
+    """The daemon's key layout for this client (hash-tagged on a Redis Cluster)."""
+    return Keys(cluster=isinstance(client, RedisCluster))
+
+
 def stored(client: redis.Redis, names: Names) -> tuple[dict[TP, int], dict[int, int]]:
     """Offsets stored in Redis: fill partitions' ``next_offset`` and the tick offsets."""
     fills: dict[TP, int] = {}
-    prefix = f"pm:state:{names.group}:"
-    for key in client.scan_iter(f"{prefix}*:meta", count=1000):
-        topic, _, part = str(key)[len(prefix):-len(":meta")].rpartition(":")
+    keys = _keys(client)
+    prefix, end = keys.partition_state(names.group, "\0", 0, "meta").split("\0:0")
+    for key in client.scan_iter(f"{prefix}*{end}", count=1000):
+        topic, _, part = str(key)[len(prefix):-len(end)].rpartition(":")
         value = client.hget(key, "next_offset")
         if value is not None:
             fills[(topic, int(part))] = int(value)
-    raw = client.hgetall(f"pm:ticks:{names.ticks}:offsets")
+    raw = client.hgetall(keys.tick_offsets(names.ticks))
     ticks = {int(p): int(o) for p, o in raw.items()}
     return fills, ticks
 
@@ -341,8 +349,8 @@ def progress(client: redis.Redis, names: Names) -> int:
 
 def seen_count(client: redis.Redis, names: Names) -> int:
     """Fill ids recorded as applied (all partitions' ``seen`` sets)."""
-    return sum(int(client.zcard(k))
-               for k in client.scan_iter(f"pm:state:{names.group}:*:seen", count=1000))
+    prefix, end = _keys(client).partition_state(names.group, "\0", 0, "seen").split("\0:0")
+    return sum(int(client.zcard(k)) for k in client.scan_iter(f"{prefix}*{end}", count=1000))
 
 
 def state_problems(client: redis.Redis, ref: PortfolioEngine, names: Names,

@@ -21,6 +21,7 @@ from .chaos import Daemons
 from .daemon import DaemonProcess
 from .kafka_broker import KafkaBroker, kafka_broker
 from .names import Names
+from .redis_cluster import RedisClusterNodes, redis_cluster
 from .redis_server import RedisServer
 
 StartDaemon = Callable[..., DaemonProcess]
@@ -42,6 +43,15 @@ def redis_srv(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def redis_cluster_nodes(tmp_path: Path) -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster of 3 masters + 3 replicas (``support.redis_cluster``)."""
+    directory = tmp_path / "redis-cluster"
+    directory.mkdir(parents=True, exist_ok=True)
+    with redis_cluster(directory) as nodes:
+        yield nodes
 
 
 @pytest.fixture

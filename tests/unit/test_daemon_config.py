@@ -54,6 +54,9 @@ def test_durations_accept_suffixes() -> None:
         (("--bootstrap-servers", "b:1", "--ticks-start", "now"), {}, "earliest, latest"),
         (("--bootstrap-servers", "b:1", "-X", "novalue"), {}, "key=value"),
         (("--bootstrap-servers", "b:1", "--max-reject-ratio", "2"), {}, "fraction"),
+        (("--bootstrap-servers", "b:1", "--day-roll-tz", "Asia/Bombay Beach"), {},
+         "--day-roll-tz / PM_DAY_ROLL_TZ"),
+        (("--bootstrap-servers", "b:1"), {"PM_DAY_ROLL_TIME": "9.15"}, "use HH:MM"),
     ],
 )
 def test_config_errors_name_the_setting_and_the_fix(
@@ -63,6 +66,15 @@ def test_config_errors_name_the_setting_and_the_fix(
         resolve(_args(*argv), env)
     assert needle in str(err.value)
     assert "Fix" in str(err.value) or "use one of" in str(err.value)
+
+
+def test_day_roll_settings_reach_the_engine(tmp_path: Path) -> None:
+    cfg = tmp_path / "pm.toml"
+    cfg.write_text('bootstrap_servers = "b:1"\nday_roll_tz = "Europe/London"\n')
+    s = resolve(_args("--config", str(cfg), "--day-roll-time", "08:00"), {})
+    config = s.engine_config()
+    assert (config.day_roll_tz, config.day_roll_time, config.roll_minutes) == (
+        "Europe/London", "08:00", 480)
 
 
 def test_unknown_file_key_is_an_error(tmp_path: Path) -> None:
@@ -93,3 +105,18 @@ def test_help_documents_every_setting_with_its_default() -> None:
         assert spec.env in text, spec.env
     assert "Default 50000" in text and "Default 20.0" in text and "Default 24h" in text
     assert "Default 'pm-polars'" in text.replace("pm- polars", "pm-polars")
+
+
+def test_redis_cluster_from_flag_env_or_file_and_its_url_rule(tmp_path: Path) -> None:
+    base = ("--bootstrap-servers", "k:9092")
+    assert resolve(_args(*base), {}).redis_cluster is False
+    assert resolve(_args(*base, "--redis-cluster"), {}).redis_cluster is True
+    assert resolve(_args(*base), {"PM_REDIS_CLUSTER": "true"}).redis_cluster is True
+    assert resolve(_args(*base, "--redis-cluster"), {"PM_REDIS_CLUSTER": "0"}).redis_cluster
+    cfg = tmp_path / "pm.toml"
+    cfg.write_text("redis_cluster = true\n")
+    assert resolve(_args(*base, "--config", str(cfg)), {}).redis_cluster is True
+    with pytest.raises(ConfigError, match="PM_REDIS_CLUSTER.*boolean"):
+        resolve(_args(*base), {"PM_REDIS_CLUSTER": "maybe"})
+    with pytest.raises(ConfigError, match="--redis-cluster.*database 0.*Fix: give --redis-url"):
+        resolve(_args(*base, "--redis-cluster", "--redis-url", "redis://h:7000/3"), {})

@@ -103,13 +103,15 @@ class Checkpoint:
         """The commands of ``plan`` and the index of the aggregate script's result."""
         keys, batch = self.keys, resp.Batch(list(plan.commands), plan.count)
         owners = [(pid, part_name(*pc.tp)) for pc in plan.partitions for pid in pc.new_portfolios]
+        declared = aggregate_lua.declared(keys, self.group, self.ticks_topic, plan.sources)
         arg = aggregate_lua.request(
             prefix=keys.prefix, group=self.group, sources=plan.sources, aum=plan.aum,
             owners=owners, prices=plan.prices,
             tick_offsets_key=keys.tick_offsets(self.ticks_topic),
-            tick_offsets=sorted(plan.tick_offsets.items()),
+            tick_offsets=sorted(plan.tick_offsets.items()), keys=declared,
         )
-        at_eval = batch.add(resp.command("EVAL", aggregate_lua.SCRIPT, 0, arg))
+        at_eval = batch.add(resp.command("EVAL", aggregate_lua.SCRIPT, len(declared),
+                                         *declared.values(), arg))
         updated = plan.updated
         if updated:
             batch.add(resp.command("PUBLISH", keys.updates_channel,

@@ -2,15 +2,20 @@
 
 Offsets come from Redis, not from Kafka: on assignment the ``Ownership`` listener loads each
 partition's state and returns the offset to start at (``None``: the beginning), and we
-``incremental_assign`` exactly there. Kafka commits are only written after the Redis commit
-(``commit``), for lag monitoring. Auto-commit and the offset store are off.
-Rebalance callbacks run inside ``consume`` on the caller's thread, so they never interleave
-with the apply/commit of a batch.
+``incremental_assign`` exactly there, then commit those stored offsets to Kafka at once: a
+partition that is complete in Redis gives its new owner nothing new to commit, and without
+this its Kafka committed offset would stay wherever the previous owner's last (async) commit
+left it. Later Kafka commits follow each Redis commit (``commit``), for lag monitoring only.
+Auto-commit and the offset store are off.
+Rebalance callbacks run inside ``consume`` on the consuming thread and hold ``lock`` (the
+book lock, held by the loop while it processes a batch), so they never interleave with the
+apply/commit of a batch even when a prefetch thread consumes.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -34,9 +39,11 @@ class FillsSource:
     """Group consumer of the fill topics."""
 
     def __init__(
-        self, config: dict[str, Any], pattern: str, ownership: Ownership, metrics: Metrics
+        self, config: dict[str, Any], pattern: str, ownership: Ownership, metrics: Metrics,
+        lock: threading.RLock | None = None,
     ) -> None:
         self.consumer = Consumer({**config, "error_cb": self._on_error})
+        self.lock = lock or threading.RLock()
         self.ownership, self.metrics = ownership, metrics
         self.errors = ErrorLog(metrics)
         self.owned: set[TP] = set()
@@ -49,6 +56,10 @@ class FillsSource:
         self.errors(err, "fills")
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        with self.lock:
+            self._assign(consumer, partitions)
+
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         self.metrics.rebalance("assign")
         starts = self.ownership.assigned(tps) if tps else {}
@@ -59,6 +70,7 @@ class FillsSource:
         consumer.incremental_assign(assign)
         self.owned.update(tps)
         self.metrics.assigned.set(len(self.owned))
+        self.commit({tp: o for tp, o in starts.items() if o is not None and tp in self.owned})
         log.info("event=assigned partitions=%s starts=%s", _fmt(tps),
                  {f"{t}:{p}": starts.get((t, p)) for t, p in tps})
 
@@ -69,15 +81,19 @@ class FillsSource:
             self.ownership.revoked(tps, lost)
         self.owned.difference_update(tps)
         self.metrics.assigned.set(len(self.owned))
+        for t, p in tps:  # another member reports these now: no stale lag left behind
+            self.metrics.forget_lag(t, p)
         log.info("event=%s partitions=%s", "lost" if lost else "revoked", _fmt(tps))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._revoke(partitions, lost=False)
-        consumer.incremental_unassign(partitions)
+        with self.lock:
+            self._revoke(partitions, lost=False)
+            consumer.incremental_unassign(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._revoke(partitions, lost=True)
-        consumer.incremental_unassign(partitions)
+        with self.lock:
+            self._revoke(partitions, lost=True)
+            consumer.incremental_unassign(partitions)
 
     def consume(self, max_records: int, timeout: float) -> list[Message]:
         """Up to ``max_records`` records; errors are logged, not returned. Records of
