@@ -4,7 +4,8 @@ Lots are engine state, not part of the published documents: each position's row 
 partition's ``pm:state:{group}:{topic}:{partition}:positions`` hash carries them (see
 ``daemon.checkpoint.codec``). The owner map ``pm:owner:{group}`` names each portfolio's
 partition. One MULTI/EXEC reads the rows of all asked portfolios, so the lots are those of
-one committed batch.
+one committed batch; on Redis Cluster each partition's hash is read on its own (one slot per
+partition), each as one committed batch wrote it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def read_lots(client: redis.Redis, keys: Keys, group: str,
+def read_lots(client: redis.Redis | redis.RedisCluster, keys: Keys, group: str,
               portfolio_ids: Iterable[str]) -> pl.DataFrame:
     """``engine.lots.LOT_SCHEMA`` frame of the open lots of ``portfolio_ids`` (oldest first
     per position; portfolios unknown to ``group`` or booked at average cost: no rows)."""
@@ -37,7 +38,7 @@ def read_lots(client: redis.Redis, keys: Keys, group: str,
         if part:
             by_part[_text(part)].append(pid)
     parts = sorted(by_part)
-    with client.pipeline(transaction=True) as pipe:
+    with client.pipeline(transaction=not keys.cluster) as pipe:
         for part in parts:
             topic, _, partition = part.rpartition(":")
             pipe.hgetall(keys.partition_state(group, topic, int(partition), "positions"))

@@ -186,7 +186,8 @@ class PortfolioReader:
         them (``--cost-basis fifo``; see :mod:`pm_polars.client.lots`)."""
         from pm_polars.client.lots import read_lots
 
-        return read_lots(self.client, self.keys, group, portfolio_ids)
+        state_keys = Keys(self.keys.prefix, cluster=self.cluster)  # hash-tagged on a cluster
+        return read_lots(self.client, state_keys, group, portfolio_ids)
 
     # ------------------------------------------------------------------ updates
     def subscribe(self) -> Subscription:
