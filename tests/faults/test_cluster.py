@@ -141,3 +141,53 @@ def test_three_daemons_killed_and_a_master_killed_on_a_cluster(
                             rate=1_500.0, kill_at=(0.25, 0.7), master_at=0.45)
     print("\n".join(figures.lines()))
     assert len(figures.daemon_kills) == 2 and figures.promoted_s > 0
+
+
+def test_a_partition_transaction_lost_by_a_failover_is_re_read(
+    broker: KafkaBroker, redis_cluster_nodes: RedisClusterNodes, tmp_path: Path
+) -> None:
+    """What a promoted replica that missed a master's last transaction looks like: the
+    partition's keys go back to an earlier commit, state and offset together (here they
+    are restored from a DUMP taken then, atomically). The daemon finds the partition
+    behind at its next commit, reloads it and re-reads the lost records: the end state
+    equals the reference (its derived documents, already newer, are rewritten: versions
+    grow with the clock, not with a counter the rollback set back)."""
+    nodes = redis_cluster_nodes
+    names = Names("l" + str(time.time_ns())[-10:], fill_partitions=1)
+    names.create(broker.bootstrap)
+    stream = build_stream(names, 3_000, seed=9, fill_rate=0.5, poison_rate=0.0,
+                          malformed_rate=0.0, duplicate_rate=0.0, redeliver_rate=0.0,
+                          oddities=False)
+    paper = [i for i in stream.items if i.topic == names.fills("paper")]
+    head, lost = paper[:300], paper[300:400]
+    rest = [i for i in stream.items if i not in head and i not in lost]
+    client = nodes.client()
+    raw = RedisCluster.from_url(nodes.url)  # bytes, for DUMP/RESTORE
+    daemons = Daemons(broker.bootstrap, nodes.url, names, tmp_path)
+    meta = Keys(cluster=True).partition_state(names.group, names.fills("paper"), 0, "meta")
+    try:
+        daemon = daemons.start("--redis-cluster", "--max-wait-ms", "5")
+        produce_items(broker.bootstrap, head)
+        wait_for("the first fills", lambda: client.hget(meta, "next_offset") == "300",
+                 timeout=120, diagnose=daemons.tail)
+        pattern = meta[:-len("meta")] + "*"
+        dumps = {k: raw.dump(k) for k in raw.scan_iter(pattern.encode())}
+        produce_items(broker.bootstrap, lost)
+        wait_for("the next batch", lambda: client.hget(meta, "next_offset") == "400",
+                 timeout=60, diagnose=daemons.tail)
+        with raw.pipeline(transaction=True) as pipe:  # one slot: one transaction
+            for key in raw.scan_iter(pattern.encode()):
+                if key not in dumps:
+                    pipe.delete(key)
+            for key, value in dumps.items():
+                pipe.restore(key, 0, value, replace=True)
+            pipe.execute()
+        assert client.hget(meta, "next_offset") == "300"
+        produce_items(broker.bootstrap, rest)
+        wait_caught_up(client, names, stream.items, timeout=120, diagnose=daemons.tail)
+        check_equal(client, names, stream.items, diagnose=daemons.tail)
+        assert f"event=stale_partition partition={names.fills('paper')}:0 stored_offset=300" \
+            in daemon.log(), daemons.tail()
+        assert daemon.terminate() == 0
+    finally:
+        daemons.kill_all()
