@@ -12,6 +12,7 @@ generator never dominates. Cases:
 6. 1k-tick batch against 1M open positions vs against 10k open positions: the cost must
    follow the touched positions, not all positions
 7. raw JSON bytes -> decode -> apply, 100k mixed events (the daemon's per-batch work)
+8. accounting modes (FIFO, ...) next to average cost on the same fills (``bench.modes``)
 """
 
 from __future__ import annotations
@@ -187,6 +188,10 @@ def main() -> None:
         times.append(time.perf_counter() - start)
     report("100k raw JSON messages (80% fills) decode+apply", 100_000,
            statistics.median(times), "events")
+
+    from bench import modes  # imports this module: import late
+
+    modes.run(runs)
 
 
 def _json_messages(n: int) -> list[bytes]:

@@ -22,6 +22,11 @@ Reference-only choices for cases the spec leaves open (never asserted by the tes
 a null ts compares as "newer" than anything (arrival order); the aggregate
 ``<source>_Overall`` average_price is the net cost basis / net quantity (0 when net flat).
 
+FIFO (``ReferenceBook(cost_basis="fifo")``): each opening fill (or the remainder of a
+flip) appends a lot ``[units, price]``; a reducing fill closes units from the first lot
+on, realizing ``units * (price - lot_price) * sign(q) * m`` per lot; the average price is
+the unit-weighted average of the open lots.
+
 The second half of the module holds test plumbing shared by the test files: event
 builders, an adapter that turns the engine's frames into the same plain structures, and a
 tolerance-aware state comparison.
@@ -223,6 +228,7 @@ class _Position:
     sell_quantity: int = 0
     buy_value: float = 0.0
     sell_value: float = 0.0
+    lots: list[list[Any]] | None = None  # FIFO only: [units open, price], oldest first
 
 
 @dataclass
@@ -254,9 +260,11 @@ class ReferenceBook:
     """Scalar reference: apply events one by one; read state back as plain Python."""
 
     def __init__(
-        self, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None
+        self, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None,
+        cost_basis: str = "average",
     ) -> None:
         self.starting_cash = float(starting_cash)
+        self.cost_basis = cost_basis
         self.multipliers = multipliers_from_rows(instruments)
         self._positions: dict[tuple[str, int], _Position] = {}
         self._portfolios: dict[str, _Portfolio] = {}
@@ -309,7 +317,9 @@ class ReferenceBook:
         old_q = pos.quantity
         new_q = old_q + signed
 
-        if old_q == 0 or _sign(old_q) == _sign(signed):
+        if self.cost_basis == "fifo":
+            self._fifo(pos, signed, price, m)
+        elif old_q == 0 or _sign(old_q) == _sign(signed):
             # open or add in the same direction: re-average (old avg is 0 when flat)
             pos.average_price = (pos.average_price * abs(old_q) + price * qty) / abs(new_q)
         else:
@@ -333,6 +343,34 @@ class ReferenceBook:
             pos.sell_quantity += qty
             pos.sell_value += notional
             portfolio.cash += notional - fill.fee
+
+    @staticmethod
+    def _fifo(pos: _Position, signed: int, price: float, m: float) -> None:
+        """FIFO: close from the oldest lot on, open a lot with what is left."""
+        lots = pos.lots if pos.lots is not None else []
+        pos.lots = lots
+        left = abs(signed)
+        if pos.quantity != 0 and _sign(pos.quantity) != _sign(signed):
+            side = _sign(pos.quantity)
+            while left and lots:
+                units = min(left, lots[0][0])
+                pos.realized_pnl += units * (price - lots[0][1]) * side * m
+                lots[0][0] -= units
+                left -= units
+                if lots[0][0] == 0:
+                    lots.pop(0)
+        if left:
+            lots.append([left, price])
+        units_open = sum(u for u, _ in lots)
+        pos.average_price = sum(u * p for u, p in lots) / units_open if units_open else 0.0
+
+    def lots(self) -> list[tuple[str, int, int, float]]:
+        """Open FIFO lots ``(portfolio_id, token, signed units, price)``, oldest first."""
+        return [
+            (pid, token, u * _sign(pos.quantity), p)
+            for (pid, token), pos in sorted(self._positions.items())
+            for u, p in (pos.lots or [])
+        ]
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -568,13 +606,23 @@ class EngineBook:
 
     @classmethod
     def create(
-        cls, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None
+        cls, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None,
+        cost_basis: str = "average",
     ) -> EngineBook:
         import polars as pl
 
         if instruments is not None and not isinstance(instruments, pl.DataFrame):
             instruments = pl.DataFrame(list(instruments))
-        return cls(engine_class()(starting_cash=starting_cash, instruments=instruments))
+        if cost_basis == "average":  # the engine's default, not passed
+            return cls(engine_class()(starting_cash=starting_cash, instruments=instruments))
+        return cls(engine_class()(starting_cash=starting_cash, instruments=instruments,
+                                  cost_basis=cost_basis))
+
+    def lots(self) -> list[tuple[str, int, int, float]]:
+        """Open lots as ``ReferenceBook.lots`` gives them."""
+        frame = self.engine.lots().sort("portfolio_id", "instrument_token", "lot")
+        return [(r["portfolio_id"], r["instrument_token"], r["quantity"], r["price"])
+                for r in frame.to_dicts()]
 
     def apply(self, events: Any) -> list[tuple[Any, str]]:
         result = self.engine.apply(events)
@@ -609,13 +657,16 @@ class EngineBook:
 
 
 def make_book(
-    kind: str, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None
+    kind: str, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None,
+    cost_basis: str = "average",
 ) -> Any:
     """kind "reference" -> ReferenceBook, "engine" -> EngineBook (skips until it lands)."""
     if kind == "reference":
-        return ReferenceBook(starting_cash=starting_cash, instruments=instruments)
+        return ReferenceBook(starting_cash=starting_cash, instruments=instruments,
+                             cost_basis=cost_basis)
     if kind == "engine":
-        return EngineBook.create(starting_cash=starting_cash, instruments=instruments)
+        return EngineBook.create(starting_cash=starting_cash, instruments=instruments,
+                                 cost_basis=cost_basis)
     raise ValueError(kind)
 
 

@@ -1,7 +1,7 @@
 """Engine settings stored next to the archive, so state can be rebuilt from it alone.
 
 ``engine.json`` holds ``starting_cash`` (account currency, credited per portfolio at its
-first fill) and ``dedupe_retention_ns``; ``instruments.parquet`` the instruments table
+first fill), ``dedupe_retention_ns`` and ``cost_basis`` (absent: average cost); ``instruments.parquet`` the instruments table
 (contract multipliers). The process that feeds the archive records them once with
 :func:`save_engine_config`; replay and end-of-day build their engines with
 :func:`new_engine`, where explicit arguments win over the stored values.
@@ -35,6 +35,7 @@ def save_engine_config(root: str | Path, engine: PortfolioEngine) -> None:
     meta = {
         "starting_cash": engine.config.starting_cash,
         "dedupe_retention_ns": engine.config.dedupe_retention_ns,
+        "cost_basis": engine.config.cost_basis,
     }
     tmp = base / f".{CONFIG_FILE}.{uuid.uuid4().hex}.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
@@ -54,6 +55,7 @@ def new_engine(
     *,
     starting_cash: float | None = None,
     instruments: pl.DataFrame | str | Path | None = None,
+    cost_basis: str | None = None,
 ) -> PortfolioEngine:
     """A fresh engine with the archive's recorded settings (arguments override them)."""
     meta = load_engine_config(root)
@@ -67,5 +69,6 @@ def new_engine(
         instruments = pl.read_parquet(inst_file)
     retention = meta.get("dedupe_retention_ns", 86_400 * 10**9)
     config = EngineConfig(float(cash),  # type: ignore[arg-type]
-                          None if retention is None else int(retention))  # type: ignore[call-overload]
+                          None if retention is None else int(retention),  # type: ignore[call-overload]
+                          cost_basis=cost_basis or str(meta.get("cost_basis", "average")))
     return PortfolioEngine(instruments=instruments, config=config)

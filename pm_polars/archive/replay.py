@@ -184,17 +184,19 @@ def replay(
     starting_cash: float | None = None,
     instruments: pl.DataFrame | str | Path | None = None,
     chunk_events: int = DEFAULT_CHUNK_EVENTS,
+    cost_basis: str | None = None,
 ) -> PortfolioEngine:
     """An engine holding the state after every archived event (event time <= ``until_ns``).
 
     Events are applied in arrival order across all dates, one arrival window of about
     ``chunk_events`` events at a time (bounded memory). An archive with overlapping files is
     read whole (run ``pm-polars compact`` first for a large one). ``engine`` (default: a
-    fresh one with the archive's recorded settings, see ``config.new_engine``) is updated in
+    fresh one with the archive's recorded settings, see ``config.new_engine``; ``cost_basis``
+    rebooks under another method, e.g. FIFO tax lots of an average-cost desk) is updated in
     place and returned.
     """
     eng = engine if engine is not None else new_engine(
-        root, starting_cash=starting_cash, instruments=instruments
+        root, starting_cash=starting_cash, instruments=instruments, cost_basis=cost_basis
     )
     until_day = None if until_ns is None else datetime.fromtimestamp(until_ns // 10**9, UTC).date()
     days = [d for d in reader.archive_dates(root) if until_day is None or d <= until_day]

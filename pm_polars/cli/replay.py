@@ -28,6 +28,9 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("--snapshot-out", type=Path, default=None,
                         help="write the rebuilt state to this snapshot directory")
     add_engine_overrides(parser)
+    parser.add_argument("--cost-basis", choices=("average", "fifo"), default=None,
+                        help="rebook under this method (default: the archive's engine.json; "
+                        "fifo gives the open tax lots of an average-cost desk)")
     parser.set_defaults(handler=run)
 
 
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from pm_polars.demo.summary import format_portfolio_table, table_order
 
     eng = replay(args.archive_root, until_ns=args.until, starting_cash=args.starting_cash,
-                 instruments=args.instruments)
+                 instruments=args.instruments, cost_basis=args.cost_basis)
     if args.snapshot_out is not None:
         eng.snapshot().write(args.snapshot_out)
     sys.stdout.write(format_portfolio_table(table_order(eng.portfolios(aggregates=True)),

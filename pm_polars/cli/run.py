@@ -8,8 +8,10 @@ with their defaults. See ``pm_polars.daemon.config``.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
+import signal
 import sys
 
 from pm_polars.cli import Subparsers
@@ -51,4 +53,5 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, InstrumentError) as exc:
         sys.stderr.write(f"pm-polars run: {exc}\n")
         return 2
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 PID: every thread's stack to stderr
     return daemon.run()

@@ -21,7 +21,8 @@ from pm_polars.client.models import (
     Position,
 )
 
-_DTYPES: dict[str, pl.DataType] = {"int": pl.Int64(), "float": pl.Float64(), "str": pl.String()}
+_DTYPES: dict[str, pl.DataType] = {"int": pl.Int64(), "float": pl.Float64(), "str": pl.String(),
+                                  "str | None": pl.String(), "float | None": pl.Float64()}
 
 PORTFOLIO_SCHEMA: dict[str, pl.DataType] = {n: _DTYPES[k] for n, k in PORTFOLIO_KINDS.items()}
 POSITION_SCHEMA: dict[str, pl.DataType] = {

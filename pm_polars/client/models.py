@@ -18,7 +18,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,21 @@ class Position:
     sell_quantity: int
     buy_value: float
     sell_value: float
+    # today's figures (``engine.dayfigures``); defaults when read from an older writer
+    overnight_quantity: int = 0
+    overnight_average_price: float = 0.0
+    prev_close: float | None = None  # null before the first roll
+    day_buy_quantity: int = 0
+    day_sell_quantity: int = 0
+    day_buy_value: float = 0.0
+    day_sell_value: float = 0.0
+    day_quantity: int = 0
+    day_pnl: float = 0.0
+    day_realized_pnl: float = 0.0
+    day_fees: float = 0.0
+    day_carried_pnl: float = 0.0
+    day_trading_pnl: float = 0.0
+    m2m: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -76,6 +91,9 @@ class Portfolio:
     unrealized``, ``net_pnl = total_pnl - total_fees``, ``gross_exposure = sum |market
     value|``, ``net_exposure = sum market value``. ``open_positions`` counts non-flat
     positions. ``positions`` maps instrument token -> :class:`Position`, in token order.
+    Today (``trading_day``, ISO date): ``m2m`` (change of realized + unrealized since the
+    roll, gross of fees), ``day_net_pnl = m2m - day_fees``, ``day_pnl`` (today's trades
+    alone), ``m2m = day_carried_pnl + day_trading_pnl`` (definitions in the README).
     """
 
     portfolio_id: str
@@ -92,6 +110,14 @@ class Portfolio:
     gross_exposure: float
     net_exposure: float
     open_positions: int
+    trading_day: str | None = None
+    day_pnl: float = 0.0
+    m2m: float = 0.0
+    day_realized_pnl: float = 0.0
+    day_fees: float = 0.0
+    day_carried_pnl: float = 0.0
+    day_trading_pnl: float = 0.0
+    day_net_pnl: float = 0.0
     positions: dict[int, Position] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -119,9 +145,13 @@ class Aum:
     total: float
     by_source: dict[str, float]
     extra: dict[str, Any] = field(default_factory=dict)
+    m2m: float = math.nan  # today's m2m summed over the strategies (nan: not published)
+    day_net_pnl: float = math.nan  # today's m2m - day_fees summed (nan: not published)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "by_source": dict(self.by_source), **self.extra}
+        day = {k: v for k, v in (("m2m", self.m2m), ("day_net_pnl", self.day_net_pnl))
+               if not math.isnan(v)}
+        return {"total": self.total, "by_source": dict(self.by_source), **day, **self.extra}
 
 
 class Price(NamedTuple):
@@ -151,12 +181,20 @@ class Overview:
 
 # ------------------------------------------------------------------ field tables
 def _kinds(cls: type, skip: tuple[str, ...]) -> dict[str, str]:
-    """Field name -> "int" | "float" | "str" (annotations are strings here)."""
+    """Field name -> "int" | "float" | "str" | "str | None" (annotations are strings)."""
     return {f.name: str(f.type) for f in fields(cls) if f.name not in skip}
+
+
+def _defaults(cls: type, skip: tuple[str, ...]) -> dict[str, Any]:
+    """Fields an older writer did not publish (the day figures) and their defaults."""
+    return {f.name: f.default for f in fields(cls)
+            if f.name not in skip and not isinstance(f.default, type(MISSING))}
 
 
 POSITION_KINDS = _kinds(Position, ("portfolio_id", "extra"))
 PORTFOLIO_KINDS = _kinds(Portfolio, ("positions", "extra"))
+DEFAULTS = {**_defaults(Position, ("portfolio_id", "extra")),
+            **_defaults(Portfolio, ("positions", "extra"))}
 POSITION_FIELDS = tuple(POSITION_KINDS)
 PORTFOLIO_FIELDS = tuple(PORTFOLIO_KINDS)
 
@@ -171,7 +209,9 @@ def _convert(kind: str, value: Any, where: str, name: str) -> Any:
     if isinstance(value, bytes):
         value = value.decode()
     try:
-        if kind == "float":
+        if kind == "float | None" and value in (None, ""):
+            return None
+        if kind in ("float", "float | None"):
             if value is None or value == "":
                 return math.nan
             if isinstance(value, bool):
@@ -185,6 +225,8 @@ def _convert(kind: str, value: Any, where: str, name: str) -> Any:
                     raise ValueError("not an integer")
                 return int(value)
             return int(value)
+        if kind == "str | None" and value in (None, ""):
+            return None
         if not isinstance(value, str):
             raise TypeError("not a string")
         return value
@@ -199,6 +241,9 @@ def _split(
     known: dict[str, Any] = {}
     for name, kind in kinds.items():
         if name not in data:
+            if name in DEFAULTS:
+                known[name] = DEFAULTS[name]
+                continue
             raise DocumentError(f"{where}: missing field {name!r}")
         known[name] = _convert(kind, data[name], where, name)
     extra = {k: v for k, v in data.items() if k not in kinds}
@@ -274,11 +319,13 @@ def aum_from_raw(raw: str | bytes | None, key: str) -> Aum | None:
     data = dict(_object(load_json(raw, key), key))
     total = _convert("float", data.pop("total", None), key, "total")
     by_source = _object(data.pop("by_source", {}), f"{key}.by_source")
+    day = {k: _convert("float", data.pop(k), key, k) for k in ("m2m", "day_net_pnl")
+           if k in data}
     return Aum(
         total=total,
         by_source={str(s): _convert("float", v, key, f"by_source.{s}")
                    for s, v in sorted(by_source.items())},
-        extra=data,
+        extra=data, **day,
     )
 
 

@@ -180,6 +180,14 @@ class PortfolioReader:
 
         return frames.positions_frame(frames.all_positions(pfs))
 
+    def lots_frame(self, portfolio_ids: Iterable[str], group: str = "pm-polars"
+                   ) -> pl.DataFrame:
+        """Open FIFO lots of these portfolios as the daemon of consumer ``group`` stored
+        them (``--cost-basis fifo``; see :mod:`pm_polars.client.lots`)."""
+        from pm_polars.client.lots import read_lots
+
+        return read_lots(self.client, self.keys, group, portfolio_ids)
+
     # ------------------------------------------------------------------ updates
     def subscribe(self) -> Subscription:
         """Subscribe to ``portfolio-updates`` now; iterate the returned subscription."""

@@ -22,12 +22,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import polars as pl
+
 from pm_polars.daemon import owners
 from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint.plan import CommitPlan, Scope, build
 from pm_polars.daemon.intake import Decoded
 from pm_polars.daemon.read_model import ViewUpdate
 from pm_polars.daemon.tick_table import price_rows
+from pm_polars.engine import tradingday
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
 from pm_polars.publish.model_rows import render
@@ -62,9 +65,14 @@ def apply_batch(
     now = time.time_ns()
     routed, claims = owners.route(decoded, book.owner, foreign or {})
     refused = decoded.fills.height - routed.fills.height
-    reduced = book.ticks.reduce(routed.ticks)
+    day_before = book.engine.state.trading_day
+    fills, reduced = reduce_by_day(book, routed.fills, routed.ticks)
     wins = book.ticks.merge(reduced)
-    res = book.apply(DecodedBatch(routed.fills, reduced, NO_REJECTS))
+    res = book.apply(DecodedBatch(fills, reduced, NO_REJECTS))
+    rolled = book.engine.state.trading_day != day_before
+    if rolled:  # every portfolio's day figures changed: republish and rewrite them all
+        for info in book.parts.values():
+            info.republish = True
 
     def owner_of(pid: str) -> TP | None:
         return book.owner.get(pid) or claims.get(pid)
@@ -100,11 +108,37 @@ def apply_batch(
                                        for pid, r in update.rendered.get(tp, {}).items())
     scope = Scope(expected={tp: info.offset for tp, info in book.parts.items()},
                   changed_tps=changed_tps, claims=claims, rows=rows, rendered=rendered,
-                  sums=update.sums)
+                  sums=update.sums,
+                  rolled={tp: (info.offset, book.portfolios_of({tp}))
+                          for tp, info in book.parts.items()} if rolled else None)
     cp = book.checkpoint
     plan = build(book.engine.state, book.config, result, scope, price_rows(wins),
                  cp.ticks_topic, cp.keys, cp.group)
     return Applied(plan, result, claims, refused, update)
+
+
+def reduce_by_day(book: Book, fills: pl.DataFrame, ticks: pl.DataFrame
+                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Fills with their booked trading day, and the ticks reduced to one winner per
+    instrument *per booked day* (``engine.tradingday``): the mark at a roll inside the batch
+    is the day's last one, and late ticks stay counted (``LATE`` summed on the day's first
+    winner). Usually one day: one reduction."""
+    cfg = book.config
+    fills, ticks = tradingday.assign(fills, ticks, book.engine.state.trading_day,
+                                     cfg.day_roll_tz, cfg.roll_minutes)
+    if ticks.height == 0:
+        return fills, book.ticks.reduce(ticks)
+    days: list[int | None] = [*tradingday.segments(fills.head(0), ticks)] or [None]
+    pieces = []
+    for day in days:
+        part = ticks if len(days) == 1 else ticks.filter(pl.col(tradingday.DAY) == day)
+        late = int(part.get_column(tradingday.LATE).sum() or 0)
+        won = book.ticks.reduce(part.drop(tradingday.DAY, tradingday.LATE))
+        pieces.append(won.with_columns(
+            pl.lit(day, pl.Int32).alias(tradingday.DAY),
+            pl.when(pl.int_range(pl.len()) == 0).then(late).otherwise(0).cast(pl.Int64)
+            .alias(tradingday.LATE)))
+    return fills, pieces[0] if len(pieces) == 1 else pl.concat(pieces)
 
 
 def settle(book: Book, applied: Applied, committable: Committable) -> None:

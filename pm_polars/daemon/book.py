@@ -31,6 +31,7 @@ from pm_polars.daemon.read_model import ReadModel
 from pm_polars.daemon.tick_table import Prices, TickTable
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.engine import PortfolioEngine
+from pm_polars.engine.lots import check_cost_basis
 from pm_polars.engine.state import EngineState, merge
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
@@ -91,6 +92,8 @@ class Book:
         for tp, part, offset in loaded:
             pids = [] if part is None else part.portfolio_ids()
             if part is not None:
+                check_cost_basis(part.positions, part.lots, self.config.cost_basis,
+                                 f"partition {tp[0]}:{tp[1]}")
                 state = merge(state, part)
             self.parts[tp] = PartitionInfo(offset)
             self.views.drop([tp], pids)  # rendered whole by its first batch (republish)

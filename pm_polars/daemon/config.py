@@ -12,6 +12,7 @@ containing ``password``, ``secret`` or ``key.pem``) are never logged; see :func:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pm_polars.engine.config import EngineConfig
+from pm_polars.engine import tradingday
+from pm_polars.engine.config import COST_BASES, EngineConfig
 
 
 class ConfigError(ValueError):
@@ -106,15 +108,33 @@ SPECS: tuple[Spec, ...] = (
     Spec("max_events", int, 50_000, "flush a micro-batch at this many records", "N"),
     Spec("max_wait_ms", float, 20.0, "flush a micro-batch this long after its first record",
          "MS"),
+    Spec("prefetch_batches", int, 2, "micro-batches a consumer thread may collect ahead "
+         "while the loop applies one (bounds memory: this many x max_events records); 0 "
+         "consumes on the loop's own thread", "N"),
     Spec("tick_publish_ms", float, 1000.0, "republish a portfolio moved only by prices at "
          "most this often (fills publish at once; 0: every batch)", "MS"),
     Spec("starting_cash", float, 1_000_000.0, "cash credited to a portfolio at its first fill "
          "(account currency)", "AMOUNT"),
     Spec("instruments", _optional_path, None, "instruments CSV/Parquet (instrument_token, "
          "multiplier or lot_size); default: multiplier 1 for all", "FILE"),
+    Spec("cost_basis", str, "average", "how a reducing fill realizes P&L: against the "
+         "position's average cost, or FIFO against its oldest open lots (lots are kept in "
+         "the Redis state; a state is only reloaded under the method that booked it)",
+         "METHOD", choices=("average", "fifo")),
     Spec("dedupe_retention", duration_s, 86_400.0, "remember fill ids this long (event "
          "time, seconds or 90s/15m/24h/7d) to drop redeliveries; keep Kafka retention longer",
          "DURATION", shown="24h"),
+    Spec("day_roll_tz", str, "Asia/Kolkata", "timezone of the trading day (IANA name); an "
+         "event's day is the date of its ts there", "TZ"),
+    Spec("day_roll_time", str, "00:00", "local time the trading day starts at (HH:MM); the "
+         "first event at or after it rolls the book (event time, never the wall clock)",
+         "HH:MM"),
+    Spec("max_event_jump", duration_s, 7 * 86_400.0, "refuse an event whose ts is more than "
+         "this far ahead of the newest accepted event time (a far-future ts would move the "
+         "dedupe clock and freeze a mark); longer than any market closure", "DURATION",
+         shown="7d"),
+    Spec("max_clock_skew", duration_s, 300.0, "refuse an event whose ts is more than this far "
+         "ahead of this host's wall clock", "DURATION", shown="5m"),
     Spec("max_reject_ratio", float, 0.5, "stop (exit 3) if more than this share of the last "
          "--reject-window records is invalid", "RATIO"),
     Spec("reject_window", int, 1000, "records the reject ratio is measured over", "N"),
@@ -146,10 +166,16 @@ class Settings:
     metrics_host: str = "0.0.0.0"
     max_events: int = 50_000
     max_wait_ms: float = 20.0
+    prefetch_batches: int = 2
     tick_publish_ms: float = 1000.0
     starting_cash: float = 1_000_000.0
     instruments: Path | None = None
     dedupe_retention: float = 86_400.0  # seconds
+    day_roll_tz: str = "Asia/Kolkata"
+    day_roll_time: str = "00:00"
+    max_event_jump: float = 7 * 86_400.0  # seconds
+    max_clock_skew: float = 300.0  # seconds
+    cost_basis: str = "average"
     max_reject_ratio: float = 0.5
     reject_window: int = 1000
     key_prefix: str = ""
@@ -161,13 +187,46 @@ class Settings:
 
     def engine_config(self) -> EngineConfig:
         """The engine's configuration (retention converted once, seconds -> ns)."""
-        return EngineConfig.of(self.starting_cash, self.dedupe_retention)
+        return EngineConfig.of(self.starting_cash, self.dedupe_retention,
+                               self.max_event_jump, self.max_clock_skew,
+                               day_roll_tz=self.day_roll_tz, day_roll_time=self.day_roll_time,
+                               cost_basis=self.cost_basis)
 
 
 def _fail(name: str, problem: str, fix: str) -> ConfigError:
     spec = SPEC_BY_NAME.get(name)
     where = f"{spec.flag} / {spec.env} / '{name}' in the config file" if spec else name
     return ConfigError(f"setting {where}: {problem}. Fix: {fix}")
+
+
+_YEAR_S = 365 * 86_400.0
+# setting -> (low, low inclusive, high, valid range as said in the error); every one finite
+_RANGES: dict[str, tuple[float, bool, float, str]] = {
+    "max_events": (1, True, 10_000_000, "an integer from 1 to 10,000,000 records"),
+    "reject_window": (1, True, 10_000_000, "an integer from 1 to 10,000,000 records"),
+    "archive_roll_events": (1, True, 1e9, "an integer from 1 to 1e9 events"),
+    "max_wait_ms": (0, False, 3_600_000, "milliseconds > 0, at most 3,600,000 (1 h)"),
+    "tick_publish_ms": (0, True, 86_400_000, "milliseconds from 0 (every batch) to 86,400,000"),
+    "health_timeout": (0, False, 86_400, "seconds > 0, at most 24h"),
+    "archive_roll_s": (0, False, 86_400, "seconds > 0, at most 24h"),
+    "dedupe_retention": (0, False, 100 * _YEAR_S, "seconds > 0, at most 100 years"),
+    "max_event_jump": (0, False, 100 * _YEAR_S, "seconds > 0, at most 100 years"),
+    "max_clock_skew": (0, False, 100 * _YEAR_S, "seconds > 0, at most 100 years"),
+    "starting_cash": (0, True, 1e15, "a finite amount from 0 to 1e15 (account currency)"),
+    "max_reject_ratio": (0, False, 1, "a fraction in (0, 1], such as 0.5"),
+    "prefetch_batches": (0, True, 1000, "an integer from 0 (consume on the loop's thread) to "
+                         "1000 batches"),
+}
+
+
+def _check_numbers(s: Settings) -> None:
+    """Every numeric setting finite and within its range (NaN and inf are refused)."""
+    for name, (low, inclusive, high, valid) in _RANGES.items():
+        value = getattr(s, name)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        above = number and (value >= low if inclusive else value > low)
+        if not (number and math.isfinite(value) and above and value <= high):
+            raise _fail(name, f"got {value!r}; valid: {valid}", f"give {valid}")
 
 
 def validate(s: Settings) -> None:
@@ -195,24 +254,24 @@ def validate(s: Settings) -> None:
                     "narrow the pattern so only fill topics match")
     if s.ticks_start not in ("earliest", "latest"):
         raise _fail("ticks_start", f"{s.ticks_start!r}", "use earliest or latest")
-    positive = {"max_events": s.max_events, "reject_window": s.reject_window,
-                "max_wait_ms": s.max_wait_ms, "health_timeout": s.health_timeout,
-                "dedupe_retention": s.dedupe_retention,
-                "archive_roll_events": s.archive_roll_events, "archive_roll_s": s.archive_roll_s}
-    for name, value in positive.items():
-        if not value > 0:
-            raise _fail(name, f"must be > 0, got {value}", "give a positive number")
-    if not s.tick_publish_ms >= 0:
-        raise _fail("tick_publish_ms", f"must be >= 0, got {s.tick_publish_ms}",
-                    "give milliseconds, 0 to republish on every batch")
-    if not 0 < s.max_reject_ratio <= 1:
-        raise _fail("max_reject_ratio", f"must be in (0, 1], got {s.max_reject_ratio}",
-                    "give a fraction such as 0.5")
+    if s.cost_basis not in COST_BASES:
+        raise _fail("cost_basis", f"{s.cost_basis!r}", f"use one of {', '.join(COST_BASES)}")
+    _check_numbers(s)
     if not 0 <= s.metrics_port < 65536:
         raise _fail("metrics_port", f"{s.metrics_port} is not a port", "use 1-65535 or 0")
     if s.instruments is not None and not s.instruments.exists():
         raise _fail("instruments", f"file {s.instruments} does not exist",
                     "point it at a CSV or Parquet instruments table")
+    try:
+        tradingday.check_tz(s.day_roll_tz)
+    except ValueError:
+        raise _fail("day_roll_tz", f"{s.day_roll_tz!r} is not an IANA timezone",
+                    "use a name such as Asia/Kolkata, Europe/London or UTC") from None
+    try:
+        tradingday.roll_minutes(s.day_roll_time)
+    except ValueError:
+        raise _fail("day_roll_time", f"{s.day_roll_time!r} is not a time of day",
+                    "use HH:MM (24 h), e.g. 09:15") from None
     for key in s.kafka:
         if not key or "=" in key:
             raise ConfigError(f"librdkafka property {key!r} is malformed. Fix: -X key=value")

@@ -37,8 +37,8 @@ from pm_polars.daemon.checkpoint.staging import Record, committed_only
 from pm_polars.daemon.checkpoint.store import Checkpoint
 from pm_polars.daemon.intake import Decoded, decode_batch
 from pm_polars.daemon.kafka.dlq import DeadLetters, DeliveryError, RejectGuard
-from pm_polars.daemon.kafka.fills import FillsSource
 from pm_polars.daemon.kafka.microbatch import RawBatch
+from pm_polars.daemon.kafka.prefetch import FillOffsets
 from pm_polars.daemon.metrics import Metrics
 from pm_polars.daemon.retry import Backoff
 from pm_polars.daemon.sinks import Sinks
@@ -61,7 +61,7 @@ class BatchStep:
     """Processes batches for one daemon; see the module docstring for the order."""
 
     def __init__(
-        self, *, book: Book, checkpoint: Checkpoint, fills: FillsSource,
+        self, *, book: Book, checkpoint: Checkpoint, fills: FillOffsets,
         dead_letters: DeadLetters, guard: RejectGuard, sinks: Sinks, metrics: Metrics,
         backoff: Backoff, ticks_topic: str,
     ) -> None:

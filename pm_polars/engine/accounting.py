@@ -51,7 +51,21 @@ POSITION_STATE_SCHEMA: dict[str, pl.DataType] = {
     "buy_value": pl.Float64(),
     "sell_value": pl.Float64(),
     "multiplier": pl.Float64(),
+    # the trading day (``engine.dayfigures``): the position carried in at the last roll and
+    # the day's counters since (reset by the roll)
+    "overnight_quantity": pl.Int64(),
+    "overnight_average_price": pl.Float64(),
+    "day_buy_quantity": pl.Int64(),
+    "day_sell_quantity": pl.Int64(),
+    "day_buy_value": pl.Float64(),
+    "day_sell_value": pl.Float64(),
+    "day_realized_pnl": pl.Float64(),
+    "day_fees": pl.Float64(),
 }
+CUMULATIVE = ["realized_pnl", "fees", "buy_quantity", "sell_quantity", "buy_value",
+              "sell_value"]
+DAY_COUNTERS = {f"day_{c}": c for c in CUMULATIVE}  # day column -> the delta it adds
+CARRIED = ["overnight_quantity", "overnight_average_price"]
 
 _d = pl.col("signed_qty")
 _q = pl.col("q")
@@ -109,7 +123,7 @@ _SAME_KEY = (pl.col("portfolio_id") == pl.col("portfolio_id").shift()) & (
 )
 
 
-def _group_contiguously(fills: pl.DataFrame) -> pl.LazyFrame:
+def group_contiguously(fills: pl.DataFrame) -> pl.LazyFrame:
     """Sort fills so each position's rows are contiguous and in arrival order.
 
     On large batches, sorting on a 64-bit hash of the key is about twice as fast as sorting
@@ -148,7 +162,7 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
     running = _d.cum_sum()
     net = running - pl.when(start).then(running - _d).forward_fill()
     f = run(
-        _group_contiguously(lean)
+        group_contiguously(lean)
         .join(prior, on=KEYS, how="left", maintain_order="left")
         .with_columns(
             pl.col("q0").fill_null(0),
@@ -208,22 +222,26 @@ def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame) -> pl.DataFra
     """New position state: untouched rows kept, touched rows replaced by state + deltas.
 
     Quantity and average come from the deltas (they already start from the prior state);
-    cumulative sums (realized, fees, buy/sell quantities and values) add up. The result is
-    sorted by ``instrument_token`` so ticks can find their positions by binary search.
+    cumulative sums (realized, fees, buy/sell quantities and values) add up, and so do the
+    day's counters (a batch applied by ``step`` lies within one trading day); the carried
+    position stays (0 for a position new today). The result is sorted by
+    ``instrument_token`` so ticks can find their positions by binary search.
     """
-    cumulative = [
-        "realized_pnl", "fees", "buy_quantity", "sell_quantity", "buy_value", "sell_value",
-    ]
+    cumulative = CUMULATIVE
+    old = [*cumulative, *DAY_COUNTERS, *CARRIED]
     token = pl.col("instrument_token").set_sorted()
     updated = run(
         deltas.lazy()
         .join(
-            positions.lazy().select(*KEYS, *[pl.col(c).alias(f"{c}_old") for c in cumulative]),
+            positions.lazy().select(*KEYS, *[pl.col(c).alias(f"{c}_old") for c in old]),
             on=KEYS,
             how="left",
         )
         .with_columns(
-            [(pl.col(c) + pl.col(f"{c}_old").fill_null(0)).alias(c) for c in cumulative]
+            *[(pl.col(c) + pl.col(f"{c}_old").fill_null(0)).alias(c) for c in cumulative],
+            *[(pl.col(f"{d}_old").fill_null(0) + pl.col(c)).alias(d)
+              for d, c in DAY_COUNTERS.items()],
+            *[pl.col(f"{c}_old").fill_null(0).alias(c) for c in CARRIED],
         )
         .select(list(POSITION_STATE_SCHEMA))
         .cast(pl.Schema(POSITION_STATE_SCHEMA))

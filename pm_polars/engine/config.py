@@ -2,17 +2,62 @@
 
 Units: ``starting_cash`` in account currency (credited to a portfolio at its first fill);
 ``dedupe_retention_ns`` in nanoseconds of event time (a seen fill id counts while its ``ts``
-is at or after ``clock - retention``; ``None`` keeps every id forever). Settings given in
-seconds (``pm-polars run --dedupe-retention 24h``) are converted once, by
-:meth:`EngineConfig.of`.
+is at or after ``clock - retention``; ``None`` keeps every id forever); ``max_jump_ns``: how
+far ahead of the accepted high-water mark of event time one event may be (``None``: no
+bound); ``max_skew_ns``: how far ahead of the wall clock (``None``: not checked, the
+default outside the daemon, so backtests of any date work). Settings given in seconds
+(``pm-polars run --dedupe-retention 24h``) are converted once, by :meth:`EngineConfig.of`.
+
+``day_roll_tz``/``day_roll_time``: the trading day rule (``engine.tradingday``).
+``cost_basis``: ``"average"`` (default) or ``"fifo"`` (a reducing fill realizes against the
+oldest open lots first, see ``engine.lots``).
+
+Every setting is validated at construction: :class:`SettingError` names the setting, the
+value and the valid range.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from pm_polars.engine import tradingday
+
+COST_BASES = ("average", "fifo")
 
 DEFAULT_STARTING_CASH = 1_000_000.0
 NS_PER_S = 10**9
+DEFAULT_MAX_JUMP_S = 7 * 86_400.0  # a week: longer than any exchange closure
+MAX_CASH = 1e15  # account currency; above it money sums lose the paisa in float64
+
+
+class SettingError(ValueError):
+    """An engine setting is invalid; the message names the setting, the value and the
+    valid range."""
+
+
+def _check(name: str, value: object, ok: bool, valid: str) -> None:
+    if not ok:
+        raise SettingError(f"setting {name}: got {value!r}; valid: {valid}")
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _ns(name: str, value: object) -> None:
+    """``None`` or a positive integer number of nanoseconds."""
+    ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0)
+    _check(name, value, ok, "None (no bound) or an integer number of nanoseconds > 0")
+
+
+def seconds_to_ns(name: str, seconds: float | None) -> int | None:
+    """A duration in seconds (``None``: no bound) as ns; refused unless finite and > 0."""
+    if seconds is None:
+        return None
+    ok = _real(seconds) and seconds > 0 and seconds * NS_PER_S < 2**62
+    _check(name, seconds, ok, "None (no bound) or a finite number of seconds > 0, below 146 years")
+    return max(1, int(seconds * NS_PER_S))
 
 
 @dataclass(frozen=True)
@@ -21,11 +66,40 @@ class EngineConfig:
 
     starting_cash: float = DEFAULT_STARTING_CASH
     dedupe_retention_ns: int | None = None
-    # the cost-basis method (average cost today) will be configured here
+    max_jump_ns: int | None = int(DEFAULT_MAX_JUMP_S) * NS_PER_S
+    max_skew_ns: int | None = None
+    day_roll_tz: str = tradingday.DAY_ROLL_TZ
+    day_roll_time: str = tradingday.DAY_ROLL_TIME
+    cost_basis: str = "average"  # "average" | "fifo" (see ``engine.lots``)
+
+    def __post_init__(self) -> None:
+        cash = self.starting_cash
+        _check("starting_cash", cash, _real(cash) and 0 <= cash <= MAX_CASH,
+               f"a finite amount from 0 to {MAX_CASH:g} (account currency)")
+        _ns("dedupe_retention_ns", self.dedupe_retention_ns)
+        _ns("max_jump_ns", self.max_jump_ns)
+        _ns("max_skew_ns", self.max_skew_ns)
+        tradingday.check_tz(self.day_roll_tz)
+        tradingday.roll_minutes(self.day_roll_time)
+        _check("cost_basis", self.cost_basis, self.cost_basis in COST_BASES,
+               "one of " + ", ".join(COST_BASES))
+
+    @property
+    def roll_minutes(self) -> int:
+        """``day_roll_time`` as minutes after local midnight."""
+        return tradingday.roll_minutes(self.day_roll_time)
 
     @classmethod
     def of(cls, starting_cash: float = DEFAULT_STARTING_CASH,
-           dedupe_retention_s: float | None = None) -> EngineConfig:
-        """From the user-facing units (retention in seconds; ``None``: forever)."""
-        retention = None if dedupe_retention_s is None else int(dedupe_retention_s * NS_PER_S)
-        return cls(float(starting_cash), retention)
+           dedupe_retention_s: float | None = None,
+           max_jump_s: float | None = DEFAULT_MAX_JUMP_S,
+           max_skew_s: float | None = None, *,
+           day_roll_tz: str = tradingday.DAY_ROLL_TZ,
+           day_roll_time: str = tradingday.DAY_ROLL_TIME,
+           cost_basis: str = "average") -> EngineConfig:
+        """From the user-facing units (durations in seconds; ``None``: no bound)."""
+        _check("starting_cash", starting_cash, _real(starting_cash),
+               f"a finite amount from 0 to {MAX_CASH:g} (account currency)")
+        return cls(float(starting_cash), seconds_to_ns("dedupe_retention", dedupe_retention_s),
+                   seconds_to_ns("max_jump", max_jump_s), seconds_to_ns("max_skew", max_skew_s),
+                   day_roll_tz, day_roll_time, cost_basis)

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from pm_polars.engine import step, views
+from pm_polars.engine import step, tradingday, views
 from pm_polars.engine.config import DEFAULT_STARTING_CASH, EngineConfig
 from pm_polars.engine.documents import portfolio_documents
 from pm_polars.engine.snapshot import Snapshot
@@ -33,8 +33,11 @@ class PortfolioEngine:
     ``starting_cash`` (account currency) is credited to each portfolio when its first fill
     arrives. ``instruments`` gives contract multipliers (see ``load_instruments``).
     ``dedupe_retention`` (seconds of event time) bounds the memory of seen fill ids; ``None``
-    (the default) keeps them forever; the daemon sets 24 h. ``config`` (an
-    :class:`EngineConfig`) replaces the first and the last.
+    (the default) keeps them forever; the daemon sets 24 h. ``day_roll_tz`` /
+    ``day_roll_time`` (``"HH:MM"``) set the trading day (``engine.tradingday``).
+    ``cost_basis``: ``"average"`` (default) or ``"fifo"`` (reducing fills realize against the
+    oldest open lots; see :meth:`lots`). ``config`` (an :class:`EngineConfig`) replaces all
+    but ``instruments``.
     """
 
     def __init__(
@@ -43,9 +46,15 @@ class PortfolioEngine:
         instruments: pl.DataFrame | str | Path | None = None,
         dedupe_retention: float | None = None,
         *,
+        day_roll_tz: str = tradingday.DAY_ROLL_TZ,
+        day_roll_time: str = tradingday.DAY_ROLL_TIME,
+        cost_basis: str = "average",
         config: EngineConfig | None = None,
     ) -> None:
-        self.config = config or EngineConfig.of(starting_cash, dedupe_retention)
+        self.config = config or EngineConfig.of(starting_cash, dedupe_retention,
+                                                day_roll_tz=day_roll_tz,
+                                                day_roll_time=day_roll_time,
+                                                cost_basis=cost_basis)
         self.state = EngineState.empty(instruments)
 
     @property
@@ -74,6 +83,15 @@ class PortfolioEngine:
             state = state.filter(pl.col("portfolio_id").is_in(portfolio_ids))
         return views.positions_view(state, self.state.marks)
 
+    def lots(self, portfolio_ids: list[str] | None = None) -> pl.DataFrame:
+        """Open FIFO lots (``lots.LOT_SCHEMA``: signed ``quantity``, opening ``price`` per
+        unit, opening fill's ``ts``/``fill_id``), oldest first per position; empty under
+        average cost."""
+        out = self.state.lots
+        if portfolio_ids is not None:
+            out = out.filter(pl.col("portfolio_id").is_in(portfolio_ids))
+        return out
+
     def portfolios(
         self, portfolio_ids: list[str] | None = None, aggregates: bool = False
     ) -> pl.DataFrame:
@@ -81,7 +99,8 @@ class PortfolioEngine:
         cash = self.state.cash
         if portfolio_ids is not None and not aggregates:
             cash = cash.filter(pl.col("portfolio_id").is_in(portfolio_ids))
-        out = views.portfolios_view(cash, self.positions(cash["portfolio_id"].to_list()))
+        out = views.portfolios_view(cash, self.positions(cash["portfolio_id"].to_list()),
+                                    self.trading_day)
         if aggregates:
             out = pl.concat([out, views.overall_portfolios(out)])
             if portfolio_ids is not None:
@@ -97,7 +116,8 @@ class PortfolioEngine:
             sources = [p.removesuffix("_" + views.OVERALL) for p in overall]
             cash = self.state.cash.filter(pl.col("source").is_in(sources))
             pos = self.positions(cash["portfolio_id"].to_list())
-            totals = views.overall_portfolios(views.portfolios_view(cash, pos))
+            totals = views.overall_portfolios(
+                views.portfolios_view(cash, pos, self.trading_day))
             docs.update(portfolio_documents(totals, views.overall_positions(pos, cash)))
         return docs
 
@@ -114,6 +134,16 @@ class PortfolioEngine:
     def aum(self) -> dict[str, Any]:
         """``{"total": float, "by_source": {source: float}}``: sum of strategy equity."""
         return views.aum(self.portfolios())
+
+    @property
+    def trading_day(self) -> str | None:
+        """The book's trading day (ISO date), ``None`` before the first timed event."""
+        return tradingday.iso(self.state.trading_day)
+
+    @property
+    def late_day_events(self) -> int:
+        """Events stamped in an earlier trading day than the book's (booked as they came)."""
+        return self.state.late_day_events
 
     @property
     def clock_ns(self) -> int | None:

@@ -8,9 +8,10 @@ instrument by the same rule (any portfolio).
 
 State frame (``MARK_STATE_SCHEMA``), one row per instrument ever seen::
 
-    instrument_token, tick_price, tick_ts, fill_price, fill_ts
+    instrument_token, tick_price, tick_ts, fill_price, fill_ts, roll_price
 
-``mark = coalesce(tick_price, fill_price)``; prices per unit.
+``mark = coalesce(tick_price, fill_price)``; prices per unit. ``roll_price`` is the mark at
+the last trading-day roll (``engine.dayfigures.roll``), every position's ``prev_close``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ MARK_STATE_SCHEMA: dict[str, pl.DataType] = {
     "tick_ts": pl.Int64(),
     "fill_price": pl.Float64(),
     "fill_ts": pl.Int64(),
+    "roll_price": pl.Float64(),  # the mark at the last day roll (``prev_close``); null before
 }
 
 mark_expr = pl.coalesce("tick_price", "fill_price")

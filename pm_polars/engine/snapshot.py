@@ -3,8 +3,9 @@
 A snapshot is an :class:`~pm_polars.engine.state.EngineState` (with ``seen`` as a plain
 frame) plus the :class:`~pm_polars.engine.config.EngineConfig` it was built with, so it can
 be restored anywhere. A snapshot directory holds one Parquet file per state table plus
-``meta.json`` (``clock_ns``, ``starting_cash``, ``dedupe_retention_ns``, ``format`` and any
-annotations such as ``eod``). It is written to a temporary sibling directory and renamed
+``meta.json`` (``clock_ns``, ``trading_day``, ``late_day_events``, ``starting_cash``,
+``dedupe_retention_ns``, ``day_roll_tz``, ``day_roll_time``, ``cost_basis``, ``format`` and
+any annotations such as ``eod``). It is written to a temporary sibling directory and renamed
 into place, so a reader never sees half of one.
 """
 
@@ -20,11 +21,14 @@ from typing import Any
 
 import polars as pl
 
+from pm_polars.engine import tradingday
 from pm_polars.engine.config import DEFAULT_STARTING_CASH, EngineConfig
+from pm_polars.engine.lots import empty_lots
 from pm_polars.engine.state import EngineState
 
 FORMAT_VERSION = 1
-TABLES = ("positions", "cash", "marks", "seen", "instruments")
+TABLES = ("positions", "cash", "marks", "seen", "instruments", "lots")
+OPTIONAL = ("lots",)  # absent in snapshots written before FIFO: empty
 
 
 @dataclass(frozen=True)
@@ -38,20 +42,25 @@ class Snapshot:
     seen: pl.DataFrame
     instruments: pl.DataFrame
     clock_ns: int | None = None
+    trading_day: int | None = None
+    late_day_events: int = 0
     config: EngineConfig = field(default_factory=EngineConfig)
     meta: dict[str, Any] = field(default_factory=dict)
+    lots: pl.DataFrame = field(default_factory=empty_lots)
 
     @classmethod
     def of(cls, state: EngineState, config: EngineConfig) -> Snapshot:
         """The snapshot of ``state`` (frames are immutable: nothing is copied)."""
         return cls(positions=state.positions, cash=state.cash, marks=state.marks,
                    seen=state.seen.frame(), instruments=state.instruments,
-                   clock_ns=state.clock_ns, config=config)
+                   clock_ns=state.clock_ns, trading_day=state.trading_day,
+                   late_day_events=state.late_day_events, config=config, lots=state.lots)
 
     def state(self) -> EngineState:
         """The engine state it holds (``seen`` indexed again)."""
         return EngineState.of_frames(self.positions, self.cash, self.marks, self.seen,
-                                     self.instruments, self.clock_ns)
+                                     self.instruments, self.clock_ns, self.trading_day,
+                                     self.late_day_events, self.lots)
 
     def write(self, path: str | Path) -> Path:
         """Write atomically to directory ``path`` (replacing it); returns the path."""
@@ -61,9 +70,14 @@ class Snapshot:
         tmp.mkdir()
         for name in TABLES:
             getattr(self, name).write_parquet(tmp / f"{name}.parquet")
-        meta = {**self.meta, "clock_ns": self.clock_ns,
+        meta = {**self.meta, "clock_ns": self.clock_ns, "trading_day": self.trading_day,
+                "late_day_events": self.late_day_events,
                 "starting_cash": self.config.starting_cash,
-                "dedupe_retention_ns": self.config.dedupe_retention_ns, "format": FORMAT_VERSION}
+                "dedupe_retention_ns": self.config.dedupe_retention_ns,
+                "max_jump_ns": self.config.max_jump_ns, "max_skew_ns": self.config.max_skew_ns,
+                "day_roll_tz": self.config.day_roll_tz,
+                "day_roll_time": self.config.day_roll_time,
+                "cost_basis": self.config.cost_basis, "format": FORMAT_VERSION}
         (tmp / "meta.json").write_text(json.dumps(meta))
         old = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
         if target.exists():
@@ -85,10 +99,18 @@ class Snapshot:
                 f"snapshot {source} has format {meta.get('format')}, this version reads "
                 f"{FORMAT_VERSION}"
             )
-        read = {name: pl.read_parquet(source / f"{name}.parquet") for name in TABLES}
+        read = {name: pl.read_parquet(source / f"{name}.parquet") for name in TABLES
+                if name not in OPTIONAL or (source / f"{name}.parquet").exists()}
         meta.pop("format")
+        bounds = {k: meta.pop(k) for k in ("max_jump_ns", "max_skew_ns") if k in meta}
         config = EngineConfig(float(meta.pop("starting_cash", DEFAULT_STARTING_CASH)),
-                              meta.pop("dedupe_retention_ns", None))
+                              meta.pop("dedupe_retention_ns", None), **bounds,
+                              day_roll_tz=meta.pop("day_roll_tz", tradingday.DAY_ROLL_TZ),
+                              day_roll_time=meta.pop("day_roll_time", tradingday.DAY_ROLL_TIME),
+                              cost_basis=meta.pop("cost_basis", "average"))
         return cls(positions=read["positions"], cash=read["cash"], marks=read["marks"],
                    seen=read["seen"], instruments=read["instruments"],
-                   clock_ns=meta.pop("clock_ns", None), config=config, meta=meta)
+                   clock_ns=meta.pop("clock_ns", None),
+                   trading_day=meta.pop("trading_day", None),
+                   late_day_events=int(meta.pop("late_day_events", 0)), config=config,
+                   meta=meta, lots=read.get("lots", empty_lots()))

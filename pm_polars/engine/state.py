@@ -6,7 +6,11 @@
 * ``marks`` (``marks.MARK_STATE_SCHEMA``): latest tick and latest fill price per instrument;
 * ``seen``: the dedupe index of applied fill ids (:class:`~pm_polars.engine.dedupe.SeenIds`);
 * ``instruments`` (``instruments.INSTRUMENT_SCHEMA``): multipliers;
-* ``clock_ns``: newest event time applied (ns UTC), ``None`` before the first.
+* ``clock_ns``: newest event time applied (ns UTC), ``None`` before the first;
+* ``trading_day``: the book's trading day (days since 1970-01-01, ``engine.tradingday``),
+  ``None`` before the first event with a time; ``late_day_events``: events stamped in an
+  earlier trading day than the book's, booked in the current day (a running count).
+* ``lots`` (``lots.LOT_SCHEMA``): open FIFO lots per position (empty under average cost).
 
 Frames are immutable, so keeping a state costs nothing: the daemon's undo of a failed
 commit is "keep the previous state". :func:`merge` and :meth:`EngineState.without` are how a
@@ -16,7 +20,7 @@ daemon adds and removes partitions' portfolios.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -24,6 +28,7 @@ import polars as pl
 
 from pm_polars.engine import accounting, dedupe, marks
 from pm_polars.engine.instruments import load_instruments
+from pm_polars.engine.lots import LOT_SCHEMA, empty_lots
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -46,6 +51,9 @@ class EngineState:
     seen: dedupe.SeenIds
     instruments: pl.DataFrame
     clock_ns: int | None = None
+    trading_day: int | None = None
+    late_day_events: int = 0
+    lots: pl.DataFrame = field(default_factory=empty_lots)
 
     @classmethod
     def empty(cls, instruments: pl.DataFrame | str | Path | None = None) -> EngineState:
@@ -61,16 +69,24 @@ class EngineState:
     @classmethod
     def of_frames(cls, positions: pl.DataFrame, cash: pl.DataFrame, marks_: pl.DataFrame,
                   seen: pl.DataFrame, instruments: pl.DataFrame,
-                  clock_ns: int | None) -> EngineState:
-        """From plain frames (a snapshot, Redis rows): cast, sorted, ``seen`` indexed."""
+                  clock_ns: int | None, trading_day: int | None = None,
+                  late_day_events: int = 0, lots: pl.DataFrame | None = None) -> EngineState:
+        """From plain frames (a snapshot, Redis rows): cast, sorted, ``seen`` indexed.
+
+        Day columns missing or null (state written before the trading day existed) are 0
+        (``roll_price`` null)."""
         return cls(
-            positions=positions.cast(pl.Schema(accounting.POSITION_STATE_SCHEMA)).sort(
+            positions=_complete(positions, accounting.POSITION_STATE_SCHEMA, 0).sort(
                 "instrument_token", maintain_order=True),
             cash=cash.cast(pl.Schema(CASH_SCHEMA)),
-            marks=marks_.cast(pl.Schema(marks.MARK_STATE_SCHEMA)),
+            marks=_complete(marks_, marks.MARK_STATE_SCHEMA, None),
             seen=dedupe.SeenIds.from_frame(seen),
             instruments=instruments,
             clock_ns=clock_ns,
+            trading_day=trading_day,
+            late_day_events=late_day_events,
+            lots=empty_lots() if lots is None else lots.cast(pl.Schema(LOT_SCHEMA)).sort(
+                "portfolio_id", "instrument_token", "lot"),
         )
 
     def portfolio_ids(self) -> list[str]:
@@ -83,13 +99,29 @@ class EngineState:
             return self
         keep = ~pl.col("portfolio_id").is_in(portfolio_ids)
         return replace(self, positions=self.positions.filter(keep),
-                       cash=self.cash.filter(keep))
+                       cash=self.cash.filter(keep), lots=self.lots.filter(keep))
 
     def pipe(self, fn: Callable[Concatenate[EngineState, P], T], *args: P.args,
              **kwargs: P.kwargs) -> T:
         """``fn(self, *args, **kwargs)``, as Polars' ``DataFrame.pipe``:
         ``state, result = state.pipe(step.apply, batch, config)``."""
         return fn(self, *args, **kwargs)
+
+
+_DAY_COLUMNS = frozenset([*accounting.DAY_COUNTERS, *accounting.CARRIED, "roll_price"])
+
+
+def _complete(frame: pl.DataFrame, schema: dict[str, pl.DataType],
+              fill: int | None) -> pl.DataFrame:
+    """``frame`` cast to ``schema``, day columns added (or nulls filled) with ``fill``."""
+    missing = [pl.lit(fill).alias(c) for c in schema if c not in frame.columns]
+    if missing:
+        frame = frame.with_columns(missing)
+    if fill is not None:
+        day = [c for c in schema if c in _DAY_COLUMNS and frame.get_column(c).null_count()]
+        if day:
+            frame = frame.with_columns(pl.col(day).fill_null(fill))
+    return frame.select(list(schema)).cast(pl.Schema(schema))
 
 
 def _latest(marks_: pl.DataFrame, kind: str) -> pl.DataFrame:
@@ -107,12 +139,25 @@ def merge(a: EngineState, b: EngineState) -> EngineState:
 
     Marks keep the latest tick and the latest fill price per instrument; a fill id in both
     keeps its newest sighting (a null ts never expires), or a redelivery would count as new.
+    Trading days: the later one wins; the side still in an earlier day is rolled to it
+    first (its positions carry their quantity; prices at the roll are the later side's
+    ``roll_price``, else the earlier side's mark). ``late_day_events``: the larger count.
     """
+    from pm_polars.engine.dayfigures import roll  # dayfigures builds on this module
+
+    days = [d for d in (a.trading_day, b.trading_day) if d is not None]
+    day = max(days) if days else None
+    if day is not None:
+        ahead = a if a.trading_day == day else b
+        a, b = (roll(s, day, ahead.marks) if s.trading_day != day else s for s in (a, b))
     both = pl.concat([a.marks, b.marks])
+    rolls = both.filter(pl.col("roll_price").is_not_null()).group_by(
+        "instrument_token").agg(pl.col("roll_price").first())
     merged_marks = (
         both.select("instrument_token").unique()
         .join(_latest(both, "tick"), on="instrument_token", how="left")
         .join(_latest(both, "fill"), on="instrument_token", how="left")
+        .join(rolls, on="instrument_token", how="left")
         .select(a.marks.columns)
     )
     # an id may be in a state twice (expired, then seen again before a sweep)
@@ -129,4 +174,8 @@ def merge(a: EngineState, b: EngineState) -> EngineState:
         seen=seen,
         instruments=a.instruments,
         clock_ns=max(clocks) if clocks else None,
+        trading_day=day,
+        late_day_events=max(a.late_day_events, b.late_day_events),
+        lots=pl.concat([a.lots, b.lots]).unique(
+            ["portfolio_id", "instrument_token", "lot"], keep="first", maintain_order=True),
     )

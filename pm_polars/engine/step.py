@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
-from pm_polars.engine import accounting, dedupe, marks
+from pm_polars.engine import accounting, dayfigures, dedupe, lots, marks, refusals, tradingday
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.plans import run
 from pm_polars.engine.ranges import rows_in_ranges
@@ -34,24 +34,65 @@ from pm_polars.types import BatchResult, EventFrames
 
 def apply(state: EngineState, batch: EventFrames,
           config: EngineConfig) -> tuple[EngineState, BatchResult]:
-    """The state after ``batch`` and what the batch did (see the module docstring)."""
+    """The state after ``batch`` and what the batch did (see the module docstring).
+
+    Duplicates go first (they change nothing, not even the day). The trading day
+    (``tradingday``): each event's booked day is computed columnar; a batch within the
+    book's day is applied whole, one spanning later days in one piece per day, the book
+    rolled (``dayfigures.roll``) before each later day's piece. A roll changes every
+    portfolio's day figures, so all are ``changed_portfolios`` then.
+    """
     horizon = dedupe.horizon_ns(state.clock_ns, config.dedupe_retention_ns)
     fresh, dups = state.seen.split(batch.fills, horizon)
-    positions, cash = state.positions, state.cash
+    fresh, oversized = refusals.position_bound(state.positions, fresh)
+    fills, ticks = tradingday.assign(fresh, batch.ticks, state.trading_day,
+                                     config.day_roll_tz, config.roll_minutes)
+    days = tradingday.segments(fills, ticks)
+    applied: list[pl.DataFrame] = []
+    changed: set[str] = set()
+    rolled = False
+    pieces: list[int | None] = list(days) or [state.trading_day]
+    for day in pieces:
+        f, t = fills, ticks
+        if len(days) > 1:
+            f, t = (x.filter(pl.col(tradingday.DAY) == day) for x in (fills, ticks))
+        if day is not None and day != state.trading_day:
+            state, rolled = dayfigures.roll(state, day), True
+        state, done, moved = _apply_day(state, f, t, config)
+        applied.append(done)
+        changed |= moved
+    if rolled:
+        changed.update(state.portfolio_ids())
+    done = applied[0] if len(applied) == 1 else pl.concat(applied)
+    late = tradingday.late_count(done, ticks)
+    seen = state.seen.remember(done, state.clock_ns, config.dedupe_retention_ns)
+    state = replace(state, seen=seen, late_day_events=state.late_day_events + late)
+    return state, BatchResult(
+        fills=done.drop(tradingday.DAY, tradingday.LATE, "multiplier", strict=False),
+        ticks=batch.ticks,
+        rejects=refusals.merge_rejects(batch.rejects, oversized),
+        duplicates=dups,
+        changed_portfolios=sorted(changed),
+    )
+
+
+def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
+               config: EngineConfig) -> tuple[EngineState, pl.DataFrame, set[str]]:
+    """New fills and ticks of one trading day: the state after (``seen`` not yet updated),
+    the fills as applied (with ``multiplier``) and the portfolios they changed."""
+    positions, cash, open_lots = state.positions, state.cash, state.lots
     if fresh.height:
         fresh = with_multiplier(state, fresh)
-        ledger = accounting.fill_ledger(state.positions, fresh)
-        positions = accounting.merge_positions(
-            state.positions, accounting.position_deltas(ledger)
-        )
+        ledger, deltas, open_lots = lots.book(state.positions, state.lots, fresh,
+                                              config.cost_basis)
+        positions = accounting.merge_positions(state.positions, deltas)
         cash = merge_cash(state.cash, accounting.cash_flows(ledger), fresh,
                           config.starting_cash)
     else:
         fresh = fresh.with_columns(pl.lit(1.0).alias("multiplier"))
-    new_marks, tick_changed = marks.merge_marks(state.marks, batch.ticks, "last_price", "tick")
+    new_marks, tick_changed = marks.merge_marks(state.marks, ticks, "last_price", "tick")
     new_marks, fill_changed = marks.merge_marks(new_marks, fresh, "fill_price", "fill")
-    clock = _max_ts(state.clock_ns, batch.ticks, fresh)
-    seen = state.seen.remember(fresh, clock, config.dedupe_retention_ns)
+    clock = _max_ts(state.clock_ns, ticks, fresh)
     mark_changed = set(tick_changed.to_list())
     if fill_changed.len():  # a fill price is the mark only before the first tick
         fallback = new_marks.filter(
@@ -62,15 +103,9 @@ def apply(state: EngineState, batch: EventFrames,
     filled = fresh.get_column("portfolio_id")
     changed = set((filled.unique() if filled.len() > 1024 else filled).to_list())
     changed.update(holders(positions, sorted(mark_changed)))
-    after = replace(state, positions=positions, cash=cash, marks=new_marks, seen=seen,
-                    clock_ns=clock)
-    return after, BatchResult(
-        fills=fresh.drop("multiplier"),
-        ticks=batch.ticks,
-        rejects=batch.rejects,
-        duplicates=dups,
-        changed_portfolios=sorted(changed),
-    )
+    after = replace(state, positions=positions, cash=cash, marks=new_marks, clock_ns=clock,
+                    lots=open_lots)
+    return after, fresh, changed
 
 
 def with_multiplier(state: EngineState, fills: pl.DataFrame) -> pl.DataFrame:

@@ -6,12 +6,14 @@ change on every tick, so unrealized P&L, market value and equity are computed on
 Money is in account currency: ``unrealized_pnl = (mark - average_price) * quantity * m``,
 ``market_value = quantity * mark * m``, ``equity = cash + sum(market_value)``,
 ``net_pnl = realized + unrealized - fees``, ``total_pnl = realized + unrealized``.
+The day figures (``trading_day``, ``m2m``, ``day_pnl``, ...) are ``engine.dayfigures``'.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
+from pm_polars.engine import dayfigures as dayf
 from pm_polars.engine.marks import mark_expr
 
 OVERALL = "Overall"
@@ -20,12 +22,14 @@ POSITION_COLUMNS = [
     "portfolio_id", "instrument_token", "quantity", "average_price", "last_price",
     "realized_pnl", "unrealized_pnl", "fees", "multiplier", "market_value",
     "buy_quantity", "sell_quantity", "buy_value", "sell_value",
+    *dayf.POSITION_DAY_COLUMNS,
 ]
 
 PORTFOLIO_COLUMNS = [
     "portfolio_id", "source", "strategy_id", "cash", "total_realized_pnl",
     "total_unrealized_pnl", "total_fees", "total_pnl", "net_pnl", "market_value",
     "equity", "gross_exposure", "net_exposure", "open_positions",
+    *dayf.PORTFOLIO_DAY_COLUMNS,
 ]
 
 
@@ -34,7 +38,8 @@ def positions_view(positions: pl.DataFrame, marks: pl.DataFrame) -> pl.DataFrame
     q = pl.col("quantity").cast(pl.Float64)
     return (
         positions.join(
-            marks.select("instrument_token", mark_expr.alias("last_price")),
+            marks.select("instrument_token", mark_expr.alias("last_price"),
+                         pl.col("roll_price").alias("prev_close")),
             on="instrument_token",
             how="left",
             maintain_order="left",
@@ -45,14 +50,17 @@ def positions_view(positions: pl.DataFrame, marks: pl.DataFrame) -> pl.DataFrame
             .otherwise(0.0)
             .alias("unrealized_pnl"),
             (q * pl.col("last_price") * pl.col("multiplier")).fill_null(0.0).alias("market_value"),
+            *dayf.position_day_exprs(),
         )
         .select(POSITION_COLUMNS)
         .sort("portfolio_id", "instrument_token")
     )
 
 
-def portfolios_view(cash: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFrame:
-    """Portfolio totals from the cash table and a ``positions_view`` frame."""
+def portfolios_view(cash: pl.DataFrame, positions: pl.DataFrame,
+                    trading_day: str | None = None) -> pl.DataFrame:
+    """Portfolio totals from the cash table and a ``positions_view`` frame; ``trading_day``
+    (ISO date) is the book's."""
     mv = pl.col("market_value")
     totals = positions.group_by("portfolio_id").agg(
         pl.col("realized_pnl").sum().alias("total_realized_pnl"),
@@ -61,9 +69,10 @@ def portfolios_view(cash: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFrame
         mv.sum().alias("market_value"),
         mv.abs().sum().alias("gross_exposure"),
         (pl.col("quantity") != 0).sum().cast(pl.Int64).alias("open_positions"),
+        *dayf.portfolio_day_aggs(),
     )
     zero = ["total_realized_pnl", "total_unrealized_pnl", "total_fees", "market_value",
-            "gross_exposure"]
+            "gross_exposure", *dayf.PORTFOLIO_DAY_SUMS]
     return (
         cash.join(totals, on="portfolio_id", how="left")
         .with_columns([pl.col(c).fill_null(0.0) for c in zero])
@@ -76,6 +85,7 @@ def portfolios_view(cash: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFrame
             ).alias("net_pnl"),
             (pl.col("cash") + mv).alias("equity"),
             mv.alias("net_exposure"),
+            *dayf.portfolio_day_exprs(trading_day),
         )
         .select(PORTFOLIO_COLUMNS)
         .sort("portfolio_id")
@@ -90,7 +100,7 @@ def overall_positions(positions: pl.DataFrame, cash: pl.DataFrame) -> pl.DataFra
     """
     q = pl.col("quantity")
     sums = ["quantity", "realized_pnl", "unrealized_pnl", "fees", "market_value",
-            "buy_quantity", "sell_quantity", "buy_value", "sell_value"]
+            "buy_quantity", "sell_quantity", "buy_value", "sell_value", *OVERALL_DAY_SUMS]
     return (
         positions.join(cash.select("portfolio_id", "source"), on="portfolio_id", how="left")
         .with_columns((pl.col("average_price") * q.cast(pl.Float64)).alias("cost"))
@@ -100,23 +110,36 @@ def overall_positions(positions: pl.DataFrame, cash: pl.DataFrame) -> pl.DataFra
             pl.col("cost").sum(),
             pl.col("last_price").first(),
             pl.col("multiplier").first(),
+            pl.col("prev_close").first(),
+            (pl.col("overnight_average_price")
+             * pl.col("overnight_quantity").cast(pl.Float64)).sum().alias("_cost0"),
         )
         .with_columns(
             (pl.col("source") + "_" + OVERALL).alias("portfolio_id"),
             pl.when(q != 0).then(pl.col("cost") / q.cast(pl.Float64)).otherwise(0.0)
             .alias("average_price"),
+            pl.when(pl.col("overnight_quantity") != 0)
+            .then(pl.col("_cost0") / pl.col("overnight_quantity").cast(pl.Float64))
+            .otherwise(0.0).alias("overnight_average_price"),
         )
         .select(POSITION_COLUMNS)
         .sort("portfolio_id", "instrument_token")
     )
 
 
+OVERALL_DAY_SUMS = [c for c in dayf.POSITION_DAY_COLUMNS
+                    if c not in ("overnight_average_price", "prev_close")]
+PORTFOLIO_SUMMED = [c for c in PORTFOLIO_COLUMNS
+                    if c not in ("portfolio_id", "source", "strategy_id", "trading_day")]
+
+
 def overall_portfolios(portfolios: pl.DataFrame) -> pl.DataFrame:
-    """Per-source aggregate portfolio rows ``{source}_Overall`` (sums of strategy rows)."""
-    sums = [c for c in PORTFOLIO_COLUMNS if c not in ("portfolio_id", "source", "strategy_id")]
+    """Per-source aggregate portfolio rows ``{source}_Overall`` (sums of strategy rows;
+    ``trading_day`` the book's)."""
+    sums = PORTFOLIO_SUMMED
     return (
         portfolios.group_by("source")
-        .agg([pl.col(c).sum() for c in sums])
+        .agg(*[pl.col(c).sum() for c in sums], pl.col("trading_day").max())
         .with_columns(
             (pl.col("source") + "_" + OVERALL).alias("portfolio_id"),
             pl.lit(OVERALL).alias("strategy_id"),
@@ -127,10 +150,15 @@ def overall_portfolios(portfolios: pl.DataFrame) -> pl.DataFrame:
 
 
 def aum(portfolios: pl.DataFrame) -> dict[str, object]:
-    """Assets under management: sum of strategy portfolios' equity, total and per source."""
+    """Assets under management: sum of strategy portfolios' equity, total and per source,
+    and the day's ``m2m`` and ``day_net_pnl`` summed over them (account currency)."""
     by_source = portfolios.group_by("source").agg(pl.col("equity").sum()).sort("source")
     return {
         "total": float(portfolios.get_column("equity").sum() or 0.0),
         "by_source": dict(zip(by_source["source"].to_list(), by_source["equity"].to_list(),
                               strict=True)),
+        **{c: float(portfolios.get_column(c).sum() or 0.0) for c in AUM_DAY_SUMS},
     }
+
+
+AUM_DAY_SUMS = ["m2m", "day_net_pnl"]

@@ -23,9 +23,9 @@ import polars as pl
 from pm_polars.archive import reader
 from pm_polars.archive.config import new_engine
 from pm_polars.archive.replay import apply_ordered, load_ordered
+from pm_polars.engine import dayfigures, tradingday
 from pm_polars.engine.accounting import KEYS
 from pm_polars.engine.engine import PortfolioEngine
-from pm_polars.engine.marks import mark_expr
 from pm_polars.eod import roll, store, trips
 
 log = logging.getLogger(__name__)
@@ -87,16 +87,18 @@ def roll_day(
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Apply ``day``'s events to ``engine`` and write the day's tables and state."""
     prior = engine.snapshot()
-    prev_pos, prev_port = engine.positions(), engine.portfolios()
-    prev_marks = prior.marks.select("instrument_token", mark_expr.alias("last_price"))
+    prev_port = engine.portfolios()
     events = load_ordered(root, [day])
     apply_ordered(engine, events, label=f"eod {day}")
+    number = tradingday.of_iso(day.isoformat())
+    if engine.state.trading_day is None or engine.state.trading_day < number:
+        engine.state = dayfigures.roll(engine.state, number)  # a day without events
     state = engine.snapshot()
     fills = events.fills.join(
         state.positions.select(*KEYS, "multiplier"), on=KEYS, how="left", maintain_order="left"
     )
     closed, carry = trips.day_trips(day, prior.positions, fills, carry)
-    positions = roll.day_positions(day, prev_pos, prev_marks, engine.positions()).join(
+    positions = roll.day_positions(day, engine.positions()).join(
         carry, on=KEYS, how="left"
     ).with_columns(
         (pl.col("trip_cash") + pl.col("quantity").cast(pl.Float64) * pl.col("average_price")

@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow as pa
 
 from pm_polars.events import typed
-from pm_polars.events.fallback import dict_record, parse_record
+from pm_polars.events.fallback import dict_record, parse_record, quote_raw
 from pm_polars.events.isolate import read_fast, to_frames
 from pm_polars.events.read import as_bytes, positions, to_binary, utf8_text
 from pm_polars.events.rules import split
@@ -76,7 +76,20 @@ def _judge(
         return DecodedBatch.empty()
     seq = positions(rows.height, seq_start, "seq")
     fills, ticks, rejects = split(rows.hstack([seq.alias("seq"), *extra]), raw_of)
-    return DecodedBatch(fills, ticks, rejects)
+    return DecodedBatch(fills, ticks, _raw_values(rejects))
+
+
+def _raw_values(rejects: pl.DataFrame) -> pl.DataFrame:
+    """Reasons about a number quote it as the record wrote it (``fallback.quote_raw``)."""
+    if rejects.height == 0:
+        return rejects
+    reasons = rejects.get_column("reason").to_list()
+    raws = rejects.get_column("raw").to_list()
+    quoted = [r if r is None or raw is None else quote_raw(raw, r)
+              for raw, r in zip(raws, reasons, strict=True)]
+    if quoted == reasons:
+        return rejects
+    return rejects.with_columns(pl.Series("reason", quoted, dtype=pl.String))
 
 
 def _in_order(idx: pl.Series, n: int) -> bool:

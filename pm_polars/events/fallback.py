@@ -290,3 +290,39 @@ def number_ts(value: float | None) -> tuple[str | None, str | None]:
     except Reject as exc:
         return None, str(exc)
     return row.get("ts_num"), None
+
+
+# ---- reasons quote the raw value --------------------------------------------------------
+
+_NUMERIC_PATHS = tuple(
+    f.path for fields in FIELDS.values() for f in fields if f.kind in ("integer", "number")
+)
+_SHOWN = 80
+
+
+def _raw_token(raw: bytes, path: str) -> str | None:
+    """The JSON text of the number at ``path`` in record ``raw`` (``None``: not found)."""
+    try:
+        obj = json.loads(raw, parse_float=_Number, parse_int=_Number, parse_constant=_Number)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
+    for key in path.split("."):
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return str(obj) if isinstance(obj, _Number) else None
+
+
+def quote_raw(raw: bytes, reason: str) -> str:
+    """``reason`` with the offending number quoted as it was written in ``raw`` (not as
+    float64 or int64 converted it): ``fill_price: must be finite, got 1e400``."""
+    path, _, rest = reason.partition(": ")
+    if path not in _NUMERIC_PATHS or not rest:
+        return reason
+    token = _raw_token(raw, path)
+    if token is None:
+        return reason
+    if len(token) > _SHOWN:
+        token = f"{token[:_SHOWN]}... ({len(token)} characters)"
+    body = rest.rpartition(", got ")[0] or rest
+    return f"{path}: {body}, got {token}"

@@ -11,9 +11,10 @@ reading problems (``parse_error``) -> ``event_type`` -> the fields of the record
 type in ``schema.FIELDS`` order: the ``required`` rules come from the schema, the value
 rules from ``VALUE_RULES`` -> ``ts`` (see ``timestamps``).
 
-Value rules: strings non-empty (not blank); ``signal_type`` BUY/SELL in any ASCII letter
-case (output upper case); ``quantity`` > 0; prices finite and > 0; ``fee`` finite, missing =
-0.0 (negative = rebate); ``fill_id`` "" is treated as absent (no dedupe key).
+Value rules: strings non-empty (not blank); ``source`` of ``SOURCE_CHARS``; ``strategy_id``
+not ``Overall`` nor ending ``_Overall``; instrument tokens > 0; ``signal_type`` BUY/SELL in any ASCII letter
+case (output upper case); ``quantity`` 1 to ``MAX_QUANTITY``; prices finite, > 0 and at most ``MAX_PRICE``;
+``fee`` finite and within ``MAX_FEE`` either way, missing = 0.0 (negative = rebate); ``fill_id`` "" is treated as absent (no dedupe key).
 """
 
 from __future__ import annotations
@@ -97,7 +98,31 @@ NON_BLANK = Check(lambda c: c.str.contains(r"^\s*$"), _all_non_blank)
 SIDE = _one_of([s for side in SIDES for s in _spellings(side)], SIDES)
 KNOWN_EVENT = _one_of(list(EVENT_TYPES), EVENT_TYPES)
 POSITIVE = Check(lambda c: c <= 0, lambda s: (low := _low(s)) is None or low > 0)
+# Bounds that keep every money figure finite and exact to the paisa in float64: a fill's
+# notional is at most MAX_QUANTITY * MAX_PRICE * multiplier (1e24 x multiplier).
+MAX_QUANTITY = 10**12  # units per fill
+MAX_PRICE = 1e12  # per unit, account currency
+MAX_FEE = 1e12  # per fill, either sign
+
+
+def _at_most(bound: float) -> Check:
+    return Check(lambda c: c.abs() > bound,
+                 lambda s: (high := s.abs().max()) is None or float(high) <= bound)  # type: ignore[arg-type]
+
 FINITE = Check(lambda c: ~c.is_finite(), lambda s: math.isfinite(s.sum()))
+# identity: ``portfolio_id = f"{source}_{strategy_id}"`` is unambiguous because a source
+# never holds ``_`` (the first ``_`` ends it); aggregate rows own ``{source}_Overall``.
+SOURCE_PATTERN = r"^[A-Za-z0-9.-]{1,64}$"
+SOURCE_CHARS = "1-64 characters of A-Z a-z 0-9 . - (no '_': it ends the source in portfolio_id)"
+OVERALL = "Overall"
+SOURCE_NAME = Check(
+    lambda c: ~c.str.contains(SOURCE_PATTERN),
+    lambda s: bool(s.str.contains(SOURCE_PATTERN).all()),
+)
+RESERVED = Check(
+    lambda c: (c == OVERALL) | c.str.ends_with("_" + OVERALL),
+    lambda s: not ((s == OVERALL) | s.str.ends_with("_" + OVERALL)).any(),
+)
 
 
 @dataclass(frozen=True)
@@ -127,7 +152,7 @@ def _shown(col: str) -> pl.Expr:
     c = pl.col(col)
     if col in ("fill_price", "fee", "last_price"):
         return c.cast(pl.String).str.to_lowercase()
-    if col == "quantity":
+    if col in ("quantity", "sig_token", "instrument_token"):
         return c.cast(pl.String)
     return pl.format("'{}'", c.str.slice(0, 80))
 
@@ -138,18 +163,35 @@ def _got(f: Field, text: str) -> pl.Expr:
 
 # value rules per RAW column, after the field's ``required`` rule: (check, reason)
 VALUE_RULES: dict[str, Callable[[Field], list[tuple[Check, pl.Expr]]]] = {
-    "source": lambda f: [(NON_BLANK, _msg(f"{f.path}: must be a non-empty string"))],
-    "strategy_id": lambda f: [(NON_BLANK, _msg(f"{f.path}: must be a non-empty string"))],
+    "source": lambda f: [
+        (NON_BLANK, _msg(f"{f.path}: must be a non-empty string")),
+        (SOURCE_NAME, _got(f, f"must be {SOURCE_CHARS}")),
+    ],
+    "strategy_id": lambda f: [
+        (NON_BLANK, _msg(f"{f.path}: must be a non-empty string")),
+        (RESERVED, _got(f, f"'{OVERALL}' and names ending '_{OVERALL}' are reserved for the "
+                           "aggregate rows")),
+    ],
+    "sig_token": lambda f: [(POSITIVE, _got(f, "must be a positive integer"))],
+    "instrument_token": lambda f: [(POSITIVE, _got(f, "must be a positive integer"))],
     "signal_type": lambda f: [(SIDE, _got(f, "must be BUY or SELL"))],
-    "quantity": lambda f: [(POSITIVE, _got(f, "must be > 0"))],
+    "quantity": lambda f: [
+        (POSITIVE, _got(f, "must be > 0")),
+        (_at_most(MAX_QUANTITY), _got(f, f"must be at most {MAX_QUANTITY} units")),
+    ],
     "fill_price": lambda f: [
         (FINITE, _got(f, "must be finite")),
         (POSITIVE, _got(f, "must be > 0")),
+        (_at_most(MAX_PRICE), _got(f, f"must be at most {MAX_PRICE:g} per unit")),
     ],
-    "fee": lambda f: [(FINITE, _got(f, "must be finite"))],
+    "fee": lambda f: [
+        (FINITE, _got(f, "must be finite")),
+        (_at_most(MAX_FEE), _got(f, f"must be between -{MAX_FEE:g} and {MAX_FEE:g}")),
+    ],
     "last_price": lambda f: [
         (FINITE, _got(f, "must be finite")),
         (POSITIVE, _got(f, "must be > 0")),
+        (_at_most(MAX_PRICE), _got(f, f"must be at most {MAX_PRICE:g} per unit")),
     ],
 }
 

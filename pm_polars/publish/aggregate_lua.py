@@ -36,14 +36,24 @@ local P = req.prefix
 local K, CL = req.keys, req.cluster
 local hashes = {}  -- cluster: Overall position hashes for the caller
 local INT = {quantity=true, buy_quantity=true, sell_quantity=true, open_positions=true,
-             instrument_token=true}
+             instrument_token=true, overnight_quantity=true, day_buy_quantity=true,
+             day_sell_quantity=true, day_quantity=true}
 local PF = {'cash','total_realized_pnl','total_unrealized_pnl','total_fees','total_pnl',
             'net_pnl','market_value','equity','gross_exposure','net_exposure','open_positions'}
+local PF_DAY = {'day_pnl','m2m','day_realized_pnl','day_fees','day_carried_pnl',
+                'day_trading_pnl','day_net_pnl'}
 local POS = {'quantity','realized_pnl','unrealized_pnl','fees','market_value','buy_quantity',
-             'sell_quantity','buy_value','sell_value','cost'}
+             'sell_quantity','buy_value','sell_value','cost','overnight_quantity',
+             'day_buy_quantity','day_sell_quantity','day_buy_value','day_sell_value',
+             'day_quantity','day_pnl','day_realized_pnl','day_fees','day_carried_pnl',
+             'day_trading_pnl','m2m','cost0'}
 local POS_OUT = {'instrument_token','quantity','average_price','last_price','realized_pnl',
                  'unrealized_pnl','fees','multiplier','market_value','buy_quantity',
-                 'sell_quantity','buy_value','sell_value'}
+                 'sell_quantity','buy_value','sell_value','overnight_quantity',
+                 'overnight_average_price','prev_close','day_buy_quantity',
+                 'day_sell_quantity','day_buy_value','day_sell_value','day_quantity','day_pnl',
+                 'day_realized_pnl','day_fees','day_carried_pnl','day_trading_pnl','m2m'}
+local AUM_DAY = {'m2m','day_net_pnl'}
 
 local function isnull(x) return x == nil or x == cjson.null end
 local function num(name, x)
@@ -86,10 +96,14 @@ for _, p in ipairs(req.prices) do
 end
 for _, src in ipairs(req.sources) do
   local pid = src .. '_Overall'
-  local tot, pos, toks = {}, {}, {}
+  local tot, pos, toks, day = {}, {}, {}, nil
   for _, k in ipairs(PF) do tot[k] = 0 end
+  for _, k in ipairs(PF_DAY) do tot[k] = 0 end
   for _, part in ipairs(sorted_parts(K['parts:' .. src])) do
     for _, k in ipairs(PF) do tot[k] = tot[k] + (isnull(part.totals[k]) and 0 or part.totals[k]) end
+    for _, k in ipairs(PF_DAY) do tot[k] = tot[k] + (isnull(part.totals[k]) and 0 or part.totals[k]) end
+    local d = part.trading_day
+    if not isnull(d) and (day == nil or d > day) then day = d end
     for tok, row in pairs(part.positions) do
       local acc = pos[tok]
       if acc == nil then
@@ -100,6 +114,7 @@ for _, src in ipairs(req.sources) do
       for _, k in ipairs(POS) do acc[k] = acc[k] + (isnull(row[k]) and 0 or row[k]) end
       if isnull(acc.last_price) and not isnull(row.last_price) then acc.last_price = row.last_price end
       if isnull(acc.multiplier) and not isnull(row.multiplier) then acc.multiplier = row.multiplier end
+      if isnull(acc.prev_close) and not isnull(row.prev_close) then acc.prev_close = row.prev_close end
     end
   end
   table.sort(toks)
@@ -107,6 +122,7 @@ for _, src in ipairs(req.sources) do
   for _, t in ipairs(toks) do
     local acc = pos[tostring(t)]
     acc.average_price = (acc.quantity ~= 0) and (acc.cost / acc.quantity) or 0
+    acc.overnight_average_price = (acc.overnight_quantity ~= 0) and (acc.cost0 / acc.overnight_quantity) or 0
     if CL then
       local m = req.marks[tostring(t)]
       if m ~= nil then acc.last_price = m end
@@ -126,16 +142,20 @@ for _, src in ipairs(req.sources) do
   local head = {'"portfolio_id":' .. cjson.encode(pid), '"source":' .. cjson.encode(src),
                 '"strategy_id":"Overall"'}
   for _, s in ipairs(object(PF, tot)) do head[#head + 1] = s end
+  head[#head + 1] = '"trading_day":' .. (day == nil and 'null' or cjson.encode(day))
+  for _, s in ipairs(object(PF_DAY, tot)) do head[#head + 1] = s end
   head[#head + 1] = '"positions":{' .. table.concat(posjson, ',') .. '}'
   redis.call('SET', K['doc:' .. src], '{' .. table.concat(head, ',') .. '}')
   if not CL then redis.call('SADD', K.index, pid) end
 end
 
 if req.aum then
-  local total, by = 0, {}
+  local total, by, dsum = 0, {}, {}
   local names = {}
+  for _, k in ipairs(AUM_DAY) do dsum[k] = 0 end
   for _, part in ipairs(sorted_parts(K.aum_parts)) do
     total = total + part.total
+    for _, k in ipairs(AUM_DAY) do dsum[k] = dsum[k] + (isnull(part[k]) and 0 or part[k]) end
     for src, v in pairs(part.by_source) do
       if by[src] == nil then by[src] = 0; names[#names + 1] = src end
       by[src] = by[src] + v
@@ -144,7 +164,9 @@ if req.aum then
   table.sort(names)
   local bs = {}
   for _, src in ipairs(names) do bs[#bs + 1] = cjson.encode(src) .. ':' .. num('', by[src]) end
-  redis.call('SET', K.aum, '{"total":' .. num('', total) .. ',"by_source":{' .. table.concat(bs, ',') .. '}}')
+  local extra = {}
+  for _, k in ipairs(AUM_DAY) do extra[#extra + 1] = ',' .. cjson.encode(k) .. ':' .. num(k, dsum[k]) end
+  redis.call('SET', K.aum, '{"total":' .. num('', total) .. ',"by_source":{' .. table.concat(bs, ',') .. '}' .. table.concat(extra) .. '}')
 end
 
 local conflicts = {}

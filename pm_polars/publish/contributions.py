@@ -7,12 +7,16 @@ instance's partial view never overwrites another's.
 
 Contribution JSON for a source (money in account currency, quantities signed)::
 
-    {"totals": {"cash", "total_realized_pnl", ..., "open_positions"},   # sums of strategies
+    {"totals": {"cash", "total_realized_pnl", ..., "open_positions", "day_pnl", "m2m",
+                ...},                                                     # sums of strategies
+     "trading_day": "YYYY-MM-DD" | null,
      "positions": {"<token>": {"quantity", "realized_pnl", ..., "cost",  # cost = sum of
-                               "last_price", "multiplier"}}}             # average_price*qty
+                               ..., "m2m", "cost0",                      # average_price*qty
+                               "last_price", "prev_close", "multiplier"}}}
 
 The aggregate position's ``average_price`` is ``sum(cost) / sum(quantity)`` (0 when net
-flat), exactly like ``views.overall_positions``. The daemon builds these documents in
+flat), its ``overnight_average_price`` ``sum(cost0) / sum(overnight_quantity)`` (``cost0``
+= overnight_average_price x overnight_quantity), exactly like ``views.overall_positions``. The daemon builds these documents in
 ``pm_polars.publish.model_rows``.
 """
 
@@ -20,10 +24,10 @@ from __future__ import annotations
 
 from pm_polars.engine import views
 
-PORTFOLIO_SUMS = [
-    c for c in views.PORTFOLIO_COLUMNS if c not in ("portfolio_id", "source", "strategy_id")
-]
+PORTFOLIO_SUMS = views.PORTFOLIO_SUMMED
 POSITION_SUMS = [
     "quantity", "realized_pnl", "unrealized_pnl", "fees", "market_value",
     "buy_quantity", "sell_quantity", "buy_value", "sell_value", "cost",
+    *views.OVERALL_DAY_SUMS, "cost0",
 ]
+AUM_SUMS = views.AUM_DAY_SUMS

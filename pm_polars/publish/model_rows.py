@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pm_polars.engine import views
+from pm_polars.engine.dayfigures import PORTFOLIO_DAY_SUMS
+from pm_polars.publish.contributions import AUM_SUMS
 from pm_polars.publish.keys import Keys
 from pm_polars.publish.part_sums import PartSums, Rendered
 from pm_polars.publish.resp import arg, command, header
@@ -39,7 +41,11 @@ from pm_polars.publish.state_rows import StateRows
 
 POSITION_FIELDS = [c for c in views.POSITION_COLUMNS if c != "portfolio_id"]
 _STATE = ["portfolio_id", "instrument_token", "quantity", "average_price", "realized_pnl",
-          "fees", "buy_quantity", "sell_quantity", "buy_value", "sell_value", "multiplier"]
+          "fees", "buy_quantity", "sell_quantity", "buy_value", "sell_value", "multiplier",
+          "overnight_quantity", "overnight_average_price", "day_buy_quantity",
+          "day_sell_quantity", "day_buy_value", "day_sell_value", "day_realized_pnl",
+          "day_fees"]
+_DAY_SUMS = PORTFOLIO_DAY_SUMS
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _HEADS = [f"${len(k)}\r\n{k}\r\n" for k in POSITION_FIELDS]  # field names as RESP
 _POSITION_JSON = "{" + ",".join(f"{_dumps(k)}:%s" for k in POSITION_FIELDS) + "}"
@@ -85,25 +91,42 @@ def _position_texts(p: dict[str, Any]) -> tuple[str, bytes, str]:
 
 def position_rows(rows: StateRows, members: Mapping[str, str]) -> list[dict[str, Any]]:
     """``views.positions_view`` rows of ``members`` (sorted by portfolio, token) as dicts."""
-    m_tok, m_tick, m_fill = (rows.mark_columns.index(c) for c in
-                             ("instrument_token", "tick_price", "fill_price"))
+    m_tok, m_tick, m_fill, m_roll = (rows.mark_columns.index(c) for c in
+                                     ("instrument_token", "tick_price", "fill_price",
+                                      "roll_price"))
     marks = {r[m_tok]: r[m_tick] if r[m_tick] is not None else r[m_fill]
              for r in rows.marks.values()}
+    closes = {r[m_tok]: r[m_roll] for r in rows.marks.values()}
     at = [rows.position_columns.index(c) for c in _STATE]
     out = []
     for row in rows.positions:
-        pid, tok, q, avg, real, fees, bq, sq, bv, sv, m = (row[i] for i in at)
+        (pid, tok, q, avg, real, fees, bq, sq, bv, sv, m,
+         q0, avg0, dbq, dsq, dbv, dsv, dreal, dfees) = (row[i] for i in at)
         if pid not in members:
             continue
-        mark = marks.get(tok)
+        mark, pc = marks.get(tok), closes.get(tok)
         qf = float(q)
         unreal = ((mark - avg) * qf * m if mark is not None else None) if q != 0 else 0.0
         mv = qf * mark * m if mark is not None else 0.0
+        flow, day_q = dsv - dbv, dbq - dsq
+        if mark is None:
+            day_pnl = trading = None
+        else:
+            day_pnl = flow + float(day_q) * mark * m
+            trading = flow + float(q - q0) * mark * m
+        carried = (float(q0) * (mark - pc) * m if mark is not None and pc is not None
+                   else None) if q0 != 0 else 0.0
+        m2m = carried + trading if carried is not None and trading is not None else None
         out.append({"portfolio_id": pid, "instrument_token": tok, "quantity": q,
                     "average_price": avg, "last_price": mark, "realized_pnl": real,
                     "unrealized_pnl": unreal, "fees": fees, "multiplier": m,
                     "market_value": mv, "buy_quantity": bq, "sell_quantity": sq,
-                    "buy_value": bv, "sell_value": sv})
+                    "buy_value": bv, "sell_value": sv, "overnight_quantity": q0,
+                    "overnight_average_price": avg0, "prev_close": pc,
+                    "day_buy_quantity": dbq, "day_sell_quantity": dsq, "day_buy_value": dbv,
+                    "day_sell_value": dsv, "day_quantity": day_q, "day_pnl": day_pnl,
+                    "day_realized_pnl": dreal, "day_fees": dfees, "day_carried_pnl": carried,
+                    "day_trading_pnl": trading, "m2m": m2m})
     return out
 
 
@@ -111,6 +134,7 @@ def portfolio_rows(rows: StateRows, members: Mapping[str, str],
                    positions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``views.portfolios_view`` rows of ``members`` (sorted by id) as dicts."""
     sums: dict[str, list[float]] = {}
+    day: dict[str, list[float]] = {}
     for p in positions:
         acc = sums.setdefault(p["portfolio_id"], [0.0, 0.0, 0.0, 0.0, 0.0, 0])
         acc[0] += p["realized_pnl"]
@@ -119,6 +143,9 @@ def portfolio_rows(rows: StateRows, members: Mapping[str, str],
         acc[3] += p["market_value"]
         acc[4] += abs(p["market_value"])
         acc[5] += p["quantity"] != 0
+        dacc = day.setdefault(p["portfolio_id"], [0.0] * len(_DAY_SUMS))
+        for i, c in enumerate(_DAY_SUMS):
+            dacc[i] += p[c] or 0.0
     at = [rows.cash_columns.index(c) for c in ("portfolio_id", "source", "strategy_id", "cash")]
     out = []
     for row in rows.cash:
@@ -126,12 +153,14 @@ def portfolio_rows(rows: StateRows, members: Mapping[str, str],
         if pid not in members:
             continue
         real, unreal, fees, mv, gross, n = sums.get(pid, (0.0, 0.0, 0.0, 0.0, 0.0, 0))
+        figures = dict(zip(_DAY_SUMS, day.get(pid, [0.0] * len(_DAY_SUMS)), strict=True))
         out.append({"portfolio_id": pid, "source": source, "strategy_id": strategy,
                     "cash": money, "total_realized_pnl": real, "total_unrealized_pnl": unreal,
                     "total_fees": fees, "total_pnl": real + unreal,
                     "net_pnl": real + unreal - fees, "market_value": mv,
                     "equity": money + mv, "gross_exposure": gross, "net_exposure": mv,
-                    "open_positions": int(n)})
+                    "open_positions": int(n), "trading_day": rows.trading_day, **figures,
+                    "day_net_pnl": figures["m2m"] - figures["day_fees"]})
     return out
 
 
@@ -176,17 +205,19 @@ def _contributions(out: Published, parts: Mapping[str, PartSums], keys: Keys,
                    group: str) -> None:
     """HSET of each partition's Overall contribution per source and its aum contribution."""
     by_source: dict[str, list[str]] = defaultdict(list)
-    aum: dict[str, dict[str, float]] = defaultdict(dict)
+    aum: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for part in sorted(parts):
-        for src, (doc, equity) in parts[part].documents().items():
+        for src, (doc, totals) in parts[part].documents().items():
             by_source[src] += [part, doc]
-            aum[part][src] = equity
+            aum[part][src] = totals
     for src, fields in sorted(by_source.items()):
         out.add(command("HSET", keys.overall_parts(group, src), *fields))
     out.sources = sorted(by_source)
     if aum:
         fields = []
-        for part, eq in sorted(aum.items()):
-            fields += [part, _dumps({"total": sum(eq.values()), "by_source": eq})]
+        for part, per in sorted(aum.items()):
+            eq = {src: t["equity"] for src, t in per.items()}
+            day = {c: math.fsum(t[c] for t in per.values()) for c in AUM_SUMS}
+            fields += [part, _dumps({"total": sum(eq.values()), "by_source": eq, **day})]
         out.add(command("HSET", keys.aum_parts(group), *fields))
         out.aum = True

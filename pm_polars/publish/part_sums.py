@@ -25,8 +25,10 @@ from typing import Any
 
 from pm_polars.publish.contributions import PORTFOLIO_SUMS, POSITION_SUMS
 
-INTS = frozenset({"quantity", "buy_quantity", "sell_quantity", "open_positions"})
-_SUMMED = [c for c in POSITION_SUMS if c != "cost"]
+INTS = frozenset({"quantity", "buy_quantity", "sell_quantity", "open_positions",
+                  "overnight_quantity", "day_buy_quantity", "day_sell_quantity",
+                  "day_quantity"})
+_SUMMED = [c for c in POSITION_SUMS if c not in ("cost", "cost0")]
 Rendered = tuple[dict[str, Any], list[dict[str, Any]]]  # as ``model_rows.Rendered``
 
 
@@ -82,23 +84,26 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _position_sums(p: dict[str, Any]) -> tuple[Any, ...]:
-    return (*_SUMMED_AT(p), p["average_price"] * float(p["quantity"]))
+    return (*_SUMMED_AT(p), p["average_price"] * float(p["quantity"]),
+            p["overnight_average_price"] * float(p["overnight_quantity"]))
 
 
 class _Token:
     """One instrument's aggregate position in a source: sums, last mark, multiplier."""
 
-    __slots__ = ("sums", "last_price", "multiplier", "_json")
+    __slots__ = ("sums", "last_price", "prev_close", "multiplier", "_json")
 
     def __init__(self, multiplier: Any) -> None:
-        self.sums = _Sums([*_SUMMED, "cost"])
+        self.sums = _Sums([*_SUMMED, "cost", "cost0"])
         self.last_price: float | None = None
+        self.prev_close: float | None = None
         self.multiplier = multiplier
         self._json: str | None = None
 
     def copy(self) -> _Token:
         out = _Token(self.multiplier)
         out.sums, out.last_price = self.sums.copy(), self.last_price
+        out.prev_close = self.prev_close
         return out
 
     def replace(self, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
@@ -106,25 +111,30 @@ class _Token:
         self.sums.replace(None if old is None else _position_sums(old), _position_sums(new))
         if new["last_price"] is not None:
             self.last_price = new["last_price"]
+        if new["prev_close"] is not None:
+            self.prev_close = new["prev_close"]
 
     def json(self) -> str:
         if self._json is None:
             sums = self.sums.values()
             self._json = _dumps({**{c: sums[c] for c in POSITION_SUMS},
-                                 "last_price": self.last_price, "multiplier": self.multiplier})
+                                 "last_price": self.last_price, "prev_close": self.prev_close,
+                                 "multiplier": self.multiplier})
         return self._json
 
 
 class _Source:
-    __slots__ = ("totals", "tokens")
+    __slots__ = ("totals", "tokens", "trading_day")
 
     def __init__(self) -> None:
         self.totals = _Sums(list(PORTFOLIO_SUMS))
         self.tokens: dict[int, _Token] = {}
+        self.trading_day: str | None = None  # the latest of its published rows
 
     def copy(self) -> _Source:
         out = _Source()
         out.totals, out.tokens = self.totals.copy(), dict(self.tokens)
+        out.trading_day = self.trading_day
         return out
 
 
@@ -152,6 +162,9 @@ class PartSums:
         if source is None or ("s", src) not in copied:
             source = self.sources[src] = source.copy() if source is not None else _Source()
             copied.add(("s", src))
+        day = row.get("trading_day")
+        if day is not None and (source.trading_day is None or day > source.trading_day):
+            source.trading_day = day
         before = {} if old is None else {p["instrument_token"]: p for p in old[1]}
         source.totals.replace(None if old is None else _TOTALS_AT(old[0]), _TOTALS_AT(row))
         for p in positions:
@@ -163,13 +176,14 @@ class PartSums:
                 copied.add(("t", src, tok))
             token.replace(before.get(tok), p)
 
-    def documents(self) -> dict[str, tuple[str, float]]:
-        """Per source: the contribution JSON (``contributions``) and its equity."""
+    def documents(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Per source: the contribution JSON (``contributions``) and its summed totals."""
         out = {}
         for src in sorted(self.sources):
             source = self.sources[src]
             totals = source.totals.values()
             inner = ",".join(f'"{t}":{source.tokens[t].json()}' for t in sorted(source.tokens))
-            out[src] = (f'{{"totals":{_dumps(totals)},"positions":{{{inner}}}}}',
-                        totals["equity"])
+            out[src] = (f'{{"totals":{_dumps(totals)},'
+                        f'"trading_day":{_dumps(source.trading_day)},'
+                        f'"positions":{{{inner}}}}}', totals)
         return out

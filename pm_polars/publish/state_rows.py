@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from pm_polars.engine import tradingday
 from pm_polars.engine.state import EngineState
 
 SMALL_FRAME = 500  # rows of a state frame filtered in Python (see ``_rows``)
@@ -28,6 +29,7 @@ class StateRows:
     cash_columns: list[str]
     marks: dict[int, tuple[Any, ...]]  # instrument_token -> mark state row
     mark_columns: list[str]
+    trading_day: str | None = None  # the book's (ISO date)
 
     @classmethod
     def fetch(cls, snap: EngineState, portfolio_ids: list[str]) -> StateRows:
@@ -41,7 +43,8 @@ class StateRows:
         mark_tok = snap.marks.columns.index("instrument_token")
         return cls(pos_rows, snap.positions.columns,
                    sorted(_rows(snap.cash, "portfolio_id", wanted, every)), snap.cash.columns,
-                   {r[mark_tok]: r for r in marks}, snap.marks.columns)
+                   {r[mark_tok]: r for r in marks}, snap.marks.columns,
+                   tradingday.iso(snap.trading_day))
 
 
 def _rows(frame: pl.DataFrame, column: str, wanted: set[Any], every: bool) -> list[tuple[Any, ...]]:

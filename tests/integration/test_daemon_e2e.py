@@ -43,8 +43,10 @@ def _metric(text: str, name: str, labels: str = "") -> float:
     return 0.0
 
 
+@pytest.mark.parametrize("prefetch", ["2", "0"], ids=["prefetch-thread", "one-thread"])
 def test_end_to_end_equals_engine_dlq_metrics_and_sigterm(
-    broker: KafkaBroker, redis_srv: RedisServer, topics: Names, start_daemon: StartDaemon
+    broker: KafkaBroker, redis_srv: RedisServer, topics: Names, start_daemon: StartDaemon,
+    prefetch: str,
 ) -> None:
     names = topics
     records = feed(names, 12_000, malformed_rate=0.01, duplicate_rate=0.01)
@@ -54,7 +56,8 @@ def test_end_to_end_equals_engine_dlq_metrics_and_sigterm(
     pubsub = client.pubsub()
     pubsub.subscribe("portfolio-updates")
     port = free_port()
-    daemon = start_daemon("--metrics-port", str(port), "--metrics-host", "127.0.0.1")
+    daemon = start_daemon("--metrics-port", str(port), "--metrics-host", "127.0.0.1",
+                          "--prefetch-batches", prefetch)
 
     wait_for("Redis to equal the engine", lambda: not differences(client, ref),
              diagnose=lambda: "\n".join(differences(client, ref)[:10]) + daemon.log()[-3000:])

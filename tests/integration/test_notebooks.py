@@ -37,3 +37,13 @@ def test_notebook_runs(name: str, archive: Path, monkeypatch: pytest.MonkeyPatch
     assert not [o for o in outputs if o.get("output_type") == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 4  # the charts rendered
+
+
+def test_accounting_modes_notebook_runs() -> None:
+    """Each accounting mode's cell runs (and asserts its hand-worked figure)."""
+    nb = nbformat.read(NOTEBOOKS / "accounting_modes.ipynb", as_version=4)  # type: ignore[no-untyped-call]
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("5000.0" in str(o) for o in outputs)

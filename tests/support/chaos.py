@@ -297,9 +297,9 @@ class PacedProducer(threading.Thread):
 
 
 # ---------------------------------------------------------------------------- reference
-def reference(items: Iterable[Item]) -> PortfolioEngine:
+def reference(items: Iterable[Item], cost_basis: str = "average") -> PortfolioEngine:
     """The engine applied once to the valid records, in produce order."""
-    eng = PortfolioEngine(starting_cash=STARTING_CASH)
+    eng = PortfolioEngine(starting_cash=STARTING_CASH, cost_basis=cost_basis)
     values = [i.value for i in items if i.valid]
     if values:
         eng.apply(values)
@@ -409,7 +409,7 @@ def frozen_problems(client: redis.Redis, items: Sequence[Item], names: Names) ->
         return i.offset < fills.get((i.topic, i.partition), 0)
 
     done = [i for i in items if consumed(i)]
-    ref = reference(done)
+    ref = reference(done, names.cost_basis)
     problems = differences(client, ref, with_marks=False) if ref.portfolio_ids() else []
     n = unique_fills(done)
     got = seen_count(client, names)
@@ -452,7 +452,7 @@ def check_equal(client: redis.Redis, names: Names, items: Sequence[Item],
     ``seen=False``: do not count the stored fill ids (a short ``--dedupe-retention`` prunes
     them).
     """
-    ref = ref if ref is not None else reference(items)
+    ref = ref if ref is not None else reference(items, names.cost_basis)
     n = unique_fills(items) if seen else None
 
     def problems() -> list[str]:

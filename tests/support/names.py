@@ -16,6 +16,7 @@ class Names:
     uid: str
     fill_partitions: int = 3
     tick_partitions: int = 2
+    cost_basis: str = "average"  # the scenario's --cost-basis (daemons and reference)
 
     @property
     def pattern(self) -> str:
@@ -50,4 +51,4 @@ class Names:
     def daemon_args(self, *extra: str) -> list[str]:
         return ["--group-id", self.group, "--fills-pattern", self.pattern,
                 "--ticks-topic", self.ticks, "--dlq-topic", self.dlq,
-                "--starting-cash", str(STARTING_CASH), *extra]
+                "--starting-cash", str(STARTING_CASH), "--cost-basis", self.cost_basis, *extra]

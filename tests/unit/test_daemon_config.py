@@ -54,6 +54,9 @@ def test_durations_accept_suffixes() -> None:
         (("--bootstrap-servers", "b:1", "--ticks-start", "now"), {}, "earliest, latest"),
         (("--bootstrap-servers", "b:1", "-X", "novalue"), {}, "key=value"),
         (("--bootstrap-servers", "b:1", "--max-reject-ratio", "2"), {}, "fraction"),
+        (("--bootstrap-servers", "b:1", "--day-roll-tz", "Asia/Bombay Beach"), {},
+         "--day-roll-tz / PM_DAY_ROLL_TZ"),
+        (("--bootstrap-servers", "b:1"), {"PM_DAY_ROLL_TIME": "9.15"}, "use HH:MM"),
     ],
 )
 def test_config_errors_name_the_setting_and_the_fix(
@@ -63,6 +66,15 @@ def test_config_errors_name_the_setting_and_the_fix(
         resolve(_args(*argv), env)
     assert needle in str(err.value)
     assert "Fix" in str(err.value) or "use one of" in str(err.value)
+
+
+def test_day_roll_settings_reach_the_engine(tmp_path: Path) -> None:
+    cfg = tmp_path / "pm.toml"
+    cfg.write_text('bootstrap_servers = "b:1"\nday_roll_tz = "Europe/London"\n')
+    s = resolve(_args("--config", str(cfg), "--day-roll-time", "08:00"), {})
+    config = s.engine_config()
+    assert (config.day_roll_tz, config.day_roll_time, config.roll_minutes) == (
+        "Europe/London", "08:00", 480)
 
 
 def test_unknown_file_key_is_an_error(tmp_path: Path) -> None:

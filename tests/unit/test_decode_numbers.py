@@ -43,8 +43,9 @@ def test_huge_number_in_a_field_is_out_of_range_not_invalid_json() -> None:
     ts = enc(tick()).replace(b'"ts": 1795600550200', b'"ts": ' + HUGE)
     assert HUGE in price and HUGE in ts
     reasons = decode_messages([quantity, price, ts]).rejects["reason"].to_list()
-    assert reasons[0] == "quantity: out of range for a 64-bit integer"
-    assert reasons[1] == "last_price: must be finite, got inf"
+    assert reasons[0].startswith("quantity: out of range for a 64-bit integer, got 7777")
+    assert reasons[0].endswith("(5000 characters)")  # the raw value, cut
+    assert reasons[1].startswith("last_price: must be finite, got 7777")
     assert reasons[2].startswith("ts: out of range for int64 nanoseconds since epoch, got 7777")
     assert reasons[2].endswith("(5000 characters)")  # quoted, but not all 5000 digits
 
@@ -83,7 +84,7 @@ def test_typed_columns_get_the_reasons_of_the_json_they_stand_for() -> None:
     assert expected == [
         "quantity: expected a number, got string",
         "quantity: must be an integer, got 1.5",
-        "quantity: out of range for a 64-bit integer",
+        "quantity: out of range for a 64-bit integer, got 1.1805916207174113e+21",
         "fee: expected a number, got boolean",
         "original_signal.strategy_id: expected a string, got number",
         "ts: expected an epoch number or an ISO-8601 string, got boolean",

@@ -21,9 +21,10 @@ def _rendered(pid: str, values: list[float], qty: int) -> Rendered:
     for i, f in enumerate(PORTFOLIO_SUMS):
         row[f] = qty if f == "open_positions" else values[i % len(values)]
     pos: dict[str, Any] = {"portfolio_id": pid, "instrument_token": 7, "multiplier": 1.0,
-                           "last_price": values[0], "average_price": values[-1]}
+                           "last_price": values[0], "average_price": values[-1],
+                           "prev_close": values[0], "overnight_average_price": values[0]}
     for i, f in enumerate(POSITION_SUMS):
-        if f != "cost":
+        if f not in ("cost", "cost0"):
             pos[f] = qty if "quantity" in f else values[(i + 1) % len(values)]
     return row, [pos]
 
@@ -49,6 +50,12 @@ def test_incremental_equals_exact_sum_of_current_rows(steps: list[tuple[int, lis
     assert pos["cost"] == math.fsum(r[1][0]["average_price"] * float(r[1][0]["quantity"])
                                     for r in current.values())
     assert pos["realized_pnl"] == math.fsum(r[1][0]["realized_pnl"] for r in current.values())
+    assert pos["m2m"] == math.fsum(r[1][0]["m2m"] for r in current.values())
+    assert pos["overnight_quantity"] == sum(r[1][0]["overnight_quantity"]
+                                            for r in current.values())
+    assert pos["cost0"] == math.fsum(r[1][0]["overnight_average_price"]
+                                     * float(r[1][0]["overnight_quantity"])
+                                     for r in current.values())
 
 
 def test_update_leaves_the_previous_value_untouched() -> None:

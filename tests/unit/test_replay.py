@@ -128,3 +128,18 @@ def test_demo_archive_replays_to_the_demo_state(tmp_path: Path) -> None:
     assert main(["replay", "--archive-root", str(tmp_path / "archive"),
                  "--snapshot-out", str(out)]) == 0
     same_state(PortfolioEngine.restore(Snapshot.read(out)), demo)
+
+
+def test_replay_rebooks_an_average_cost_archive_fifo(tmp_path: Path) -> None:
+    """`pm-polars replay --cost-basis fifo`: the same events booked FIFO (by hand: P1 buys 10
+    @ 100, sells 3 @ 103 (+9), buys 2 @ 98, sells 15 @ 104: closes 7 @ 100 (+28) and 2 @ 98
+    (+12), then opens a short lot of 6 @ 104)."""
+    live_and_archive(tmp_path)
+    fifo = replay(tmp_path, cost_basis="fifo")
+    p1 = fifo.positions().filter(pl.col("portfolio_id") == "paper_S1").row(0, named=True)
+    assert (p1["quantity"], p1["average_price"], p1["realized_pnl"]) == (-6, 104.0, 49.0)
+    assert fifo.lots().filter(pl.col("portfolio_id") == "paper_S1")["quantity"].to_list() == [-6]
+    out = tmp_path / "fifo-snap"
+    assert main(["replay", "--archive-root", str(tmp_path), "--cost-basis", "fifo",
+                 "--snapshot-out", str(out)]) == 0
+    assert PortfolioEngine.restore(Snapshot.read(out)).config.cost_basis == "fifo"

@@ -2,13 +2,16 @@
 
 Layout (keys from ``pm_polars.publish.keys``; one set per ``{group}:{topic}:{partition}``):
 
-* ``positions`` HASH ``"{portfolio_id}|{token}"`` -> JSON of the position state row
+* ``positions`` HASH ``"{portfolio_id}|{token}"`` -> JSON of the position state row; under
+  FIFO plus ``"lots": [{lot, quantity, price, ts, fill_id}, ...]``, its open lots oldest
+  first (in the same field, so a position and its lots are always written together)
 * ``cash``      HASH ``portfolio_id`` -> JSON ``{portfolio_id, source, strategy_id, cash}``
 * ``marks``     HASH ``token`` -> JSON of the mark row (the fill half is what matters; tick
   prices come from the global ``prices`` table when the partition is loaded)
 * ``seen``      ZSET ``"{source}|{fill_id}"`` scored by the first sighting's ``ts`` (ns UTC,
   stored as a double: about 256 ns resolution, only used for pruning)
-* ``meta``      HASH ``next_offset`` (first offset NOT applied), ``clock_ns``, ``updated_ns``
+* ``meta``      HASH ``next_offset`` (first offset NOT applied), ``clock_ns``, ``updated_ns``,
+  ``trading_day`` (days since 1970-01-01), ``late_day_events``
 
 JSON rows are written by ``json`` and read column-wise by Polars; floats are written as
 shortest round-trip text, so a state read back equals the state written bit for bit.
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from pm_polars.engine import accounting, dedupe, marks
+from pm_polars.engine import accounting, dedupe, lots, marks
 from pm_polars.engine.state import CASH_SCHEMA, EngineState
 from pm_polars.publish.resp import bulk, command, header
 from pm_polars.publish.state_rows import StateRows
@@ -56,7 +59,7 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 def encode_state(
     snap: EngineState, retention_ns: int | None, fills: pl.DataFrame,
     next_offsets: Committable, updated_ns: int, key: Callable[[TP, str], str],
-    rows: StateRows | None = None,
+    rows: StateRows | None = None, whole: Mapping[TP, tuple[int | None, list[str]]] | None = None,
 ) -> StateWrites:
     """Writes for each partition of ``next_offsets``: the state rows its fills touched.
 
@@ -72,16 +75,29 @@ def encode_state(
 
     Touched rows are few (one per position, portfolio and instrument) and encoded in Python;
     the ``seen`` ids (one per fill) too in small batches, by one Polars query in large ones.
+
+    ``whole`` (a batch that rolled the trading day): per partition its stored next offset and
+    portfolios, whose every positions, cash and marks row is rewritten (the roll changed
+    them all) with its ``meta``; ``rows`` then holds them all.
     """
     clock, retention = snap.clock_ns, retention_ns
     out = StateWrites()
+    if whole:
+        if rows is None:
+            rows = StateRows.fetch(snap, sorted(p for _, pids in whole.values() for p in pids))
+        touched_all = _every_row(rows, whole)
+        every = {p for _, pids in whole.values() for p in pids}
+        _state_rows(out, rows, touched_all, {**{tp: 0 for tp in whole}, **next_offsets}, key,
+                    lots.lot_rows(snap.lots, every))
+        next_offsets = {**{tp: o for tp, (o, _) in whole.items() if o is not None},
+                        **next_offsets}
     if fills.height:
         touched, seen = _touched(fills, clock)
         pids = {pid for _, pid, _ in touched}
         c_pid = rows.cash_columns.index("portfolio_id") if rows is not None else 0
         if rows is None or not pids <= {r[c_pid] for r in rows.cash}:
             rows = StateRows.fetch(snap, sorted(pids))
-        _state_rows(out, rows, touched, next_offsets, key)
+        _state_rows(out, rows, touched, next_offsets, key, lots.lot_rows(snap.lots, pids))
         if seen is None:
             _seen_bulk(out, fills, clock, next_offsets, key)
         for tp, pairs in sorted((seen or {}).items()):
@@ -94,8 +110,20 @@ def encode_state(
         meta = ["next_offset", next_offsets[tp], "updated_ns", updated_ns]
         if clock is not None:
             meta += ["clock_ns", clock]
+        if snap.trading_day is not None:
+            meta += ["trading_day", snap.trading_day, "late_day_events", snap.late_day_events]
         out.add(command("HSET", key(tp, "meta"), *meta))
     return out
+
+
+def _every_row(rows: StateRows, whole: Mapping[TP, tuple[int | None, list[str]]]
+               ) -> set[tuple[TP, str, int]]:
+    """Every ``(tp, portfolio, token)`` of ``whole`` partitions' portfolios (in ``rows``)."""
+    owner = {pid: tp for tp, (_, pids) in whole.items() for pid in pids}
+    pc = rows.position_columns
+    p_pid, p_tok = pc.index("portfolio_id"), pc.index("instrument_token")
+    return {(owner[r[p_pid]], r[p_pid], r[p_tok]) for r in rows.positions
+            if r[p_pid] in owner}
 
 
 def _touched(fills: pl.DataFrame, clock: int | None
@@ -116,7 +144,8 @@ def _touched(fills: pl.DataFrame, clock: int | None
 
 
 def _state_rows(out: StateWrites, rows: StateRows, touched: set[tuple[TP, str, int]],
-                next_offsets: Mapping[TP, int], key: Callable[[TP, str], str]) -> None:
+                next_offsets: Mapping[TP, int], key: Callable[[TP, str], str],
+                lots_of: Mapping[tuple[str, int], list[dict[str, object]]]) -> None:
     """HSET of the touched positions, cash and marks rows, per partition."""
     pairs = {(pid, tok): tp for tp, pid, tok in touched}
     pid_tp = {pid: tp for tp, pid, _ in touched}
@@ -130,8 +159,11 @@ def _state_rows(out: StateWrites, rows: StateRows, touched: set[tuple[TP, str, i
     for row in rows.positions:
         at = pairs.get((row[p_pid], row[p_tok]))
         if at is not None:
-            tables[(at, "positions")] += [f"{row[p_pid]}{SEP}{row[p_tok]}",
-                                          _dumps(dict(zip(pc, row, strict=True)))]
+            doc = dict(zip(pc, row, strict=True))
+            open_lots = lots_of.get((row[p_pid], row[p_tok]))
+            if open_lots:
+                doc["lots"] = open_lots
+            tables[(at, "positions")] += [f"{row[p_pid]}{SEP}{row[p_tok]}", _dumps(doc)]
     for row in rows.cash:
         owner = pid_tp.get(row[c_pid])
         if owner is not None:
@@ -186,7 +218,8 @@ def decode_state(
         {"source": sources, "fill_id": ids, "ts": [int(score) for _, score in seen]},
         schema=dedupe.SEEN_SCHEMA,
     )
-    clock = meta.get("clock_ns")
+    clock, day = meta.get("clock_ns"), meta.get("trading_day")
+    with_lots = [v for v in positions.values() if '"lots":' in v]
     return EngineState.of_frames(
         positions=_frame(list(positions.values()), accounting.POSITION_STATE_SCHEMA).sort(
             "instrument_token", "portfolio_id"
@@ -196,4 +229,7 @@ def decode_state(
         seen=seen_frame,
         instruments=instruments,
         clock_ns=None if clock is None else int(clock),
+        trading_day=None if day is None else int(day),
+        late_day_events=int(meta.get("late_day_events", 0)),
+        lots=lots.lots_of_rows(pl.Series(with_lots, dtype=pl.String)),
     )

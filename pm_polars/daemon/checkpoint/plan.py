@@ -93,6 +93,9 @@ class Scope:
     rows: StateRows
     rendered: Mapping[str, Rendered]
     sums: Mapping[TP, PartSums]
+    # a batch that rolled the trading day: every owned partition's stored offset and
+    # portfolios, all of whose state rows are rewritten (``codec.encode_state``)
+    rolled: Mapping[TP, tuple[int | None, list[str]]] | None = None
 
 
 def build(state: EngineState, config: EngineConfig, result: BatchResult, scope: Scope,
@@ -111,7 +114,7 @@ def build(state: EngineState, config: EngineConfig, result: BatchResult, scope: 
         return keys.partition_state(group, tp[0], tp[1], table)
 
     encoded = encode_state(state, config.dedupe_retention_ns, result.fills, offsets,
-                           result.written_ns, state_key, rows)
+                           result.written_ns, state_key, rows, scope.rolled)
     published = publish_rows(scope.rendered,
                              {part_name(*tp): sums for tp, sums in scope.sums.items()}, keys, group)
     plan = CommitPlan(

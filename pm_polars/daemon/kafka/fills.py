@@ -7,13 +7,15 @@ partition that is complete in Redis gives its new owner nothing new to commit, a
 this its Kafka committed offset would stay wherever the previous owner's last (async) commit
 left it. Later Kafka commits follow each Redis commit (``commit``), for lag monitoring only.
 Auto-commit and the offset store are off.
-Rebalance callbacks run inside ``consume`` on the caller's thread, so they never interleave
-with the apply/commit of a batch.
+Rebalance callbacks run inside ``consume`` on the consuming thread and hold ``lock`` (the
+book lock, held by the loop while it processes a batch), so they never interleave with the
+apply/commit of a batch even when a prefetch thread consumes.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -37,9 +39,11 @@ class FillsSource:
     """Group consumer of the fill topics."""
 
     def __init__(
-        self, config: dict[str, Any], pattern: str, ownership: Ownership, metrics: Metrics
+        self, config: dict[str, Any], pattern: str, ownership: Ownership, metrics: Metrics,
+        lock: threading.RLock | None = None,
     ) -> None:
         self.consumer = Consumer({**config, "error_cb": self._on_error})
+        self.lock = lock or threading.RLock()
         self.ownership, self.metrics = ownership, metrics
         self.errors = ErrorLog(metrics)
         self.owned: set[TP] = set()
@@ -52,6 +56,10 @@ class FillsSource:
         self.errors(err, "fills")
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        with self.lock:
+            self._assign(consumer, partitions)
+
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(p.topic, p.partition) for p in partitions]
         self.metrics.rebalance("assign")
         starts = self.ownership.assigned(tps) if tps else {}
@@ -78,12 +86,14 @@ class FillsSource:
         log.info("event=%s partitions=%s", "lost" if lost else "revoked", _fmt(tps))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._revoke(partitions, lost=False)
-        consumer.incremental_unassign(partitions)
+        with self.lock:
+            self._revoke(partitions, lost=False)
+            consumer.incremental_unassign(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._revoke(partitions, lost=True)
-        consumer.incremental_unassign(partitions)
+        with self.lock:
+            self._revoke(partitions, lost=True)
+            consumer.incremental_unassign(partitions)
 
     def consume(self, max_records: int, timeout: float) -> list[Message]:
         """Up to ``max_records`` records; errors are logged, not returned. Records of

@@ -78,6 +78,7 @@ class RawBatch:
     fills: Columns = field(default_factory=Columns)
     ticks: Columns = field(default_factory=Columns)
     first_arrival: float | None = None  # time.monotonic() the oldest record was produced
+    seek_gen: int = 0  # the prefetcher's seek generation when collection began
 
     def __len__(self) -> int:
         return len(self.fills) + len(self.ticks)

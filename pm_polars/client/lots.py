@@ -1,0 +1,50 @@
+"""Open FIFO lots as a daemon stored them (``pm-polars run --cost-basis fifo``).
+
+Lots are engine state, not part of the published documents: each position's row in its
+partition's ``pm:state:{group}:{topic}:{partition}:positions`` hash carries them (see
+``daemon.checkpoint.codec``). The owner map ``pm:owner:{group}`` names each portfolio's
+partition. One MULTI/EXEC reads the rows of all asked portfolios, so the lots are those of
+one committed batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import polars as pl
+import redis
+
+from pm_polars.engine.lots import lots_of_rows
+from pm_polars.publish.keys import Keys
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_lots(client: redis.Redis, keys: Keys, group: str,
+              portfolio_ids: Iterable[str]) -> pl.DataFrame:
+    """``engine.lots.LOT_SCHEMA`` frame of the open lots of ``portfolio_ids`` (oldest first
+    per position; portfolios unknown to ``group`` or booked at average cost: no rows)."""
+    ids = sorted(set(portfolio_ids))
+    if not ids:
+        return lots_of_rows(pl.Series([], dtype=pl.String))
+    owners: list[Any] = client.hmget(keys.owners(group), ids)
+    by_part: dict[str, list[str]] = defaultdict(list)
+    for pid, part in zip(ids, owners, strict=True):
+        if part:
+            by_part[_text(part)].append(pid)
+    parts = sorted(by_part)
+    with client.pipeline(transaction=True) as pipe:
+        for part in parts:
+            topic, _, partition = part.rpartition(":")
+            pipe.hgetall(keys.partition_state(group, topic, int(partition), "positions"))
+        replies: list[Any] = pipe.execute()
+    rows: list[str] = []
+    for part, hash_ in zip(parts, replies, strict=True):
+        wanted = set(by_part[part])
+        rows += [_text(v) for k, v in hash_.items() if _text(k).rpartition("|")[0] in wanted]
+    return lots_of_rows(pl.Series(rows, dtype=pl.String)).sort(
+        "portfolio_id", "instrument_token", "lot")
