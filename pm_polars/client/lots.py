@@ -4,7 +4,8 @@ Lots are engine state, not part of the published documents: each position's row 
 partition's ``pm:state:{group}:{topic}:{partition}:positions`` hash carries them (see
 ``daemon.checkpoint.codec``). The owner map ``pm:owner:{group}`` names each portfolio's
 partition. One MULTI/EXEC reads the rows of all asked portfolios, so the lots are those of
-one committed batch.
+one committed batch; on a Redis Cluster (``Keys(cluster=True)``) each partition's rows are
+in their own slot, read in one pipeline: each partition's lots are of one committed batch.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def read_lots(client: redis.Redis, keys: Keys, group: str,
         if part:
             by_part[_text(part)].append(pid)
     parts = sorted(by_part)
-    with client.pipeline(transaction=True) as pipe:
+    with client.pipeline(transaction=not keys.cluster) as pipe:
         for part in parts:
             topic, _, partition = part.rpartition(":")
             pipe.hgetall(keys.partition_state(group, topic, int(partition), "positions"))

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from redis.cluster import RedisCluster
-from support import KafkaBroker
+from support import KafkaBroker, produce
 from support.chaos import (
     Daemons,
     Names,
@@ -188,6 +188,42 @@ def test_a_partition_transaction_lost_by_a_failover_is_re_read(
         check_equal(client, names, stream.items, diagnose=daemons.tail)
         assert f"event=stale_partition partition={names.fills('paper')}:0 stored_offset=300" \
             in daemon.log(), daemons.tail()
+        assert daemon.terminate() == 0
+    finally:
+        daemons.kill_all()
+
+
+def test_fifo_lots_read_from_a_cluster(
+    broker: KafkaBroker, redis_cluster_nodes: RedisClusterNodes, tmp_path: Path
+) -> None:
+    """``PortfolioReader(cluster=True).lots_frame`` finds a FIFO daemon's lots in the
+    hash-tagged state rows (hand-worked: 10 @ 100 and 10 @ 120 bought, 15 sold: 5 @ 120
+    left)."""
+    names = Names("f" + str(time.time_ns())[-10:])
+    names.create(broker.bootstrap)
+    topic = names.fills("paper")
+
+    def fill(fid: str, side: str, qty: int, price: float) -> bytes:
+        return json.dumps({
+            "event_type": "order_fill", "source": "paper", "fill_id": fid, "quantity": qty,
+            "fill_price": price, "ts": 1_795_600_000_000,
+            "original_signal": {"strategy_id": "S1", "instrument_token": 7,
+                                "signal_type": side}}).encode()
+
+    produce(broker.bootstrap, [(topic, b"paper_S1", fill("a", "BUY", 10, 100.0)),
+                               (topic, b"paper_S1", fill("b", "BUY", 10, 120.0)),
+                               (topic, b"paper_S1", fill("c", "SELL", 15, 130.0))])
+    client = redis_cluster_nodes.client()
+    daemons = Daemons(broker.bootstrap, redis_cluster_nodes.url, names, tmp_path)
+    try:
+        daemon = daemons.start("--redis-cluster", "--cost-basis", "fifo")
+        wait_for("the three fills", lambda: json.loads(client.get("portfolio:paper_S1") or
+                 '{"positions": {}}')["positions"].get("7", {}).get("quantity") == 5,
+                 timeout=60, diagnose=daemons.tail)
+        with PortfolioReader.from_url(redis_cluster_nodes.url, cluster=True) as reader:
+            lots = reader.lots_frame(["paper_S1", "paper_nobody"], names.group)
+        assert [(r["quantity"], r["price"], r["fill_id"]) for r in lots.to_dicts()] == [
+            (5, 120.0, "b")]
         assert daemon.terminate() == 0
     finally:
         daemons.kill_all()
