@@ -79,10 +79,16 @@ def test_one_daemon_on_a_cluster_equals_the_engine(
         wait_for("the replicas to take over",
                  lambda: set(redis_cluster_nodes.masters()).isdisjoint(old), timeout=30)
         redis_cluster_nodes.wait_ok()
+        reader = PortfolioReader.from_url(redis_cluster_nodes.url, cluster=True)
+        updates = reader.subscribe()  # the daemon's PUBLISH reaches a cluster subscriber
         produce_items(broker.bootstrap, second)
         wait_caught_up(client, names, stream.items, timeout=120, diagnose=daemons.tail,
                        alive=daemon.alive)
         check_equal(client, names, stream.items, diagnose=daemons.tail)
+        update = updates.get(timeout=10)
+        assert update is not None and set(update.portfolio_ids) <= set(documents(client))
+        updates.close()
+        reader.close()
         assert "MovedError" in daemon.log() or "MOVED" in daemon.log(), daemons.tail()
         # every partition's state, offset and contributions in one slot
         for tag, slots in _slots_per_partition(client, names).items():
