@@ -116,6 +116,16 @@ class Book:
         self.views.drop(tps, pids)
         self.engine.state = self.engine.state.without(pids)
 
+    def reset(self) -> list[TP]:
+        """Forget every partition, every portfolio and every seen id (the engine starts
+        empty); returns the partitions that were owned, to load again. After Redis lost
+        acknowledged writes (a failover, or a restart without fsync) the fill ids this
+        engine applied beyond a partition's stored offset must not count as seen."""
+        tps = sorted(self.parts)
+        self.drop(tps)
+        self.engine.state = EngineState.empty(self.instruments)
+        return tps
+
     def state(self) -> BookState:
         return BookState(self.engine.state, self.ticks.prices)
 

@@ -142,6 +142,16 @@ class BatchStep:
         for tp, stored in outcome.stale.items():
             log.warning("event=stale_partition partition=%s:%s stored_offset=%s action=reload",
                         tp[0], tp[1], stored)
+        behind = [tp for tp, stored in outcome.stale.items()
+                  if (info := self.book.parts.get(tp)) is not None and info.offset is not None
+                  and (stored is None or stored < info.offset)]
+        if behind:  # Redis lost writes: our engine saw fill ids its state no longer has
+            log.warning("event=partition_rolled_back partitions=%s action=reload_all "
+                        "note=Redis lost acknowledged writes (failover or restart without "
+                        "fsync); the lost records are read again", behind)
+            kept = {tp: info.offset for tp, info in self.book.parts.items()}
+            tps = self.book.reset()
+            p.stale.update({tp: kept[tp] for tp in tps if tp not in outcome.stale})
         self.book.drop(tps)
         starts = self.backoff.call("reload partitions", lambda: self.book.load(tps),
                                    (redis.RedisError,))
