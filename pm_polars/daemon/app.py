@@ -121,9 +121,11 @@ class Daemon:
                                                 (redis.RedisError,))
             self.liveness.redis = "ok"
             table = TickTable.from_prices(prices)
+            roll = self.backoff.call("load the trading day", self.checkpoint.load_roll,
+                                     (redis.RedisError,))
             self.book = Book(self.checkpoint, table, config=s.engine_config(),
                              instruments=self.instruments,
-                             tick_publish_ns=int(s.tick_publish_ms * 1e6))
+                             tick_publish_ns=int(s.tick_publish_ms * 1e6), roll=roll)
             if self.archive is not None:
                 self._start_archive(self.archive, self.book)
             base = consumer_config(s.bootstrap_servers, s.group_id, s.kafka)

@@ -114,6 +114,8 @@ def apply_batch(
     cp = book.checkpoint
     plan = build(book.engine.state, book.config, result, scope, price_rows(wins),
                  cp.ticks_topic, cp.keys, cp.group)
+    if rolled:
+        plan.roll = book.roll_record()
     return Applied(plan, result, claims, refused, update)
 
 

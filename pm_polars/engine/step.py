@@ -156,7 +156,8 @@ def _max_ts(clock: int | None, *frames: pl.DataFrame) -> int | None:
 
 
 def holders(positions: pl.DataFrame, tokens: list[int]) -> list[str]:
-    """Portfolios with an open position in any of ``tokens`` (unique, in no order).
+    """Portfolios whose figures a price of ``tokens`` moves: an open position, one carried
+    in at the roll or one with a net day quantity (unique, in no order).
 
     ``positions`` is sorted by instrument_token, so this is a binary search per token plus
     the matching rows: cost proportional to the touched positions, not all positions.
@@ -171,5 +172,7 @@ def holders(positions: pl.DataFrame, tokens: list[int]) -> list[str]:
     if not len(rows):
         return []
     touched = positions[pl.Series(rows)]
-    open_ = touched.get_column("quantity") != 0
-    return touched.get_column("portfolio_id").filter(open_).unique().to_list()
+    moved = touched.select(  # open, or carried in, or traded net today (day_pnl moves)
+        (pl.col("quantity") != 0) | (pl.col("overnight_quantity") != 0)
+        | (pl.col("day_buy_quantity") != pl.col("day_sell_quantity"))).to_series()
+    return touched.get_column("portfolio_id").filter(moved).unique().to_list()

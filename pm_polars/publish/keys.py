@@ -27,6 +27,7 @@ Daemon-internal state (exactly-once; written in the same MULTI/EXEC as the model
                                                           contribution to aum
 ``pm:owner:{group}``                                HASH  pid -> "{topic}:{partition}"
 ``pm:ticks:{topic}:offsets``                        HASH  partition -> next offset
+``pm:day:{group}``                                  HASH  trading_day, roll_prices (the roll)
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ class Keys:
 
     def owners(self, group: str) -> str:
         return f"{self.prefix}pm:owner:{group}"
+
+    def day(self, group: str) -> str:
+        """The group's last trading-day roll: ``trading_day`` (days since 1970-01-01) and
+        ``roll_prices`` (JSON token -> mark at the roll)."""
+        return f"{self.prefix}pm:day:{group}"
 
     def tick_offsets(self, topic: str) -> str:
         return f"{self.prefix}pm:ticks:{topic}:offsets"

@@ -18,10 +18,20 @@ import redis
 from pm_polars import PortfolioEngine
 
 MONEY = ("cash", "total_realized_pnl", "total_fees", "total_unrealized_pnl", "equity",
-         "market_value")
+         "market_value", "m2m", "day_pnl", "day_realized_pnl", "day_fees", "day_net_pnl",
+         "day_carried_pnl", "day_trading_pnl")
 POSITION_MONEY = ("average_price", "realized_pnl", "fees", "buy_value", "sell_value",
-                  "unrealized_pnl", "last_price")
+                  "unrealized_pnl", "last_price", "prev_close", "overnight_average_price",
+                  "day_buy_value", "day_sell_value", "day_pnl", "m2m", "day_carried_pnl",
+                  "day_trading_pnl")
 POSITION_EXACT = ("quantity", "buy_quantity", "sell_quantity")
+DAY_EXACT = ("overnight_quantity", "day_buy_quantity", "day_sell_quantity")
+# a tick alone rolls the day: like marks, the day figures of a portfolio whose partition no
+# instance owned when the rolling tick was read are republished by its next owner
+DAY_FIELDS = ("m2m", "day_pnl", "day_net_pnl", "day_carried_pnl", "day_trading_pnl",
+              "day_realized_pnl", "day_fees", "prev_close", "overnight_average_price",
+              "day_buy_value", "day_sell_value", "overnight_quantity", "day_buy_quantity",
+              "day_sell_quantity")
 
 
 def documents(client: redis.Redis, prefix: str = "") -> dict[str, dict[str, Any]]:
@@ -55,12 +65,15 @@ def differences(
     wanted = ref.portfolio_documents(ids + [f"{s}_Overall" for s in sources])
     problems = []
     mark_fields = ("total_unrealized_pnl", "equity", "market_value", "unrealized_pnl",
-                   "last_price")
+                   "last_price", *DAY_FIELDS)
     for pid, want in wanted.items():
         got = docs.get(pid)
         if got is None:
             problems.append(f"{pid}: missing")
             continue
+        if with_marks and got.get("trading_day") != want["trading_day"]:
+            problems.append(f"{pid}.trading_day: {got.get('trading_day')!r} != "
+                            f"{want['trading_day']!r}")
         for f in MONEY:
             if not with_marks and f in mark_fields:
                 continue
@@ -71,7 +84,7 @@ def differences(
             if gpos is None:
                 problems.append(f"{pid}[{tok}]: position missing")
                 continue
-            for f in POSITION_EXACT:
+            for f in POSITION_EXACT + (DAY_EXACT if with_marks else ()):
                 if gpos[f] != wpos[f]:
                     problems.append(f"{pid}[{tok}].{f}: {gpos[f]!r} != {wpos[f]!r}")
             for f in POSITION_MONEY:

@@ -26,6 +26,7 @@ earlier commits wrote, through the same ``codec``.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -108,6 +109,7 @@ class Checkpoint:
             owners=owners, prices=plan.prices,
             tick_offsets_key=keys.tick_offsets(self.ticks_topic),
             tick_offsets=sorted(plan.tick_offsets.items()),
+            day_key=keys.day(self.group), roll=plan.roll,
         )
         at_eval = batch.add(resp.command("EVAL", aggregate_lua.SCRIPT, 0, arg))
         updated = plan.updated
@@ -159,6 +161,14 @@ class Checkpoint:
                 topic, _, partition = str(part).rpartition(":")
                 out[pid] = (topic, int(partition))
         return out
+
+    def load_roll(self) -> tuple[int, dict[int, float]] | None:
+        """The group's last trading-day roll ``(day, {token: price at the roll})``."""
+        raw = self.client.hgetall(self.keys.day(self.group))
+        if not raw or "trading_day" not in raw:
+            return None
+        prices = json.loads(raw.get("roll_prices") or "{}")
+        return int(raw["trading_day"]), {int(t): float(p) for t, p in prices.items()}
 
     def load_ticks(self) -> tuple[dict[int, int], dict[str, str]]:
         """``(tick offsets by partition, prices hash)`` as stored by earlier batches."""
