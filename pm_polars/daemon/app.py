@@ -24,6 +24,7 @@ from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint.store import Checkpoint
 from pm_polars.daemon.config import Settings, redacted
 from pm_polars.daemon.health import HealthServer, Liveness
+from pm_polars.daemon.kafka.alert_out import AlertDeliveryError, AlertProducer
 from pm_polars.daemon.kafka.clients import consumer_config, producer_config
 from pm_polars.daemon.kafka.dlq import DeadLetters, RejectGuard, RejectRatioExceeded
 from pm_polars.daemon.kafka.fills import FillsSource
@@ -125,7 +126,8 @@ class Daemon:
                                      (redis.RedisError,))
             self.book = Book(self.checkpoint, table, config=s.engine_config(),
                              instruments=self.instruments,
-                             tick_publish_ns=int(s.tick_publish_ms * 1e6), roll=roll)
+                             tick_publish_ns=int(s.tick_publish_ms * 1e6), roll=roll,
+                             alerts=s.alerts)
             if self.archive is not None:
                 self._start_archive(self.archive, self.book)
             base = consumer_config(s.bootstrap_servers, s.group_id, s.kafka)
@@ -134,11 +136,18 @@ class Daemon:
             ticks.start()
             fills = FillsSource(base, s.fills_pattern, self, self.metrics)
             dead_letters = DeadLetters(producer_config(s.bootstrap_servers, s.kafka), s.dlq_topic)
+            alert_out = None
+            if s.alerts is not None:
+                alert_out = AlertProducer(producer_config(s.bootstrap_servers, s.kafka),
+                                          s.alerts.topic, self.checkpoint)
+                self.backoff.call("produce pending alerts", alert_out.drain,
+                                  (redis.RedisError, AlertDeliveryError))
             step = BatchStep(
                 book=self.book, checkpoint=self.checkpoint, fills=fills,
                 dead_letters=dead_letters,
                 guard=RejectGuard(s.max_reject_ratio, s.reject_window), sinks=self.sinks,
                 metrics=self.metrics, backoff=self.backoff, ticks_topic=s.ticks_topic,
+                alerts=alert_out,
             )
             batcher = MicroBatcher(fills, ticks, s.max_events, s.max_wait_ms / 1000,
                                    owned=fills.owned)
@@ -146,6 +155,8 @@ class Daemon:
             fills.commit({tp: info.offset for tp, info in self.book.parts.items()
                           if info.offset is not None}, asynchronous=False)
             dead_letters.close()
+            if alert_out is not None:
+                alert_out.close()
             code = EXIT_OK
         except RejectRatioExceeded as exc:
             log.error("event=stopping reason=reject_ratio detail=%s", exc)

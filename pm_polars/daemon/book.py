@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 
 import polars as pl
 
+from pm_polars.daemon.alerts import AlertRules, AlertState
 from pm_polars.daemon.checkpoint.store import Checkpoint
 from pm_polars.daemon.read_model import ReadModel
 from pm_polars.daemon.tick_table import Prices, TickTable
@@ -66,12 +67,15 @@ class Book:
 
     def __init__(self, checkpoint: Checkpoint, ticks: TickTable, *, config: EngineConfig,
                  instruments: pl.DataFrame, tick_publish_ns: int = 0,
-                 roll: tuple[int, dict[int, float]] | None = None) -> None:
+                 roll: tuple[int, dict[int, float]] | None = None,
+                 alerts: AlertRules | None = None) -> None:
         self.checkpoint, self.ticks, self.instruments = checkpoint, ticks, instruments
         self.views = ReadModel(tick_publish_ns)  # published rows; conflated tick republishing
         self.engine = PortfolioEngine(instruments=instruments, config=config)
         self.parts: dict[TP, PartitionInfo] = {}
         self.owner: dict[str, TP] = {}
+        self.alert_rules = alerts
+        self.alert_states: dict[str, AlertState] = {}  # committed, per portfolio
         self._seed(roll)
 
     def _seed(self, roll: tuple[int, dict[int, float]] | None) -> None:
@@ -119,9 +123,14 @@ class Book:
     def load(self, tps: list[TP]) -> dict[TP, int | None]:
         """Load ``tps`` from Redis into the engine (raises ``RedisError``); start offsets."""
         loaded: list[tuple[TP, EngineState | None, int | None]] = []
+        alert_rows: dict[str, str] = {}
         for tp in tps:  # read everything first: a Redis error leaves the book untouched
             part, offset = self.checkpoint.load_partition(tp, instruments=self.instruments)
             loaded.append((tp, part, offset))
+            if self.alert_rules is not None:
+                alert_rows.update(self.checkpoint.load_alerts(tp))
+        self.alert_states.update({pid: AlertState.from_json(text)
+                                  for pid, text in alert_rows.items()})
         state = self.engine.state
         for tp, part, offset in loaded:
             pids = [] if part is None else part.portfolio_ids()
@@ -144,6 +153,7 @@ class Book:
             self.parts.pop(tp, None)
         for pid in pids:
             del self.owner[pid]
+            self.alert_states.pop(pid, None)
         self.views.drop(tps, pids)
         self.engine.state = self.engine.state.without(pids)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -67,6 +68,18 @@ def day_of(ts_ns: int, tz: str, minutes: int) -> int:
     return (local.date() - EPOCH).days
 
 
+@lru_cache(maxsize=64)
+def bounds_ns(day: int, tz: str, minutes: int) -> tuple[int, int]:
+    """``[start, end)`` of trading ``day`` in ns UTC (its roll instant and the next one)."""
+    def start(d: int) -> int:
+        local = datetime.combine(EPOCH + timedelta(days=d), datetime.min.time()) + \
+            timedelta(minutes=minutes)
+        aware = local.replace(tzinfo=ZoneInfo(tz))
+        return int((aware - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)) \
+            * 1000
+    return start(day), start(day + 1)
+
+
 def iso(day: int | None) -> str | None:
     """ISO date text of a day number (``None`` stays ``None``)."""
     return None if day is None else (EPOCH + timedelta(days=day)).isoformat()
@@ -86,6 +99,15 @@ def assign(fills: pl.DataFrame, ticks: pl.DataFrame, book_day: int | None, tz: s
     """
     if DAY in fills.columns and DAY in ticks.columns:
         return fills, ticks
+    if book_day is not None:  # usual case: every event before the next roll, no tz math
+        start, end = bounds_ns(book_day, tz, minutes)
+        newest = [f.get_column("ts").max() for f in (fills, ticks) if f.height]
+        if all(t is None or int(t) < end for t in newest):  # type: ignore[arg-type]
+            return tuple(  # type: ignore[return-value]
+                f.with_columns(pl.lit(book_day, pl.Int32).alias(DAY),
+                               (pl.col("ts") < start).fill_null(False).cast(pl.Int64)
+                               .alias(LATE))
+                for f in (fills, ticks))
     raw = [f.select("seq", day_expr(pl.col("ts"), tz, minutes).alias("_raw"))
            for f in (fills, ticks)]
     ends = [int(d) for r in raw for d in (r.get_column("_raw").min(),  # type: ignore[arg-type]
@@ -103,8 +125,8 @@ def assign(fills: pl.DataFrame, ticks: pl.DataFrame, book_day: int | None, tz: s
         return out[0], out[1]
     both = pl.concat([r.with_columns(pl.lit(i, pl.Int8).alias("_f"))
                       for i, r in enumerate(raw)]).sort("seq")
-    start = pl.lit(book_day if book_day is not None else lo, pl.Int32)
-    running = pl.max_horizontal(pl.col("_raw").cum_max().forward_fill(), start)
+    first = pl.lit(book_day if book_day is not None else lo, pl.Int32)
+    running = pl.max_horizontal(pl.col("_raw").cum_max().forward_fill(), first)
     both = both.with_columns(running.cast(pl.Int32).alias(DAY)).with_columns(
         (pl.col("_raw") < pl.col(DAY)).fill_null(False).cast(pl.Int64).alias(LATE))
     out = []

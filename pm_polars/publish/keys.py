@@ -28,6 +28,8 @@ Daemon-internal state (exactly-once; written in the same MULTI/EXEC as the model
 ``pm:owner:{group}``                                HASH  pid -> "{topic}:{partition}"
 ``pm:ticks:{topic}:offsets``                        HASH  partition -> next offset
 ``pm:day:{group}``                                  HASH  trading_day, roll_prices (the roll)
+``pm:alerts:outbox:{group}``                        LIST  alerts not yet produced to Kafka
+``pm:state:{group}:{topic}:{partition}:alerts``     HASH  pid -> JSON alert state
 """
 
 from __future__ import annotations
@@ -79,6 +81,14 @@ class Keys:
 
     def owners(self, group: str) -> str:
         return f"{self.prefix}pm:owner:{group}"
+
+    def alerts_outbox(self, group: str) -> str:
+        """LIST of alert JSON committed but not yet produced to Kafka (``daemon.alerts``)."""
+        return f"{self.prefix}pm:alerts:outbox:{group}"
+
+    def channel(self, name: str) -> str:
+        """A pub/sub channel name under the prefix (e.g. the alerts channel)."""
+        return f"{self.prefix}{name}"
 
     def day(self, group: str) -> str:
         """The group's last trading-day roll: ``trading_day`` (days since 1970-01-01) and

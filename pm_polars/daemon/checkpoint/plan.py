@@ -54,6 +54,11 @@ class CommitPlan:
     ts_ns: int = 0
     roll: tuple[int, str] | None = None  # a roll: (trading day, roll prices JSON)
 
+    def add(self, data: bytes) -> None:
+        """Queue one more encoded command (after the state and read-model writes)."""
+        self.commands.append(data)
+        self.count += 1
+
     def is_empty(self) -> bool:
         return not (self.partitions or self.prices or self.tick_offsets or self.roll)
 

@@ -162,6 +162,19 @@ class Checkpoint:
                 out[pid] = (topic, int(partition))
         return out
 
+    def load_alerts(self, tp: TP) -> dict[str, str]:
+        """A partition's alert states (``daemon.alerts``): portfolio -> JSON."""
+        return {str(k): str(v) for k, v in
+                self.client.hgetall(self.state_key(tp, "alerts")).items()}
+
+    def outbox(self) -> list[str]:
+        """Alerts committed but not yet produced to Kafka, oldest first."""
+        return [str(v) for v in self.client.lrange(self.keys.alerts_outbox(self.group), 0, -1)]
+
+    def outbox_done(self, n: int) -> None:
+        """The first ``n`` outbox alerts were produced (and acknowledged)."""
+        self.client.ltrim(self.keys.alerts_outbox(self.group), n, -1)
+
     def load_roll(self) -> tuple[int, dict[int, float]] | None:
         """The group's last trading-day roll ``(day, {token: price at the roll})``."""
         raw = self.client.hgetall(self.keys.day(self.group))
