@@ -160,19 +160,25 @@ def reduce_by_day(book: Book, fills: pl.DataFrame, ticks: pl.DataFrame
     is the day's last one, and late ticks stay counted (``LATE`` summed on the day's first
     winner). Usually one day: one reduction."""
     cfg = book.config
-    fills, ticks = tradingday.assign(fills, ticks, book.engine.state.trading_day,
-                                     cfg.day_roll_tz, cfg.roll_minutes)
+    day = book.engine.state.trading_day
+    if tradingday.within_day(fills, ticks, day, cfg.day_roll_tz, cfg.roll_minutes) is not None:
+        start = tradingday.bounds_ns(day, cfg.day_roll_tz, cfg.roll_minutes)[0]
+        late = (pl.col("ts") < start).fill_null(False).cast(pl.Int64).alias(tradingday.LATE)
+        fills = fills.with_columns(pl.lit(day, pl.Int32).alias(tradingday.DAY), late)
+        ticks = ticks.with_columns(pl.lit(day, pl.Int32).alias(tradingday.DAY), late)
+    else:
+        fills, ticks = tradingday.assign(fills, ticks, day, cfg.day_roll_tz, cfg.roll_minutes)
     if ticks.height == 0:
         return fills, book.ticks.reduce(ticks)
     days: list[int | None] = [*tradingday.segments(fills.head(0), ticks)] or [None]
     pieces = []
-    for day in days:
-        part = ticks if len(days) == 1 else ticks.filter(pl.col(tradingday.DAY) == day)
-        late = int(part.get_column(tradingday.LATE).sum() or 0)
+    for d in days:
+        part = ticks if len(days) == 1 else ticks.filter(pl.col(tradingday.DAY) == d)
+        late_n = int(part.get_column(tradingday.LATE).sum() or 0)
         won = book.ticks.reduce(part.drop(tradingday.DAY, tradingday.LATE))
         pieces.append(won.with_columns(
-            pl.lit(day, pl.Int32).alias(tradingday.DAY),
-            pl.when(pl.int_range(pl.len()) == 0).then(late).otherwise(0).cast(pl.Int64)
+            pl.lit(d, pl.Int32).alias(tradingday.DAY),
+            pl.when(pl.int_range(pl.len()) == 0).then(late_n).otherwise(0).cast(pl.Int64)
             .alias(tradingday.LATE)))
     return fills, pieces[0] if len(pieces) == 1 else pl.concat(pieces)
 

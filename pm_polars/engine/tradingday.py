@@ -99,15 +99,6 @@ def assign(fills: pl.DataFrame, ticks: pl.DataFrame, book_day: int | None, tz: s
     """
     if DAY in fills.columns and DAY in ticks.columns:
         return fills, ticks
-    if book_day is not None:  # usual case: every event before the next roll, no tz math
-        start, end = bounds_ns(book_day, tz, minutes)
-        newest = [f.get_column("ts").max() for f in (fills, ticks) if f.height]
-        if all(t is None or int(t) < end for t in newest):  # type: ignore[arg-type]
-            return tuple(  # type: ignore[return-value]
-                f.with_columns(pl.lit(book_day, pl.Int32).alias(DAY),
-                               (pl.col("ts") < start).fill_null(False).cast(pl.Int64)
-                               .alias(LATE))
-                for f in (fills, ticks))
     raw = [f.select("seq", day_expr(pl.col("ts"), tz, minutes).alias("_raw"))
            for f in (fills, ticks)]
     ends = [int(d) for r in raw for d in (r.get_column("_raw").min(),  # type: ignore[arg-type]
@@ -134,6 +125,27 @@ def assign(fills: pl.DataFrame, ticks: pl.DataFrame, book_day: int | None, tz: s
         part = both.filter(pl.col("_f") == i).select("seq", DAY, LATE)
         out.append(f.join(part, on="seq", how="left", maintain_order="left"))
     return out[0], out[1]
+
+
+def within_day(fills: pl.DataFrame, ticks: pl.DataFrame, book_day: int | None, tz: str,
+               minutes: int) -> int | None:
+    """The usual case without tz math or a query: every event of the batch is before the
+    book's next roll. Returns the number of late events (stamped before the book's day
+    started), or ``None`` when the batch may reach a later day (then ``assign`` it)."""
+    if book_day is None or DAY in fills.columns:
+        return None
+    start, end = bounds_ns(book_day, tz, minutes)
+    late = 0
+    for f in (fills, ticks):
+        if not f.height:
+            continue
+        ts = f.get_column("ts")
+        newest, oldest = ts.max(), ts.min()
+        if newest is not None and int(newest) >= end:  # type: ignore[arg-type]
+            return None
+        if oldest is not None and int(oldest) < start:  # type: ignore[arg-type]
+            late += int((ts < start).sum())
+    return late
 
 
 def segments(fills: pl.DataFrame, ticks: pl.DataFrame) -> list[int]:
