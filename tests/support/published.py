@@ -45,10 +45,25 @@ def documents(client: redis.Redis, prefix: str = "") -> dict[str, dict[str, Any]
     return out
 
 
-def _close(a: float, b: float, rel: float) -> bool:
+def _close(a: float, b: float, rel: float, scale: float = 0.0) -> bool:
+    """Equal to ``rel`` of the larger of ``a``, ``b``, 1 and ``scale`` (the size of the
+    terms a difference such as m2m was computed from: batches sum them in other orders)."""
     if a is None or b is None:
         return a is b
-    return math.isclose(a, b, rel_tol=0.0, abs_tol=rel * max(1.0, abs(a), abs(b)))
+    return math.isclose(a, b, rel_tol=0.0, abs_tol=rel * max(1.0, abs(a), abs(b), scale))
+
+
+# day P&L figures are differences of sums (today's values, quantity x mark): compared
+# relative to the size of those terms, not to their (possibly tiny) difference
+DIFFERENCES = frozenset({"m2m", "day_pnl", "day_net_pnl", "day_carried_pnl",
+                         "day_trading_pnl"})
+
+
+def _terms(pos: dict[str, Any]) -> float:
+    return float(abs(pos.get("day_buy_value") or 0.0) + abs(pos.get("day_sell_value") or 0.0)
+            + abs(pos.get("market_value") or 0.0)
+            + abs((pos.get("overnight_quantity") or 0) * (pos.get("prev_close") or 0.0)
+                  * (pos.get("multiplier") or 1.0)))
 
 
 def differences(
@@ -74,10 +89,11 @@ def differences(
         if with_marks and got.get("trading_day") != want["trading_day"]:
             problems.append(f"{pid}.trading_day: {got.get('trading_day')!r} != "
                             f"{want['trading_day']!r}")
+        size = sum(_terms(p) for p in want["positions"].values())
         for f in MONEY:
             if not with_marks and f in mark_fields:
                 continue
-            if not _close(got[f], want[f], rel):
+            if not _close(got[f], want[f], rel, size if f in DIFFERENCES else 0.0):
                 problems.append(f"{pid}.{f}: redis {got[f]!r} != engine {want[f]!r}")
         for tok, wpos in want["positions"].items():
             gpos = got["positions"].get(tok)
@@ -92,7 +108,7 @@ def differences(
                     continue
                 if f == "last_price" and wpos["quantity"] == 0 and not pid.endswith("_Overall"):
                     continue  # a flat position is not republished on ticks (documented)
-                if not _close(gpos[f], wpos[f], rel):
+                if not _close(gpos[f], wpos[f], rel, _terms(wpos) if f in DIFFERENCES else 0.0):
                     problems.append(f"{pid}[{tok}].{f}: {gpos[f]!r} != {wpos[f]!r}")
     extra = set(docs) - set(wanted)
     if extra:
