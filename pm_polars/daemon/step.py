@@ -36,6 +36,7 @@ from pm_polars.daemon.checkpoint.plan import CommitOutcome
 from pm_polars.daemon.checkpoint.staging import Record, committed_only
 from pm_polars.daemon.checkpoint.store import Checkpoint
 from pm_polars.daemon.intake import Decoded, decode_batch
+from pm_polars.daemon.kafka.alert_out import AlertDeliveryError, AlertProducer
 from pm_polars.daemon.kafka.dlq import DeadLetters, DeliveryError, RejectGuard
 from pm_polars.daemon.kafka.microbatch import RawBatch
 from pm_polars.daemon.kafka.prefetch import FillOffsets
@@ -63,12 +64,13 @@ class BatchStep:
     def __init__(
         self, *, book: Book, checkpoint: Checkpoint, fills: FillOffsets,
         dead_letters: DeadLetters, guard: RejectGuard, sinks: Sinks, metrics: Metrics,
-        backoff: Backoff, ticks_topic: str,
+        backoff: Backoff, ticks_topic: str, alerts: AlertProducer | None = None,
     ) -> None:
         self.book, self.checkpoint, self.fills = book, checkpoint, fills
         self.foreign: dict[str, TP] = {}  # portfolio -> partition owned elsewhere
         self.dead_letters, self.guard, self.sinks = dead_letters, guard, sinks
         self.metrics, self.backoff, self.ticks_topic = metrics, backoff, ticks_topic
+        self.alerts = alerts  # produces the committed alerts (outbox) to Kafka
 
     def process(self, batch: RawBatch) -> None:
         t0 = time.perf_counter()
@@ -176,6 +178,9 @@ class BatchStep:
                         "dead-lettered, never merged (producers must key fills by "
                         "portfolio_id)")
         self.fills.commit(committable)
+        if applied.alerts and self.alerts is not None:
+            self.backoff.call("produce alerts", self.alerts.drain,
+                              (redis.RedisError, AlertDeliveryError))
         res = self._with_earlier(p, applied.result, p.ours)  # our lost EXEC's rows count too
         m = self.metrics
         m.count_events("fill", res.fills.height)
