@@ -2,8 +2,11 @@
 
 1. Route (``owners.route``): fills on a foreign partition are refused, new portfolios
    claim the partition their first fill came on.
-2. Reduce the batch's ticks to one winner per instrument (``tick_table``) and apply fills
-   and winners to the engine in one columnar call (``engine.step.apply``, through the book).
+2. Apply fills and ticks to the engine in one columnar call (``engine.step.apply``, through
+   the book): events it refuses (event time out of bounds, a fill too old for the dedupe
+   window, a conflicting re-send, an oversized position) join the rejects with the Kafka
+   record's own bytes; the admitted ticks are reduced to one winner per instrument for the
+   price table (``tick_table``).
 3. Choose what to publish (``read_model``): portfolios a fill touched (and new ones) at
    once, portfolios moved only by prices when due (``--tick-publish-ms``), every portfolio
    of a (re)loaded partition; render only those.
@@ -61,10 +64,12 @@ def apply_batch(
     """
     now = time.time_ns()
     routed, claims = owners.route(decoded, book.owner, foreign or {})
-    refused = decoded.fills.height - routed.fills.height
-    reduced = book.ticks.reduce(routed.ticks)
-    wins = book.ticks.merge(reduced)
-    res = book.apply(DecodedBatch(routed.fills, reduced, NO_REJECTS))
+    refused_fills = decoded.fills.height - routed.fills.height
+    # the engine judges every tick's event time (in arrival order, with the fills), so it
+    # gets them all; the price table folds in the winners of the admitted ones
+    res = book.apply(DecodedBatch(routed.fills, routed.ticks, NO_REJECTS))
+    wins = book.ticks.merge(book.ticks.reduce(res.ticks))
+    refused = routed.refuse_rows(res.rejects)
 
     def owner_of(pid: str) -> TP | None:
         return book.owner.get(pid) or claims.get(pid)
@@ -78,7 +83,7 @@ def apply_batch(
     whole = republish | {tp for tp in changed_tps if tp not in views.rows}
     published |= set(book.portfolios_of(whole))
     result = BatchResult(
-        fills=res.fills, ticks=routed.ticks, rejects=routed.rejects,
+        fills=res.fills, ticks=res.ticks, rejects=refused.rejects, conflicts=res.conflicts,
         duplicates=res.duplicates if res.duplicates.height else NO_FILLS,
         changed_portfolios=sorted(published), committable=dict(routed.committable),
         written_ns=now,
@@ -104,7 +109,7 @@ def apply_batch(
     cp = book.checkpoint
     plan = build(book.engine.state, book.config, result, scope, price_rows(wins),
                  cp.ticks_topic, cp.keys, cp.group)
-    return Applied(plan, result, claims, refused, update)
+    return Applied(plan, result, claims, refused_fills, update)
 
 
 def settle(book: Book, applied: Applied, committable: Committable) -> None:

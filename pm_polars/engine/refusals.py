@@ -25,7 +25,9 @@ def rejects_of(events: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
     """``REJECT_SCHEMA`` rows for ``events`` (fill or tick rows), each with ``reason``."""
     if events.height == 0:
         return empty(REJECT_SCHEMA)
-    body = events.drop([c for c in ["seq", *_PROVENANCE] if c in events.columns])
+    hidden = [c for c in events.columns
+              if c in ("seq", "digest", "multiplier", *_PROVENANCE) or c.startswith("_")]
+    body = events.drop(hidden)
     raw = to_json(body).cast(pl.Binary).alias("raw")
     return events.with_columns(raw, reason.cast(pl.String).alias("reason")).select(
         [pl.col(c).cast(t) for c, t in REJECT_SCHEMA.items()]

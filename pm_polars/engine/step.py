@@ -19,12 +19,13 @@ valid, so a caller undoes a batch by keeping it. From a notebook::
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
 import polars as pl
 
-from pm_polars.engine import accounting, dedupe, marks, refusals
+from pm_polars.engine import accounting, marks, refusals, timebound
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.plans import run
 from pm_polars.engine.ranges import rows_in_ranges
@@ -32,12 +33,18 @@ from pm_polars.engine.state import CASH_SCHEMA, EngineState
 from pm_polars.types import BatchResult, EventFrames
 
 
-def apply(state: EngineState, batch: EventFrames,
-          config: EngineConfig) -> tuple[EngineState, BatchResult]:
-    """The state after ``batch`` and what the batch did (see the module docstring)."""
-    horizon = dedupe.horizon_ns(state.clock_ns, config.dedupe_retention_ns)
-    fresh, dups = state.seen.split(batch.fills, horizon)
+def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
+          now_ns: int | None = None) -> tuple[EngineState, BatchResult]:
+    """The state after ``batch`` and what the batch did (see the module docstring).
+
+    ``now_ns``: the wall clock (ns UTC) for ``config.max_skew_ns``; ``None`` with a skew
+    bound set reads the host's clock (``time.time_ns``)."""
+    if config.max_skew_ns is not None and now_ns is None:
+        now_ns = time.time_ns()
+    admitted = timebound.admit(state.clock_ns, batch.fills, batch.ticks, config, now_ns)
+    fresh, dups, conflicts = state.seen.split(admitted.fills, config.dedupe_retention_ns)
     fresh, oversized = refusals.position_bound(state.positions, fresh)
+    ticks = admitted.ticks
     positions, cash = state.positions, state.cash
     if fresh.height:
         fresh = with_multiplier(state, fresh)
@@ -49,9 +56,9 @@ def apply(state: EngineState, batch: EventFrames,
                           config.starting_cash)
     else:
         fresh = fresh.with_columns(pl.lit(1.0).alias("multiplier"))
-    new_marks, tick_changed = marks.merge_marks(state.marks, batch.ticks, "last_price", "tick")
+    new_marks, tick_changed = marks.merge_marks(state.marks, ticks, "last_price", "tick")
     new_marks, fill_changed = marks.merge_marks(new_marks, fresh, "fill_price", "fill")
-    clock = _max_ts(state.clock_ns, batch.ticks, fresh)
+    clock = admitted.clock_ns
     seen = state.seen.remember(fresh, clock, config.dedupe_retention_ns)
     mark_changed = set(tick_changed.to_list())
     if fill_changed.len():  # a fill price is the mark only before the first tick
@@ -65,11 +72,18 @@ def apply(state: EngineState, batch: EventFrames,
     changed.update(holders(positions, sorted(mark_changed)))
     after = replace(state, positions=positions, cash=cash, marks=new_marks, seen=seen,
                     clock_ns=clock)
+    conflict = pl.format(
+        "fill_id: conflicts with the fill already applied as ({}, {}): strategy, instrument, "
+        "side, quantity, price or fee differ; refused, the first version is kept",
+        pl.format("'{}'", "source"), pl.format("'{}'", "fill_id"))
+    inner = [c for c in fresh.columns if c.startswith("_") or c in ("multiplier", "digest")]
     return after, BatchResult(
-        fills=fresh.drop("multiplier"),
-        ticks=batch.ticks,
-        rejects=refusals.merge_rejects(batch.rejects, oversized),
-        duplicates=dups,
+        fills=fresh.drop(inner),
+        ticks=ticks,
+        rejects=refusals.merge_rejects(batch.rejects, admitted.rejects, oversized,
+                                       refusals.rejects_of(conflicts.drop("digest"), conflict)),
+        duplicates=dups.drop([c for c in dups.columns if c.startswith("_") or c == "digest"]),
+        conflicts=conflicts.height,
         changed_portfolios=sorted(changed),
     )
 
@@ -111,15 +125,6 @@ def merge_cash(cash: pl.DataFrame, flows: pl.DataFrame, fills: pl.DataFrame,
     kept = cash.lazy().join(flows.lazy().select("portfolio_id"), on="portfolio_id",
                             how="anti")
     return run(pl.concat([kept, joined]).sort("portfolio_id"))
-
-
-def _max_ts(clock: int | None, *frames: pl.DataFrame) -> int | None:
-    known = [] if clock is None else [clock]
-    for frame in frames:
-        newest = frame.get_column("ts").max() if frame.height else None
-        if newest is not None:
-            known.append(int(newest))  # type: ignore[arg-type]
-    return max(known) if known else None
 
 
 def holders(positions: pl.DataFrame, tokens: list[int]) -> list[str]:

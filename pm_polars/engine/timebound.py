@@ -1,0 +1,155 @@
+"""Event-time admission: no single event can move the clock or a mark beyond a bound.
+
+The engine's clock is the *high-water mark* of event time: the newest ``ts`` (ns UTC) of
+the events admitted so far (fills, duplicates included, and ticks; events without ``ts``
+do not move it). Events are judged in arrival order (``seq``, fills and ticks together),
+each against the mark left by the events admitted before it, so the verdicts do not depend
+on how a stream is cut into batches. An event is refused with a reason when
+
+1. its ``ts`` is more than ``max_skew_ns`` ahead of the wall clock (``now_ns``; the live
+   daemon sets it, a notebook or backtest leaves it off);
+2. its ``ts`` is more than ``max_jump_ns`` ahead of the high-water mark (none before the
+   first event time: the first ``ts`` of a fresh engine is taken as is);
+3. it is a fill whose ``ts`` is older than ``dedupe_retention_ns`` behind the mark: its id
+   may have been forgotten, so whether it is a redelivery cannot be checked.
+
+The admitted fills carry ``_hwm``, the mark before each of them (null before any event
+time), which the dedupe stage uses for a per-fill window.
+
+Columnar: the mark before each event is a cumulative max over the admitted ones. Refusing
+an event can only lower later marks, so the refused set is found by iterating "assume these
+admitted, refuse what fails" from "all admitted" until nothing changes; the fixed point is
+exactly the event-by-event verdict (by induction over ``seq``). A clean batch costs one
+comparison of its newest ``ts``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from pm_polars.engine.config import EngineConfig
+from pm_polars.engine.refusals import rejects_of
+from pm_polars.events.schema import REJECT_SCHEMA, empty
+
+_LOW = -(2**63)
+HWM = "_hwm"
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """The admitted fills (with ``_hwm``) and ticks, the refused ones as rejects, and the
+    high-water mark after the batch."""
+
+    fills: pl.DataFrame
+    ticks: pl.DataFrame
+    rejects: pl.DataFrame
+    clock_ns: int | None
+
+
+def duration(ns: int) -> str:
+    """``ns`` as the largest whole unit that divides it: ``7d``, ``5m``, ``90s``, ``1500ms``."""
+    for unit, size in (("d", 86_400 * 10**9), ("h", 3_600 * 10**9), ("m", 60 * 10**9),
+                       ("s", 10**9), ("ms", 10**6), ("us", 10**3)):
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    return f"{ns}ns"
+
+
+def _iso(expr: pl.Expr) -> pl.Expr:
+    return expr.cast(pl.Datetime("ns")).dt.strftime("%Y-%m-%dT%H:%M:%S%.9fZ")
+
+
+def _marks_before(events: pl.DataFrame, admitted: pl.Series, clock: int | None) -> pl.Series:
+    """The high-water mark before each event, over the ``admitted`` ones (null: none)."""
+    ts = events.get_column("ts")
+    moving = ts.zip_with(admitted & ts.is_not_null(), pl.Series([_LOW], dtype=pl.Int64))
+    before = moving.fill_null(_LOW).cum_max().shift(1, fill_value=_LOW)
+    if clock is not None:
+        before = before.clip(lower_bound=clock)
+    return before.replace(_LOW, None)
+
+
+def _jumps(events: pl.DataFrame, clock: int | None, jump: int) -> tuple[pl.Series, pl.Series]:
+    """(refused, mark before) per event under the jump bound, event by event."""
+    ts = events.get_column("ts")
+    n = len(ts)
+    admitted = pl.Series([True] * n)
+    newest = ts.max()
+    if newest is None:
+        return ~admitted, _marks_before(events, admitted, clock)
+    first = clock if clock is not None else ts.drop_nulls()[0]
+    if int(newest) <= first + jump:  # type: ignore[arg-type]
+        return ~admitted, _marks_before(events, admitted, clock)
+    while True:
+        before = _marks_before(events, admitted, clock)
+        refused = (ts > before + jump).fill_null(False)
+        if (refused == ~admitted).all():
+            return refused, before
+        admitted = ~refused
+
+
+def admit(clock: int | None, fills: pl.DataFrame, ticks: pl.DataFrame, config: EngineConfig,
+          now_ns: int | None = None) -> Admitted:
+    """Judge the batch's event times (see the module docstring)."""
+    skew, jump, window = config.max_skew_ns, config.max_jump_ns, config.dedupe_retention_ns
+    rejects: list[pl.DataFrame] = []
+    if skew is not None and now_ns is not None:
+        limit = now_ns + skew
+        reason = pl.format(f"ts: {{}} is more than max_skew {duration(skew)} ahead of this "
+                           "host's clock ({}): refused", _iso(pl.col("ts")), _iso(pl.lit(now_ns)))
+        late_f, late_t = pl.col("ts") > limit, pl.col("ts") > limit
+        if fills.height and (fills.get_column("ts").max() or _LOW) > limit:  # type: ignore[operator]
+            rejects.append(rejects_of(fills.filter(late_f), reason))
+            fills = fills.filter(~late_f.fill_null(False))
+        if ticks.height and (ticks.get_column("ts").max() or _LOW) > limit:  # type: ignore[operator]
+            rejects.append(rejects_of(ticks.filter(late_t), reason))
+            ticks = ticks.filter(~late_t.fill_null(False))
+    events = pl.concat([
+        fills.select("seq", "ts", pl.lit(True).alias("_fill")),
+        ticks.select("seq", "ts", pl.lit(False).alias("_fill")),
+    ]).sort("seq")
+    if events.height == 0:
+        return Admitted(fills, ticks, _merged(rejects), clock)
+    if jump is None:
+        before = _marks_before(events, pl.Series([True] * events.height), clock)
+        refused = pl.Series([False] * events.height)
+    else:
+        refused, before = _jumps(events, clock, jump)
+    events = events.with_columns(before.alias(HWM), refused.alias("_refused"))
+    if refused.any():
+        reason = pl.format(f"ts: {{}} is more than max_jump {duration(jump or 0)} ahead of the "
+                           "newest accepted event time ({}): refused", _iso(pl.col("ts")),
+                           _iso(pl.col(HWM)))
+        gone = events.filter("_refused")
+        for frame, is_fill in ((fills, True), (ticks, False)):
+            out = frame.join(gone.filter(pl.col("_fill") == is_fill).select("seq", HWM),
+                             on="seq", how="inner", maintain_order="left")
+            rejects.append(rejects_of(out, reason))
+        kept = events.filter(~pl.col("_refused"))
+        fills = fills.join(kept.select("seq"), on="seq", how="semi", maintain_order="left")
+        ticks = ticks.join(kept.select("seq"), on="seq", how="semi", maintain_order="left")
+    ok = events.filter(~pl.col("_refused"))
+    newest = ok.get_column("ts").max()
+    marks = [c for c in (clock, newest) if c is not None]
+    end = max(marks) if marks else None
+    fills = fills.join(ok.filter("_fill").select("seq", HWM), on="seq", how="left",
+                       maintain_order="left")
+    if window is not None and fills.height:
+        old = (pl.col("ts") < pl.col(HWM) - window).fill_null(False)
+        if fills.select(old.any()).item():
+            reason = pl.format(f"ts: {{}} is older than the dedupe window (dedupe_retention "
+                               f"{duration(window)}) behind the newest accepted event time "
+                               "({}): too old to check for a redelivery, refused",
+                               _iso(pl.col("ts")), _iso(pl.col(HWM)))
+            rejects.append(rejects_of(fills.filter(old), reason))
+            fills = fills.filter(~old)
+    return Admitted(fills, ticks, _merged(rejects), end)  # type: ignore[arg-type]
+
+
+def _merged(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    parts = [f for f in frames if f.height]
+    if not parts:
+        return empty(REJECT_SCHEMA)
+    return pl.concat(parts).sort("seq")
