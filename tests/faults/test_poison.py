@@ -122,7 +122,8 @@ def test_reject_reason_does_not_depend_on_the_rest_of_the_batch() -> None:
     alone = [decode_messages([v]).rejects["reason"].to_list() for v in pair]
     together = decode_messages(pair).rejects["reason"].to_list()
     assert alone == [["quantity: must be an integer, got 1.5"],
-                     ["instrument_token: out of range for a 64-bit integer"]]
+                     ["instrument_token: out of range for a 64-bit integer, got "
+                      "18446744073709551616"]]
     assert together == [a[0] for a in alone]
 
 
