@@ -9,11 +9,14 @@ becomes a ``REJECT_SCHEMA`` row with its reason; ``raw`` is the JSON of the deco
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+from typing import Any
+
 import polars as pl
 
 from pm_polars.engine.plans import run
-from pm_polars.events.schema import REJECT_SCHEMA, empty
-from pm_polars.events.typed import to_json
+from pm_polars.events.schema import FILL_EVENT, REJECT_SCHEMA, TICK_EVENT, empty
 
 # |position| in units: float64 holds every integer up to 2**53 exactly, int64 never wraps
 MAX_POSITION = 2**53
@@ -21,14 +24,38 @@ _KEYS = ["portfolio_id", "instrument_token"]
 _PROVENANCE = ["topic", "partition", "offset"]
 
 
+def _ms(ts: int | None) -> int | Decimal | None:
+    """ns -> epoch ms, exact (a fraction as a decimal)."""
+    if ts is None:
+        return None
+    return ts // 10**6 if ts % 10**6 == 0 else Decimal(ts) / 10**6
+
+
+def wire_json(events: pl.DataFrame) -> pl.Series:
+    """Each decoded fill or tick row written back as its wire JSON (``ts`` in epoch ms)."""
+    out = []
+    fill = "side" in events.columns
+    for r in events.iter_rows(named=True):
+        if fill:
+            event: dict[str, Any] = {
+                "event_type": FILL_EVENT, "source": r["source"], "fill_id": r["fill_id"],
+                "ts": _ms(r["ts"]), "quantity": r["quantity"], "fill_price": r["fill_price"],
+                "fee": r["fee"], "original_signal": {
+                    "strategy_id": r["strategy_id"], "instrument_token": r["instrument_token"],
+                    "signal_type": r["side"]}}
+        else:
+            event = {"event_type": TICK_EVENT, "instrument_token": r["instrument_token"],
+                     "last_price": r["last_price"], "ts": _ms(r["ts"])}
+        out.append(json.dumps(event, default=str).encode())
+    return pl.Series("raw", out, dtype=pl.Binary)
+
+
 def rejects_of(events: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
-    """``REJECT_SCHEMA`` rows for ``events`` (fill or tick rows), each with ``reason``."""
+    """``REJECT_SCHEMA`` rows for ``events`` (fill or tick rows), each with ``reason``;
+    ``raw`` is the event's wire JSON (the engine never saw the record's own bytes)."""
     if events.height == 0:
         return empty(REJECT_SCHEMA)
-    hidden = [c for c in events.columns
-              if c in ("seq", "digest", "multiplier", *_PROVENANCE) or c.startswith("_")]
-    body = events.drop(hidden)
-    raw = to_json(body).cast(pl.Binary).alias("raw")
+    raw = wire_json(events)
     return events.with_columns(raw, reason.cast(pl.String).alias("reason")).select(
         [pl.col(c).cast(t) for c, t in REJECT_SCHEMA.items()]
     )
