@@ -82,24 +82,32 @@ def position_bound(positions: pl.DataFrame, fills: pl.DataFrame
     if float(held or 0) + total <= MAX_POSITION:  # type: ignore[arg-type]
         return fills, empty(REJECT_SCHEMA)
     prior = positions.lazy().select(*_KEYS, pl.col("quantity").cast(pl.Float64).alias("_q0"))
-    refused: list[pl.DataFrame] = []
-    while True:
-        walk = run(
-            fills.lazy().join(prior, on=_KEYS, how="left", maintain_order="left")
-            .with_columns(
-                (pl.col("_q0").fill_null(0.0)
-                 + pl.col("signed_qty").cast(pl.Float64).cum_sum().over(_KEYS)).alias("_q")
-            )
-        )
-        over = walk.filter(pl.col("_q").abs() > MAX_POSITION)
-        if over.height == 0:
-            break
-        first = over.group_by(_KEYS).agg(pl.col("seq").min())
-        gone = fills.join(first.select("seq"), on="seq", how="semi")
-        refused.append(gone)
-        fills = fills.join(first.select("seq"), on="seq", how="anti")
+    walk = run(
+        fills.lazy().join(prior, on=_KEYS, how="left", maintain_order="left")
+        .with_columns(
+            (pl.col("_q0").fill_null(0.0)
+             + pl.col("signed_qty").cast(pl.Float64).cum_sum().over(_KEYS)).alias("_q"))
+    )
+    over = walk.filter(pl.col("_q").abs() > MAX_POSITION).select(_KEYS).unique()
+    if over.height == 0:
+        return fills, empty(REJECT_SCHEMA)
+    # only the positions that pass the bound are walked fill by fill (exact integers)
+    suspects = walk.join(over, on=_KEYS, how="semi", maintain_order="left")
+    now: dict[tuple[str, int], int] = {}
+    for pid, token, q0 in positions.join(over, on=_KEYS, how="semi").select(
+            *_KEYS, "quantity").iter_rows():
+        now[(pid, token)] = q0
+    gone: list[int] = []
+    for seq, pid, token, signed in suspects.select("seq", *_KEYS, "signed_qty").iter_rows():
+        q = now.get((pid, token), 0) + signed
+        if abs(q) > MAX_POSITION:
+            gone.append(seq)
+        else:
+            now[(pid, token)] = q
+    refused = fills.filter(pl.col("seq").is_in(gone))
+    fills = fills.filter(~pl.col("seq").is_in(gone))
     reason = pl.format(
         "quantity: the position of {} in {} would pass {} units (the exact-integer limit), "
         "got {}", "portfolio_id", "instrument_token", pl.lit(MAX_POSITION), "quantity"
     )
-    return fills, rejects_of(pl.concat(refused).sort("seq"), reason)
+    return fills, rejects_of(refused, reason)
