@@ -160,3 +160,18 @@ def test_other_units_are_refused_not_rescaled(ts: int) -> None:
     got = PortfolioEngine().apply([tick(ts, 1.0)])
     assert got.ticks.height == 0
     assert got.rejects["reason"][0].startswith("ts: must be epoch milliseconds")
+
+
+def test_a_ts_less_tick_counts_from_the_newest_ts_so_far_also_across_batches() -> None:
+    """Found by the property above: a ts-less tick after an older tick of a later batch took
+    that older tick's ts, lost to the stored mark, and the state depended on the cut."""
+    stream = [fill("a", None), tick(None, 10.0), *[fill("a", None)] * 4, tick(None, 10.0),
+              tick(T + 3 * 3_600_000, 11.0), tick(T, 10.0), tick(None, 10.0)]
+    whole = PortfolioEngine()
+    whole.apply(stream)
+    split = PortfolioEngine()
+    split.apply(stream[:8])
+    split.apply(stream[8:])
+    for eng in (whole, split):
+        assert eng.state.marks.select("tick_price", "tick_ts").rows() == [
+            (10.0, (T + 3 * 3_600_000) * 10**6)]
