@@ -30,6 +30,7 @@ the same id (``engine.state.merge`` keeps the newest).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,11 +155,13 @@ class SeenIds:
         return sum(r.height for r in self.runs)
 
     def split(
-        self, fills: pl.DataFrame, retention_ns: int | None
+        self, fills: pl.DataFrame, retention_ns: int | None,
+        marks: Callable[[pl.Series], pl.DataFrame] | None = None,
     ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         """Split ``fills`` into (fresh, duplicates, conflicts), arrival order kept in each.
 
-        ``fills`` carry ``_hwm`` (``timebound``). A fill is a duplicate when an earlier
+        ``fills`` carry ``_hwm`` (``timebound``), or ``marks(seqs)`` gives it by ``seq``
+        (asked only for suspected redeliveries). A fill is a duplicate when an earlier
         sighting of its key (remembered, or applied earlier in this batch) is within the
         window of its own ``_hwm`` and has the same content; a conflict when the content
         differs. Only the fills whose key was seen or repeats in the batch are judged one by
@@ -174,22 +177,30 @@ class SeenIds:
         if not hits and _all_distinct(known):
             return fills, fills.clear(), fills.clear()
         prior = pl.concat(hits) if hits else _NO_IDS
-        suspect = pl.struct(_KEY).is_duplicated() | pl.struct(_KEY).is_in(
-            prior.select(pl.struct(_KEY)).to_series().implode())
-        mask = fills.select((suspect & pl.col("fill_id").is_not_null()).fill_null(False))
-        idx = mask.to_series().arg_true()
+        # suspects by key hash (a collision only adds a suspect: verdicts compare the keys)
+        suspect = hashes.is_duplicated() | hashes.is_in(prior.get_column("_h").implode())
+        idx = (suspect & hashes.is_not_null()).fill_null(False).arg_true()
         if len(idx) == 0:
             return fills, fills.clear(), fills.clear()
-        verdict = _verdicts(fills[idx], prior, retention_ns)
+        suspects = fills[idx]
+        if "_hwm" not in suspects.columns and marks is not None:
+            suspects = suspects.join(marks(suspects.get_column("seq")), on="seq", how="left",
+                                     maintain_order="left")
+        verdict = _verdicts(suspects, prior, retention_ns)
         state = pl.Series([0] * fills.height, dtype=pl.Int8).scatter(idx, verdict)
         return (fills.filter(state == 0), fills.filter(state == 1), fills.filter(state == 2))
 
     def remember(
-        self, fresh: pl.DataFrame, clock_ns: int | None, retention_ns: int | None
+        self, fresh: pl.DataFrame, clock_ns: int | None, retention_ns: int | None,
+        marks: Callable[[pl.Series], pl.DataFrame] | None = None,
     ) -> SeenIds:
         """Add ``fresh`` fills' ids (``ts`` null -> the mark before the fill, ``_hwm``)
         and merge/sweep runs."""
         when = pl.col("ts")
+        if "_hwm" not in fresh.columns and marks is not None and fresh.height and \
+                fresh.get_column("ts").null_count():
+            timeless = fresh.filter(pl.col("ts").is_null()).get_column("seq")
+            fresh = fresh.join(marks(timeless), on="seq", how="left", maintain_order="left")
         if "_hwm" in fresh.columns:
             when = pl.coalesce(when, pl.col("_hwm"))
         digest = pl.col("digest") if "digest" in fresh.columns else content_digest(fresh.columns)

@@ -42,7 +42,8 @@ def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
     if config.max_skew_ns is not None and now_ns is None:
         now_ns = time.time_ns()
     admitted = timebound.admit(state.clock_ns, batch.fills, batch.ticks, config, now_ns)
-    fresh, dups, conflicts = state.seen.split(admitted.fills, config.dedupe_retention_ns)
+    fresh, dups, conflicts = state.seen.split(admitted.fills, config.dedupe_retention_ns,
+                                              admitted.marks)
     fresh, oversized = refusals.position_bound(state.positions, fresh)
     ticks = admitted.ticks
     positions, cash = state.positions, state.cash
@@ -59,7 +60,7 @@ def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
     new_marks, tick_changed = marks.merge_marks(state.marks, ticks, "last_price", "tick")
     new_marks, fill_changed = marks.merge_marks(new_marks, fresh, "fill_price", "fill")
     clock = admitted.clock_ns
-    seen = state.seen.remember(fresh, clock, config.dedupe_retention_ns)
+    seen = state.seen.remember(fresh, clock, config.dedupe_retention_ns, admitted.marks)
     mark_changed = set(tick_changed.to_list())
     if fill_changed.len():  # a fill price is the mark only before the first tick
         fallback = new_marks.filter(

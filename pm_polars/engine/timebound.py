@@ -25,8 +25,10 @@ comparison of its newest ``ts``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from pm_polars.engine.config import EngineConfig
@@ -39,13 +41,17 @@ HWM = "_hwm"
 
 @dataclass(frozen=True)
 class Admitted:
-    """The admitted fills (with ``_hwm``) and ticks, the refused ones as rejects, and the
-    high-water mark after the batch."""
+    """The admitted fills and ticks, the refused ones as rejects, the high-water mark
+    after the batch, and ``marks(seqs)``: ``seq`` and ``_hwm`` of the admitted fills at
+    ``seqs`` (asked only for suspected redeliveries and fills without ``ts``; the fills
+    carry ``_hwm`` already when the batch took the slow path)."""
 
     fills: pl.DataFrame
     ticks: pl.DataFrame
     rejects: pl.DataFrame
     clock_ns: int | None
+    marks: Callable[[pl.Series], pl.DataFrame] = field(default=lambda seqs: pl.DataFrame(
+        schema={"seq": pl.Int64, HWM: pl.Int64}))
 
 
 def duration(ns: int) -> str:
@@ -106,12 +112,14 @@ def admit(clock: int | None, fills: pl.DataFrame, ticks: pl.DataFrame, config: E
         if ticks.height and (ticks.get_column("ts").max() or _LOW) > limit:  # type: ignore[operator]
             rejects.append(rejects_of(ticks.filter(late_t), reason))
             ticks = ticks.filter(~late_t.fill_null(False))
-    events = pl.concat([
-        fills.select("seq", "ts", pl.lit(True).alias("_fill")),
-        ticks.select("seq", "ts", pl.lit(False).alias("_fill")),
-    ]).sort("seq")
-    if events.height == 0:
+    if fills.height + ticks.height == 0:
         return Admitted(fills, ticks, _merged(rejects), clock)
+    fine, end_mark = _quick(clock, fills, ticks, jump, window)
+    if fine:  # no event can fail: the marks only when asked for
+        f, t = fills, ticks
+        return Admitted(f, t, _merged(rejects), end_mark,
+                        lambda seqs: _marks_at(clock, f, t, seqs))
+    events = _events(fills, ticks)
     if jump is None:
         before = _marks_before(events, pl.Series([True] * events.height), clock)
         refused = pl.Series([False] * events.height)
@@ -145,7 +153,73 @@ def admit(clock: int | None, fills: pl.DataFrame, ticks: pl.DataFrame, config: E
                                _iso(pl.col("ts")), _iso(pl.col(HWM)))
             rejects.append(rejects_of(fills.filter(old), reason))
             fills = fills.filter(~old)
-    return Admitted(fills, ticks, _merged(rejects), end)  # type: ignore[arg-type]
+    done = fills.select("seq", HWM)
+    return Admitted(fills, ticks, _merged(rejects), end,  # type: ignore[arg-type]
+                    lambda seqs: done.join(seqs.cast(pl.Int64).alias("seq").to_frame(),
+                                           on="seq", how="semi"))
+
+
+def _events(fills: pl.DataFrame, ticks: pl.DataFrame) -> pl.DataFrame:
+    return pl.concat([
+        fills.select("seq", "ts", pl.lit(True).alias("_fill")),
+        ticks.select("seq", "ts", pl.lit(False).alias("_fill")),
+    ]).sort("seq")
+
+
+def _marks_at(clock: int | None, fills: pl.DataFrame, ticks: pl.DataFrame,
+              seqs: pl.Series) -> pl.DataFrame:
+    """``seq``, ``_hwm`` for the events at ``seqs`` when every event is admitted: per frame
+    a running max of ``ts`` and a binary search of each ``seq`` (no sort of the batch)."""
+    wanted = seqs.cast(pl.Int64).to_numpy()
+    best = np.full(len(wanted), _LOW if clock is None else clock, dtype=np.int64)
+    for frame in (fills, ticks):
+        if frame.height == 0:
+            continue
+        if not frame.get_column("seq").is_sorted():
+            frame = frame.sort("seq")
+        seq = frame.get_column("seq").to_numpy()
+        running = frame.get_column("ts").fill_null(_LOW).cum_max().to_numpy()
+        before = np.searchsorted(seq, wanted, side="left")  # events with a smaller seq
+        has = before > 0
+        best[has] = np.maximum(best[has], running[before[has] - 1])
+    marks = pl.Series(HWM, best, dtype=pl.Int64)
+    return pl.DataFrame([seqs.cast(pl.Int64).alias("seq"), marks.replace(_LOW, None)])
+
+
+def _newest(frame: pl.DataFrame) -> int | None:
+    value = frame.get_column("ts").max() if frame.height else None
+    return None if value is None else int(value)  # type: ignore[arg-type]
+
+
+def _first_ts(frame: pl.DataFrame) -> tuple[int, int] | None:
+    """``(seq, ts)`` of the earliest-arriving event with a ``ts``."""
+    timed = frame.filter(pl.col("ts").is_not_null()) if frame.height else frame
+    if timed.height == 0:
+        return None
+    at = int(timed.get_column("seq").arg_min() or 0)
+    return int(timed.get_column("seq")[at]), int(timed.get_column("ts")[at])
+
+
+def _quick(clock: int | None, fills: pl.DataFrame, ticks: pl.DataFrame, jump: int | None,
+           window: int | None) -> tuple[bool, int | None]:
+    """``(True, mark after the batch)`` when whole-batch bounds prove no event fails (every
+    ``ts`` within ``jump`` of the first mark, every fill's within ``window`` of the last):
+    one min/max per column. ``(False, None)``: judge event by event."""
+    times = [t for t in (_newest(fills), _newest(ticks)) if t is not None]
+    if not times:
+        return True, clock
+    newest = max(times)
+    end = newest if clock is None else max(clock, newest)
+    if jump is not None:
+        starts = [f for f in (_first_ts(fills), _first_ts(ticks)) if f is not None]
+        first = clock if clock is not None else min(starts)[1]
+        if newest > first + jump:
+            return False, None
+    if window is not None and fills.height:
+        oldest = fills.get_column("ts").min()
+        if oldest is not None and int(oldest) < end - window:  # type: ignore[arg-type]
+            return False, None
+    return True, end
 
 
 def _merged(frames: list[pl.DataFrame]) -> pl.DataFrame:
