@@ -13,14 +13,16 @@ on how a stream is cut into batches. An event is refused with a reason when
 3. it is a fill whose ``ts`` is older than ``dedupe_retention_ns`` behind the mark: its id
    may have been forgotten, so whether it is a redelivery cannot be checked.
 
-The admitted fills carry ``_hwm``, the mark before each of them (null before any event
-time), which the dedupe stage uses for a per-fill window.
+The dedupe stage gets the mark before a fill (``_hwm``, null before any event time) for its
+per-fill window: a column of the fills after the event-by-event pass, else ``marks(seqs)``
+for the few fills that need it.
 
 Columnar: the mark before each event is a cumulative max over the admitted ones. Refusing
 an event can only lower later marks, so the refused set is found by iterating "assume these
 admitted, refuse what fails" from "all admitted" until nothing changes; the fixed point is
-exactly the event-by-event verdict (by induction over ``seq``). A clean batch costs one
-comparison of its newest ``ts``.
+exactly the event-by-event verdict (by induction over ``seq``). A clean batch costs a
+min/max per column (``_quick``): its newest ``ts`` against the first mark plus the jump,
+its oldest fill against the last mark minus the window.
 """
 
 from __future__ import annotations
