@@ -15,11 +15,12 @@ from typing import Any
 
 import polars as pl
 
-from pm_polars.engine.plans import run
 from pm_polars.events.schema import FILL_EVENT, REJECT_SCHEMA, TICK_EVENT, empty
 
 # |position| in units: float64 holds every integer up to 2**53 exactly, int64 never wraps
 MAX_POSITION = 2**53
+MAX_TOTAL = 2**62  # units bought (or sold) over a position's life: int64 never wraps
+_SLACK = 2**20  # above float64's rounding of sums near 2**62 (1024)
 _KEYS = ["portfolio_id", "instrument_token"]
 _PROVENANCE = ["topic", "partition", "offset"]
 
@@ -72,42 +73,53 @@ def merge_rejects(*frames: pl.DataFrame) -> pl.DataFrame:
 def position_bound(positions: pl.DataFrame, fills: pl.DataFrame
                    ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``(fills kept, rejects)``: a fill that would take its position beyond
-    ``MAX_POSITION`` units either way is refused (later fills of the position apply to
-    the position without it, in arrival order). One check of the batch's total quantity
-    when no position can get near the bound (every real batch)."""
+    ``MAX_POSITION`` units either way, or its bought or sold total beyond ``MAX_TOTAL``
+    (int64 sums that a long life of flips could wrap), is refused (later fills of the
+    position apply without it, in arrival order). One check of the batch's total quantity
+    when no position can get near a bound (every real batch)."""
     if fills.height == 0:
         return fills, empty(REJECT_SCHEMA)
-    held = positions.get_column("quantity").abs().max() if positions.height else 0
     total = float(fills.get_column("quantity").cast(pl.Float64).sum())
-    if float(held or 0) + total <= MAX_POSITION:  # type: ignore[arg-type]
+    held = traded = 0.0
+    if positions.height:
+        held = float(positions.get_column("quantity").abs().max() or 0)  # type: ignore[arg-type]
+        traded = float(positions.select(
+            pl.max_horizontal(pl.col("buy_quantity").max(), pl.col("sell_quantity").max())
+        ).item() or 0)
+    # float64 sums: a margin well above their rounding (the walk below is exact)
+    if held + total <= MAX_POSITION - _SLACK and traded + total <= MAX_TOTAL - _SLACK:
         return fills, empty(REJECT_SCHEMA)
-    prior = positions.lazy().select(*_KEYS, pl.col("quantity").cast(pl.Float64).alias("_q0"))
-    walk = run(
-        fills.lazy().join(prior, on=_KEYS, how="left", maintain_order="left")
-        .with_columns(
-            (pl.col("_q0").fill_null(0.0)
-             + pl.col("signed_qty").cast(pl.Float64).cum_sum().over(_KEYS)).alias("_q"))
-    )
-    over = walk.filter(pl.col("_q").abs() > MAX_POSITION).select(_KEYS).unique()
-    if over.height == 0:
+    # only the positions whose fills could pass a bound are walked fill by fill, exactly
+    near = fills.group_by(_KEYS).agg(pl.col("quantity").cast(pl.Float64).sum().alias("_t"))
+    start = positions.select(*_KEYS, "quantity", "buy_quantity", "sell_quantity")
+    near = near.join(start, on=_KEYS, how="left").filter(
+        (pl.col("quantity").abs().fill_null(0) + pl.col("_t") > MAX_POSITION - _SLACK)
+        | (pl.max_horizontal("buy_quantity", "sell_quantity").fill_null(0) + pl.col("_t")
+           > MAX_TOTAL - _SLACK))
+    if near.height == 0:
         return fills, empty(REJECT_SCHEMA)
-    # only the positions that pass the bound are walked fill by fill (exact integers)
-    suspects = walk.join(over, on=_KEYS, how="semi", maintain_order="left")
-    now: dict[tuple[str, int], int] = {}
-    for pid, token, q0 in positions.join(over, on=_KEYS, how="semi").select(
-            *_KEYS, "quantity").iter_rows():
-        now[(pid, token)] = q0
+    now: dict[tuple[str, int], tuple[int, int, int]] = {
+        (pid, token): (q or 0, b or 0, s or 0)
+        for pid, token, q, b, s in near.select(
+            *_KEYS, "quantity", "buy_quantity", "sell_quantity").iter_rows()}
+    suspects = fills.join(near.select(_KEYS), on=_KEYS, how="semi", maintain_order="left")
     gone: list[int] = []
     for seq, pid, token, signed in suspects.select("seq", *_KEYS, "signed_qty").iter_rows():
-        q = now.get((pid, token), 0) + signed
-        if abs(q) > MAX_POSITION:
+        q, bought, sold = now[(pid, token)]
+        q += signed
+        bought += max(signed, 0)
+        sold += max(-signed, 0)
+        if abs(q) > MAX_POSITION or bought > MAX_TOTAL or sold > MAX_TOTAL:
             gone.append(seq)
         else:
-            now[(pid, token)] = q
+            now[(pid, token)] = (q, bought, sold)
+    if not gone:
+        return fills, empty(REJECT_SCHEMA)
     refused = fills.filter(pl.col("seq").is_in(gone))
     fills = fills.filter(~pl.col("seq").is_in(gone))
     reason = pl.format(
-        "quantity: the position of {} in {} would pass {} units (the exact-integer limit), "
-        "got {}", "portfolio_id", "instrument_token", pl.lit(MAX_POSITION), "quantity"
+        "quantity: the position of {} in {} would pass {} units (the exact-integer limit) "
+        "or its bought/sold total {}, got {}", "portfolio_id", "instrument_token",
+        pl.lit(MAX_POSITION), pl.lit(MAX_TOTAL), "quantity"
     )
     return fills, rejects_of(refused, reason)
