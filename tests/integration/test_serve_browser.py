@@ -168,8 +168,8 @@ def test_page_asks_for_the_token_once(driver: Any, redis_srv: RedisServer,
 
 
 def test_todays_figures_come_first_when_documents_carry_them(driver: Any) -> None:
-    """The live day P&L work adds ``day_pnl``/``m2m``/``trading_day`` to the documents; no
-    writer publishes them yet, so they are added here to engine documents, in memory."""
+    """Documents carrying today's figures (``m2m``, ``day_net_pnl``, ``day_pnl``,
+    ``trading_day``) show them first; set here on engine documents, in memory."""
     import threading
 
     import uvicorn
