@@ -244,6 +244,10 @@ def validate(s: Settings) -> None:
             raise _fail("redis_cluster", f"Redis Cluster has only database 0 and TCP nodes, "
                         f"got {redact_url(s.redis_url)!r}",
                         "give --redis-url redis://HOST:PORT of any one cluster node (db 0)")
+        if s.alerts is not None:  # the alert outbox is one group-wide key: no slot of its own
+            raise _fail("redis_cluster", "the [alerts] table is not supported with Redis "
+                        "Cluster yet (its outbox is a group-wide key outside the partitions' "
+                        "slots)", "run alerts against a single Redis node, or remove [alerts]")
     if not s.fills_pattern.startswith("^"):
         raise _fail("fills_pattern", f"{s.fills_pattern!r} is not a regex subscription",
                     "start it with ^ (librdkafka only treats ^... as a pattern)")

@@ -120,3 +120,13 @@ def test_redis_cluster_from_flag_env_or_file_and_its_url_rule(tmp_path: Path) ->
         resolve(_args(*base), {"PM_REDIS_CLUSTER": "maybe"})
     with pytest.raises(ConfigError, match="--redis-cluster.*database 0.*Fix: give --redis-url"):
         resolve(_args(*base, "--redis-cluster", "--redis-url", "redis://h:7000/3"), {})
+
+
+def test_alerts_with_redis_cluster_are_refused_with_the_fix(tmp_path: Path) -> None:
+    cfg = tmp_path / "pm.toml"
+    cfg.write_text("redis_cluster = true\n[alerts]\nmax_day_loss = 100\n")
+    with pytest.raises(ConfigError, match=r"--redis-cluster.*\[alerts\].*Fix: run alerts"):
+        resolve(_args("--bootstrap-servers", "k:9092", "--config", str(cfg)), {})
+    cfg.write_text("[alerts]\nmax_day_loss = 100\n")  # one node: accepted
+    assert resolve(_args("--bootstrap-servers", "k:9092", "--config", str(cfg)),
+                   {}).alerts is not None
