@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from pm_polars.daemon.checkpoint.store import Checkpoint
+from pm_polars.daemon.kafka.clients import produce_waiting
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,8 @@ class AlertProducer:
         self.failed = []
         for text in pending:
             key = str(json.loads(text).get("portfolio_id", "")).encode()
-            while True:
-                try:
-                    self.producer.produce(self.topic, key=key, value=text.encode(),
-                                          on_delivery=self._on_delivery)
-                    break
-                except BufferError:
-                    self.producer.poll(0.1)
+            produce_waiting(self.producer, self.topic, text.encode(), key=key,
+                            on_delivery=self._on_delivery)
         remaining = self.producer.flush(self.flush_timeout_s)
         if remaining or self.failed:
             raise AlertDeliveryError(f"{remaining} alerts undelivered, errors {self.failed[:3]}")

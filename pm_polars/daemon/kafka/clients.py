@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, Message, Producer
 
 from pm_polars.daemon.metrics import Metrics
 
@@ -82,3 +82,17 @@ class ErrorLog:
             if err is not None and err.code() != KafkaError._PARTITION_EOF:
                 self(err, where)
         return [m for m in msgs if m.error() is None]
+
+
+def produce_waiting(producer: Producer, topic: str, value: bytes | None, *,
+                    key: bytes | None = None,
+                    headers: list[tuple[str, str | bytes | None]] | None = None,
+                    on_delivery: Any = None) -> None:
+    """``producer.produce``, waiting (polling 0.1 s) while the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, headers=headers,
+                             on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.1)

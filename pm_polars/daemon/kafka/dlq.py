@@ -28,6 +28,7 @@ from typing import Any
 import polars as pl
 from confluent_kafka import KafkaError, Message, Producer
 
+from pm_polars.daemon.kafka.clients import produce_waiting
 from pm_polars.types import RECORD_ID
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,8 @@ class DeadLetters:
                 headers.append(("truncated", str(len(raw)).encode()))
                 headers.append(("sha256", hashlib.sha256(raw).hexdigest().encode()))
                 raw = raw[: self.max_value_bytes]
-            while True:
-                try:
-                    self.producer.produce(self.topic, key=key, value=raw, headers=headers,
-                                          on_delivery=self._on_delivery)
-                    break
-                except BufferError:
-                    self.producer.poll(0.1)
+            produce_waiting(self.producer, self.topic, raw, key=key, headers=headers,
+                            on_delivery=self._on_delivery)
         remaining = self.producer.flush(self.flush_timeout_s)
         if remaining or self.failed:
             raise DeliveryError(
