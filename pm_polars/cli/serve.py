@@ -40,7 +40,8 @@ def register(subparsers: Subparsers) -> None:
                         "PM_REDIS_CLUSTER=true; redis_cluster in the TOML)")
     parser.add_argument("--config", default=None, metavar="FILE",
                         help="TOML file with a [serve] table (host, port, redis_url, "
-                        "key_prefix, auth_token, cors_origins, heartbeat_s); env PM_SERVE_CONFIG")
+                        "key_prefix, auth_token, cors_origins, heartbeat_s, alerts_channel); env "
+                        "PM_SERVE_CONFIG")
     parser.set_defaults(handler=run)
 
 
@@ -58,6 +59,9 @@ def add_http_arguments(parser: argparse._ActionsContainer) -> None:
                         "(repeatable; env PM_SERVE_CORS_ORIGINS, comma-separated); none by default")
     parser.add_argument("--heartbeat-s", type=float, default=None,
                         help="stream heartbeat interval (env PM_SERVE_HEARTBEAT_S; default 5)")
+    parser.add_argument("--alerts-channel", default=None, metavar="NAME",
+                        help="the daemon's alerts channel, under --key-prefix (env "
+                        "PM_SERVE_ALERTS_CHANNEL; default pm-alerts, as [alerts] channel)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         log.error("pm-polars serve: %s", exc)
         return 2
     source = RedisSource(settings.redis_url, settings.key_prefix,
-                         password=settings.redis_password, cluster=settings.redis_cluster)
+                         password=settings.redis_password, cluster=settings.redis_cluster,
+                         alerts_channel=settings.alerts_channel)
     app = create_app(source, auth_token=settings.auth_token,
                      cors_origins=settings.cors_origins, heartbeat_s=settings.heartbeat_s)
     serve_app(app, settings.host, settings.port)

@@ -22,10 +22,11 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pm_polars.serve.alerts import AlertFollower
 from pm_polars.serve.auth import Guard
 from pm_polars.serve.metrics import ServeMetrics
 from pm_polars.serve.models import AumDoc, ErrorBody, Health, PortfolioDoc, PositionDoc, PriceDoc
-from pm_polars.serve.source import ReadSource
+from pm_polars.serve.source import ReadSource, RedisSource
 from pm_polars.serve.stream import DEFAULT_HEARTBEAT_S, SOURCE_ERRORS, StreamHub
 
 ASSETS = Path(__file__).with_name("assets")
@@ -56,15 +57,24 @@ def create_app(source: ReadSource, *, auth_token: str | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(hub.run(), name="pm-serve-hub")
+        follower = None  # alerts come from Redis (the daemon's channel); memory has none
+        if isinstance(source, RedisSource) and source.alerts_channel is not None:
+            follower = AlertFollower(source.client, source.alerts_channel, hub)
+        alerts_task = None if follower is None else asyncio.create_task(
+            follower.run(), name="pm-serve-alerts")
         if on_start is not None:
             on_start(asyncio.get_running_loop())
         try:
             yield
         finally:
             await hub.stop()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if follower is not None:
+                follower.stop()
+            for t in (task, alerts_task):
+                if t is not None:
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
             if close_source:
                 await source.aclose()
 
@@ -140,9 +150,16 @@ def create_app(source: ReadSource, *, auth_token: str | None = None,
         found = await source.prices(wanted)
         return _json("{" + ",".join(f'"{t}":{v}' for t, v in found.items()) + "}")
 
+    @app.get("/api/alerts", response_model=list[dict[str, Any]])
+    async def alerts() -> Response:
+        """The last alerts the daemon published since this server started, oldest first
+        (each as published: ``id``, ``type`` breach/recovery, ``limit``, ``portfolio_id``,
+        the figures). Live ones arrive on ``/api/stream`` as ``alert`` events."""
+        return _json(f"[{','.join(hub.alerts)}]")
+
     @app.get("/api/stream", response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}},
-                              "description": "snapshot, update, status, heartbeat events"}})
+                              "description": "snapshot, update, alert, status, heartbeat events"}})
     async def stream(last_event_id: str | None = Header(None)) -> StreamingResponse:
         """Server-Sent Events: a full snapshot first, then one event per published batch."""
         return StreamingResponse(hub.events(last_event_id), media_type="text/event-stream",

@@ -53,6 +53,7 @@ class ServeSettings:
     auth_token: str | None = None
     cors_origins: list[str] = field(default_factory=list)
     heartbeat_s: float = 5.0
+    alerts_channel: str = "pm-alerts"  # the daemon's [alerts] channel (under key_prefix)
 
     def check(self) -> None:
         """The bind rule: a non-loopback address requires a token."""
@@ -81,6 +82,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "auth_token": ("PM_SERVE_AUTH_TOKEN", str),
     "cors_origins": ("PM_SERVE_CORS_ORIGINS", lambda s: [o for o in s.split(",") if o]),
     "heartbeat_s": ("PM_SERVE_HEARTBEAT_S", float),
+    "alerts_channel": ("PM_SERVE_ALERTS_CHANNEL", str),
 }
 CONFIG_ENV = "PM_SERVE_CONFIG"
 

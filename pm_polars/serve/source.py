@@ -57,11 +57,15 @@ class RedisSource:
     name = "redis"
 
     def __init__(self, url: str, key_prefix: str = "", *, password: str | None = None,
-                 cluster: bool = False, **redis_options: Any) -> None:
+                 cluster: bool = False, alerts_channel: str | None = "pm-alerts",
+                 **redis_options: Any) -> None:
         opts = {"socket_timeout": SERVE_SOCKET_TIMEOUT_S,
                 "socket_connect_timeout": SERVE_CONNECT_TIMEOUT_S, **redis_options}
         self.client: Any = connect_async(url, cluster, client_options(password, opts))
         self.keys = Keys(key_prefix)
+        # the channel the daemon publishes alerts on (``daemon.alerts``), prefixed like it
+        self.alerts_channel = None if alerts_channel is None else self.keys.channel(
+            alerts_channel)
 
     async def ping(self) -> None:
         await self.client.ping()

@@ -11,6 +11,8 @@ to every client, so 50 clients cost one Redis read, not 50. Events (``data`` is 
   everyone when the source comes back after an outage;
 * ``update`` (``id`` = sequence) ``{"seq", "ts", "portfolios": [changed documents], "aum"}``,
   ``ts`` the writer's batch clock (ns UTC) from the update message;
+* ``alert`` (no id) one daemon alert as published (``serve.alerts``); the snapshot's
+  ``alerts`` holds the last ones received, oldest first;
 * ``status`` ``{"source": "up"|"down", "since": ms, "detail"}`` when readability changes;
 * ``heartbeat`` ``{"ts": ms, "source": ...}`` after ``heartbeat_s`` without another event.
 
@@ -29,6 +31,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 
 import redis
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 SOURCE_ERRORS = (redis.RedisError, OSError)
 DEFAULT_HEARTBEAT_S = 5.0
 QUEUE_FRAMES = 64
+RECENT_ALERTS = 200  # kept for new clients and /api/alerts
 
 
 def frame(event: str, data: str, event_id: int | None = None) -> bytes:
@@ -86,6 +90,7 @@ class StreamHub:
         self.since_ms = _now_ms()
         self.detail = ""
         self.clients: set[StreamClient] = set()
+        self.alerts: deque[str] = deque(maxlen=RECENT_ALERTS)  # JSON texts, oldest first
         self._lock = asyncio.Lock()
         self._stopped = False
 
@@ -97,8 +102,14 @@ class StreamHub:
     async def _snapshot(self) -> bytes:
         docs, aum = await self.source.overview()
         data = (f'{{"seq":{self.seq},"heartbeat_s":{self.heartbeat_s},'
-                f'"portfolios":[{",".join(docs)}],"aum":{aum or "null"}}}')
+                f'"portfolios":[{",".join(docs)}],"aum":{aum or "null"},'
+                f'"alerts":[{",".join(self.alerts)}]}}')
         return frame("snapshot", data, self.seq)
+
+    def alert(self, text: str) -> None:
+        """One alert (JSON text) from the alerts channel: kept and pushed to every client."""
+        self.alerts.append(text)
+        self._broadcast(frame("alert", text), "alert")
 
     def _broadcast(self, text: bytes, event: str) -> None:
         for client in list(self.clients):

@@ -152,6 +152,35 @@ def test_stream_full_refresh_then_each_batch(redis_srv: RedisServer, tmp_path: P
         server.stop()
 
 
+def test_daemon_alerts_reach_the_stream_and_api_alerts(redis_srv: RedisServer,
+                                                       tmp_path: Path) -> None:
+    """An alert published on the daemon's channel (under the key prefix) is pushed as an
+    ``alert`` event, listed by ``/api/alerts`` and in every new client's snapshot; a message
+    that is not an alert is ignored."""
+    client = redis_srv.client()
+    publish_book(client)
+    server = serve(redis_srv.url, tmp_path)
+    reader = SSEReader(server.url + "/api/stream")
+    try:
+        assert reader.next("snapshot").data["alerts"] == []
+        breach = {"id": "paper_S1:2026-12-04:day_loss:breach:1", "type": "breach",
+                  "limit": "day_loss", "portfolio_id": "paper_S1", "day_net_pnl": -150.0}
+        client.publish(f"{PREFIX}pm-alerts", "not json")
+        client.publish(f"{PREFIX}pm-alerts", json.dumps({"no": "id"}))
+        client.publish("pm-alerts", json.dumps({**breach, "id": "other desk"}))  # no prefix
+        assert client.publish(f"{PREFIX}pm-alerts", json.dumps(breach)) == 1
+        assert reader.next("alert").data == breach
+        assert get(server.url, "/api/alerts").json() == [breach]
+        again = SSEReader(server.url + "/api/stream")
+        try:
+            assert again.next("snapshot").data["alerts"] == [breach]
+        finally:
+            again.close()
+    finally:
+        reader.close()
+        server.stop()
+
+
 def test_redis_down_503_then_stream_resumes(redis_srv: RedisServer, tmp_path: Path) -> None:
     writer = publish_book(redis_srv.client())
     server = serve(redis_srv.url, tmp_path)

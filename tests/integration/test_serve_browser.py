@@ -130,6 +130,19 @@ def test_page_shows_redis_live_and_disconnects(driver: Any, redis_srv: RedisServ
                     hosts.add(urlparse(url).netloc)
         assert hosts == {urlparse(server.url).netloc}
 
+        # a daemon alert on the alerts channel shows at once, breach in the alerts panel
+        alert = {"id": "paper_S1:2026-12-04:day_loss:breach:1", "type": "breach",
+                 "limit": "day_loss", "limit_value": 100.0, "portfolio_id": "paper_S1",
+                 "day_net_pnl": -150.0, "trading_day": "2026-12-04"}
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        client.publish(f"{PREFIX}pm-alerts", json.dumps(alert))
+        WebDriverWait(driver, 10, 0.05).until(lambda d: d.execute_script(
+            "return document.querySelectorAll('#alert-list li.breach').length") == 1)
+        text = driver.find_element("css selector", "#alert-list li").text
+        assert "BREACH day_loss" in text and "paper_S1" in text and "-150.00" in text
+        assert driver.find_element("id", "alerts").is_displayed()
+
         # Redis goes away: the page says the data is stale, and is live again after
         redis_srv.stop()
         wait(driver, lambda s: s["conn"] == "stale", timeout=10)

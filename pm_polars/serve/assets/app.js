@@ -19,7 +19,7 @@
     docs: {}, rows: {}, order: [], columns: BASE.slice(), today: false,
     sortKey: "portfolio_id", sortAsc: true, selected: null, pending: {}, pendingAum: undefined,
     frame: 0, lastEventAt: 0, heartbeatMs: 5000, lastId: null, since: null, token: null,
-    history: {}, lastSample: 0, resortDue: false, aum: null
+    history: {}, lastSample: 0, resortDue: false, aum: null, alerts: []
   };
   var $ = function (id) { return document.getElementById(id); };
   var chart = new window.LineChart($("chart"));
@@ -261,7 +261,32 @@
     state.pendingAum = data.aum;
     schedule();
     if (state.selected) renderPositions();
+    state.alerts = (data.alerts || []).slice();
+    renderAlerts(state.alerts);
   }
+  // ------------------------------------------------------------------ alerts
+  function fmtMoney(v) { return typeof v === "number" ? v.toFixed(2) : "—"; }
+  function renderAlerts(list) {
+    var box = $("alerts"), items = $("alert-list");
+    box.hidden = !list.length;
+    items.innerHTML = "";
+    list.slice(-20).reverse().forEach(function (a) {  // newest first, the last 20
+      var li = document.createElement("li");
+      li.className = "alert " + (a.type === "breach" ? "breach" : "recovery");
+      li.setAttribute("data-id", a.id);
+      li.textContent = (a.type === "breach" ? "BREACH " : "recovered ") + a.limit + " · " +
+        a.portfolio_id + " · day net " + fmtMoney(a.day_net_pnl) + " (limit " +
+        fmtMoney(a.limit_value) + ") · " + (a.trading_day || "");
+      items.appendChild(li);
+    });
+  }
+  function onAlert(a) {
+    if (state.alerts.some(function (x) { return x.id === a.id; })) return;
+    state.alerts.push(a);
+    if (state.alerts.length > 200) state.alerts.shift();
+    renderAlerts(state.alerts);
+  }
+
   function onUpdate(data) {
     data.portfolios.forEach(function (d) { state.pending[d.portfolio_id] = d; });
     state.pendingAum = data.aum;
@@ -303,6 +328,8 @@
       state.since = null;
       setConn("live", "live");
       (event === "snapshot" ? onSnapshot : onUpdate)(msg);
+    } else if (event === "alert") {
+      onAlert(msg);
     } else if (event === "status" || event === "heartbeat") {
       if (msg.source === "down") {
         if (event === "status") state.since = msg.since;
