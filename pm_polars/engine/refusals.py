@@ -15,7 +15,8 @@ from pm_polars.engine.plans import run
 from pm_polars.events.schema import REJECT_SCHEMA, empty
 from pm_polars.events.typed import to_json
 
-# |position| in units: float64 holds every integer up to 2**53 exactly, int64 never wraps
+# |position| in units (in atoms with ``quantity_decimals`` > 0): float64 holds every integer
+# up to 2**53 exactly, int64 never wraps
 MAX_POSITION = 2**53
 _KEYS = ["portfolio_id", "instrument_token"]
 _PROVENANCE = ["topic", "partition", "offset"]
@@ -40,12 +41,13 @@ def merge_rejects(*frames: pl.DataFrame) -> pl.DataFrame:
     return parts[0] if len(parts) == 1 else pl.concat(parts).sort("seq")
 
 
-def position_bound(positions: pl.DataFrame, fills: pl.DataFrame
+def position_bound(positions: pl.DataFrame, fills: pl.DataFrame, scale: int = 1
                    ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``(fills kept, rejects)``: a fill that would take its position beyond
     ``MAX_POSITION`` units either way is refused (later fills of the position apply to
     the position without it, in arrival order). One check of the batch's total quantity
-    when no position can get near the bound (every real batch)."""
+    when no position can get near the bound (every real batch). ``scale``: atoms per unit
+    (the bound is ``MAX_POSITION`` atoms)."""
     if fills.height == 0:
         return fills, empty(REJECT_SCHEMA)
     held = positions.get_column("quantity").abs().max() if positions.height else 0
@@ -69,8 +71,10 @@ def position_bound(positions: pl.DataFrame, fills: pl.DataFrame
         gone = fills.join(first.select("seq"), on="seq", how="semi")
         refused.append(gone)
         fills = fills.join(first.select("seq"), on="seq", how="anti")
+    limit = pl.lit(MAX_POSITION if scale == 1 else f"{MAX_POSITION / scale:.8g}")
+    got = pl.col("quantity") if scale == 1 else pl.col("quantity") / float(scale)
     reason = pl.format(
         "quantity: the position of {} in {} would pass {} units (the exact-integer limit), "
-        "got {}", "portfolio_id", "instrument_token", pl.lit(MAX_POSITION), "quantity"
+        "got {}", "portfolio_id", "instrument_token", limit, got
     )
     return fills, rejects_of(pl.concat(refused).sort("seq"), reason)

@@ -44,7 +44,7 @@ def apply(state: EngineState, batch: EventFrames,
     """
     horizon = dedupe.horizon_ns(state.clock_ns, config.dedupe_retention_ns)
     fresh, dups = state.seen.split(batch.fills, horizon)
-    fresh, oversized = refusals.position_bound(state.positions, fresh)
+    fresh, oversized = refusals.position_bound(state.positions, fresh, config.quantity_scale)
     fills, ticks = tradingday.assign(fresh, batch.ticks, state.trading_day,
                                      config.day_roll_tz, config.roll_minutes)
     days = tradingday.segments(fills, ticks)
@@ -83,10 +83,11 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
     positions, cash, open_lots = state.positions, state.cash, state.lots
     if fresh.height:
         fresh = with_multiplier(state, fresh)
+        scale = config.quantity_scale
         ledger, deltas, open_lots = lots.book(state.positions, state.lots, fresh,
-                                              config.cost_basis)
+                                              config.cost_basis, scale)
         positions = accounting.merge_positions(state.positions, deltas)
-        cash = merge_cash(state.cash, accounting.cash_flows(ledger), fresh,
+        cash = merge_cash(state.cash, accounting.cash_flows(ledger, scale), fresh,
                           config.starting_cash)
     else:
         fresh = fresh.with_columns(pl.lit(1.0).alias("multiplier"))
