@@ -95,7 +95,7 @@ class PortfolioEngine:
         out = self.state.lots
         scale = self.config.quantity_scale
         if scale != 1:
-            out = out.with_columns(pl.col("quantity").cast(pl.Float64) / float(scale))
+            out = out.with_columns(views.units(pl.col("quantity"), scale))
         if portfolio_ids is not None:
             out = out.filter(pl.col("portfolio_id").is_in(portfolio_ids))
         return out.sort("portfolio_id", "instrument_token", "lot")

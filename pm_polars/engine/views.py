@@ -41,12 +41,19 @@ QUANTITY_STATE = ["quantity", "buy_quantity", "sell_quantity", "overnight_quanti
                   "day_buy_quantity", "day_sell_quantity"]
 
 
+def units(atoms: pl.Expr, scale: int) -> pl.Expr:
+    """Atoms (``Int64``, ``1/scale`` units) as ``Float64`` units: the double nearest the
+    exact decimal (a division by a constant alone may be off by one ulp, so it is rounded
+    to the atom's decimal places)."""
+    return (atoms.cast(pl.Float64) / float(scale)).round(len(str(scale)) - 1)
+
+
 def in_units(positions: pl.DataFrame, scale: int) -> pl.DataFrame:
     """Position state with its quantity columns (atoms) as ``Float64`` units; as is at
     ``scale`` 1."""
     if scale == 1:
         return positions
-    return positions.with_columns(pl.col(QUANTITY_STATE).cast(pl.Float64) / float(scale))
+    return positions.with_columns(units(pl.col(QUANTITY_STATE), scale))
 
 
 def positions_view(positions: pl.DataFrame, marks: pl.DataFrame,
