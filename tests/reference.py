@@ -577,7 +577,7 @@ def fill(
     strategy_id: str,
     token: int,
     side: str,
-    quantity: int,
+    quantity: float,  # an int, or a float with quantity_decimals > 0
     price: float,
     *,
     fee: float | None = None,
