@@ -7,6 +7,10 @@ another order, so each position holds up to 8 open lots (the issue's floor is st
 <= 10) and FIFO sells partly consume lots. A batch is 10 rounds, so batches cut cycles at
 changing points: they mix opens and closes and carry lots in from the state. Each mode's runs alternate with average cost's, so both see the
 same load on a shared box.
+
+Fractional modes (``quantity_decimals = 8``): the same fills with every quantity scaled to a
+fraction with 8 decimal places (``q x 0.12345678`` units, as atoms), booked by average cost
+and FIFO; floor: >= 80 % of the integer rate of the same cost basis.
 """
 
 from __future__ import annotations
@@ -50,6 +54,15 @@ def cycled_fills(n: int, first: int, positions: int = POSITIONS) -> pl.DataFrame
     return conform(frame, FILL_SCHEMA)
 
 
+FRACTION_ATOMS = 12_345_678  # atoms (1e-8 units) per unit of the integer stream
+
+
+def fractional(b: DecodedBatch) -> DecodedBatch:
+    """``b`` with each quantity ``q`` as ``q x 0.12345678`` units, in atoms."""
+    fills = b.fills.with_columns(pl.col("quantity", "signed_qty") * FRACTION_ATOMS)
+    return DecodedBatch(fills, b.ticks, b.rejects)
+
+
 def _time(make: Callable[[], PortfolioEngine], batches: list[DecodedBatch]) -> float:
     eng = make()
     start = time.perf_counter()
@@ -62,21 +75,28 @@ def run(runs: int) -> None:
     """Print each mode's fills/s next to average cost's (medians, alternating runs)."""
     n, k = 100_000, 5
     batches = [batch(cycled_fills(n, j * n)) for j in range(k)]
-    modes: dict[str, Callable[[], PortfolioEngine]] = {
-        "average": PortfolioEngine,
-        "fifo": lambda: PortfolioEngine(cost_basis="fifo"),
+    fractions = [fractional(b) for b in batches]
+    modes: dict[str, tuple[Callable[[], PortfolioEngine], list[DecodedBatch]]] = {
+        "average": (PortfolioEngine, batches),
+        "fifo": (lambda: PortfolioEngine(cost_basis="fifo"), batches),
+        "average, 8 decimals": (lambda: PortfolioEngine(quantity_decimals=8), fractions),
+        "fifo, 8 decimals": (lambda: PortfolioEngine(cost_basis="fifo", quantity_decimals=8),
+                             fractions),
     }
     times: dict[str, list[float]] = {m: [] for m in modes}
     for _ in range(runs):
-        for mode, make in modes.items():
-            times[mode].append(_time(make, batches))
-    base = statistics.median(times["average"])
-    floors = {"fifo": 0.30}
+        for mode, (make, fills) in modes.items():
+            times[mode].append(_time(make, fills))
+    # mode: (the mode it is compared with, floor)
+    floors = {"fifo": ("average", 0.30), "average, 8 decimals": ("average", 0.80),
+              "fifo, 8 decimals": ("fifo", 0.80)}
     for mode in modes:
         secs = statistics.median(times[mode])
         report(f"{k} x 100k-fill batches, 10k positions, {mode}", n * k, secs, "fills")
         if mode in floors:
-            print(f"{'':<58} {base / secs:>14.0%} of average cost (floor {floors[mode]:.0%})")
+            than, floor = floors[mode]
+            base = statistics.median(times[than])
+            print(f"{'':<58} {base / secs:>14.0%} of {than} (integers) (floor {floor:.0%})")
     probe, most = PortfolioEngine(cost_basis="fifo"), 0
     for b in batches:
         probe.apply_decoded(b)
