@@ -3,6 +3,8 @@ FIFO lots) written are the atoms read back, and the restored book continues exac
 
 from __future__ import annotations
 
+from typing import cast
+
 import polars as pl
 from reference import T0, fill, tick
 from support.redis_server import RedisServer
@@ -40,8 +42,9 @@ def test_fractional_fifo_state_round_trips_through_redis(redis_srv: RedisServer)
     client = redis_srv.client(decode_responses=True)
     for args in _commands(b"".join(writes.commands)):
         client.execute_command(*args)
-    tables = {t: client.hgetall(f"t:0:{t}") for t in ("positions", "cash", "marks", "meta")}
-    seen = [(m, s) for m, s in client.zrange("t:0:seen", 0, -1, withscores=True)]
+    tables = {t: cast(dict[str, str], client.hgetall(f"t:0:{t}"))
+              for t in ("positions", "cash", "marks", "meta")}
+    seen = cast(list[tuple[str, float]], client.zrange("t:0:seen", 0, -1, withscores=True))
     back = decode_state(tables["positions"], tables["cash"], tables["marks"], seen,
                         tables["meta"], instruments=eng.state.instruments)
     key = ["portfolio_id", "instrument_token"]
