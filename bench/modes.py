@@ -10,12 +10,15 @@ same load on a shared box.
 
 Fractional modes (``quantity_decimals = 8``): the same fills with every quantity scaled to a
 fraction with 8 decimal places (``q x 0.12345678`` units, as atoms), booked by average cost
-and FIFO; floor: >= 80 % of the integer rate of the same cost basis.
+and FIFO; floor: >= 80 % of the integer rate of the same cost basis. Then the decode of
+20k JSON fills with integer vs fractional quantities (``decode_messages(...,
+quantity_decimals=8)``; a fractional quantity takes the per-record path).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -24,7 +27,7 @@ import polars as pl
 
 from bench.engine import TS0, batch, report
 from pm_polars import PortfolioEngine
-from pm_polars.events import DecodedBatch
+from pm_polars.events import DecodedBatch, decode_messages
 from pm_polars.events.schema import FILL_SCHEMA, conform
 
 POSITIONS = 10_000
@@ -105,12 +108,43 @@ def run(runs: int) -> None:
     print(f"{'':<58} open lots per position after each batch: max {most}")
 
 
+def _messages(n: int, fractional: bool) -> list[bytes]:
+    out = []
+    for i in range(n):
+        q = f"{(i % 97 + 1) * 0.015:.3f}" if fractional else str(i % 97 + 1)
+        event = {"event_type": "order_fill", "source": "paper", "fill_id": f"f-{i}",
+                 "ts": 1_795_600_550_123 + i, "quantity": "QTY", "fill_price": 24510.5,
+                 "fee": 20.0, "original_signal": {"strategy_id": f"S{i % 100}",
+                                                  "instrument_token": i % 50 + 1,
+                                                  "signal_type": "BUY"}}
+        out.append(json.dumps(event).replace('"QTY"', q).encode())
+    return out
+
+
+def decode_rates(runs: int) -> None:
+    """JSON decode of integer vs fractional quantities (same records otherwise)."""
+    n = 20_000
+    cases = {"integer": _messages(n, False), "fractional": _messages(n, True)}
+    times: dict[str, list[float]] = {c: [] for c in cases}
+    for _ in range(runs):
+        for case, msgs in cases.items():
+            start = time.perf_counter()
+            decode_messages(msgs, quantity_decimals=8)
+            times[case].append(time.perf_counter() - start)
+    for case in cases:
+        report(f"decode 20k JSON fills, {case} quantities", n,
+               statistics.median(times[case]), "fills")
+    share = statistics.median(times["integer"]) / statistics.median(times["fractional"])
+    print(f"{'':<58} {share:>14.0%} of integer (no floor: the per-record path)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     runs = parser.parse_args().runs
     print(f"pm_polars accounting modes, median of {runs} runs, polars {pl.__version__}")
     run(runs)
+    decode_rates(runs)
 
 
 if __name__ == "__main__":
