@@ -14,17 +14,29 @@ generator never dominates. Cases:
 7. raw JSON bytes -> decode -> apply, 100k mixed events (the daemon's per-batch work)
 8. accounting modes (FIFO, fractional quantities) next to average cost on the same fills,
    and the JSON decode of fractional quantities (``bench.modes``)
+9. 5 x 100k-fill batches each spanning a trading-day roll (split in two, rolled once)
+
+Day figures (issue 14): every rate is printed next to the rate of the engine *before* the
+trading day existed ("without"), measured in the same run: that engine's tree is taken from
+git (the parent of the first commit that added ``day_roll_tz``) and its ``bench.engine`` is
+run in a subprocess on the same inputs, after ours. Floor: with >= 85 % of without.
+``--no-baseline`` skips it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 
 import polars as pl
 
@@ -114,8 +126,57 @@ def median_seconds(
     return statistics.median(times)
 
 
+RESULTS: dict[str, float] = {}  # label -> events/s of this run
+
+
 def report(label: str, events: int, seconds: float, unit: str) -> None:
-    print(f"{label:<58} {events / seconds:>14,.0f} {unit}/s   ({seconds * 1e3:8.1f} ms)")
+    RESULTS[label] = events / seconds
+    print(f"{label:<58} {events / seconds:>14,.0f} {unit}/s   ({seconds * 1e3:8.1f} ms)",
+          flush=True)
+
+
+FLOOR = 0.85
+_LINE = re.compile(r"^(.{58}) +([\d,]+) \w+/s")
+
+
+def baseline_rates(runs: int) -> dict[str, float] | None:
+    """Rates of the engine before day figures (its own ``bench.engine``, from git)."""
+    root = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(root)]
+    try:
+        first = subprocess.run(
+            [*git, "log", "--format=%H", "--reverse", "-S", "day_roll_tz", "--",
+             "pm_polars/engine/config.py"], capture_output=True, text=True, check=True,
+        ).stdout.split()
+        if not first:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = subprocess.run([*git, "archive", f"{first[0]}^", "pm_polars", "bench"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+            out = subprocess.run([sys.executable, "-m", "bench.engine", "--runs", str(runs)],
+                                 cwd=tmp, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"(no baseline: {exc})")
+        return None
+    rates = {}
+    for line in out.splitlines():
+        m = _LINE.match(line)
+        if m:
+            rates[m.group(1).rstrip()] = float(m.group(2).replace(",", ""))
+    return rates
+
+
+def compare(base: dict[str, float]) -> None:
+    print(f"\nwith day figures vs without (the engine before them), floor {FLOOR:.0%}:")
+    for label, rate in RESULTS.items():
+        old = base.get(label)
+        if old is None:
+            print(f"{label:<58} {rate:>14,.0f}   without: n/a (new case)")
+            continue
+        ratio = rate / old
+        verdict = "ok" if ratio >= FLOOR else "BELOW FLOOR"
+        print(f"{label:<58} {rate:>14,.0f} vs {old:>14,.0f}  {ratio:6.1%}  {verdict}")
 
 
 def open_engine(positions: int) -> PortfolioEngine:
@@ -142,7 +203,10 @@ def with_seen_ids(snap: Snapshot, n: int) -> Snapshot:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    runs = parser.parse_args().runs
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="do not measure the engine before day figures")
+    args = parser.parse_args()
+    runs = args.runs
     print(f"pm_polars engine benchmark, median of {runs} runs, polars {pl.__version__}")
 
     big = [batch(fills_frame(1_000_000, 10_000))]
@@ -190,10 +254,22 @@ def main() -> None:
     report("100k raw JSON messages (80% fills) decode+apply", 100_000,
            statistics.median(times), "events")
 
+    day_ns = 86_400 * 10**9  # each batch's ts spread over two trading days
+    rolling = [batch(fills_frame(100_000, 10_000, seed=k).with_columns(
+        (pl.lit(TS0 + k * 2 * day_ns) + pl.col("seq") * (2 * day_ns // 100_000))
+        .alias("ts"))) for k in range(5)]
+    report("5 x 100k-fill batches, each across a day roll", 500_000,
+           median_seconds(runs, PortfolioEngine, rolling), "fills")
+
     from bench import modes  # imports this module: import late
 
     modes.run(runs)
     modes.decode_rates(runs)
+
+    if not args.no_baseline:
+        base = baseline_rates(runs)
+        if base:
+            compare(base)
 
 
 def _json_messages(n: int) -> list[bytes]:

@@ -1,7 +1,9 @@
 """Engine settings stored next to the archive, so state can be rebuilt from it alone.
 
 ``engine.json`` holds ``starting_cash`` (account currency, credited per portfolio at its
-first fill), ``dedupe_retention_ns`` and ``cost_basis`` (absent: average cost); ``instruments.parquet`` the instruments table
+first fill), ``dedupe_retention_ns``, ``cost_basis`` (absent: average cost) and the trading
+day (``day_roll_tz``, ``day_roll_time``: the archive's date partitions and end of day use
+them); ``instruments.parquet`` the instruments table
 (contract multipliers). The process that feeds the archive records them once with
 :func:`save_engine_config`; replay and end-of-day build their engines with
 :func:`new_engine`, where explicit arguments win over the stored values.
@@ -18,6 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from pm_polars.archive.layout import write_atomic
+from pm_polars.engine import tradingday
 from pm_polars.engine.config import DEFAULT_STARTING_CASH, EngineConfig
 from pm_polars.engine.engine import PortfolioEngine
 
@@ -36,10 +39,20 @@ def save_engine_config(root: str | Path, engine: PortfolioEngine) -> None:
         "starting_cash": engine.config.starting_cash,
         "dedupe_retention_ns": engine.config.dedupe_retention_ns,
         "cost_basis": engine.config.cost_basis,
+        "day_roll_tz": engine.config.day_roll_tz,
+        "day_roll_time": engine.config.day_roll_time,
     }
     tmp = base / f".{CONFIG_FILE}.{uuid.uuid4().hex}.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, base / CONFIG_FILE)
+
+
+def roll_settings(root: str | Path) -> tuple[str, int]:
+    """The archive's trading day ``(day_roll_tz, minutes after midnight)`` (defaults when
+    none was recorded)."""
+    meta = load_engine_config(root)
+    tz = str(meta.get("day_roll_tz", tradingday.DAY_ROLL_TZ))
+    return tz, tradingday.roll_minutes(str(meta.get("day_roll_time", tradingday.DAY_ROLL_TIME)))
 
 
 def load_engine_config(root: str | Path) -> dict[str, object]:
@@ -70,5 +83,7 @@ def new_engine(
     retention = meta.get("dedupe_retention_ns", 86_400 * 10**9)
     config = EngineConfig(float(cash),  # type: ignore[arg-type]
                           None if retention is None else int(retention),  # type: ignore[call-overload]
+                          day_roll_tz=str(meta.get("day_roll_tz", tradingday.DAY_ROLL_TZ)),
+                          day_roll_time=str(meta.get("day_roll_time", tradingday.DAY_ROLL_TIME)),
                           cost_basis=cost_basis or str(meta.get("cost_basis", "average")))
     return PortfolioEngine(instruments=instruments, config=config)

@@ -10,9 +10,10 @@ Layout under the archive root (default ``data/archive``)::
     snapshots/state/date=D/                    engine state at the end of D (``Snapshot``)
     engine.json, instruments.parquet           engine settings used to rebuild state
 
-``date`` is the UTC date of the event ``ts`` (for NSE hours, 03:45-10:00 UTC, that is also
-the IST trading date); events without ``ts`` (rejects, some non-Kafka input) use the UTC date
-of their arrival. The date lives only in the directory name (hive partitioning).
+``date`` is the trading day of the event ``ts`` under the engine's roll settings
+(``engine.tradingday``; recorded in ``engine.json``; the daemon's and the replay writers
+use the engine's, a bare ``ArchiveWriter`` UTC); events without ``ts`` (rejects, some
+non-Kafka input) use the day of their arrival. The date lives only in the directory name (hive partitioning).
 
 File names carry the range of the rows they hold, so they are derived from the data alone and
 a re-run that archives the same events writes the same name (an atomic overwrite):
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pm_polars.engine import tradingday
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, TICK_SCHEMA
 from pm_polars.types import KINDS, RECORD_ID
 
@@ -155,10 +157,13 @@ def has_overlaps(files: list[Path]) -> bool:
     return False
 
 
-def event_date_expr(columns: list[str]) -> pl.Expr:
-    """UTC date of the event ``ts`` (when the frame has one), else of ``arrival_ns``."""
+def event_date_expr(columns: list[str], tz: str = "UTC", minutes: int = 0) -> pl.Expr:
+    """Trading day (``engine.tradingday``: ``tz``, day starting ``minutes`` after local
+    midnight) of the event ``ts`` (when the frame has one), else of ``arrival_ns``."""
     ns = pl.coalesce("ts", "arrival_ns") if "ts" in columns else pl.col("arrival_ns")
-    return (ns // DAY_NS).cast(pl.Int32).cast(pl.Date).alias("date")
+    if tz == "UTC" and not minutes:
+        return (ns // DAY_NS).cast(pl.Int32).cast(pl.Date).alias("date")
+    return tradingday.day_expr(ns, tz, minutes).cast(pl.Date).alias("date")
 
 
 def write_atomic(frame: pl.DataFrame, path: Path, *, fsync: bool = True) -> Path:

@@ -111,6 +111,7 @@ class ArchiveSink(Sink):
         self._batch = 0
         self._arrival = 0
         self._since: float | None = None  # monotonic time of the first buffered batch
+        self.day_roll = ("UTC", "00:00")  # the engine's trading day, set by ``start``
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, engine: PortfolioEngine, committed: Committed) -> int:
@@ -120,6 +121,7 @@ class ArchiveSink(Sink):
         Returns the number of rows recovered.
         """
         save_engine_config(self.root, engine)
+        self.day_roll = (engine.config.day_roll_tz, engine.config.day_roll_time)
         found = orphans(self.dir)
         recovered = 0
         try:
@@ -133,8 +135,10 @@ class ArchiveSink(Sink):
         return recovered
 
     def _new_writer(self) -> ArchiveWriter:
+        tz, at = self.day_roll
         return ArchiveWriter(self.root, stream=self.group, max_rows=2**62,
-                             max_age_s=float("inf"), fsync=self.fsync)
+                             max_age_s=float("inf"), fsync=self.fsync, day_roll_tz=tz,
+                             day_roll_time=at)
 
     def _recover(self, orphan: Orphan, committed: Committed) -> int:
         try:

@@ -34,6 +34,7 @@ from pm_polars.archive.layout import (
     remove_stream_files,
     write_atomic,
 )
+from pm_polars.engine import tradingday
 from pm_polars.engine.engine import PortfolioEngine
 from pm_polars.types import EventFrames
 
@@ -61,6 +62,8 @@ class ArchiveWriter:
     column; ``first_batch_id`` starts its batch counter (keep it deterministic, e.g. 0, for
     input that has no offsets, so a re-run writes the same names). ``clock`` returns the
     arrival time in ns UTC (``time.time_ns``); arrival times are made strictly increasing.
+    ``day_roll_tz``/``day_roll_time``: the trading day of the date partitions (the engine's;
+    the writers that archive an engine's events pass its settings).
     """
 
     def __init__(
@@ -74,8 +77,11 @@ class ArchiveWriter:
         archive_duplicates: bool = True,
         fsync: bool = True,
         clock: Callable[[], int] = time.time_ns,
+        day_roll_tz: str = "UTC",
+        day_roll_time: str = "00:00",
     ) -> None:
         self.root = Path(root)
+        self.day_roll = (tradingday.check_tz(day_roll_tz), tradingday.roll_minutes(day_roll_time))
         self.stream = stream
         self.max_rows = max_rows
         self.max_age_s = max_age_s
@@ -151,7 +157,7 @@ class ArchiveWriter:
         tagged = tagged.select(
             [pl.col(c).cast(t) if c in tagged.columns else pl.lit(None, t).alias(c)
              for c, t in schema.items()]
-        ).with_columns(event_date_expr(list(schema)))
+        ).with_columns(event_date_expr(list(schema), *self.day_roll))
         now = time.monotonic()
         for (day, topic, partition), part in tagged.partition_by(
             ["date", "topic", "partition"], as_dict=True, maintain_order=True
@@ -203,4 +209,6 @@ def start_local_archive(
         log.info("archive: replaced %d files of the previous %r run under %s", removed,
                  stream, root)
     save_engine_config(root, engine)
-    return ArchiveWriter(root, stream=stream, max_rows=max_rows, max_age_s=float("inf"))
+    return ArchiveWriter(root, stream=stream, max_rows=max_rows, max_age_s=float("inf"),
+                         day_roll_tz=engine.config.day_roll_tz,
+                         day_roll_time=engine.config.day_roll_time)

@@ -21,7 +21,7 @@ def register(subparsers: Subparsers) -> None:
             "rolled as well."
         ),
     )
-    parser.add_argument("--date", type=iso_date, required=True, help="trading date YYYY-MM-DD")
+    parser.add_argument("--date", type=iso_date, required=True, help="trading date YYYY-MM-DD (the day as the archive's day_roll_tz/day_roll_time define it, engine.json)")
     add_archive_root(parser)
     parser.add_argument("--full", action="store_true",
                         help="ignore existing state snapshots and replay from the first date")

@@ -27,7 +27,7 @@ def register(subparsers: Subparsers) -> None:
             "equity curve and a P&L-by-strategy chart in one self-contained file."
         ),
     )
-    parser.add_argument("--date", type=iso_date, required=True, help="trading date YYYY-MM-DD")
+    parser.add_argument("--date", type=iso_date, required=True, help="trading date YYYY-MM-DD (the day as the archive's day_roll_tz/day_roll_time define it, engine.json)")
     add_archive_root(parser)
     parser.add_argument("--portfolio", default=None,
                         help="one portfolio id, or {source}_Overall for a whole source")

@@ -31,6 +31,8 @@ ENV_URL, ENV_PASSWORD, ENV_PREFIX = "PM_REDIS_URL", "PM_REDIS_PASSWORD", "PM_KEY
 
 PORTFOLIO_COLUMNS = {
     "portfolio_id": "portfolio",
+    "m2m": "m2m today",
+    "day_net_pnl": "day net",
     "equity": "equity",
     "cash": "cash",
     "total_realized_pnl": "realized",
@@ -43,6 +45,9 @@ PORTFOLIO_COLUMNS = {
 }
 POSITION_COLUMNS = {
     "token": "token",
+    "m2m": "m2m today",
+    "day_pnl": "day P&L",
+    "overnight_quantity": "overnight",
     "quantity": "qty",
     "average_price": "avg price",
     "last_price": "last",
@@ -61,7 +66,8 @@ def register(subparsers: Subparsers) -> None:
         help="show the live portfolios (or one portfolio's positions) published in Redis",
         description=(
             "Without PORTFOLIO: every published portfolio (strategies and {source}_Overall) "
-            "with equity, cash, realized/unrealized P&L, fees, net P&L and exposures, plus "
+            "with today's m2m and day net P&L, equity, cash, realized/unrealized P&L, fees, "
+            "net P&L and exposures, plus "
             "the AUM line. With PORTFOLIO: its positions and totals. Reads the keys "
             f"'pm-polars run' writes. AUTH password: ${ENV_PASSWORD} (when the URL has none)."
         ),
@@ -133,7 +139,9 @@ def _render_all(portfolios: list[Portfolio], aum: Aum | None, fmt: str) -> str:
 
     table = table_order(portfolios_frame(portfolios))
     aum_line = "AUM not published yet" if aum is None else format_aum(aum.as_dict())
-    return f"{_table(table, PORTFOLIO_COLUMNS)}\n{aum_line}\n"
+    days = sorted({p.trading_day for p in portfolios if p.trading_day})
+    day_line = f"trading day {', '.join(days)}\n" if days else ""
+    return f"{day_line}{_table(table, PORTFOLIO_COLUMNS)}\n{aum_line}\n"
 
 
 def _render_one(pf: Portfolio, fmt: str, open_only: bool) -> str:
@@ -149,6 +157,11 @@ def _render_one(pf: Portfolio, fmt: str, open_only: bool) -> str:
 
     head = (f"{pf.portfolio_id} (source {pf.source}, strategy {pf.strategy_id}): "
             f"{pf.open_positions} open of {len(pf.positions)} positions")
+    if pf.trading_day:
+        head += (f"\ntoday {pf.trading_day}: m2m {money(pf.m2m)} = carried "
+                 f"{money(pf.day_carried_pnl)} + trading {money(pf.day_trading_pnl)} | "
+                 f"fees {money(pf.day_fees)} | day net {money(pf.day_net_pnl)} | "
+                 f"realized today {money(pf.day_realized_pnl)}")
     frame = positions_frame(positions).with_columns(
         pl.col("instrument_token").cast(pl.String).alias("token"),  # no thousands separator
         (pl.col("realized_pnl") + pl.col("unrealized_pnl") - pl.col("fees")).alias("net_pnl"),

@@ -4,8 +4,8 @@ Lots are engine state, not part of the published documents: each position's row 
 partition's ``pm:state:{group}:{topic}:{partition}:positions`` hash carries them (see
 ``daemon.checkpoint.codec``). The owner map ``pm:owner:{group}`` names each portfolio's
 partition. One MULTI/EXEC reads the rows of all asked portfolios, so the lots are those of
-one committed batch; on Redis Cluster each partition's hash is read on its own (one slot per
-partition), each as one committed batch wrote it.
+one committed batch; on a Redis Cluster (``Keys(cluster=True)``) each partition's rows are
+in their own slot, read in one pipeline: each partition's lots are of one committed batch.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ class PortfolioReader:
                  owns_client: bool = False) -> None:
         self.client: Any = client
         self.cluster = isinstance(client, RedisCluster)
-        self.keys = Keys(key_prefix)
+        self.keys = Keys(key_prefix, cluster=self.cluster)  # the daemon's layout (lots)
         self._owns_client = owns_client
 
     @classmethod

@@ -26,6 +26,7 @@ from pm_polars.daemon.checkpoint.cluster import ClusterCheckpoint
 from pm_polars.daemon.checkpoint.store import Checkpoint
 from pm_polars.daemon.config import Settings, redacted
 from pm_polars.daemon.health import HealthServer, Liveness
+from pm_polars.daemon.kafka.alert_out import AlertDeliveryError, AlertProducer
 from pm_polars.daemon.kafka.clients import consumer_config, producer_config
 from pm_polars.daemon.kafka.dlq import DeadLetters, RejectGuard, RejectRatioExceeded
 from pm_polars.daemon.kafka.fills import FillsSource
@@ -153,9 +154,12 @@ class Daemon:
                                                 (redis.RedisError,))
             self.liveness.redis = "ok"
             table = TickTable.from_prices(prices)
+            roll = self.backoff.call("load the trading day", self.checkpoint.load_roll,
+                                     (redis.RedisError,))
             self.book = Book(self.checkpoint, table, config=s.engine_config(),
                              instruments=self.instruments,
-                             tick_publish_ns=int(s.tick_publish_ms * 1e6))
+                             tick_publish_ns=int(s.tick_publish_ms * 1e6), roll=roll,
+                             alerts=s.alerts)
             if isinstance(self.checkpoint, ClusterCheckpoint):
                 book = self.book
                 self.checkpoint.homes = lambda: book.owner
@@ -170,6 +174,12 @@ class Daemon:
             ticks.start()
             fills = FillsSource(base, s.fills_pattern, self, self.metrics, lock=self.lock)
             dead_letters = DeadLetters(producer_config(s.bootstrap_servers, s.kafka), s.dlq_topic)
+            alert_out = None
+            if s.alerts is not None:
+                alert_out = AlertProducer(producer_config(s.bootstrap_servers, s.kafka),
+                                          s.alerts.topic, self.checkpoint)
+                self.backoff.call("produce pending alerts", alert_out.drain,
+                                  (redis.RedisError, AlertDeliveryError))
             batcher = MicroBatcher(fills, ticks, s.max_events, s.max_wait_ms / 1000,
                                    owned=fills.owned)
             if s.prefetch_batches:
@@ -187,6 +197,7 @@ class Daemon:
                 dead_letters=dead_letters,
                 guard=RejectGuard(s.max_reject_ratio, s.reject_window), sinks=self.sinks,
                 metrics=self.metrics, backoff=self.backoff, ticks_topic=s.ticks_topic,
+                alerts=alert_out,
             )
             if self.prefetch is None:
                 self._loop(batcher, step, fills, ticks)
@@ -195,6 +206,8 @@ class Daemon:
             fills.commit({tp: info.offset for tp, info in self.book.parts.items()
                           if info.offset is not None}, asynchronous=False)
             dead_letters.close()
+            if alert_out is not None:
+                alert_out.close()
             code = EXIT_OK
         except RejectRatioExceeded as exc:
             log.error("event=stopping reason=reject_ratio detail=%s", exc)

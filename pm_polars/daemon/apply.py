@@ -18,13 +18,16 @@ restores it if the commit fails (undo = keep the previous state).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
 from pm_polars.daemon import owners
+from pm_polars.daemon.alerts import AlertState, evaluate
 from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint.plan import CommitPlan, Scope, build
 from pm_polars.daemon.intake import Decoded
@@ -34,7 +37,8 @@ from pm_polars.engine import tradingday
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
 from pm_polars.publish.model_rows import render
-from pm_polars.publish.part_sums import PartSums
+from pm_polars.publish.part_sums import PartSums, Rendered
+from pm_polars.publish.resp import command
 from pm_polars.publish.state_rows import StateRows
 from pm_polars.types import TP, BatchResult, Committable
 
@@ -49,6 +53,8 @@ class Applied:
     claims: dict[str, TP]  # portfolios first seen in this batch -> their partition
     refused: int  # fills refused for arriving on a foreign partition
     views: ViewUpdate  # committed to ``book.views`` after the EXEC (``settle``)
+    alert_states: dict[str, AlertState] = field(default_factory=dict)  # settled after EXEC
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # published by this batch
 
 
 def apply_batch(
@@ -114,7 +120,37 @@ def apply_batch(
     cp = book.checkpoint
     plan = build(book.engine.state, book.config, result, scope, price_rows(wins),
                  cp.ticks_topic, cp.keys, cp.group)
-    return Applied(plan, result, claims, refused, update)
+    if rolled:
+        plan.roll = book.roll_record()
+    states, alerts = _alerts(book, rendered, result.committable, owner_of, plan)
+    return Applied(plan, result, claims, refused, update, states, alerts)
+
+
+def _alerts(book: Book, rendered: dict[str, Rendered], committable: Committable,
+            owner_of: Callable[[str], TP | None], plan: CommitPlan
+            ) -> tuple[dict[str, AlertState], list[dict[str, Any]]]:
+    """Alert transitions of the published portfolios (``daemon.alerts``), queued into the
+    plan: their states (the partition's ``alerts`` hash), the outbox and the channel."""
+    rules = book.alert_rules
+    if rules is None or not rendered:
+        return {}, []
+    offsets = {f"{t}:{p}": o for (t, p), o in committable.items()}
+    states, alerts = evaluate(rules, book.alert_states,
+                              {pid: r[0] for pid, r in rendered.items()}, offsets)
+    keys = book.checkpoint.keys
+    by_tp: dict[TP, list[str]] = {}
+    for pid, st in states.items():
+        tp = owner_of(pid)
+        if tp is not None:
+            by_tp.setdefault(tp, []).extend([pid, st.to_json()])
+    for tp, fields in sorted(by_tp.items()):
+        plan.add(command("HSET", book.checkpoint.state_key(tp, "alerts"), *fields))
+    if alerts:
+        texts = [json.dumps(a, sort_keys=True) for a in alerts]
+        plan.add(command("RPUSH", keys.alerts_outbox(book.checkpoint.group), *texts))
+        for text in texts:
+            plan.add(command("PUBLISH", keys.channel(rules.channel), text))
+    return states, alerts
 
 
 def reduce_by_day(book: Book, fills: pl.DataFrame, ticks: pl.DataFrame
@@ -124,19 +160,25 @@ def reduce_by_day(book: Book, fills: pl.DataFrame, ticks: pl.DataFrame
     is the day's last one, and late ticks stay counted (``LATE`` summed on the day's first
     winner). Usually one day: one reduction."""
     cfg = book.config
-    fills, ticks = tradingday.assign(fills, ticks, book.engine.state.trading_day,
-                                     cfg.day_roll_tz, cfg.roll_minutes)
+    day = book.engine.state.trading_day
+    if tradingday.within_day(fills, ticks, day, cfg.day_roll_tz, cfg.roll_minutes) is not None:
+        start = tradingday.bounds_ns(day, cfg.day_roll_tz, cfg.roll_minutes)[0]
+        late = (pl.col("ts") < start).fill_null(False).cast(pl.Int64).alias(tradingday.LATE)
+        fills = fills.with_columns(pl.lit(day, pl.Int32).alias(tradingday.DAY), late)
+        ticks = ticks.with_columns(pl.lit(day, pl.Int32).alias(tradingday.DAY), late)
+    else:
+        fills, ticks = tradingday.assign(fills, ticks, day, cfg.day_roll_tz, cfg.roll_minutes)
     if ticks.height == 0:
         return fills, book.ticks.reduce(ticks)
     days: list[int | None] = [*tradingday.segments(fills.head(0), ticks)] or [None]
     pieces = []
-    for day in days:
-        part = ticks if len(days) == 1 else ticks.filter(pl.col(tradingday.DAY) == day)
-        late = int(part.get_column(tradingday.LATE).sum() or 0)
+    for d in days:
+        part = ticks if len(days) == 1 else ticks.filter(pl.col(tradingday.DAY) == d)
+        late_n = int(part.get_column(tradingday.LATE).sum() or 0)
         won = book.ticks.reduce(part.drop(tradingday.DAY, tradingday.LATE))
         pieces.append(won.with_columns(
-            pl.lit(day, pl.Int32).alias(tradingday.DAY),
-            pl.when(pl.int_range(pl.len()) == 0).then(late).otherwise(0).cast(pl.Int64)
+            pl.lit(d, pl.Int32).alias(tradingday.DAY),
+            pl.when(pl.int_range(pl.len()) == 0).then(late_n).otherwise(0).cast(pl.Int64)
             .alias(tradingday.LATE)))
     return fills, pieces[0] if len(pieces) == 1 else pl.concat(pieces)
 
@@ -152,3 +194,4 @@ def settle(book: Book, applied: Applied, committable: Committable) -> None:
         info.republish = False
     book.owner.update({pid: tp for pid, tp in applied.claims.items() if tp in book.parts})
     book.views.commit(applied.views)
+    book.alert_states.update(applied.alert_states)

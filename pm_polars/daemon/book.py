@@ -21,17 +21,20 @@ partition are refused (see ``owners``), so partitions' rows never mix.
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
+from pm_polars.daemon.alerts import AlertRules, AlertState
 from pm_polars.daemon.checkpoint.store import Checkpoint
 from pm_polars.daemon.read_model import ReadModel
 from pm_polars.daemon.tick_table import Prices, TickTable
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.engine import PortfolioEngine
 from pm_polars.engine.lot_state import check_cost_basis
+from pm_polars.engine.marks import MARK_STATE_SCHEMA
 from pm_polars.engine.state import EngineState, merge
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
@@ -64,12 +67,48 @@ class Book:
     """Engine + owned partitions + portfolio owners of one daemon instance."""
 
     def __init__(self, checkpoint: Checkpoint, ticks: TickTable, *, config: EngineConfig,
-                 instruments: pl.DataFrame, tick_publish_ns: int = 0) -> None:
+                 instruments: pl.DataFrame, tick_publish_ns: int = 0,
+                 roll: tuple[int, dict[int, float]] | None = None,
+                 alerts: AlertRules | None = None) -> None:
         self.checkpoint, self.ticks, self.instruments = checkpoint, ticks, instruments
         self.views = ReadModel(tick_publish_ns)  # published rows; conflated tick republishing
         self.engine = PortfolioEngine(instruments=instruments, config=config)
         self.parts: dict[TP, PartitionInfo] = {}
         self.owner: dict[str, TP] = {}
+        self.alert_rules = alerts
+        self.alert_states: dict[str, AlertState] = {}  # committed, per portfolio
+        self._seed(roll)
+
+    def _seed(self, roll: tuple[int, dict[int, float]] | None) -> None:
+        """Start in the group's last trading day with its prices at the roll
+        (``Checkpoint.load_roll``), then the price table: a roll is never redone with
+        other prices, whatever partitions this instance owns or loads later."""
+        if roll is not None:
+            day, prices = roll
+            marks = pl.DataFrame(
+                {"instrument_token": list(prices), "roll_price": list(prices.values())},
+                schema={"instrument_token": pl.Int64, "roll_price": pl.Float64},
+            ).select([pl.col(c) if c in ("instrument_token", "roll_price")
+                      else pl.lit(None, t).alias(c) for c, t in MARK_STATE_SCHEMA.items()])
+            self.engine.state = replace(self.engine.state, marks=marks, trading_day=day)
+        self._apply_prices()
+
+    def _apply_prices(self) -> None:
+        """The price table into the engine (already counted: late ticks are not again)."""
+        if self.ticks.prices:
+            late = self.engine.state.late_day_events
+            self.engine.apply_decoded(ticks_only(self.ticks.as_ticks()))
+            self.engine.state = replace(self.engine.state, late_day_events=late)
+
+    def roll_record(self) -> tuple[int, str] | None:
+        """``(trading day, prices at the roll JSON)`` of the engine (for ``pm:day``)."""
+        state = self.engine.state
+        if state.trading_day is None:
+            return None
+        rows = state.marks.filter(pl.col("roll_price").is_not_null())
+        prices = dict(zip(map(str, rows.get_column("instrument_token").to_list()),
+                          rows.get_column("roll_price").to_list(), strict=True))
+        return state.trading_day, json.dumps(prices)
 
     @property
     def config(self) -> EngineConfig:
@@ -85,9 +124,14 @@ class Book:
     def load(self, tps: list[TP]) -> dict[TP, int | None]:
         """Load ``tps`` from Redis into the engine (raises ``RedisError``); start offsets."""
         loaded: list[tuple[TP, EngineState | None, int | None]] = []
+        alert_rows: dict[str, str] = {}
         for tp in tps:  # read everything first: a Redis error leaves the book untouched
             part, offset = self.checkpoint.load_partition(tp, instruments=self.instruments)
             loaded.append((tp, part, offset))
+            if self.alert_rules is not None:
+                alert_rows.update(self.checkpoint.load_alerts(tp))
+        self.alert_states.update({pid: AlertState.from_json(text)
+                                  for pid, text in alert_rows.items()})
         state = self.engine.state
         for tp, part, offset in loaded:
             pids = [] if part is None else part.portfolio_ids()
@@ -101,8 +145,7 @@ class Book:
             log.info("event=partition_loaded partition=%s:%s next_offset=%s portfolios=%d",
                      tp[0], tp[1], offset, len(pids))
         self.engine.state = state
-        if self.ticks.prices:
-            self.engine.apply_decoded(ticks_only(self.ticks.as_ticks()))
+        self._apply_prices()
         return {tp: offset for tp, _, offset in loaded}
 
     def drop(self, tps: list[TP]) -> None:
@@ -113,8 +156,19 @@ class Book:
             self.parts.pop(tp, None)
         for pid in pids:
             del self.owner[pid]
+            self.alert_states.pop(pid, None)
         self.views.drop(tps, pids)
         self.engine.state = self.engine.state.without(pids)
+
+    def reset(self) -> list[TP]:
+        """Forget every partition, every portfolio and every seen id (the engine starts
+        empty); returns the partitions that were owned, to load again. After Redis lost
+        acknowledged writes (a failover, or a restart without fsync) the fill ids this
+        engine applied beyond a partition's stored offset must not count as seen."""
+        tps = sorted(self.parts)
+        self.drop(tps)
+        self.engine.state = EngineState.empty(self.instruments)
+        return tps
 
     def state(self) -> BookState:
         return BookState(self.engine.state, self.ticks.prices)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pm_polars.daemon.alerts import AlertRules
 from pm_polars.engine import tradingday
 from pm_polars.engine.config import COST_BASES, EngineConfig
 
@@ -181,6 +182,7 @@ class Settings:
     key_prefix: str = ""
     health_timeout: float = 10.0  # seconds
     kafka: dict[str, str] = field(default_factory=dict)
+    alerts: AlertRules | None = None  # the config file's [alerts] table (daemon.alerts)
 
     def __post_init__(self) -> None:
         validate(self)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pm_polars.daemon.alerts import AlertConfigError, parse_rules
 from pm_polars.daemon.config import (
     SPEC_BY_NAME,
     SPECS,
@@ -73,7 +74,8 @@ def _pairs(items: list[str], origin: str) -> dict[str, str]:
 
 
 def read_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """Settings and librdkafka properties from a TOML file."""
+    """Settings and librdkafka properties from a TOML file (``[alerts]``: under the
+    ``alerts`` key, parsed by ``daemon.alerts.parse_rules``)."""
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError as exc:
@@ -83,12 +85,22 @@ def read_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     kafka = data.pop("kafka", {})
     if not isinstance(kafka, dict):
         raise ConfigError(f"config file {path}: 'kafka' must be a table ([kafka])")
-    unknown = sorted(set(data) - set(SPEC_BY_NAME))
+    alerts = data.pop("alerts", None)
+    if alerts is not None:
+        if not isinstance(alerts, dict):
+            raise ConfigError(f"config file {path}: 'alerts' must be a table ([alerts])")
+        try:
+            rules = parse_rules(alerts)
+        except AlertConfigError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+    unknown = sorted(set(data) - set(SPEC_BY_NAME) - {"alerts"})
     if unknown:
         raise ConfigError(
             f"config file {path}: unknown setting(s) {unknown}. Fix: use one of "
             f"{sorted(SPEC_BY_NAME)} (underscores, not dashes)"
         )
+    if alerts is not None:
+        data["alerts"] = rules
     return data, {str(k): str(v) for k, v in kafka.items()}
 
 
@@ -118,4 +130,4 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
             "setting --bootstrap-servers / PM_BOOTSTRAP_SERVERS / 'bootstrap_servers' in the "
             "config file: missing. Fix: give the Kafka brokers as HOST:PORT"
         )
-    return Settings(**values, kafka=kafka)
+    return Settings(**values, kafka=kafka, alerts=file_values.get("alerts"))

@@ -36,6 +36,7 @@ from pm_polars.daemon.checkpoint.plan import CommitOutcome
 from pm_polars.daemon.checkpoint.staging import Record, committed_only
 from pm_polars.daemon.checkpoint.store import Checkpoint
 from pm_polars.daemon.intake import Decoded, decode_batch
+from pm_polars.daemon.kafka.alert_out import AlertDeliveryError, AlertProducer
 from pm_polars.daemon.kafka.dlq import DeadLetters, DeliveryError, RejectGuard
 from pm_polars.daemon.kafka.microbatch import RawBatch
 from pm_polars.daemon.kafka.prefetch import FillOffsets
@@ -63,12 +64,13 @@ class BatchStep:
     def __init__(
         self, *, book: Book, checkpoint: Checkpoint, fills: FillOffsets,
         dead_letters: DeadLetters, guard: RejectGuard, sinks: Sinks, metrics: Metrics,
-        backoff: Backoff, ticks_topic: str,
+        backoff: Backoff, ticks_topic: str, alerts: AlertProducer | None = None,
     ) -> None:
         self.book, self.checkpoint, self.fills = book, checkpoint, fills
         self.foreign: dict[str, TP] = {}  # portfolio -> partition owned elsewhere
         self.dead_letters, self.guard, self.sinks = dead_letters, guard, sinks
         self.metrics, self.backoff, self.ticks_topic = metrics, backoff, ticks_topic
+        self.alerts = alerts  # produces the committed alerts (outbox) to Kafka
 
     def process(self, batch: RawBatch) -> None:
         t0 = time.perf_counter()
@@ -142,6 +144,16 @@ class BatchStep:
         for tp, stored in outcome.stale.items():
             log.warning("event=stale_partition partition=%s:%s stored_offset=%s action=reload",
                         tp[0], tp[1], stored)
+        behind = [tp for tp, stored in outcome.stale.items()
+                  if (info := self.book.parts.get(tp)) is not None and info.offset is not None
+                  and (stored is None or stored < info.offset)]
+        if behind:  # Redis lost writes: our engine saw fill ids its state no longer has
+            log.warning("event=partition_rolled_back partitions=%s action=reload_all "
+                        "note=Redis lost acknowledged writes (failover or restart without "
+                        "fsync); the lost records are read again", behind)
+            kept = {tp: info.offset for tp, info in self.book.parts.items()}
+            tps = self.book.reset()
+            p.stale.update({tp: kept[tp] for tp in tps if tp not in outcome.stale})
         self.book.drop(tps)
         starts = self.backoff.call("reload partitions", lambda: self.book.load(tps),
                                    (redis.RedisError,))
@@ -166,6 +178,9 @@ class BatchStep:
                         "dead-lettered, never merged (producers must key fills by "
                         "portfolio_id)")
         self.fills.commit(committable)
+        if applied.alerts and self.alerts is not None:
+            self.backoff.call("produce alerts", self.alerts.drain,
+                              (redis.RedisError, AlertDeliveryError))
         res = self._with_earlier(p, applied.result, p.ours)  # our lost EXEC's rows count too
         m = self.metrics
         m.count_events("fill", res.fills.height)

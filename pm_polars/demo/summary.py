@@ -10,6 +10,8 @@ OVERALL = "Overall"
 
 TABLE_COLUMNS = {
     "portfolio_id": "portfolio",
+    "m2m": "m2m today",
+    "day_net_pnl": "day net",
     "open_positions": "open",
     "cash": "cash",
     "market_value": "market value",
@@ -40,7 +42,11 @@ def format_aum(aum: Mapping[str, object]) -> str:
     assert isinstance(by_source, Mapping)
     parts = " | ".join(f"{src} {money(float(v))}" for src, v in sorted(by_source.items()))
     total = aum.get("total")
-    return f"AUM {money(float(total) if isinstance(total, int | float) else None)} ({parts})"
+    out = f"AUM {money(float(total) if isinstance(total, int | float) else None)} ({parts})"
+    m2m = aum.get("m2m")
+    if isinstance(m2m, int | float):
+        out += f" | m2m today {float(m2m):+,.2f}"
+    return out
 
 
 def format_live_summary(
@@ -55,7 +61,8 @@ def format_live_summary(
     width = max((len(p) for p in shown["portfolio_id"].to_list()), default=0)
     for row in shown.iter_rows(named=True):
         lines.append(
-            f"  {row['portfolio_id']:<{width}}  equity {money(row['equity']):>16}"
+            f"  {row['portfolio_id']:<{width}}  m2m today {row.get('m2m') or 0.0:>+14,.2f}"
+            f"  equity {money(row['equity']):>16}"
             f"  net P&L {row['net_pnl']:>+14,.2f}  open {row['open_positions']}"
         )
     return "\n".join(lines)

@@ -152,7 +152,7 @@ def merge(a: EngineState, b: EngineState) -> EngineState:
         a, b = (roll(s, day, ahead.marks) if s.trading_day != day else s for s in (a, b))
     both = pl.concat([a.marks, b.marks])
     rolls = both.filter(pl.col("roll_price").is_not_null()).group_by(
-        "instrument_token").agg(pl.col("roll_price").first())
+        "instrument_token", maintain_order=True).agg(pl.col("roll_price").first())
     merged_marks = (
         both.select("instrument_token").unique()
         .join(_latest(both, "tick"), on="instrument_token", how="left")

@@ -45,26 +45,30 @@ def apply(state: EngineState, batch: EventFrames,
     horizon = dedupe.horizon_ns(state.clock_ns, config.dedupe_retention_ns)
     fresh, dups = state.seen.split(batch.fills, horizon)
     fresh, oversized = refusals.position_bound(state.positions, fresh, config.quantity_scale)
-    fills, ticks = tradingday.assign(fresh, batch.ticks, state.trading_day,
-                                     config.day_roll_tz, config.roll_minutes)
-    days = tradingday.segments(fills, ticks)
-    applied: list[pl.DataFrame] = []
+    tz, minutes = config.day_roll_tz, config.roll_minutes
+    late = tradingday.within_day(fresh, batch.ticks, state.trading_day, tz, minutes)
     changed: set[str] = set()
     rolled = False
-    pieces: list[int | None] = list(days) or [state.trading_day]
-    for day in pieces:
-        f, t = fills, ticks
-        if len(days) > 1:
-            f, t = (x.filter(pl.col(tradingday.DAY) == day) for x in (fills, ticks))
-        if day is not None and day != state.trading_day:
-            state, rolled = dayfigures.roll(state, day), True
-        state, done, moved = _apply_day(state, f, t, config)
-        applied.append(done)
-        changed |= moved
+    if late is not None:  # the usual case: one piece in the book's day, no day columns
+        state, done, changed = _apply_day(state, fresh, batch.ticks, config)
+    else:
+        fills, ticks = tradingday.assign(fresh, batch.ticks, state.trading_day, tz, minutes)
+        days = tradingday.segments(fills, ticks)
+        applied: list[pl.DataFrame] = []
+        pieces: list[int | None] = list(days) or [state.trading_day]
+        for day in pieces:
+            f, t = fills, ticks
+            if len(days) > 1:
+                f, t = (x.filter(pl.col(tradingday.DAY) == day) for x in (fills, ticks))
+            if day is not None and day != state.trading_day:
+                state, rolled = dayfigures.roll(state, day), True
+            state, piece, moved = _apply_day(state, f, t, config)
+            applied.append(piece)
+            changed |= moved
+        done = applied[0] if len(applied) == 1 else pl.concat(applied)
+        late = tradingday.late_count(done, ticks)
     if rolled:
         changed.update(state.portfolio_ids())
-    done = applied[0] if len(applied) == 1 else pl.concat(applied)
-    late = tradingday.late_count(done, ticks)
     seen = state.seen.remember(done, state.clock_ns, config.dedupe_retention_ns)
     state = replace(state, seen=seen, late_day_events=state.late_day_events + late)
     return state, BatchResult(
@@ -158,7 +162,8 @@ def _max_ts(clock: int | None, *frames: pl.DataFrame) -> int | None:
 
 
 def holders(positions: pl.DataFrame, tokens: list[int]) -> list[str]:
-    """Portfolios with an open position in any of ``tokens`` (unique, in no order).
+    """Portfolios whose figures a price of ``tokens`` moves: an open position, one carried
+    in at the roll or one with a net day quantity (unique, in no order).
 
     ``positions`` is sorted by instrument_token, so this is a binary search per token plus
     the matching rows: cost proportional to the touched positions, not all positions.
@@ -173,5 +178,7 @@ def holders(positions: pl.DataFrame, tokens: list[int]) -> list[str]:
     if not len(rows):
         return []
     touched = positions[pl.Series(rows)]
-    open_ = touched.get_column("quantity") != 0
-    return touched.get_column("portfolio_id").filter(open_).unique().to_list()
+    get = touched.get_column  # eager Series ops: no query
+    moved = (get("quantity") != 0) | (get("overnight_quantity") != 0) | (
+        get("day_buy_quantity") != get("day_sell_quantity"))  # open, carried in, net today
+    return touched.get_column("portfolio_id").filter(moved).unique().to_list()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
@@ -67,6 +68,18 @@ def day_of(ts_ns: int, tz: str, minutes: int) -> int:
     return (local.date() - EPOCH).days
 
 
+@lru_cache(maxsize=64)
+def bounds_ns(day: int, tz: str, minutes: int) -> tuple[int, int]:
+    """``[start, end)`` of trading ``day`` in ns UTC (its roll instant and the next one)."""
+    def start(d: int) -> int:
+        local = datetime.combine(EPOCH + timedelta(days=d), datetime.min.time()) + \
+            timedelta(minutes=minutes)
+        aware = local.replace(tzinfo=ZoneInfo(tz))
+        return int((aware - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)) \
+            * 1000
+    return start(day), start(day + 1)
+
+
 def iso(day: int | None) -> str | None:
     """ISO date text of a day number (``None`` stays ``None``)."""
     return None if day is None else (EPOCH + timedelta(days=day)).isoformat()
@@ -103,8 +116,8 @@ def assign(fills: pl.DataFrame, ticks: pl.DataFrame, book_day: int | None, tz: s
         return out[0], out[1]
     both = pl.concat([r.with_columns(pl.lit(i, pl.Int8).alias("_f"))
                       for i, r in enumerate(raw)]).sort("seq")
-    start = pl.lit(book_day if book_day is not None else lo, pl.Int32)
-    running = pl.max_horizontal(pl.col("_raw").cum_max().forward_fill(), start)
+    first = pl.lit(book_day if book_day is not None else lo, pl.Int32)
+    running = pl.max_horizontal(pl.col("_raw").cum_max().forward_fill(), first)
     both = both.with_columns(running.cast(pl.Int32).alias(DAY)).with_columns(
         (pl.col("_raw") < pl.col(DAY)).fill_null(False).cast(pl.Int64).alias(LATE))
     out = []
@@ -112,6 +125,27 @@ def assign(fills: pl.DataFrame, ticks: pl.DataFrame, book_day: int | None, tz: s
         part = both.filter(pl.col("_f") == i).select("seq", DAY, LATE)
         out.append(f.join(part, on="seq", how="left", maintain_order="left"))
     return out[0], out[1]
+
+
+def within_day(fills: pl.DataFrame, ticks: pl.DataFrame, book_day: int | None, tz: str,
+               minutes: int) -> int | None:
+    """The usual case without tz math or a query: every event of the batch is before the
+    book's next roll. Returns the number of late events (stamped before the book's day
+    started), or ``None`` when the batch may reach a later day (then ``assign`` it)."""
+    if book_day is None or DAY in fills.columns:
+        return None
+    start, end = bounds_ns(book_day, tz, minutes)
+    late = 0
+    for f in (fills, ticks):
+        if not f.height:
+            continue
+        ts = f.get_column("ts")
+        newest, oldest = ts.max(), ts.min()
+        if newest is not None and int(newest) >= end:  # type: ignore[arg-type]
+            return None
+        if oldest is not None and int(oldest) < start:  # type: ignore[arg-type]
+            late += int((ts < start).sum())
+    return late
 
 
 def segments(fills: pl.DataFrame, ticks: pl.DataFrame) -> list[int]:

@@ -9,7 +9,8 @@ It runs after the partition state and the strategy documents were queued, and:
    own contribution may carry an older mark), else the first contribution's fill mark;
 3. records ``pm:owner`` (portfolio -> partition) and returns portfolios already owned by a
    different partition (reported by the caller, never merged);
-4. moves tick offsets only upwards, so instances at different tick positions never move
+4. records a trading-day roll (``pm:day:{group}``) only if it is later than the stored one;
+5. moves tick offsets only upwards, so instances at different tick positions never move
    them (or ``prices``) backwards.
 
 Numbers are written with ``%.17g`` (exact doubles); cjson's encoder would keep 14 digits.
@@ -177,6 +178,13 @@ for _, pair in ipairs(req.owners) do
   elseif cur ~= pair[2] then conflicts[#conflicts + 1] = pair[1] .. '=' .. cur end
 end
 
+if req.roll ~= nil and req.roll ~= cjson.null then
+  local cur = redis.call('HGET', req.day_key, 'trading_day')
+  if not cur or tonumber(cur) < req.roll[1] then
+    redis.call('HSET', req.day_key, 'trading_day', req.roll[1], 'roll_prices', req.roll[2])
+  end
+end
+
 for _, o in ipairs(req.tick_offsets) do
   local cur = redis.call('HGET', req.tick_offsets_key, o[1])
   if not cur or tonumber(cur) < o[2] then redis.call('HSET', req.tick_offsets_key, o[1], o[2]) end
@@ -213,6 +221,8 @@ def request(
     keys: Mapping[str, str],
     cluster: bool = False,
     marks: Mapping[str, float] | None = None,
+    day_key: str = "",
+    roll: tuple[int, str] | None = None,
 ) -> str:
     """The script's single JSON argument.
 
@@ -227,6 +237,7 @@ def request(
         "tick_offsets_key": tick_offsets_key,
         "tick_offsets": [[str(p), int(o)] for p, o in tick_offsets],
         "keys": dict(keys), "cluster": cluster, "marks": dict(marks or {}),
+        "day_key": day_key, "roll": None if roll is None else [roll[0], roll[1]],
     }
     text = json.dumps(payload)
     # cjson decodes [] as an empty table either way; make empty lists explicit arrays

@@ -27,6 +27,9 @@ Daemon-internal state (exactly-once; written in the same MULTI/EXEC as the model
                                                           contribution to aum
 ``pm:owner:{group}``                                HASH  pid -> "{topic}:{partition}"
 ``pm:ticks:{topic}:offsets``                        HASH  partition -> next offset
+``pm:day:{group}``                                  HASH  trading_day, roll_prices (the roll)
+``pm:alerts:outbox:{group}``                        LIST  alerts not yet produced to Kafka
+``pm:state:{group}:{topic}:{partition}:alerts``     HASH  pid -> JSON alert state
 
 Redis Cluster (``Keys(cluster=True)``, ``--redis-cluster``)
 -----------------------------------------------------------
@@ -118,6 +121,19 @@ class Keys:
     def version(self, key: str) -> str:
         """Cluster: the version of the derived document ``key``, in ``key``'s slot."""
         return f"{self.prefix}pm:v:{{{hash_tag(key)}}}"
+
+    def alerts_outbox(self, group: str) -> str:
+        """LIST of alert JSON committed but not yet produced to Kafka (``daemon.alerts``)."""
+        return f"{self.prefix}pm:alerts:outbox:{group}"
+
+    def channel(self, name: str) -> str:
+        """A pub/sub channel name under the prefix (e.g. the alerts channel)."""
+        return f"{self.prefix}{name}"
+
+    def day(self, group: str) -> str:
+        """The group's last trading-day roll: ``trading_day`` (days since 1970-01-01) and
+        ``roll_prices`` (JSON token -> mark at the roll)."""
+        return f"{self.prefix}pm:day:{group}"
 
     def tick_offsets(self, topic: str) -> str:
         if self.cluster:

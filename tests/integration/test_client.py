@@ -358,22 +358,26 @@ def test_show_prints_the_published_figures(client: redis.Redis, redis_srv: Redis
     for pid in ALL_IDS:
         assert f"| {pid} " in out
     s1_row = next(line for line in out.splitlines() if "| paper_S1 " in line)
-    # equity, cash, realized, unrealized, fees, net P&L, gross exp, net exp, open
+    # m2m today, day net, equity, cash, realized, unrealized, fees, net P&L, gross exp,
+    # net exp, open (one trading day: m2m = realized + unrealized, day net = net P&L)
     cells = [c.strip() for c in s1_row.strip("|").split("|")]
-    assert cells == ["paper_S1", "1,000,168.00", "999,478.00", "80.00", "90.00", "2.00",
-                     "168.00", "690.00", "690.00", "1"]
-    assert out.rstrip().endswith("AUM 3,000,246.50 (live 1,000,019.50 | paper 2,000,227.00)")
+    assert cells == ["paper_S1", "170.00", "168.00", "1,000,168.00", "999,478.00", "80.00",
+                     "90.00", "2.00", "168.00", "690.00", "690.00", "1"]
+    assert out.rstrip().endswith("AUM 3,000,246.50 (live 1,000,019.50 | paper 2,000,227.00)"
+                                 " | m2m today +250.00")
+    assert out.startswith("trading day ")
 
     res = show(redis_srv.url, "paper_S2")
     assert res.returncode == 0, res.stderr
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
             for line in res.stdout.splitlines() if line.startswith("| 7") or
             line.startswith("| 2")}
-    # token, qty, avg price, last, market value, realized, unrealized, fees, net P&L
-    assert rows[str(B)] == [str(B), "0", "0.00", "48.00", "0.00", "50.00", "0.00", "1.00",
-                            "49.00"]
-    assert rows[str(A)] == [str(A), "20", "11.00", "11.50", "230.00", "0.00", "10.00",
-                            "0.00", "10.00"]
+    # token, m2m today, day P&L, overnight, qty, avg price, last, market value, realized,
+    # unrealized, fees, net P&L
+    assert rows[str(B)] == [str(B), "50.00", "50.00", "0", "0", "0.00", "48.00", "0.00",
+                            "50.00", "0.00", "1.00", "49.00"]
+    assert rows[str(A)] == [str(A), "10.00", "10.00", "0", "20", "11.00", "11.50", "230.00",
+                            "0.00", "10.00", "0.00", "10.00"]
     assert "totals: equity 1,000,059.00 | cash 999,829.00" in res.stdout
     assert "net P&L 59.00" in res.stdout
     res = show(redis_srv.url, "paper_S2", "--open-only")

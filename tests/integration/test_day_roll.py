@@ -113,3 +113,22 @@ def test_roll_republishes_portfolios_whose_tick_republish_is_conflated(
     for pid, doc in eng.portfolio_documents(eng.portfolio_ids()).items():
         _same(docs[pid], doc, pid)
     assert docs["paper_S1"]["positions"][str(A)]["prev_close"] == 105.0
+
+
+def test_a_roll_read_by_an_instance_without_partitions_is_kept(redis_srv: RedisServer) -> None:
+    """An instance that owns no fill partition yet rolls on a tick: the roll (day and prices
+    at the roll, ``pm:day``) is committed with the tick offsets, so the partitions' next
+    owner starts in the new day with the right prev_close instead of rolling again."""
+    client = redis_srv.client()
+    first = BookWriter(client)
+    first.batch(*BATCHES[0])
+    first.batch({}, [tick(A, 106.0, ist(2, 23))])
+    BookWriter(client, partitions=0).batch({}, [tick(A, 103.0, ist(3, 9))])
+    owner = BookWriter(client)
+    assert owner.book.engine.trading_day == "2026-03-03"
+    owner.batch({}, [])  # republishes the loaded partitions whole
+    docs = _docs(client)
+    p1 = docs["paper_S1"]["positions"][str(A)]
+    assert (docs["paper_S1"]["trading_day"], p1["prev_close"], p1["m2m"]) == (
+        "2026-03-03", 106.0, -30.0)
+    assert docs["paper_S2"]["m2m"] == 12.0

@@ -45,7 +45,8 @@ class BookWriter:
         self.tick_offset = tick_offsets.get(0, 0)
         self.book = Book(self.checkpoint, TickTable.from_prices(prices),
                          config=EngineConfig.of(starting_cash, 86_400.0),
-                         instruments=load_instruments(None), tick_publish_ns=tick_publish_ns)
+                         instruments=load_instruments(None), tick_publish_ns=tick_publish_ns,
+                         roll=self.checkpoint.load_roll())
         self.book.load([(FILLS, p) for p in range(partitions)])
 
     def batch(self, fills: Mapping[int, Sequence[Event]],

@@ -18,10 +18,20 @@ import redis
 from pm_polars import PortfolioEngine
 
 MONEY = ("cash", "total_realized_pnl", "total_fees", "total_unrealized_pnl", "equity",
-         "market_value")
+         "market_value", "m2m", "day_pnl", "day_realized_pnl", "day_fees", "day_net_pnl",
+         "day_carried_pnl", "day_trading_pnl")
 POSITION_MONEY = ("average_price", "realized_pnl", "fees", "buy_value", "sell_value",
-                  "unrealized_pnl", "last_price")
+                  "unrealized_pnl", "last_price", "prev_close", "overnight_average_price",
+                  "day_buy_value", "day_sell_value", "day_pnl", "m2m", "day_carried_pnl",
+                  "day_trading_pnl")
 POSITION_EXACT = ("quantity", "buy_quantity", "sell_quantity")
+DAY_EXACT = ("overnight_quantity", "day_buy_quantity", "day_sell_quantity")
+# a tick alone rolls the day: like marks, the day figures of a portfolio whose partition no
+# instance owned when the rolling tick was read are republished by its next owner
+DAY_FIELDS = ("m2m", "day_pnl", "day_net_pnl", "day_carried_pnl", "day_trading_pnl",
+              "day_realized_pnl", "day_fees", "prev_close", "overnight_average_price",
+              "day_buy_value", "day_sell_value", "overnight_quantity", "day_buy_quantity",
+              "day_sell_quantity")
 
 
 def documents(client: redis.Redis, prefix: str = "") -> dict[str, dict[str, Any]]:
@@ -35,10 +45,25 @@ def documents(client: redis.Redis, prefix: str = "") -> dict[str, dict[str, Any]
     return out
 
 
-def _close(a: float, b: float, rel: float) -> bool:
+def _close(a: float, b: float, rel: float, scale: float = 0.0) -> bool:
+    """Equal to ``rel`` of the larger of ``a``, ``b``, 1 and ``scale`` (the size of the
+    terms a difference such as m2m was computed from: batches sum them in other orders)."""
     if a is None or b is None:
         return a is b
-    return math.isclose(a, b, rel_tol=0.0, abs_tol=rel * max(1.0, abs(a), abs(b)))
+    return math.isclose(a, b, rel_tol=0.0, abs_tol=rel * max(1.0, abs(a), abs(b), scale))
+
+
+# day P&L figures are differences of sums (today's values, quantity x mark): compared
+# relative to the size of those terms, not to their (possibly tiny) difference
+DIFFERENCES = frozenset({"m2m", "day_pnl", "day_net_pnl", "day_carried_pnl",
+                         "day_trading_pnl"})
+
+
+def _terms(pos: dict[str, Any]) -> float:
+    return float(abs(pos.get("day_buy_value") or 0.0) + abs(pos.get("day_sell_value") or 0.0)
+            + abs(pos.get("market_value") or 0.0)
+            + abs((pos.get("overnight_quantity") or 0) * (pos.get("prev_close") or 0.0)
+                  * (pos.get("multiplier") or 1.0)))
 
 
 def differences(
@@ -55,23 +80,27 @@ def differences(
     wanted = ref.portfolio_documents(ids + [f"{s}_Overall" for s in sources])
     problems = []
     mark_fields = ("total_unrealized_pnl", "equity", "market_value", "unrealized_pnl",
-                   "last_price")
+                   "last_price", *DAY_FIELDS)
     for pid, want in wanted.items():
         got = docs.get(pid)
         if got is None:
             problems.append(f"{pid}: missing")
             continue
+        if with_marks and got.get("trading_day") != want["trading_day"]:
+            problems.append(f"{pid}.trading_day: {got.get('trading_day')!r} != "
+                            f"{want['trading_day']!r}")
+        size = sum(_terms(p) for p in want["positions"].values())
         for f in MONEY:
             if not with_marks and f in mark_fields:
                 continue
-            if not _close(got[f], want[f], rel):
+            if not _close(got[f], want[f], rel, size if f in DIFFERENCES else 0.0):
                 problems.append(f"{pid}.{f}: redis {got[f]!r} != engine {want[f]!r}")
         for tok, wpos in want["positions"].items():
             gpos = got["positions"].get(tok)
             if gpos is None:
                 problems.append(f"{pid}[{tok}]: position missing")
                 continue
-            for f in POSITION_EXACT:
+            for f in POSITION_EXACT + (DAY_EXACT if with_marks else ()):
                 if gpos[f] != wpos[f]:
                     problems.append(f"{pid}[{tok}].{f}: {gpos[f]!r} != {wpos[f]!r}")
             for f in POSITION_MONEY:
@@ -79,7 +108,7 @@ def differences(
                     continue
                 if f == "last_price" and wpos["quantity"] == 0 and not pid.endswith("_Overall"):
                     continue  # a flat position is not republished on ticks (documented)
-                if not _close(gpos[f], wpos[f], rel):
+                if not _close(gpos[f], wpos[f], rel, _terms(wpos) if f in DIFFERENCES else 0.0):
                     problems.append(f"{pid}[{tok}].{f}: {gpos[f]!r} != {wpos[f]!r}")
     extra = set(docs) - set(wanted)
     if extra:

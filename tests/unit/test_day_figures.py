@@ -234,3 +234,15 @@ def test_days_m2m_add_up_to_the_lifetime_pnl(events: list[dict[str, Any]]) -> No
             summed[row["portfolio_id"]] = summed.get(row["portfolio_id"], 0.0) + row["m2m"]
     for row in eng.portfolios().to_dicts():
         assert _close(summed[row["portfolio_id"]], row["total_pnl"]), row["portfolio_id"]
+
+
+def test_day_bounds_agree_with_the_day_of_ts_across_dst() -> None:
+    """``bounds_ns`` (the fast path: no tz math per event) is the day rule's own boundary,
+    on a DST change too (Europe/London, 2026-03-29, roll 01:00)."""
+    for tz, minutes, text in [("Asia/Kolkata", 555, "2026-03-02"),
+                              ("Europe/London", 60, "2026-03-29"),
+                              ("America/New_York", 0, "2026-11-01")]:
+        day = tradingday.of_iso(text)
+        start, end = tradingday.bounds_ns(day, tz, minutes)
+        assert [tradingday.day_of(t, tz, minutes) for t in (start - 1, start, end - 1, end)] \
+            == [day - 1, day, day, day + 1]

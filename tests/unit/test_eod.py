@@ -200,3 +200,30 @@ def test_trip_realized_adds_up_to_the_engine_realized(tmp_path: Path) -> None:
     assert both.height >= 10 and eod.trips.height > 100
     assert (both["realized_pnl"] + both["open"]).to_list() == pytest.approx(
         both["total_realized_pnl"].to_list(), abs=1e-6)
+
+
+def test_one_trading_day_everywhere_ist(tmp_path: Path) -> None:
+    """The archive's date partitions and ``eod --date`` follow the engine's roll settings:
+    with Asia/Kolkata 00:00, a fill at 2026-03-02 20:00 UTC (03-03 01:30 IST) is archived
+    under date=2026-03-03 and closed by the EOD of 2026-03-03, whose rows equal the live
+    figures of that day (m2m = the day's P&L change)."""
+    from datetime import date
+
+    from pm_polars.archive.writer import start_local_archive
+    from pm_polars.events import decode_any
+
+    eng = PortfolioEngine(day_roll_tz="Asia/Kolkata", day_roll_time="00:00")
+    ns = 1_772_481_600 * 10**9  # 2026-03-02T20:00:00Z
+    events = [{"event_type": "order_fill", "source": "paper", "fill_id": "x", "ts": ns,
+               "original_signal": {"strategy_id": "S", "instrument_token": 7,
+                                   "signal_type": "BUY"}, "quantity": 2, "fill_price": 10.0},
+              {"event_type": "market_tick", "instrument_token": 7, "last_price": 12.5,
+               "ts": ns + 60 * 10**9}]
+    with start_local_archive(tmp_path, eng, "t") as writer:
+        writer.submit(eng.apply_decoded(decode_any(events)))
+    assert sorted(p.name for p in (tmp_path / "fills").iterdir()) == ["date=2026-03-03"]
+    assert eng.trading_day == "2026-03-03"
+    res = run_eod(tmp_path, date(2026, 3, 3))
+    pos = res.positions.row(0, named=True)
+    assert (pos["m2m"], pos["day_pnl"], pos["close"]) == (5.0, 5.0, 12.5)
+    assert res.portfolios.row(0, named=True)["day_m2m"] == eng.portfolio("paper_S")["m2m"]

@@ -70,3 +70,14 @@ def test_file_values_are_typed(tmp_path: Path) -> None:
     toml.write_text('[serve]\nport = "eighty"\n')
     with pytest.raises(ServeConfigError, match="'port' in"):
         resolve(args("--config", str(toml)), {})
+
+
+def test_redis_cluster_from_flag_env_or_file(tmp_path: Path) -> None:
+    assert resolve(args(), {}).redis_cluster is False
+    assert resolve(args("--redis-cluster"), {}).redis_cluster is True
+    assert resolve(args(), {"PM_REDIS_CLUSTER": "true"}).redis_cluster is True
+    toml = tmp_path / "serve.toml"
+    toml.write_text("[serve]\nredis_cluster = true\n")
+    assert resolve(args("--config", str(toml)), {}).redis_cluster is True
+    with pytest.raises(ServeConfigError, match="PM_REDIS_CLUSTER"):
+        resolve(args(), {"PM_REDIS_CLUSTER": "maybe"})

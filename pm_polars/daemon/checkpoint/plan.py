@@ -39,7 +39,8 @@ class CommitPlan:
     see ``publish.resp``), queued first; ``documents``: strategy portfolios they rewrite;
     ``sources`` whose ``{source}_Overall`` and ``aum`` the aggregate script recomputes;
     ``prices`` items ``(token, ts text, price JSON)``; ``tick_offsets`` next offset per
-    ticks partition.
+    ticks partition; ``roll``: the trading day this batch rolled to and the prices at the
+    roll (kept in ``pm:day:{group}``, only ever moved to a later day).
     """
 
     partitions: list[PartitionCommit]
@@ -51,9 +52,15 @@ class CommitPlan:
     prices: list[tuple[str, str, str]] = field(default_factory=list)
     tick_offsets: dict[int, int] = field(default_factory=dict)
     ts_ns: int = 0
+    roll: tuple[int, str] | None = None  # a roll: (trading day, roll prices JSON)
+
+    def add(self, data: bytes) -> None:
+        """Queue one more encoded command (after the state and read-model writes)."""
+        self.commands.append(data)
+        self.count += 1
 
     def is_empty(self) -> bool:
-        return not (self.partitions or self.prices or self.tick_offsets)
+        return not (self.partitions or self.prices or self.tick_offsets or self.roll)
 
     @property
     def updated(self) -> list[str]:

@@ -26,6 +26,7 @@ earlier commits wrote, through the same ``codec``.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -109,6 +110,7 @@ class Checkpoint:
             owners=owners, prices=plan.prices,
             tick_offsets_key=keys.tick_offsets(self.ticks_topic),
             tick_offsets=sorted(plan.tick_offsets.items()), keys=declared,
+            day_key=keys.day(self.group), roll=plan.roll,
         )
         at_eval = batch.add(resp.command("EVAL", aggregate_lua.SCRIPT, len(declared),
                                          *declared.values(), arg))
@@ -161,6 +163,27 @@ class Checkpoint:
                 topic, _, partition = str(part).rpartition(":")
                 out[pid] = (topic, int(partition))
         return out
+
+    def load_alerts(self, tp: TP) -> dict[str, str]:
+        """A partition's alert states (``daemon.alerts``): portfolio -> JSON."""
+        return {str(k): str(v) for k, v in
+                self.client.hgetall(self.state_key(tp, "alerts")).items()}
+
+    def outbox(self) -> list[str]:
+        """Alerts committed but not yet produced to Kafka, oldest first."""
+        return [str(v) for v in self.client.lrange(self.keys.alerts_outbox(self.group), 0, -1)]
+
+    def outbox_done(self, n: int) -> None:
+        """The first ``n`` outbox alerts were produced (and acknowledged)."""
+        self.client.ltrim(self.keys.alerts_outbox(self.group), n, -1)
+
+    def load_roll(self) -> tuple[int, dict[int, float]] | None:
+        """The group's last trading-day roll ``(day, {token: price at the roll})``."""
+        raw = self.client.hgetall(self.keys.day(self.group))
+        if not raw or "trading_day" not in raw:
+            return None
+        prices = json.loads(raw.get("roll_prices") or "{}")
+        return int(raw["trading_day"]), {int(t): float(p) for t, p in prices.items()}
 
     def load_ticks(self) -> tuple[dict[int, int], dict[str, str]]:
         """``(tick offsets by partition, prices hash)`` as stored by earlier batches."""

@@ -4,12 +4,12 @@
  * (full-precision number, "" for null); data-field="aum_total" in the header. */
 "use strict";
 (function () {
-  var TODAY = [["day_pnl", "day P&L"], ["m2m", "m2m"]];  // shown first when documents carry them
+  var TODAY = [["m2m", "m2m"], ["day_net_pnl", "day net"], ["day_pnl", "day P&L"]];  // first when present
   var BASE = [["cash", "cash"], ["total_realized_pnl", "realized"],
     ["total_unrealized_pnl", "unrealized"], ["total_pnl", "total P&L"], ["net_pnl", "net P&L"],
     ["equity", "equity"], ["gross_exposure", "gross exp"], ["open_positions", "open"]];
   var TEXT = [["portfolio_id", "portfolio"], ["source", "source"]];
-  var SIGNED = {day_pnl: 1, m2m: 1, total_realized_pnl: 1, total_unrealized_pnl: 1, total_pnl: 1,
+  var SIGNED = {day_pnl: 1, m2m: 1, day_net_pnl: 1, total_realized_pnl: 1, total_unrealized_pnl: 1, total_pnl: 1,
     net_pnl: 1};
   var CHART_POINTS = 3600, CHART_EVERY_MS = 1000;
   var money = new Intl.NumberFormat("en-US", {minimumFractionDigits: 2, maximumFractionDigits: 2});
