@@ -197,7 +197,7 @@ def with_seen_ids(snap: Snapshot, n: int) -> Snapshot:
     """``snap`` remembering ``n`` more fill ids (dedupe memory of a long day, 24 h kept)."""
     i = pl.int_range(n, dtype=pl.Int64, eager=True)
     seen = pl.DataFrame({"source": "live", "fill_id": "old-" + i.cast(pl.String), "ts": TS0 + i})
-    return replace(snap, seen=pl.concat([snap.seen, seen]))
+    return replace(snap, seen=pl.concat([snap.seen, seen], how="diagonal"))
 
 
 def main() -> None:

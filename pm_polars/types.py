@@ -57,6 +57,7 @@ class BatchResult:
     duplicates: pl.DataFrame  # fills ignored as already seen
     changed_portfolios: list[str] = field(default_factory=list)
     committable: Committable = field(default_factory=dict)
+    conflicts: int = 0  # fills refused (in ``rejects``) as a re-used fill_id with new content
     written_ns: int = 0
 
     @property

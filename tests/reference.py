@@ -110,7 +110,7 @@ def _positive_price(x: Any, name: str) -> float:
 
 
 def ts_to_ns(ts: Any) -> int | None:
-    """Event time -> integer ns since epoch. Numbers: s/ms/us/ns chosen by magnitude."""
+    """Event time -> integer ns since epoch. Numbers: epoch milliseconds from 1e11."""
     if ts is None:
         return None
     if isinstance(ts, str):
@@ -124,15 +124,9 @@ def ts_to_ns(ts: Any) -> int | None:
         return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1_000
     if not _is_number(ts) or not math.isfinite(ts):
         raise InvalidEvent(f"ts: not a timestamp {ts!r}")
-    magnitude = abs(ts)
-    if magnitude < 1e11:
-        factor = 10**9  # seconds
-    elif magnitude < 1e14:
-        factor = 10**6  # milliseconds
-    elif magnitude < 1e17:
-        factor = 10**3  # microseconds
-    else:
-        factor = 1  # nanoseconds
+    if not 10**11 <= ts <= (2**63 - 1) // 10**6:  # epoch ms only: other units refused
+        raise InvalidEvent(f"ts: not epoch milliseconds {ts!r}")
+    factor = 10**6
     return ts * factor if _is_int(ts) else round(ts * factor)
 
 
@@ -297,7 +291,8 @@ class ReferenceBook:
         self._portfolios: dict[str, _Portfolio] = {}
         self._tick_marks: dict[int, tuple[int | None, float]] = {}
         self._fill_marks: dict[int, tuple[int | None, float]] = {}
-        self._seen_fill_ids: set[tuple[str, str]] = set()
+        # (source, fill_id) -> the first version's content
+        self._seen_fill_ids: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     # ---- writing ---------------------------------------------------------------------
 
@@ -312,21 +307,27 @@ class ReferenceBook:
                 continue
             if isinstance(event, _Tick):
                 self._apply_tick(event)
-            else:
-                self._apply_fill(event)
+            elif not self._apply_fill(event):
+                rejects.append((raw, "fill_id: conflicts with the fill already applied"))
         return rejects
 
     def _apply_tick(self, tick: _Tick) -> None:
         if _is_newer(tick.ts, self._tick_marks.get(tick.instrument_token)):
             self._tick_marks[tick.instrument_token] = (tick.ts, tick.price)
 
-    def _apply_fill(self, fill: _Fill) -> None:
+    def _apply_fill(self, fill: _Fill) -> bool:
+        """Apply ``fill``; False when it re-uses a fill_id with other content (a conflict:
+        refused, the first version kept)."""
         if fill.fill_id is not None:
             key = (fill.source, fill.fill_id)
+            content = (fill.strategy_id, fill.instrument_token, fill.side, fill.quantity,
+                       fill.price, fill.fee)
             if key in self._seen_fill_ids:
-                return  # duplicate: ignored entirely
-            self._seen_fill_ids.add(key)
+                return self._seen_fill_ids[key] == content  # same: a duplicate, ignored
+            self._seen_fill_ids[key] = content
+        return self._book(fill)
 
+    def _book(self, fill: _Fill) -> bool:
         token = fill.instrument_token
         if _is_newer(fill.ts, self._fill_marks.get(token)):
             self._fill_marks[token] = (fill.ts, fill.price)
@@ -373,6 +374,7 @@ class ReferenceBook:
             pos.sell_quantity += qty
             pos.sell_value += notional
             portfolio.cash += notional - fill.fee
+        return True
 
     @staticmethod
     def _fifo(pos: _Position, signed: int, price: float, m: float,

@@ -31,7 +31,8 @@ INSTRUMENTS_FILE = "instruments.parquet"
 
 
 def save_engine_config(root: str | Path, engine: PortfolioEngine) -> None:
-    """Record ``engine``'s starting cash, dedupe retention and instruments under ``root``."""
+    """Record ``engine``'s starting cash, dedupe retention, event-time jump bound and
+    instruments under ``root``."""
     base = Path(root)
     base.mkdir(parents=True, exist_ok=True)
     write_atomic(engine.state.instruments, base / INSTRUMENTS_FILE)
@@ -41,6 +42,7 @@ def save_engine_config(root: str | Path, engine: PortfolioEngine) -> None:
         "cost_basis": engine.config.cost_basis,
         "day_roll_tz": engine.config.day_roll_tz,
         "day_roll_time": engine.config.day_roll_time,
+        "max_jump_ns": engine.config.max_jump_ns,  # replays judge event time as live did
     }
     tmp = base / f".{CONFIG_FILE}.{uuid.uuid4().hex}.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
@@ -81,9 +83,13 @@ def new_engine(
     if instruments is None and inst_file.exists():
         instruments = pl.read_parquet(inst_file)
     retention = meta.get("dedupe_retention_ns", 86_400 * 10**9)
+    # the wall-clock bound is never replayed (what it refused live is not in the archive)
+    # (an archive recorded before the bound existed was written with none)
+    jump = meta.get("max_jump_ns") if meta else EngineConfig().max_jump_ns
     config = EngineConfig(float(cash),  # type: ignore[arg-type]
                           None if retention is None else int(retention),  # type: ignore[call-overload]
                           day_roll_tz=str(meta.get("day_roll_tz", tradingday.DAY_ROLL_TZ)),
                           day_roll_time=str(meta.get("day_roll_time", tradingday.DAY_ROLL_TIME)),
-                          cost_basis=cost_basis or str(meta.get("cost_basis", "average")))
+                          cost_basis=cost_basis or str(meta.get("cost_basis", "average")),
+                          max_jump_ns=None if jump is None else int(jump))  # type: ignore[call-overload]
     return PortfolioEngine(instruments=instruments, config=config)

@@ -2,8 +2,11 @@
 
 1. Route (``owners.route``): fills on a foreign partition are refused, new portfolios
    claim the partition their first fill came on.
-2. Reduce the batch's ticks to one winner per instrument (``tick_table``) and apply fills
-   and winners to the engine in one columnar call (``engine.step.apply``, through the book).
+2. Apply fills and ticks to the engine in one columnar call (``engine.step.apply``, through
+   the book): events it refuses (event time out of bounds, a fill too old for the dedupe
+   window, a conflicting re-send, an oversized position) join the rejects with the Kafka
+   record's own bytes; the admitted ticks are reduced to one winner per instrument for the
+   price table (``tick_table``).
 3. Choose what to publish (``read_model``): portfolios a fill touched (and new ones) at
    once, portfolios moved only by prices when due (``--tick-publish-ms``), every portfolio
    of a (re)loaded partition; render only those.
@@ -24,8 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import polars as pl
-
 from pm_polars.daemon import owners
 from pm_polars.daemon.alerts import AlertState, evaluate
 from pm_polars.daemon.book import Book
@@ -33,7 +34,6 @@ from pm_polars.daemon.checkpoint.plan import CommitPlan, Scope, build
 from pm_polars.daemon.intake import Decoded
 from pm_polars.daemon.read_model import ViewUpdate
 from pm_polars.daemon.tick_table import price_rows
-from pm_polars.engine import tradingday
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
 from pm_polars.publish.model_rows import render
@@ -70,11 +70,14 @@ def apply_batch(
     """
     now = time.time_ns()
     routed, claims = owners.route(decoded, book.owner, foreign or {})
-    refused = decoded.fills.height - routed.fills.height
+    refused_fills = decoded.fills.height - routed.fills.height
     day_before = book.engine.state.trading_day
-    fills, reduced = reduce_by_day(book, routed.fills, routed.ticks)
-    wins = book.ticks.merge(reduced)
-    res = book.apply(DecodedBatch(fills, reduced, NO_REJECTS))
+    # the engine judges every tick's event time (in arrival order, with the fills) and books
+    # each event's trading day, so it gets them all; the price table folds in the winners of
+    # the admitted ones
+    res = book.apply(DecodedBatch(routed.fills, routed.ticks, NO_REJECTS))
+    wins = book.ticks.merge(book.ticks.reduce(res.ticks))
+    refused = routed.refuse_rows(res.rejects)
     rolled = book.engine.state.trading_day != day_before
     if rolled:  # every portfolio's day figures changed: republish and rewrite them all
         for info in book.parts.values():
@@ -92,7 +95,7 @@ def apply_batch(
     whole = republish | {tp for tp in changed_tps if tp not in views.rows}
     published |= set(book.portfolios_of(whole))
     result = BatchResult(
-        fills=res.fills, ticks=routed.ticks, rejects=routed.rejects,
+        fills=res.fills, ticks=res.ticks, rejects=refused.rejects, conflicts=res.conflicts,
         duplicates=res.duplicates if res.duplicates.height else NO_FILLS,
         changed_portfolios=sorted(published), committable=dict(routed.committable),
         written_ns=now,
@@ -123,7 +126,7 @@ def apply_batch(
     if rolled:
         plan.roll = book.roll_record()
     states, alerts = _alerts(book, rendered, result.committable, owner_of, plan)
-    return Applied(plan, result, claims, refused, update, states, alerts)
+    return Applied(plan, result, claims, refused_fills, update, states, alerts)
 
 
 def _alerts(book: Book, rendered: dict[str, Rendered], committable: Committable,
@@ -152,35 +155,6 @@ def _alerts(book: Book, rendered: dict[str, Rendered], committable: Committable,
             plan.add(command("PUBLISH", keys.channel(rules.channel), text))
     return states, alerts
 
-
-def reduce_by_day(book: Book, fills: pl.DataFrame, ticks: pl.DataFrame
-                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Fills with their booked trading day, and the ticks reduced to one winner per
-    instrument *per booked day* (``engine.tradingday``): the mark at a roll inside the batch
-    is the day's last one, and late ticks stay counted (``LATE`` summed on the day's first
-    winner). Usually one day: one reduction."""
-    cfg = book.config
-    day = book.engine.state.trading_day
-    if tradingday.within_day(fills, ticks, day, cfg.day_roll_tz, cfg.roll_minutes) is not None:
-        start = tradingday.bounds_ns(day, cfg.day_roll_tz, cfg.roll_minutes)[0]
-        late = (pl.col("ts") < start).fill_null(False).cast(pl.Int64).alias(tradingday.LATE)
-        fills = fills.with_columns(pl.lit(day, pl.Int32).alias(tradingday.DAY), late)
-        ticks = ticks.with_columns(pl.lit(day, pl.Int32).alias(tradingday.DAY), late)
-    else:
-        fills, ticks = tradingday.assign(fills, ticks, day, cfg.day_roll_tz, cfg.roll_minutes)
-    if ticks.height == 0:
-        return fills, book.ticks.reduce(ticks)
-    days: list[int | None] = [*tradingday.segments(fills.head(0), ticks)] or [None]
-    pieces = []
-    for d in days:
-        part = ticks if len(days) == 1 else ticks.filter(pl.col(tradingday.DAY) == d)
-        late_n = int(part.get_column(tradingday.LATE).sum() or 0)
-        won = book.ticks.reduce(part.drop(tradingday.DAY, tradingday.LATE))
-        pieces.append(won.with_columns(
-            pl.lit(d, pl.Int32).alias(tradingday.DAY),
-            pl.when(pl.int_range(pl.len()) == 0).then(late_n).otherwise(0).cast(pl.Int64)
-            .alias(tradingday.LATE)))
-    return fills, pieces[0] if len(pieces) == 1 else pl.concat(pieces)
 
 
 def settle(book: Book, applied: Applied, committable: Committable) -> None:

@@ -130,10 +130,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("day_roll_time", str, "00:00", "local time the trading day starts at (HH:MM); the "
          "first event at or after it rolls the book (event time, never the wall clock)",
          "HH:MM"),
-    Spec("max_event_jump", duration_s, 7 * 86_400.0, "refuse an event whose ts is more than "
-         "this far ahead of the newest accepted event time (a far-future ts would move the "
-         "dedupe clock and freeze a mark); longer than any market closure", "DURATION",
-         shown="7d"),
+    Spec("max_event_jump", duration_s, 0.0, "refuse an event whose ts is more than this far "
+         "ahead of the newest accepted event time; 0: off (the default: --max-clock-skew "
+         "bounds every event against the wall clock, and a cold start reads a compacted "
+         "ticks topic whose records may be months apart)", "DURATION", shown="0 (off)"),
     Spec("max_clock_skew", duration_s, 300.0, "refuse an event whose ts is more than this far "
          "ahead of this host's wall clock", "DURATION", shown="5m"),
     Spec("max_reject_ratio", float, 0.5, "stop (exit 3) if more than this share of the last "
@@ -174,7 +174,7 @@ class Settings:
     dedupe_retention: float = 86_400.0  # seconds
     day_roll_tz: str = "Asia/Kolkata"
     day_roll_time: str = "00:00"
-    max_event_jump: float = 7 * 86_400.0  # seconds
+    max_event_jump: float = 0.0  # seconds; 0 = off
     max_clock_skew: float = 300.0  # seconds
     cost_basis: str = "average"
     max_reject_ratio: float = 0.5
@@ -190,7 +190,7 @@ class Settings:
     def engine_config(self) -> EngineConfig:
         """The engine's configuration (retention converted once, seconds -> ns)."""
         return EngineConfig.of(self.starting_cash, self.dedupe_retention,
-                               self.max_event_jump, self.max_clock_skew,
+                               self.max_event_jump or None, self.max_clock_skew,
                                day_roll_tz=self.day_roll_tz, day_roll_time=self.day_roll_time,
                                cost_basis=self.cost_basis)
 
@@ -212,7 +212,7 @@ _RANGES: dict[str, tuple[float, bool, float, str]] = {
     "health_timeout": (0, False, 86_400, "seconds > 0, at most 24h"),
     "archive_roll_s": (0, False, 86_400, "seconds > 0, at most 24h"),
     "dedupe_retention": (0, False, 100 * _YEAR_S, "seconds > 0, at most 100 years"),
-    "max_event_jump": (0, False, 100 * _YEAR_S, "seconds > 0, at most 100 years"),
+    "max_event_jump": (0, True, 100 * _YEAR_S, "seconds from 0 (off) to 100 years"),
     "max_clock_skew": (0, False, 100 * _YEAR_S, "seconds > 0, at most 100 years"),
     "starting_cash": (0, True, 1e15, "a finite amount from 0 to 1e15 (account currency)"),
     "max_reject_ratio": (0, False, 1, "a fraction in (0, 1], such as 0.5"),

@@ -48,6 +48,15 @@ class Decoded:
             committable={tp: o for tp, o in self.committable.items() if tp not in tps},
         )
 
+    def refuse_rows(self, rejects: pl.DataFrame) -> Decoded:
+        """Add ``rejects`` (``REJECT_SCHEMA`` rows the engine made, by ``seq``) with each
+        record's own bytes as ``raw``."""
+        if rejects.height == 0:
+            return self
+        raw = [self.values[s] for s in rejects["seq"].to_list()]
+        rows = rejects.with_columns(pl.Series("raw", raw, dtype=pl.Binary))
+        return replace(self, rejects=pl.concat([self.rejects, rows]).sort("seq"))
+
     def refuse(self, fills: pl.DataFrame, reason: pl.Expr) -> Decoded:
         """Move ``fills`` (rows of ``self.fills``) to the rejects with ``reason``."""
         if fills.height == 0:

@@ -24,6 +24,7 @@ CONSUMER_LAG: Final = "pm_consumer_lag_records"
 DLQ_RECORDS: Final = "pm_dlq_records_total"
 REBALANCES: Final = "pm_rebalances_total"
 PARTITION_CONFLICTS: Final = "pm_partition_conflicts_total"
+FILL_CONFLICTS: Final = "pm_fill_conflicts_total"
 ASSIGNED_PARTITIONS: Final = "pm_assigned_partitions"
 REDIS_ERRORS: Final = "pm_redis_errors_total"
 KAFKA_ERRORS: Final = "pm_kafka_errors_total"
@@ -114,6 +115,9 @@ class Metrics:
         self.partition_conflicts = Counter(
             PARTITION_CONFLICTS, "portfolios seen on a second partition (not merged)", registry=r
         )
+        self.fill_conflicts = Counter(
+            FILL_CONFLICTS, "fills refused: a fill_id re-sent with other content (the first "
+            "version kept)", registry=r)
         self.assigned = Gauge(ASSIGNED_PARTITIONS, "fill partitions owned", registry=r)
         self.redis_errors = Counter(REDIS_ERRORS, "failed Redis operations (retried)",
                                     registry=r)

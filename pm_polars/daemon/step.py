@@ -187,6 +187,8 @@ class BatchStep:
         m.count_events("tick", res.ticks.height)
         m.count_events("reject", res.rejects.height)
         m.count_events("duplicate", res.duplicates.height)
+        if res.conflicts:
+            m.fill_conflicts.inc(res.conflicts)
         m.batches.inc()
         ts = pl.concat([res.fills.get_column("ts"), res.ticks.get_column("ts")])
         m.event_to_redis.observe_many((written - ts) / 1e9)

@@ -2,9 +2,18 @@
 
 The memory of seen ids is part of the engine state (and of every snapshot), so a duplicate
 is recognised within a batch, across batches, and after a restart. With a retention
-``R`` (ns of event time), an id counts as seen only while its ``ts`` is at or after the
-horizon ``clock - R`` (``clock``: newest event time applied before the batch); ids without
-``ts`` never expire. Fills without a ``fill_id`` are never treated as duplicates.
+``R`` (ns of event time), a sighting counts for a fill while the sighting's time is at or
+after ``hwm - R``, ``hwm`` being the high-water mark of event time before that fill
+(``timebound``: per fill, so the verdict does not depend on batching; a fill older than the
+window is refused there). A sighting's time is the fill's ``ts``, or for a fill without
+one the high-water mark when it applied (never expiring before any event time). Fills
+without a ``fill_id`` are never treated as duplicates.
+
+The same key with different content (``digest``: strategy, instrument, side, quantity,
+price, fee) is a *conflict*, not a duplicate: refused by the step, the first version's
+state kept. The digest is a Polars hash kept in memory and snapshots; ids loaded from
+Redis carry none, so a conflicting re-send after a daemon restart is dropped as a
+duplicate (the state is the same: the first version is kept).
 
 Cost per batch barely depends on how many ids are remembered (the daemon keeps 24 h, which
 can be tens of millions): :class:`SeenIds` is a log-structured index, a few runs sorted by a
@@ -21,6 +30,7 @@ the same id (``engine.state.merge`` keeps the newest).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,11 +43,23 @@ SEEN_SCHEMA: dict[str, pl.DataType] = {
     "fill_id": pl.String(),
     "ts": pl.Int64(),  # event time of the first sighting (ns UTC); the clock if it had none
 }
+# the index's columns: plus the content digest of the first version (null: unknown)
+SEEN_COLUMNS: dict[str, pl.DataType] = {**SEEN_SCHEMA, "digest": pl.UInt64()}
+CONTENT = ["strategy_id", "instrument_token", "side", "quantity", "fill_price", "fee"]
 
 _KEY = ["source", "fill_id"]
 _HASH_SEED = 0x706D  # fixed; hashes live in memory only and are recomputed on restore
 SWEEPS_PER_RETENTION = 16
-_NO_IDS = pl.DataFrame(schema={**SEEN_SCHEMA, "_h": pl.UInt64()})
+_NO_IDS = pl.DataFrame(schema={**SEEN_COLUMNS, "_h": pl.UInt64()})
+
+
+def content_digest(columns: list[str] | None = None) -> pl.Expr:
+    """64-bit hash of a fill's content (the ``CONTENT`` columns among ``columns``; none of
+    them: null, an unknown content)."""
+    present = [c for c in CONTENT if columns is None or c in columns]
+    if not present:
+        return pl.lit(None, dtype=pl.UInt64).alias("digest")
+    return pl.struct(present).hash(seed=_HASH_SEED).alias("digest")
 
 
 def key_hash() -> pl.Expr:
@@ -51,7 +73,7 @@ def key_hash() -> pl.Expr:
 
 def _sorted_run(ids: pl.DataFrame) -> pl.DataFrame:
     """``SEEN_SCHEMA`` rows (fill_id not null) -> a run: plus ``_h``, sorted by it."""
-    run = ids.select(*SEEN_SCHEMA, key_hash()).sort("_h")
+    run = ids.select(*SEEN_COLUMNS, key_hash()).sort("_h")
     return run.rechunk().with_columns(pl.col("_h").set_sorted())
 
 
@@ -113,17 +135,19 @@ class SeenIds:
     @classmethod
     def from_frame(cls, seen: pl.DataFrame) -> SeenIds:
         """Index a ``SEEN_SCHEMA`` frame (e.g. a snapshot's ``seen``)."""
-        ids = seen.select(list(SEEN_SCHEMA)).cast(pl.Schema(SEEN_SCHEMA))
+        if "digest" not in seen.columns:  # Redis rows and older snapshots: unknown
+            seen = seen.with_columns(pl.lit(None, dtype=pl.UInt64).alias("digest"))
+        ids = seen.select(list(SEEN_COLUMNS)).cast(pl.Schema(SEEN_COLUMNS))
         ids = ids.filter(pl.col("fill_id").is_not_null())
         return cls((_sorted_run(ids),) if ids.height else ())
 
     def frame(self) -> pl.DataFrame:
-        """All remembered ids as ``SEEN_SCHEMA`` (hash order; may still hold ids past the
+        """All remembered ids as ``SEEN_COLUMNS`` (hash order; may still hold ids past the
         horizon that no lookup counts any more)."""
         runs = self.runs or (_NO_IDS,)
         # Series concatenation, no query: this runs on every snapshot (per daemon batch)
         return pl.DataFrame([
-            pl.concat([r.get_column(c) for r in runs], rechunk=False) for c in SEEN_SCHEMA
+            pl.concat([r.get_column(c) for r in runs], rechunk=False) for c in SEEN_COLUMNS
         ])
 
     @property
@@ -131,43 +155,57 @@ class SeenIds:
         return sum(r.height for r in self.runs)
 
     def split(
-        self, fills: pl.DataFrame, horizon: int | None
-    ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Split ``fills`` into (fresh, duplicates), keeping arrival order in both.
+        self, fills: pl.DataFrame, retention_ns: int | None,
+        marks: Callable[[pl.Series], pl.DataFrame] | None = None,
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """Split ``fills`` into (fresh, duplicates, conflicts), arrival order kept in each.
 
-        A fill is a duplicate if its key was seen at or after ``horizon`` (ns; ``None``: ever)
-        or appears earlier in the same batch.
+        ``fills`` carry ``_hwm`` (``timebound``), or ``marks(seqs)`` gives it by ``seq``
+        (asked only for suspected redeliveries). A fill is a duplicate when an earlier
+        sighting of its key (remembered, or applied earlier in this batch) is within the
+        window of its own ``_hwm`` and has the same content; a conflict when the content
+        differs. Only the fills whose key was seen or repeats in the batch are judged one by
+        one (in Python, in arrival order); the rest cost a hash and a binary search each.
         """
+        fills = fills.with_columns(content_digest(fills.columns))
         if fills.height == 0 or fills.get_column("fill_id").null_count() == fills.height:
-            return fills, fills.clear()
+            return fills, fills.clear(), fills.clear()
         hashes = fills.select(key_hash()).to_series()
         known = np.sort(hashes.drop_nulls().to_numpy())  # sorted probes: cache-friendly
         rows = [(run, _matches(run, known)) for run in self.runs]
         hits = [run[pl.Series(idx)] for run, idx in rows if len(idx)]
         if not hits and _all_distinct(known):
-            return fills, fills.clear()
-        repeat = ~pl.struct(_KEY).is_first_distinct() & pl.col("fill_id").is_not_null()
-        is_dup = repeat
-        if hits:
-            prior = pl.concat(hits)
-            keep = _live(prior, horizon)
-            if keep is not None:
-                prior = prior.filter(keep)
-            if prior.height:
-                seen_keys = prior.select(pl.struct(_KEY)).to_series().implode()
-                is_dup = repeat | pl.struct(_KEY).is_in(seen_keys)
-        mask = fills.select(is_dup.fill_null(False)).to_series()
-        if not mask.any():
-            return fills, fills.clear()
-        return fills.filter(~mask), fills.filter(mask)
+            return fills, fills.clear(), fills.clear()
+        prior = pl.concat(hits) if hits else _NO_IDS
+        # suspects by key hash (a collision only adds a suspect: verdicts compare the keys)
+        suspect = hashes.is_duplicated() | hashes.is_in(prior.get_column("_h").implode())
+        idx = (suspect & hashes.is_not_null()).fill_null(False).arg_true()
+        if len(idx) == 0:
+            return fills, fills.clear(), fills.clear()
+        suspects = fills[idx]
+        if "_hwm" not in suspects.columns and marks is not None:
+            suspects = suspects.join(marks(suspects.get_column("seq")), on="seq", how="left",
+                                     maintain_order="left")
+        verdict = _verdicts(suspects, prior, retention_ns)
+        state = pl.Series([0] * fills.height, dtype=pl.Int8).scatter(idx, verdict)
+        return (fills.filter(state == 0), fills.filter(state == 1), fills.filter(state == 2))
 
     def remember(
-        self, fresh: pl.DataFrame, clock_ns: int | None, retention_ns: int | None
+        self, fresh: pl.DataFrame, clock_ns: int | None, retention_ns: int | None,
+        marks: Callable[[pl.Series], pl.DataFrame] | None = None,
     ) -> SeenIds:
-        """Add ``fresh`` fills' ids (``ts`` null -> ``clock_ns``) and merge/sweep runs."""
+        """Add ``fresh`` fills' ids (``ts`` null -> the mark before the fill, ``_hwm``)
+        and merge/sweep runs."""
+        when = pl.col("ts")
+        if "_hwm" not in fresh.columns and marks is not None and fresh.height and \
+                fresh.get_column("ts").null_count():
+            timeless = fresh.filter(pl.col("ts").is_null()).get_column("seq")
+            fresh = fresh.join(marks(timeless), on="seq", how="left", maintain_order="left")
+        if "_hwm" in fresh.columns:
+            when = pl.coalesce(when, pl.col("_hwm"))
+        digest = pl.col("digest") if "digest" in fresh.columns else content_digest(fresh.columns)
         ids = fresh.filter(pl.col("fill_id").is_not_null()).select(
-            "source", "fill_id",
-            pl.col("ts").fill_null(pl.lit(clock_ns, pl.Int64)).cast(pl.Int64),
+            "source", "fill_id", when.cast(pl.Int64).alias("ts"), digest.cast(pl.UInt64),
         )
         since = horizon_ns(clock_ns, retention_ns)
         runs = list(self.runs)
@@ -183,3 +221,27 @@ class SeenIds:
             merged = before.merge_sorted(last, key="_h")
             runs.append(_prune(merged, since).rechunk().with_columns(pl.col("_h").set_sorted()))
         return SeenIds(tuple(runs), next_sweep)
+
+
+def _verdicts(rows: pl.DataFrame, prior: pl.DataFrame, retention_ns: int | None) -> pl.Series:
+    """0 fresh, 1 duplicate, 2 conflict for ``rows`` (in arrival order), event by event."""
+    last: dict[tuple[str, str], tuple[int | None, int | None]] = {}
+    ordered = prior.sort("ts", nulls_last=False)  # the newest sighting wins
+    for source, fill_id, ts, digest in ordered.select(
+            "source", "fill_id", "ts", "digest").iter_rows():
+        last[(source, fill_id)] = (ts, digest)
+    out: list[int] = []
+    names = ("source", "fill_id", "ts", "_hwm", "digest")
+    columns = [rows.get_column(c).to_list() if c in rows.columns else [None] * rows.height
+               for c in names]
+    for source, fill_id, ts, hwm, digest in zip(*columns, strict=True):
+        seen = last.get((source, fill_id))
+        counts = seen is not None and (
+            retention_ns is None or seen[0] is None or hwm is None
+            or seen[0] >= hwm - retention_ns)
+        if counts and seen is not None:
+            out.append(1 if seen[1] is None or seen[1] == digest else 2)
+            continue
+        out.append(0)
+        last[(source, fill_id)] = (ts if ts is not None else hwm, digest)
+    return pl.Series(out, dtype=pl.Int8)

@@ -25,6 +25,9 @@ class InstrumentError(ValueError):
     """The instruments table cannot be used; the message names the column and the fix."""
 
 
+MAX_MULTIPLIER = 1e6  # keeps a fill's notional (<= 1e24 x multiplier) far from overflow
+
+
 def load_instruments(source: pl.DataFrame | str | Path | None) -> pl.DataFrame:
     """Normalise an instruments table to ``INSTRUMENT_SCHEMA`` (one row per token)."""
     if source is None:
@@ -58,12 +61,13 @@ def load_instruments(source: pl.DataFrame | str | Path | None) -> pl.DataFrame:
     ).unique("instrument_token", keep="last", maintain_order=True)
     bad = out.filter(
         pl.col("multiplier").is_null() | ~pl.col("multiplier").is_finite()
-        | (pl.col("multiplier") <= 0)
+        | (pl.col("multiplier") <= 0) | (pl.col("multiplier") > MAX_MULTIPLIER)
     )
     if bad.height:
         raise InstrumentError(
-            f"instruments table has {bad.height} rows with a missing, non-finite or "
-            f"non-positive multiplier (first token {bad['instrument_token'][0]}); fix the "
+            f"instruments table has {bad.height} rows with a missing, non-finite, "
+            f"non-positive or above {MAX_MULTIPLIER:g} multiplier (first token "
+            f"{bad['instrument_token'][0]}, got {bad['multiplier'][0]}); fix the "
             "multiplier/lot_size column"
         )
     return out

@@ -113,5 +113,5 @@ def realized_lots(events: object, instruments: pl.DataFrame | str | Path | None 
     from pm_polars.events import decode_any
 
     state = EngineState.empty(instruments)
-    fresh, _ = state.seen.split(decode_any(events).fills, None)
+    fresh, _, _ = state.seen.split(decode_any(events).fills, None)
     return lot_matches(state, fresh.sort("seq"))

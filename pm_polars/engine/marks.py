@@ -57,7 +57,9 @@ def latest_by_ts(
         .join(prior_ts.collect() if isinstance(prior_ts, pl.LazyFrame) else prior_ts,
               on="instrument_token", how="left", maintain_order="left")
         .with_columns(
-            pl.coalesce(ts, ts.cum_max().forward_fill().over("instrument_token"), "prior_ts")
+            # "the newest ts seen so far": in this batch before it, or in the state
+            pl.coalesce(ts, pl.max_horizontal(
+                ts.cum_max().forward_fill().over("instrument_token"), "prior_ts"))
             .alias("eff_ts")
         )
         .sort(["instrument_token", "eff_ts", "seq"], nulls_last=False)

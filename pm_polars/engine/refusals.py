@@ -9,25 +9,55 @@ becomes a ``REJECT_SCHEMA`` row with its reason; ``raw`` is the JSON of the deco
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+from typing import Any
+
 import polars as pl
 
-from pm_polars.engine.plans import run
-from pm_polars.events.schema import REJECT_SCHEMA, empty
-from pm_polars.events.typed import to_json
+from pm_polars.events.schema import FILL_EVENT, REJECT_SCHEMA, TICK_EVENT, empty
 
 # |position| in units (in atoms with ``quantity_decimals`` > 0): float64 holds every integer
 # up to 2**53 exactly, int64 never wraps
 MAX_POSITION = 2**53
+MAX_TOTAL = 2**62  # units bought (or sold) over a position's life: int64 never wraps
+_SLACK = 2**20  # above float64's rounding of sums near 2**62 (1024)
 _KEYS = ["portfolio_id", "instrument_token"]
 _PROVENANCE = ["topic", "partition", "offset"]
 
 
+def _ms(ts: int | None) -> int | Decimal | None:
+    """ns -> epoch ms, exact (a fraction as a decimal)."""
+    if ts is None:
+        return None
+    return ts // 10**6 if ts % 10**6 == 0 else Decimal(ts) / 10**6
+
+
+def wire_json(events: pl.DataFrame) -> pl.Series:
+    """Each decoded fill or tick row written back as its wire JSON (``ts`` in epoch ms)."""
+    out = []
+    fill = "side" in events.columns
+    for r in events.iter_rows(named=True):
+        if fill:
+            event: dict[str, Any] = {
+                "event_type": FILL_EVENT, "source": r["source"], "fill_id": r["fill_id"],
+                "ts": _ms(r["ts"]), "quantity": r["quantity"], "fill_price": r["fill_price"],
+                "fee": r["fee"], "original_signal": {
+                    "strategy_id": r["strategy_id"], "instrument_token": r["instrument_token"],
+                    "signal_type": r["side"]}}
+        else:
+            event = {"event_type": TICK_EVENT, "instrument_token": r["instrument_token"],
+                     "last_price": r["last_price"], "ts": _ms(r["ts"])}
+        out.append(json.dumps(event, default=str).encode())
+    return pl.Series("raw", out, dtype=pl.Binary)
+
+
 def rejects_of(events: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
-    """``REJECT_SCHEMA`` rows for ``events`` (fill or tick rows), each with ``reason``."""
+    """``REJECT_SCHEMA`` rows for ``events`` (fill or tick rows), each with ``reason``;
+    ``raw`` is the event's wire JSON (the engine never saw the record's own bytes)."""
     if events.height == 0:
         return empty(REJECT_SCHEMA)
-    body = events.drop([c for c in ["seq", *_PROVENANCE] if c in events.columns])
-    raw = to_json(body).cast(pl.Binary).alias("raw")
+    raw = wire_json(events)
     return events.with_columns(raw, reason.cast(pl.String).alias("reason")).select(
         [pl.col(c).cast(t) for c, t in REJECT_SCHEMA.items()]
     )
@@ -44,37 +74,56 @@ def merge_rejects(*frames: pl.DataFrame) -> pl.DataFrame:
 def position_bound(positions: pl.DataFrame, fills: pl.DataFrame, scale: int = 1
                    ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``(fills kept, rejects)``: a fill that would take its position beyond
-    ``MAX_POSITION`` units either way is refused (later fills of the position apply to
-    the position without it, in arrival order). One check of the batch's total quantity
-    when no position can get near the bound (every real batch). ``scale``: atoms per unit
-    (the bound is ``MAX_POSITION`` atoms)."""
+    ``MAX_POSITION`` units either way, or its bought or sold total beyond ``MAX_TOTAL``
+    (int64 sums that a long life of flips could wrap), is refused (later fills of the
+    position apply without it, in arrival order). One check of the batch's total quantity
+    when no position can get near a bound (every real batch). ``scale``: atoms per unit
+    (the bounds are in atoms; the reason gives units)."""
     if fills.height == 0:
         return fills, empty(REJECT_SCHEMA)
-    held = positions.get_column("quantity").abs().max() if positions.height else 0
     total = float(fills.get_column("quantity").cast(pl.Float64).sum())
-    if float(held or 0) + total <= MAX_POSITION:  # type: ignore[arg-type]
+    held = traded = 0.0
+    if positions.height:
+        held = float(positions.get_column("quantity").abs().max() or 0)  # type: ignore[arg-type]
+        traded = float(positions.select(
+            pl.max_horizontal(pl.col("buy_quantity").max(), pl.col("sell_quantity").max())
+        ).item() or 0)
+    # float64 sums: a margin well above their rounding (the walk below is exact)
+    if held + total <= MAX_POSITION - _SLACK and traded + total <= MAX_TOTAL - _SLACK:
         return fills, empty(REJECT_SCHEMA)
-    prior = positions.lazy().select(*_KEYS, pl.col("quantity").cast(pl.Float64).alias("_q0"))
-    refused: list[pl.DataFrame] = []
-    while True:
-        walk = run(
-            fills.lazy().join(prior, on=_KEYS, how="left", maintain_order="left")
-            .with_columns(
-                (pl.col("_q0").fill_null(0.0)
-                 + pl.col("signed_qty").cast(pl.Float64).cum_sum().over(_KEYS)).alias("_q")
-            )
-        )
-        over = walk.filter(pl.col("_q").abs() > MAX_POSITION)
-        if over.height == 0:
-            break
-        first = over.group_by(_KEYS).agg(pl.col("seq").min())
-        gone = fills.join(first.select("seq"), on="seq", how="semi")
-        refused.append(gone)
-        fills = fills.join(first.select("seq"), on="seq", how="anti")
-    limit = pl.lit(MAX_POSITION if scale == 1 else f"{MAX_POSITION / scale:.8g}")
+    # only the positions whose fills could pass a bound are walked fill by fill, exactly
+    near = fills.group_by(_KEYS).agg(pl.col("quantity").cast(pl.Float64).sum().alias("_t"))
+    start = positions.select(*_KEYS, "quantity", "buy_quantity", "sell_quantity")
+    near = near.join(start, on=_KEYS, how="left").filter(
+        (pl.col("quantity").abs().fill_null(0) + pl.col("_t") > MAX_POSITION - _SLACK)
+        | (pl.max_horizontal("buy_quantity", "sell_quantity").fill_null(0) + pl.col("_t")
+           > MAX_TOTAL - _SLACK))
+    if near.height == 0:
+        return fills, empty(REJECT_SCHEMA)
+    now: dict[tuple[str, int], tuple[int, int, int]] = {
+        (pid, token): (q or 0, b or 0, s or 0)
+        for pid, token, q, b, s in near.select(
+            *_KEYS, "quantity", "buy_quantity", "sell_quantity").iter_rows()}
+    suspects = fills.join(near.select(_KEYS), on=_KEYS, how="semi", maintain_order="left")
+    gone: list[int] = []
+    for seq, pid, token, signed in suspects.select("seq", *_KEYS, "signed_qty").iter_rows():
+        q, bought, sold = now[(pid, token)]
+        q += signed
+        bought += max(signed, 0)
+        sold += max(-signed, 0)
+        if abs(q) > MAX_POSITION or bought > MAX_TOTAL or sold > MAX_TOTAL:
+            gone.append(seq)
+        else:
+            now[(pid, token)] = (q, bought, sold)
+    if not gone:
+        return fills, empty(REJECT_SCHEMA)
+    refused = fills.filter(pl.col("seq").is_in(gone))
+    fills = fills.filter(~pl.col("seq").is_in(gone))
+    limits = [pl.lit(b if scale == 1 else f"{b / scale:.8g}") for b in (MAX_POSITION, MAX_TOTAL)]
     got = pl.col("quantity") if scale == 1 else pl.col("quantity") / float(scale)
     reason = pl.format(
-        "quantity: the position of {} in {} would pass {} units (the exact-integer limit), "
-        "got {}", "portfolio_id", "instrument_token", limit, got
+        "quantity: the position of {} in {} would pass {} units (the exact-integer limit) "
+        "or its bought/sold total {}, got {}", "portfolio_id", "instrument_token",
+        *limits, got
     )
-    return fills, rejects_of(pl.concat(refused).sort("seq"), reason)
+    return fills, rejects_of(refused, reason)

@@ -19,12 +19,13 @@ valid, so a caller undoes a batch by keeping it. From a notebook::
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
 import polars as pl
 
-from pm_polars.engine import accounting, dayfigures, dedupe, lots, marks, refusals, tradingday
+from pm_polars.engine import accounting, dayfigures, lots, marks, refusals, timebound, tradingday
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.plans import run
 from pm_polars.engine.ranges import rows_in_ranges
@@ -32,58 +33,81 @@ from pm_polars.engine.state import CASH_SCHEMA, EngineState
 from pm_polars.types import BatchResult, EventFrames
 
 
-def apply(state: EngineState, batch: EventFrames,
-          config: EngineConfig) -> tuple[EngineState, BatchResult]:
+def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
+          now_ns: int | None = None) -> tuple[EngineState, BatchResult]:
     """The state after ``batch`` and what the batch did (see the module docstring).
 
-    Duplicates go first (they change nothing, not even the day). The trading day
-    (``tradingday``): each event's booked day is computed columnar; a batch within the
-    book's day is applied whole, one spanning later days in one piece per day, the book
-    rolled (``dayfigures.roll``) before each later day's piece. A roll changes every
-    portfolio's day figures, so all are ``changed_portfolios`` then.
+    ``now_ns``: the wall clock (ns UTC) for ``config.max_skew_ns``; ``None`` with a skew
+    bound set reads the host's clock (``time.time_ns``).
+
+    Event-time admission (``timebound``) and duplicates go first (they change nothing, not
+    even the day). The trading day (``tradingday``): each event's booked day is computed
+    columnar; a batch within the book's day is applied whole, one spanning later days in one
+    piece per day, the book rolled (``dayfigures.roll``) before each later day's piece. A
+    roll changes every portfolio's day figures, so all are ``changed_portfolios`` then.
     """
-    horizon = dedupe.horizon_ns(state.clock_ns, config.dedupe_retention_ns)
-    fresh, dups = state.seen.split(batch.fills, horizon)
+    if config.max_skew_ns is not None and now_ns is None:
+        now_ns = time.time_ns()
+    admitted = timebound.admit(state.clock_ns, batch.fills, batch.ticks, config, now_ns)
+    fresh, dups, conflicts = state.seen.split(admitted.fills, config.dedupe_retention_ns,
+                                              admitted.marks)
     fresh, oversized = refusals.position_bound(state.positions, fresh, config.quantity_scale)
+    ticks = admitted.ticks
     tz, minutes = config.day_roll_tz, config.roll_minutes
-    late = tradingday.within_day(fresh, batch.ticks, state.trading_day, tz, minutes)
+    late = tradingday.within_day(fresh, ticks, state.trading_day, tz, minutes)
     changed: set[str] = set()
     rolled = False
     if late is not None:  # the usual case: one piece in the book's day, no day columns
-        state, done, changed = _apply_day(state, fresh, batch.ticks, config)
+        state, done, changed = _apply_day(state, fresh, ticks, config)
     else:
-        fills, ticks = tradingday.assign(fresh, batch.ticks, state.trading_day, tz, minutes)
-        days = tradingday.segments(fills, ticks)
+        fills, by_day = tradingday.assign(fresh, ticks, state.trading_day, tz, minutes)
+        days = tradingday.segments(fills, by_day)
+        undated = state.trading_day is None and any(
+            x.get_column(tradingday.DAY).null_count() for x in (fills, by_day))
         applied: list[pl.DataFrame] = []
-        pieces: list[int | None] = list(days) or [state.trading_day]
+        pieces: list[int | None] = ([None] if undated else []) + list(days) or [
+            state.trading_day]
         for day in pieces:
-            f, t = fills, ticks
-            if len(days) > 1:
-                f, t = (x.filter(pl.col(tradingday.DAY) == day) for x in (fills, ticks))
+            f, t = fills, by_day
+            if len(pieces) > 1:
+                this = pl.col(tradingday.DAY)
+                f, t = (x.filter(this.is_null() if day is None else this == day)
+                        for x in (fills, by_day))
             if day is not None and day != state.trading_day:
                 state, rolled = dayfigures.roll(state, day), True
             state, piece, moved = _apply_day(state, f, t, config)
             applied.append(piece)
             changed |= moved
         done = applied[0] if len(applied) == 1 else pl.concat(applied)
-        late = tradingday.late_count(done, ticks)
+        late = tradingday.late_count(done, by_day)
     if rolled:
         changed.update(state.portfolio_ids())
-    seen = state.seen.remember(done, state.clock_ns, config.dedupe_retention_ns)
-    state = replace(state, seen=seen, late_day_events=state.late_day_events + late)
+    clock = admitted.clock_ns
+    seen = state.seen.remember(done, clock, config.dedupe_retention_ns, admitted.marks)
+    state = replace(state, seen=seen, clock_ns=clock,
+                    late_day_events=state.late_day_events + late)
+    conflict = pl.format(
+        "fill_id: conflicts with the fill already applied as ({}, {}): strategy, instrument, "
+        "side, quantity, price or fee differ; refused, the first version is kept",
+        pl.format("'{}'", "source"), pl.format("'{}'", "fill_id"))
+    inner = [c for c in done.columns if c.startswith("_")
+             or c in ("multiplier", "digest", tradingday.DAY, tradingday.LATE)]
     return state, BatchResult(
-        fills=done.drop(tradingday.DAY, tradingday.LATE, "multiplier", strict=False),
-        ticks=batch.ticks,
-        rejects=refusals.merge_rejects(batch.rejects, oversized),
-        duplicates=dups,
+        fills=done.drop(inner),
+        ticks=ticks,
+        rejects=refusals.merge_rejects(batch.rejects, admitted.rejects, oversized,
+                                       refusals.rejects_of(conflicts.drop("digest"), conflict)),
+        duplicates=dups.drop([c for c in dups.columns if c.startswith("_") or c == "digest"]),
+        conflicts=conflicts.height,
         changed_portfolios=sorted(changed),
     )
 
 
 def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
                config: EngineConfig) -> tuple[EngineState, pl.DataFrame, set[str]]:
-    """New fills and ticks of one trading day: the state after (``seen`` not yet updated),
-    the fills as applied (with ``multiplier``) and the portfolios they changed."""
+    """New fills and ticks of one trading day: the state after (``seen`` and the clock not
+    yet updated: the caller sets them for the whole batch), the fills as applied (with
+    ``multiplier``) and the portfolios they changed."""
     positions, cash, open_lots = state.positions, state.cash, state.lots
     if fresh.height:
         fresh = with_multiplier(state, fresh)

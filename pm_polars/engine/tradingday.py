@@ -104,8 +104,9 @@ def assign(fills: pl.DataFrame, ticks: pl.DataFrame, book_day: int | None, tz: s
     ends = [int(d) for r in raw for d in (r.get_column("_raw").min(),  # type: ignore[arg-type]
                                            r.get_column("_raw").max()) if d is not None]
     lo, hi = (min(ends), max(ends)) if ends else (None, None)
+    undated = book_day is None and any(f.get_column("ts").null_count() for f in (fills, ticks))
     if hi is None or (book_day is not None and hi <= book_day) or (
-            book_day is None and lo == hi):
+            book_day is None and lo == hi and not undated):
         booked = hi if book_day is None else book_day  # one day: no order needed
         out = []
         for f, r in zip((fills, ticks), raw, strict=True):
@@ -116,8 +117,11 @@ def assign(fills: pl.DataFrame, ticks: pl.DataFrame, book_day: int | None, tz: s
         return out[0], out[1]
     both = pl.concat([r.with_columns(pl.lit(i, pl.Int8).alias("_f"))
                       for i, r in enumerate(raw)]).sort("seq")
-    first = pl.lit(book_day if book_day is not None else lo, pl.Int32)
-    running = pl.max_horizontal(pl.col("_raw").cum_max().forward_fill(), first)
+    # a ts-less event belongs to the day of the events before it; before the book's first
+    # dated event that is no day (null): it applies before the first roll
+    running = pl.col("_raw").cum_max().forward_fill()
+    if book_day is not None:
+        running = pl.max_horizontal(running, pl.lit(book_day, pl.Int32))
     both = both.with_columns(running.cast(pl.Int32).alias(DAY)).with_columns(
         (pl.col("_raw") < pl.col(DAY)).fill_null(False).cast(pl.Int64).alias(LATE))
     out = []

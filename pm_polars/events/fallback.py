@@ -30,6 +30,7 @@ from pm_polars.events.schema import (
     TOP_KEYS,
     Field,
 )
+from pm_polars.events.timestamps import OUT_OF_RANGE
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -134,7 +135,7 @@ def _ts(value: Any, row: dict[str, Any]) -> None:
         exact = Decimal(value)
         if exact and exact.adjusted() > 40:
             shown = value if len(value) <= 80 else f"{value[:80]}... ({len(value)} characters)"
-            raise Reject(f"ts: out of range for int64 nanoseconds since epoch, got {shown}")
+            raise Reject(OUT_OF_RANGE.format(shown))
         # below 1e-20 every unit truncates to 0 ns; avoid expanding huge negative exponents
         row["ts_num"] = "0" if exact.adjusted() < -20 else format(exact, "f")
     elif isinstance(value, bool) or not isinstance(value, int | float | str):

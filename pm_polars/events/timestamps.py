@@ -2,10 +2,10 @@
 
 Accepted forms (the wire contract):
 
-* an epoch **number**, its unit told apart by magnitude of the integer part ``I = |trunc(x)|``:
-  ``I < 1e11`` -> seconds, ``< 1e14`` -> milliseconds, ``< 1e17`` -> microseconds, else
-  nanoseconds. Fractions are exact (the decimal text is used, never a float), digits below
-  one nanosecond are truncated toward zero. Negative values (before 1970) are allowed.
+* an epoch **number** in **milliseconds** (the wire format), from ``1e11`` (1973-03-03)
+  to ``MS_MAX`` (2262-04-11, the end of int64 nanoseconds); any other value (seconds, microseconds or nanoseconds sent
+  by mistake, a negative time) is refused, never rescaled by a guess. Fractions are exact
+  (the decimal text is used, never a float), digits below one nanosecond are truncated.
 * a **numeric string** spelling such a number (``"1795600550123"``, ``"1795600550.5"``;
   plain decimal only, no exponent) - treated exactly like the number.
 * an **ISO-8601 string** ``YYYY-MM-DD(T|t| )HH:MM[:SS[(.|,)fraction]][Z|z|+HH[:MM]|+HHMM|+HH]``;
@@ -158,14 +158,13 @@ def canonical_number(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr.str.contains(".", literal=True)).then(stripped).otherwise(expr)
 
 
-# The epoch-unit rule, the one place it is written: [start, end) of the integer part's
-# magnitude -> (ns per unit, fraction digits kept).
-UNITS = (
-    (0, 10**11, NS_PER_S, 9),
-    (10**11, 10**14, 1_000_000, 6),
-    (10**14, 10**17, 1_000, 3),
-    (10**17, 2**63, 1, 0),
-)
+# The epoch-unit rule, the one place it is written: a number is epoch MILLISECONDS (the
+# wire format), and only a plausible one: [start, end) of its value -> (ns per unit,
+# fraction digits kept). A value outside (seconds, microseconds or nanoseconds by mistake,
+# a negative or absurd time) is refused, never rescaled.
+MS_LOW, MS_MAX = 10**11, NS_MAX // 1_000_000  # 1973-03-03T09:46:40Z .. 2262-04-11T23:47:16.854Z
+MS_HIGH = MS_MAX + 1  # the first whole millisecond refused
+UNITS = ((MS_LOW, MS_HIGH, 1_000_000, 6),)
 
 
 def _by_magnitude(whole: pl.Expr, pick: int) -> pl.Expr:
@@ -186,11 +185,9 @@ def _unit(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _integer_ns(x: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """``(ns, ok)`` expressions for an Int64 epoch value (the common case: no text, no
-    fraction): ``ns = x * unit`` where it fits int64 (|x| * unit <= NS_MAX), else null."""
-    whole = pl.when(x != i64(-(2**63))).then(x.abs())  # |int64 min| overflows: null
-    mult = _by_magnitude(whole, 2)
-    ok = (whole <= i64(NS_MAX) // mult).fill_null(False)
-    return pl.when(ok).then(x) * mult, ok  # no product of a value that does not fit
+    fraction): ``ns = x * 1e6`` where ``x`` is in the millisecond range, else null."""
+    ok = ((x >= i64(MS_LOW)) & (x < i64(MS_HIGH))).fill_null(False)
+    return pl.when(ok).then(x) * i64(UNITS[0][2]), ok  # no product of a value out of range
 
 
 def _text_ns(num: pl.Series) -> pl.DataFrame:
@@ -208,7 +205,11 @@ def _text_ns(num: pl.Series) -> pl.DataFrame:
     )
     padded = pl.concat_str([pl.col("digits"), pl.lit("000000000")]).str.slice(0, pl.col("width"))
     frac = pl.when(pl.col("width") > 0).then(padded.str.to_integer(strict=False)).otherwise(i64(0))
-    return checked_ns(frame.with_columns(frac.alias("frac")))
+    frame = frame.with_columns(frac.alias("frac"))
+    plausible = (~pl.col("neg") & (pl.col("whole") >= MS_LOW) & (pl.col("whole") < MS_HIGH))
+    checked = checked_ns(frame)
+    return checked.with_columns(
+        (pl.col("ok") & frame.select(plausible.fill_null(False)).to_series()).alias("ok"))
 
 
 def _on_subset(
@@ -232,7 +233,11 @@ def _on_subset(
     )
 
 
-_OUT_OF_RANGE = "ts: out of range for int64 nanoseconds since epoch, got {}"
+_OUT_OF_RANGE = (
+    "ts: must be epoch milliseconds from 1e11 (1973-03-03) to 9223372036854 (2262-04-11), "
+    "got {}; seconds, microseconds and nanoseconds are refused, never rescaled"
+)
+OUT_OF_RANGE = _OUT_OF_RANGE
 
 
 def _fallback(fallback_ms: str | None) -> pl.Expr:

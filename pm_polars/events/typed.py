@@ -8,7 +8,7 @@ written as JSON to be parsed back; only rejected rows are, for their ``raw``.
 
 Layouts accepted: the wire layout (``original_signal`` a struct column), or flattened
 (``strategy_id``, ``instrument_token``, ``signal_type`` top-level). Datetime columns stand
-for epoch nanoseconds (naive = UTC); categoricals for strings; decimals for exact numbers;
+for exact instants (naive = UTC); categoricals for strings; decimals for exact numbers;
 Binary columns for UTF-8 strings (a value that is not valid UTF-8 is a reject, never hex).
 """
 
@@ -65,6 +65,8 @@ def _convert(f: Field, s: pl.Series) -> Conv:
     dtype, c, kind = s.dtype, pl.lit(s), _json_kind(s.dtype)
     if isinstance(dtype, pl.Object):
         raise TypeError(f"column {s.name!r}: Object values cannot be decoded (as JSON)")
+    if isinstance(dtype, pl.Datetime) and f.kind == "ts":
+        return _datetime_ts(c)
     if isinstance(dtype, pl.Datetime):
         c, dtype = c.dt.epoch("ns"), pl.Int64()
     if dtype == pl.Null:
@@ -109,6 +111,15 @@ def _convert(f: Field, s: pl.Series) -> Conv:
         .then(pl.lit(f"{f.path}: out of range for a 64-bit integer"))
     )
     return {f.column: pl.when(fits).then(x).cast(pl.Int64)}, error
+
+
+def _datetime_ts(c: pl.Expr) -> Conv:
+    """A Datetime column is an exact instant (its own unit; naive = UTC): as exact decimal
+    epoch milliseconds, the wire unit, so it is judged like the number that writes it."""
+    ns = c.dt.epoch("ns")
+    ms = ns.floordiv(pl.lit(1_000_000, dtype=pl.Int64))
+    rest = (ns - ms * pl.lit(1_000_000, dtype=pl.Int64)).cast(pl.String).str.zfill(6)
+    return {"ts_num": pl.concat_str([ms.cast(pl.String), pl.lit("."), rest])}, None
 
 
 def _ts(c: pl.Expr, s: pl.Series, dtype: pl.DataType, kind: str) -> Conv:

@@ -91,8 +91,9 @@ def test_commit_sums_partitions_cas_and_reload(redis_srv: RedisServer) -> None:
 
 
 def _ticks(price: float, ts_ns: int, next_offset: int) -> Decoded:
-    raw = (b'{"event_type":"market_tick","instrument_token":1,"last_price":%r,"ts":%d}'
-           % (price, ts_ns))
+    ms = b"%d.%06d" % (ts_ns // 10**6, ts_ns % 10**6)  # epoch ms, exact to the ns
+    raw = (b'{"event_type":"market_tick","instrument_token":1,"last_price":%r,"ts":%s}'
+           % (price, ms))
     d = decode_messages([raw], topics=[TICKS], partitions=[0], offsets=[next_offset - 1])
     return Decoded(d.fills, d.ticks, d.rejects, 1, committable={(TICKS, 0): next_offset})
 

@@ -29,7 +29,7 @@ A = 256265
 
 
 def ist(day: int, hour: int) -> int:
-    return int(datetime(2026, 3, day, hour, tzinfo=IST).timestamp()) * 10**9
+    return int(datetime(2026, 3, day, hour, tzinfo=IST).timestamp()) * 1000  # epoch ms
 
 
 BATCHES: list[tuple[dict[int, list[dict[str, Any]]], list[dict[str, Any]]]] = [

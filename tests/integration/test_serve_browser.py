@@ -185,7 +185,8 @@ def test_todays_figures_come_first_when_documents_carry_them(driver: Any) -> Non
     docs = eng.portfolio_documents(eng.portfolio_ids() + ["paper_Overall", "live_Overall"])
     source = MemorySource()
     for pid, doc in docs.items():
-        doc.update(day_pnl=12.5 + len(pid), m2m=-3.25, trading_day="2026-12-03")
+        doc.update(day_pnl=12.5 + len(pid), m2m=-3.25, day_net_pnl=-4.0,
+                   trading_day="2026-12-03")
         source.docs[pid] = document_text(doc)
     source.aum_text = document_text(eng.aum())
     port = free_port()
@@ -199,7 +200,7 @@ def test_todays_figures_come_first_when_documents_carry_them(driver: Any) -> Non
         wait(driver, lambda s: len(s["rows"]) == len(docs))
         heads = driver.execute_script(
             "return [...document.querySelectorAll('#head [data-sort]')].map(e => e.dataset.sort)")
-        assert heads[:5] == ["portfolio_id", "source", "day_pnl", "m2m", "cash"]
+        assert heads[:6] == ["portfolio_id", "source", "m2m", "day_net_pnl", "day_pnl", "cash"]
         assert driver.find_element("id", "day").text == "trading day 2026-12-03"
         state = wait(driver, lambda s: True)
         for pid, doc in docs.items():

@@ -575,19 +575,20 @@ def test_ticks_for_other_instruments_do_not_leak(kind: str) -> None:
     expect(position(book, pid("S1"), TOKEN_B), last_price=500.0, unrealized_pnl=10.0)
 
 
-def test_timestamp_units_are_normalised(kind: str) -> None:
-    # Same instant family written in s / ms / us / ns / ISO. Ordering must use real time.
+def test_timestamps_are_epoch_ms_or_iso_and_other_units_are_refused(kind: str) -> None:
+    # Ordering uses real time; a number is epoch ms (s / us / ns are refused, not guessed).
     book = make_book(kind)
-    s = (T0 + 1000) // 1000  # 1,795,600,551 s = T0 + 1000 ms
+    s = (T0 + 1000) // 1000  # 1,795,600,551 s = T0 + 1000 ms, if it were read as seconds
     book.apply([fill("S1", TOKEN_A, "BUY", 1, 100.0, ts=T0)])
-    book.apply([tick(TOKEN_A, 110.0, ts=s)])  # seconds: T0 + 1000 ms
-    book.apply([tick(TOKEN_A, 111.0, ts=(T0 + 500) * 1000)])  # microseconds: older, ignored
+    assert len(book.apply([tick(TOKEN_A, 110.0, ts=s)])) == 1  # seconds: refused
+    assert len(book.apply([tick(TOKEN_A, 111.0, ts=(T0 + 500) * 1000)])) == 1  # us: refused
+    assert len(book.apply([tick(TOKEN_A, 112.0, ts=(T0 + 1500) * 1_000_000)])) == 1  # ns
+    expect(position(book, pid("S1"), TOKEN_A), last_price=100.0)
+    book.apply([tick(TOKEN_A, 110.0, ts=T0 + 1000)])
     expect(position(book, pid("S1"), TOKEN_A), last_price=110.0)
-    book.apply([tick(TOKEN_A, 112.0, ts=(T0 + 1500) * 1_000_000)])  # ns: newer, applies
-    expect(position(book, pid("S1"), TOKEN_A), last_price=112.0)
     # ISO: 2026-11-25T09:55:50.700Z = T0 + 700 ms -> older, ignored
     book.apply([tick(TOKEN_A, 113.0, ts="2026-11-25T09:55:50.700+00:00")])
-    expect(position(book, pid("S1"), TOKEN_A), last_price=112.0)
+    expect(position(book, pid("S1"), TOKEN_A), last_price=110.0)
     # ISO: 2026-11-25T09:55:53Z = T0 + 3000 ms -> newer, applies
     book.apply([tick(TOKEN_A, 114.0, ts="2026-11-25T09:55:53+00:00")])
     expect(position(book, pid("S1"), TOKEN_A), last_price=114.0, unrealized_pnl=14.0)

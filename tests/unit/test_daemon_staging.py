@@ -26,7 +26,7 @@ TICKS = "ticks"
 
 def _ticks(first: int, n: int, partition: int = 0) -> pl.DataFrame:
     values = [b'{"event_type":"market_tick","instrument_token":%d,"last_price":%d.5,'
-              b'"ts":1795600000000000000}' % (1 + i % 3, 100 + i) for i in range(n)]
+              b'"ts":1795600000000}' % (1 + i % 3, 100 + i) for i in range(n)]
     return decode_messages(values, topics=[TICKS] * n, partitions=[partition] * n,
                            offsets=list(range(first, first + n))).ticks
 

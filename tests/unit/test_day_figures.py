@@ -33,7 +33,11 @@ A, B = 101, 202
 
 
 def ist(day: int, hour: int, minute: int = 0) -> int:
-    return int(datetime(2026, 3, day, hour, minute, tzinfo=IST).timestamp()) * 10**9
+    return int(datetime(2026, 3, day, hour, minute, tzinfo=IST).timestamp()) * 1000  # ms
+
+
+def ist_ns(day: int, hour: int, minute: int = 0) -> int:
+    return ist(day, hour, minute) * 10**6
 
 
 def pf(eng: PortfolioEngine, pid: str = "paper_S") -> dict[str, Any]:
@@ -131,7 +135,8 @@ def test_bad_roll_settings_name_the_setting() -> None:
 
 
 def test_day_of_ts_matches_python_dates() -> None:
-    stamps = [ist(2, 0, 0) - 1, ist(2, 0, 0), ist(2, 9, 14), ist(2, 9, 15), ist(3, 23, 59)]
+    stamps = [ist_ns(2, 0, 0) - 1, ist_ns(2, 0, 0), ist_ns(2, 9, 14), ist_ns(2, 9, 15),
+              ist_ns(3, 23, 59)]
     got = pl.DataFrame({"ts": stamps}).select(
         tradingday.day_expr(pl.col("ts"), "Asia/Kolkata", 9 * 60 + 15))
     want = [tradingday.day_of(s, "Asia/Kolkata", 555) for s in stamps]
@@ -141,7 +146,7 @@ def test_day_of_ts_matches_python_dates() -> None:
 
 
 # ------------------------------------------------------------------ properties
-H = 3600 * 10**9
+H = 3600 * 1000  # ms, as on the wire
 START = ist(1, 2)
 
 

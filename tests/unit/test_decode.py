@@ -177,7 +177,7 @@ def test_a_large_batch_decodes_like_small_ones() -> None:
     with records pyarrow rejects in the middle: the same frames as 100-record batches."""
     msgs: list[bytes | None] = []
     for i in range(32_000):
-        msgs.append(enc(fill(fill_id=f"f-{i}", ts=TS_MS + i)) if i % 3 == 0 else enc(tick(ts=i)))
+        msgs.append(enc(fill(fill_id=f"f-{i}", ts=TS_MS + i)) if i % 3 == 0 else enc(tick(ts=TS_MS + i)))
     poison: list[bytes | None] = [
         b'{"event_type": "market_tick", "instrument_token": 1, "last_price": 01}',  # bad JSON
         enc(tick(ts="2026-11-25T09:55:50Z")),  # another ts type

@@ -41,7 +41,7 @@ EVENTS: list[dict[str, Any]] = [
     fill(fee=math.inf, fill_id="f-5"),
     tick(last_price=-1.0),
     fill(event_type="heartbeat", fill_id="f-6"),
-    fill(signal={"signal_type": "sell"}, fill_id="f-7", ts=1795600550),
+    fill(signal={"signal_type": "sell"}, fill_id="f-7", ts=1795600550000),
     tick(ts=None),
     fill(source="", fill_id="f-8"),
 ]
@@ -115,7 +115,7 @@ def test_frame_column_types_json_cannot_write_directly() -> None:
             "event_type": pl.Series([b"market_tick", b"market_tick"]),  # binary, valid UTF-8
             "instrument_token": pl.Series([1, 2], dtype=pl.UInt64),
             "last_price": pl.Series([Decimal("24512.50"), Decimal("-1")], dtype=pl.Decimal(10, 2)),
-            "ts": pl.Series([Decimal("1795600550.123"), None], dtype=pl.Decimal(20, 3)),
+            "ts": pl.Series([Decimal("1795600550123.000"), None], dtype=pl.Decimal(20, 3)),
             "blob": pl.Series([b"\xff", b"\x00"]),  # not UTF-8: written as hex
             "obj": pl.Series([object(), object()], dtype=pl.Object),  # not writable at all
         }

@@ -1,4 +1,9 @@
-"""Decode stage: ``ts`` forms -> int64 ns since epoch UTC (magnitude rule, ISO, fallback).
+"""Decode stage: ``ts`` forms -> int64 ns since epoch UTC (epoch ms, ISO, fallback).
+
+Issue 11, class 1: a number is epoch milliseconds (the wire format) from 1e11 to
+9223372036854 (2262-04-11); seconds, microseconds and nanoseconds were guessed by
+magnitude before (a value could be misread 1000x without a word) and are now refused with
+a reason, never rescaled.
 
 Expected values are computed here with ``datetime`` arithmetic or written out by hand,
 never with the code under test.
@@ -39,10 +44,7 @@ def reason_of(raw: bytes) -> str:
 
 SAME_INSTANT = T_NS + 123_000_000  # 2026-11-25T09:55:50.123Z
 FORMS: list[Any] = [
-    1795600550.123,  # seconds, float
     1795600550123,  # milliseconds
-    1795600550123000,  # microseconds
-    1795600550123000000,  # nanoseconds
     1795600550123.0,  # milliseconds, float
     "2026-11-25T09:55:50.123Z",
     "2026-11-25T09:55:50.123+00:00",
@@ -54,9 +56,24 @@ FORMS: list[Any] = [
     "2026-11-25t09:55:50,123z",
     "2026-11-25T09:55:50.123000000Z",
     "2026-11-25T09:55:50.1230000009Z",  # sub-ns digits truncated
-    "1795600550.123",  # numeric string = the number
-    "1795600550123",
+    "1795600550123",  # numeric string = the number
+    "1795600550123.000",
 ]
+OTHER_UNITS: list[Any] = [
+    1795600550.123,  # seconds, float
+    1795600550,  # seconds
+    1795600550123000,  # microseconds
+    1795600550123000000,  # nanoseconds
+    "1795600550.123",
+]
+
+
+@pytest.mark.parametrize("ts", OTHER_UNITS)
+def test_other_units_are_refused_never_rescaled(ts: Any) -> None:
+    reason = reason_of(tick_with(ts))
+    assert reason.startswith("ts: must be epoch milliseconds from 1e11 (1973-03-03) to "
+                             "9223372036854 (2262-04-11), got ")
+    assert reason.endswith("seconds, microseconds and nanoseconds are refused, never rescaled")
 
 
 @pytest.mark.parametrize("ts", FORMS)
@@ -67,19 +84,9 @@ def test_every_form_gives_the_same_nanoseconds(ts: Any) -> None:
 @pytest.mark.parametrize(
     ("ts", "expected_ns"),
     [
-        (0, 0),
-        (1, 10**9),  # 1 s
-        (9_223_372_036, 9_223_372_036 * 10**9),  # largest whole second in int64 ns
-        (100_000_000_000, 100_000_000_000 * 10**6),  # 1e11: milliseconds
-        (100_000_000_000_000, 100_000_000_000_000 * 10**3),  # 1e14: microseconds
-        (100_000_000_000_000_000, 100_000_000_000_000_000),  # 1e17: nanoseconds
-        (-100_000_000_000, -100_000_000_000 * 10**6),  # the magnitude rule uses |x|
-        (-1.5, -1_500_000_000),  # before 1970
-        (1.5e9, 1_500_000_000 * 10**9),
-        (0.000000001, 1),
-        (0.0, 0),
-        (-0.0, 0),
-        (2**63 - 1, 2**63 - 1),  # last representable ns (2262-04-11)
+        (100_000_000_000, 100_000_000_000 * 10**6),  # 1e11 ms: the first accepted
+        (9_223_372_036_854, 9_223_372_036_854 * 10**6),  # the last whole ms in int64 ns
+        (100_000_000_000.0000001, 100_000_000_000 * 10**6),  # below a ns: truncated
         ("1969-12-31T23:59:59.5Z", -500_000_000),
         (
             "2000-02-29T00:00:00Z",
@@ -96,15 +103,10 @@ def test_known_epoch_values(ts: Any, expected_ns: int) -> None:
     assert ts_of(tick_with(ts)) == expected_ns
 
 
-def test_float_seconds_are_exact_not_float_rounded() -> None:
-    # 1795600550.123 * 1e9 in float64 is 1795600550122999808; the decimal text is exact
-    assert (
-        ts_of(
-            b'{"event_type":"market_tick","instrument_token":1,"last_price":1,"ts":1795600550.123}'
-        )
-        == SAME_INSTANT
-    )
-    big = b'{"event_type":"market_tick","instrument_token":1,"last_price":1,"ts":1795600550.123456789}'
+def test_fractional_milliseconds_are_exact_not_float_rounded() -> None:
+    # 1795600550123.456789 * 1e6 in float64 is not exact; the decimal text is
+    big = (b'{"event_type":"market_tick","instrument_token":1,"last_price":1,'
+           b'"ts":1795600550123.456789}')
     assert ts_of(big) == T_NS + 123_456_789
 
 
@@ -119,13 +121,16 @@ def test_float_seconds_are_exact_not_float_rounded() -> None:
         ("", "ts: expected an epoch number or an ISO-8601 datetime, got ''"),
         ("+12", "ts: expected an epoch number or an ISO-8601 datetime, got '+12'"),
         ("1e9", "ts: expected an epoch number or an ISO-8601 datetime"),
-        # just below each unit threshold the smaller unit applies, which overflows int64 ns
-        (99_999_999_999, "ts: out of range for int64 nanoseconds since epoch, got 99999999999"),
-        (99_999_999_999_999, "ts: out of range for int64 nanoseconds since epoch"),
-        (99_999_999_999_999_999, "ts: out of range for int64 nanoseconds since epoch"),
-        (1e20, "ts: out of range for int64 nanoseconds since epoch, got 100000000000000000000"),
-        (9_300_000_000, "ts: out of range for int64 nanoseconds since epoch, got 9300000000"),
-        (2**63, "ts: out of range for int64 nanoseconds since epoch"),
+        (99_999_999_999, "ts: must be epoch milliseconds from 1e11 (1973-03-03) to "
+                          "9223372036854 (2262-04-11), got 99999999999"),
+        (100_000_000_000_000, "ts: must be epoch milliseconds from 1e11"),
+        (0, "ts: must be epoch milliseconds from 1e11 (1973-03-03) to 9223372036854 "
+            "(2262-04-11), got 0"),
+        (9_223_372_036_855, "ts: must be epoch milliseconds from 1e11"),
+        (-1_795_600_550_123, "ts: must be epoch milliseconds from 1e11"),
+        (1e20, "ts: must be epoch milliseconds from 1e11 (1973-03-03) to 9223372036854 "
+               "(2262-04-11), got 100000000000000000000"),
+        (2**63, "ts: must be epoch milliseconds from 1e11"),
         (float("inf"), "ts: must be finite, got inf"),
         ({"s": 1}, "ts: expected an epoch number or an ISO-8601 string, got object"),
         ([1], "ts: expected an epoch number or an ISO-8601 string, got array"),
@@ -187,4 +192,4 @@ def test_integer_ts_alone_and_together_agree() -> None:
             assert ticks[i] == batch.ticks["ts"][0]
         else:
             assert reasons[i] == batch.rejects["reason"][0]
-    assert len(ticks) == 10 and len(reasons) == 5
+    assert len(ticks) == 2 and len(reasons) == 13

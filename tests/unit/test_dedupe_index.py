@@ -26,48 +26,49 @@ def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 
 def _reference(batches: list[list[dict[str, Any]]], retention: int | None) -> list[list[int]]:
-    """Per batch, the seqs of the duplicates: seen at or after clock - retention, or earlier
-    in the same batch; the clock is the newest ts applied before the batch."""
+    """Per batch, the seqs of the duplicates, event by event: a sighting counts while its
+    time is at or after ``hwm - retention`` (``hwm``: the newest ts before the row, every
+    row counted); a fresh row's sighting time is its ts, or ``hwm`` without one."""
     seen: dict[tuple[str, str], int | None] = {}
-    clock: int | None = None
+    hwm: int | None = None
     out = []
     for batch in batches:
-        horizon = None if retention is None or clock is None else clock - retention
-        dups, fresh, here = [], [], set()
+        dups = []
         for row in batch:
             key = (row["source"], row["fill_id"])
-            if row["fill_id"] is None:
-                fresh.append(row)
-                continue
-            old = seen.get(key)
-            live = key in seen and (horizon is None or old is None or old >= horizon)
-            if key in here or live:
-                dups.append(row["seq"])
-            else:
-                fresh.append(row)
-            here.add(key)
-        times = [r["ts"] for r in fresh if r["ts"] is not None]
-        clock = max([*times, *([] if clock is None else [clock])], default=None)
-        for row in fresh:
             if row["fill_id"] is not None:
-                seen[(row["source"], row["fill_id"])] = row["ts"] if row["ts"] is not None \
-                    else clock
+                old = seen.get(key)
+                live = key in seen and (
+                    retention is None or old is None or hwm is None or old >= hwm - retention)
+                if live:
+                    dups.append(row["seq"])
+                else:
+                    seen[key] = row["ts"] if row["ts"] is not None else hwm
+            if row["ts"] is not None:
+                hwm = row["ts"] if hwm is None else max(hwm, row["ts"])
         out.append(dups)
     return out
+
+
+def _with_marks(batch: list[dict[str, Any]], hwm: int | None) -> tuple[pl.DataFrame, int | None]:
+    """The batch with ``_hwm`` per row (as ``timebound`` gives it) and the mark after."""
+    marks = []
+    for row in batch:
+        marks.append(hwm)
+        if row["ts"] is not None:
+            hwm = row["ts"] if hwm is None else max(hwm, row["ts"])
+    frame = _frame(batch).with_columns(pl.Series("_hwm", marks, dtype=pl.Int64))
+    return frame, hwm
 
 
 def _run(batches: list[list[dict[str, Any]]], retention: int | None) -> list[list[int]]:
     ids, out = SeenIds(), []
     clock: int | None = None
     for batch in batches:
-        frame = _frame(batch)
-        horizon = None if retention is None or clock is None else clock - retention
-        fresh, dups = ids.split(frame, horizon)
+        frame, clock = _with_marks(batch, clock)
+        fresh, dups, conflicts = ids.split(frame, retention)
+        assert conflicts.height == 0  # no content columns: a repeat is a duplicate
         assert sorted([*fresh["seq"], *dups["seq"]]) == sorted(frame["seq"])
-        newest = fresh["ts"].max()
-        known = [c for c in (clock, None if newest is None else int(newest))  # type: ignore[arg-type]
-                 if c is not None]
-        clock = max(known) if known else None
         ids = ids.remember(fresh, clock, retention)
         out.append(dups["seq"].to_list())
     return out
@@ -113,7 +114,8 @@ def test_runs_stay_logarithmic_and_expired_ids_are_swept() -> None:
     back = SeenIds.from_frame(ids.frame())
     probe = _frame([{"seq": 0, "source": "paper", "fill_id": "f1500", "ts": 0},
                     {"seq": 1, "source": "paper", "fill_id": "f5", "ts": 0}])
-    fresh, dups = back.split(probe, 1_999 - retention)
+    probe = probe.with_columns(pl.lit(1_999, pl.Int64).alias("_hwm"))
+    fresh, dups, _ = back.split(probe, retention)
     assert dups["fill_id"].to_list() == ["f1500"] and fresh["fill_id"].to_list() == ["f5"]
 
 

@@ -213,12 +213,12 @@ def test_one_trading_day_everywhere_ist(tmp_path: Path) -> None:
     from pm_polars.events import decode_any
 
     eng = PortfolioEngine(day_roll_tz="Asia/Kolkata", day_roll_time="00:00")
-    ns = 1_772_481_600 * 10**9  # 2026-03-02T20:00:00Z
-    events = [{"event_type": "order_fill", "source": "paper", "fill_id": "x", "ts": ns,
+    ms = 1_772_481_600 * 1000  # 2026-03-02T20:00:00Z, epoch ms as on the wire
+    events = [{"event_type": "order_fill", "source": "paper", "fill_id": "x", "ts": ms,
                "original_signal": {"strategy_id": "S", "instrument_token": 7,
                                    "signal_type": "BUY"}, "quantity": 2, "fill_price": 10.0},
               {"event_type": "market_tick", "instrument_token": 7, "last_price": 12.5,
-               "ts": ns + 60 * 10**9}]
+               "ts": ms + 60 * 1000}]
     with start_local_archive(tmp_path, eng, "t") as writer:
         writer.submit(eng.apply_decoded(decode_any(events)))
     assert sorted(p.name for p in (tmp_path / "fills").iterdir()) == ["date=2026-03-03"]

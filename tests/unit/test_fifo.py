@@ -24,6 +24,8 @@ from test_properties import INSTRUMENTS, _chunks, event_streams
 from pm_polars import PortfolioEngine
 from pm_polars.engine.config import EngineConfig
 
+T0 = 1_795_600_550_000  # epoch ms (2026-11-25), as on the wire
+
 
 def _fifo(events: list[dict[str, Any]]) -> PortfolioEngine:
     eng = PortfolioEngine(cost_basis="fifo")
@@ -83,10 +85,10 @@ def test_short_lots_partial_closes_and_flip() -> None:
 def test_lots_split_over_batches_keep_their_order() -> None:
     """Lots carried in from the state are closed before the batch's own opens."""
     eng = PortfolioEngine(cost_basis="fifo")
-    eng.apply([fill("S", 1, "BUY", 10, 100.0, fill_id="a", ts=1)])
-    eng.apply([fill("S", 1, "BUY", 10, 110.0, fill_id="b", ts=2)])
-    eng.apply([fill("S", 1, "BUY", 10, 120.0, fill_id="c", ts=3),
-               fill("S", 1, "SELL", 15, 130.0, fill_id="d", ts=4)])
+    eng.apply([fill("S", 1, "BUY", 10, 100.0, fill_id="a", ts=T0 + 1)])
+    eng.apply([fill("S", 1, "BUY", 10, 110.0, fill_id="b", ts=T0 + 2)])
+    eng.apply([fill("S", 1, "BUY", 10, 120.0, fill_id="c", ts=T0 + 3),
+               fill("S", 1, "SELL", 15, 130.0, fill_id="d", ts=T0 + 4)])
     assert _row(eng)["realized_pnl"] == 10 * 30.0 + 5 * 20.0
     lots = eng.lots().to_dicts()
     assert [(r["quantity"], r["price"], r["fill_id"]) for r in lots] == [
@@ -304,15 +306,16 @@ def test_realized_lots_by_hand() -> None:
     closes the other 50 @ 40 (the remaining 50 open a long lot, closing nothing)."""
     from pm_polars.engine.lot_matches import realized_lots
 
-    out = realized_lots([fill("S", 7, "SELL", 100, 50.0, fill_id="s1", ts=1),
-                         fill("S", 7, "SELL", 100, 40.0, fill_id="s2", ts=2),
-                         fill("S", 7, "BUY", 150, 45.0, fill_id="b1", ts=3),
-                         fill("S", 7, "BUY", 100, 30.0, fill_id="b2", ts=4)])
+    out = realized_lots([fill("S", 7, "SELL", 100, 50.0, fill_id="s1", ts=T0 + 1),
+                         fill("S", 7, "SELL", 100, 40.0, fill_id="s2", ts=T0 + 2),
+                         fill("S", 7, "BUY", 150, 45.0, fill_id="b1", ts=T0 + 3),
+                         fill("S", 7, "BUY", 100, 30.0, fill_id="b2", ts=T0 + 4)])
+    ns = T0 * 10**6  # open_ts in ns; the wire's ts is epoch ms
     assert out.select("close_fill_id", "open_fill_id", "side", "quantity", "open_ts",
                       "realized_pnl").rows() == [
-        ("b1", "s1", "SHORT", 100, 10**9, 500.0),  # ts=1: one second after the epoch
-        ("b1", "s2", "SHORT", 50, 2 * 10**9, -250.0),
-        ("b2", "s2", "SHORT", 50, 2 * 10**9, 500.0)]
+        ("b1", "s1", "SHORT", 100, ns + 10**6, 500.0),
+        ("b1", "s2", "SHORT", 50, ns + 2 * 10**6, -250.0),
+        ("b2", "s2", "SHORT", 50, ns + 2 * 10**6, 500.0)]
 
 
 @settings(max_examples=100, deadline=None)
@@ -332,7 +335,7 @@ def test_lot_matches_equal_the_reference_whole_and_per_batch(
     per_batch = []
     for chunk in _chunks(events, cuts):
         decoded = decode_any(chunk)
-        fresh, _ = eng.state.seen.split(decoded.fills, None)
+        fresh, _, _ = eng.state.seen.split(decoded.fills, None)
         per_batch.append(lot_matches(eng.state, fresh.sort("seq")))
         eng.apply_decoded(decoded)
     got = _engine_matches(pl.concat(per_batch))

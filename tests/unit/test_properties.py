@@ -322,19 +322,20 @@ class _OlderTickOverwrites(ReferenceBook):
 
 
 class _NoDedupe(ReferenceBook):
-    def _apply_fill(self, fill: Any) -> None:
+    def _apply_fill(self, fill: Any) -> bool:
         self._seen_fill_ids.clear()
-        super()._apply_fill(fill)
+        return super()._apply_fill(fill)
 
 
 class _FlipKeepsOldAverage(ReferenceBook):
-    def _apply_fill(self, fill: Any) -> None:
+    def _apply_fill(self, fill: Any) -> bool:
         pos = self._positions.get((fill.portfolio_id, fill.instrument_token))
         old_q, old_avg = (pos.quantity, pos.average_price) if pos else (0, 0.0)
-        super()._apply_fill(fill)
-        pos = self._positions[(fill.portfolio_id, fill.instrument_token)]
-        if old_q * pos.quantity < 0:
+        applied = super()._apply_fill(fill)
+        pos = self._positions.get((fill.portfolio_id, fill.instrument_token))
+        if pos is not None and old_q * pos.quantity < 0:
             pos.average_price = old_avg
+        return applied
 
 
 class _NoMultiplier(ReferenceBook):

@@ -58,7 +58,8 @@ FIRST = [
 SECOND = [
     # re-deliveries of fills seen before the snapshot: ignored
     fill("MOM", NIFTY, "BUY", 3, 24_500.0, fee=20.0, ts=T0 + 10, fill_id="f-1"),
-    fill("MR", RELIANCE, "SELL", 40, 1.0, ts=T0 + 9_999, fill_id="f-1", source="live"),
+    fill("MR", RELIANCE, "SELL", 40, 2_900.0, fee=5.0, ts=T0 + 9_999, fill_id="f-1",
+         source="live"),
     # an older tick: ignored (mark stays 24,530)
     tick(NIFTY, 10.0, ts=T0 + 999),
     # an older fill for an instrument without ticks: applies to the position, but does not

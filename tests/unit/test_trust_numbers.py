@@ -10,6 +10,7 @@ per-record path; reasons quoted ``inf`` for ``1e400`` and ``nan`` for ``NaN``.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import polars as pl
 import pytest
@@ -64,7 +65,8 @@ def test_position_beyond_the_exact_integer_limit_is_refused_in_arrival_order() -
     assert result.rejects["seq"].to_list() == [n]  # only the buy that would pass the bound
     assert result.rejects["reason"][0] == (
         "quantity: the position of paper_Momentum_NIFTY50_1 in 256265 would pass "
-        f"{MAX_POSITION} units (the exact-integer limit), got {q}")
+        f"{MAX_POSITION} units (the exact-integer limit) or its bought/sold total {2**62}, "
+        f"got {q}")
     assert eng.positions()["quantity"].to_list() == [n * q]  # sell and again both applied
     assert result.fills.height == n + 2
 
@@ -117,3 +119,15 @@ def test_typed_inputs_give_the_verdicts_of_their_json() -> None:
     assert decode_dicts(events).rejects["reason"].to_list() == expected
     assert decode_frame(pl.DataFrame([events[0]])).rejects["reason"].to_list() == expected[:1]
     assert decode_frame(pl.DataFrame([events[2]]).to_arrow()).rejects.height == 1
+
+
+def test_a_lifetime_bought_total_cannot_wrap_int64() -> None:
+    eng = PortfolioEngine()
+    eng.apply([enc(fill(quantity=5, fill_id="a"))])
+    positions = eng.state.positions.with_columns(pl.lit(2**62 - 80, pl.Int64).alias("buy_quantity"))
+    eng.state = replace(eng.state, positions=positions)
+    result = eng.apply([enc(fill(quantity=75, fill_id="b")), enc(fill(quantity=6, fill_id="c")),
+                        enc(fill(quantity=5, fill_id="d"))])
+    assert result.rejects["seq"].to_list() == [1]  # 2**62 - 80 + 75 + 6 > 2**62
+    assert eng.state.positions["buy_quantity"].to_list() == [2**62]
+    assert eng.positions()["quantity"].to_list() == [85]

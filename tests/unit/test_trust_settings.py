@@ -63,7 +63,7 @@ def test_engine_defaults_and_no_bounds_are_valid() -> None:
         ("tick_publish_ms", -1.0, "from 0"),
         ("health_timeout", math.inf, "at most 24h"),
         ("archive_roll_s", 0.0, "seconds > 0"),
-        ("max_event_jump", 0.0, "seconds > 0"),
+        ("max_event_jump", -1.0, "from 0 (off)"),
         ("max_clock_skew", math.nan, "seconds > 0"),
         ("max_reject_ratio", math.nan, "(0, 1]"),
         ("max_events", 0, "from 1 to 10,000,000"),
@@ -84,4 +84,6 @@ def test_daemon_settings_reach_the_engine_config() -> None:
     s = Settings(bootstrap_servers="b:1", max_event_jump=3600.0, max_clock_skew=60.0)
     config = s.engine_config()
     assert config.max_jump_ns == 3600 * 10**9 and config.max_skew_ns == 60 * 10**9
+    default = Settings(bootstrap_servers="b:1").engine_config()
+    assert default.max_jump_ns is None and default.max_skew_ns == 300 * 10**9  # 0 = off
     assert config.dedupe_retention_ns == 86_400 * 10**9
