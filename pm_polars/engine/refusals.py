@@ -33,15 +33,24 @@ def _ms(ts: int | None) -> int | Decimal | None:
     return ts // 10**6 if ts % 10**6 == 0 else Decimal(ts) / 10**6
 
 
-def wire_json(events: pl.DataFrame) -> pl.Series:
-    """Each decoded fill or tick row written back as its wire JSON (``ts`` in epoch ms)."""
+def _units(atoms: int | None, scale: int) -> int | float | None:
+    """A fill's quantity as the wire wrote it: atoms (``1/scale`` units) as a JSON number."""
+    if atoms is None or scale == 1:
+        return atoms
+    exact = Decimal(atoms).scaleb(-(len(str(scale)) - 1))
+    return int(exact) if exact == exact.to_integral_value() else float(exact)
+
+
+def wire_json(events: pl.DataFrame, scale: int = 1) -> pl.Series:
+    """Each decoded fill or tick row written back as its wire JSON (``ts`` in epoch ms;
+    ``scale``: atoms per unit of ``quantity``)."""
     out = []
     fill = "side" in events.columns
     for r in events.iter_rows(named=True):
         if fill:
             event: dict[str, Any] = {
                 "event_type": FILL_EVENT, "source": r["source"], "fill_id": r["fill_id"],
-                "ts": _ms(r["ts"]), "quantity": r["quantity"], "fill_price": r["fill_price"],
+                "ts": _ms(r["ts"]), "quantity": _units(r["quantity"], scale), "fill_price": r["fill_price"],
                 "fee": r["fee"], "original_signal": {
                     "strategy_id": r["strategy_id"], "instrument_token": r["instrument_token"],
                     "signal_type": r["side"]}}
@@ -52,12 +61,12 @@ def wire_json(events: pl.DataFrame) -> pl.Series:
     return pl.Series("raw", out, dtype=pl.Binary)
 
 
-def rejects_of(events: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
+def rejects_of(events: pl.DataFrame, reason: pl.Expr, scale: int = 1) -> pl.DataFrame:
     """``REJECT_SCHEMA`` rows for ``events`` (fill or tick rows), each with ``reason``;
     ``raw`` is the event's wire JSON (the engine never saw the record's own bytes)."""
     if events.height == 0:
         return empty(REJECT_SCHEMA)
-    raw = wire_json(events)
+    raw = wire_json(events, scale)
     return events.with_columns(raw, reason.cast(pl.String).alias("reason")).select(
         [pl.col(c).cast(t) for c, t in REJECT_SCHEMA.items()]
     )
@@ -126,4 +135,4 @@ def position_bound(positions: pl.DataFrame, fills: pl.DataFrame, scale: int = 1
         "or its bought/sold total {}, got {}", "portfolio_id", "instrument_token",
         *limits, got
     )
-    return fills, rejects_of(refused, reason)
+    return fills, rejects_of(refused, reason, scale)

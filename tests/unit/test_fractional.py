@@ -295,3 +295,14 @@ def test_sums_exact_and_a_position_closes_to_zero(amounts: list[int], cost_basis
     assert _atoms(eng) == [0] and _atoms(eng, "sell_quantity") == [sum(amounts)]
     assert eng.lots().height == 0
     assert eng.portfolio("paper_S")["positions"][str(BTC)]["quantity"] == 0
+
+
+def test_engine_refusals_quote_the_quantity_in_units() -> None:
+    """A re-send of a fill id with other content is refused by the engine (a conflict); its
+    ``raw`` (the event's wire JSON) gives the quantity as sent, not in atoms."""
+    eng = PortfolioEngine(quantity_decimals=8)
+    eng.apply([fill("S", BTC, "BUY", 0.015, 60_000.0, fill_id="x")])
+    result = eng.apply([fill("S", BTC, "BUY", 0.02, 60_000.0, fill_id="x")])
+    assert result.rejects.height == 1
+    assert json.loads(result.rejects["raw"][0])["quantity"] == 0.02
+    assert _atoms(eng) == [1_500_000]
