@@ -12,7 +12,8 @@ generator never dominates. Cases:
 6. 1k-tick batch against 1M open positions vs against 10k open positions: the cost must
    follow the touched positions, not all positions
 7. raw JSON bytes -> decode -> apply, 100k mixed events (the daemon's per-batch work)
-8. accounting modes (FIFO, ...) next to average cost on the same fills (``bench.modes``)
+8. accounting modes (FIFO, fractional quantities) next to average cost on the same fills,
+   and the JSON decode of fractional quantities (``bench.modes``)
 9. 5 x 100k-fill batches each spanning a trading-day roll (split in two, rolled once)
 
 Day figures (issue 14): every rate is printed next to the rate of the engine *before* the
@@ -263,6 +264,7 @@ def main() -> None:
     from bench import modes  # imports this module: import late
 
     modes.run(runs)
+    modes.decode_rates(runs)
 
     if not args.no_baseline:
         base = baseline_rates(runs)

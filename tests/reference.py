@@ -27,6 +27,11 @@ flip) appends a lot ``[units, price]``; a reducing fill closes units from the fi
 on, realizing ``units * (price - lot_price) * sign(q) * m`` per lot; the average price is
 the unit-weighted average of the open lots.
 
+Fractional quantities (``ReferenceBook(quantity_decimals=d)``, ``d > 0``): a fill's quantity
+may be any number with at most ``d`` decimal places (its JSON text, as Python's ``repr``
+writes a float); it is held as an exact ``Fraction``, so sums and closes are exact; money
+is ``Fraction x float`` (a float). More places -> rejected.
+
 The second half of the module holds test plumbing shared by the test files: event
 builders, an adapter that turns the engine's frames into the same plain structures, and a
 tolerance-aware state comparison.
@@ -39,10 +44,13 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeGuard
 
 DEFAULT_STARTING_CASH = 1_000_000.0
+Units = Any  # a quantity: int, or an exact Fraction with ``quantity_decimals`` > 0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 POSITION_FIELDS = (
@@ -138,7 +146,7 @@ class _Fill:
     strategy_id: str
     instrument_token: int
     side: str
-    quantity: int
+    quantity: Units
     price: float
     fee: float
     fill_id: str | None
@@ -156,7 +164,19 @@ class _Tick:
     ts: int | None
 
 
-def parse_event(raw: Any) -> _Fill | _Tick:
+def decimal_quantity(x: Any, decimals: int) -> Fraction:
+    """A fill quantity with at most ``decimals`` places, exactly (its decimal text)."""
+    if not _is_number(x) or not math.isfinite(x) or x <= 0:
+        raise InvalidEvent(f"quantity must be a number > 0, got {x!r}")
+    exact = Decimal(repr(x)) if isinstance(x, float) else Decimal(x)
+    exponent = exact.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)
+    if -exponent > decimals:
+        raise InvalidEvent(f"quantity has more than {decimals} decimal places: {x!r}")
+    return Fraction(exact)
+
+
+def parse_event(raw: Any, quantity_decimals: int = 0) -> _Fill | _Tick:
     """Validate one record; raise InvalidEvent (message = reason) if the spec calls it invalid."""
     if isinstance(raw, bytes | bytearray | str):
         try:
@@ -190,7 +210,9 @@ def parse_event(raw: Any) -> _Fill | _Tick:
     if side not in ("BUY", "SELL"):
         raise InvalidEvent(f"unknown signal_type {side!r}")
     quantity = raw.get("quantity")
-    if not _is_int(quantity) or quantity <= 0:
+    if quantity_decimals:
+        quantity = decimal_quantity(quantity, quantity_decimals)
+    elif not _is_int(quantity) or quantity <= 0:
         raise InvalidEvent(f"quantity must be a positive integer, got {quantity!r}")
     price = _positive_price(raw.get("fill_price"), "fill_price")
     fee = raw.get("fee")
@@ -214,12 +236,12 @@ def parse_event(raw: Any) -> _Fill | _Tick:
 
 @dataclass
 class _Position:
-    quantity: int = 0
+    quantity: Units = 0
     average_price: float = 0.0
     realized_pnl: float = 0.0
     fees: float = 0.0
-    buy_quantity: int = 0
-    sell_quantity: int = 0
+    buy_quantity: Units = 0
+    sell_quantity: Units = 0
     buy_value: float = 0.0
     sell_value: float = 0.0
     lots: list[list[Any]] | None = None  # FIFO only: [units open, price, fill_id], oldest first
@@ -246,8 +268,8 @@ def multipliers_from_rows(instruments: Any) -> dict[int, float]:
     return out
 
 
-def _sign(x: int) -> int:
-    return (x > 0) - (x < 0)
+def _sign(x: Units) -> int:
+    return int(x > 0) - int(x < 0)
 
 
 class ReferenceBook:
@@ -255,10 +277,11 @@ class ReferenceBook:
 
     def __init__(
         self, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None,
-        cost_basis: str = "average",
+        cost_basis: str = "average", quantity_decimals: int = 0,
     ) -> None:
         self.starting_cash = float(starting_cash)
         self.cost_basis = cost_basis
+        self.quantity_decimals = quantity_decimals
         # FIFO closes in order: (pid, token, close fill_id, lot's fill_id, units, lot price,
         # close price, realized)
         self.matches: list[tuple[str, int, str | None, str | None, int, float, float,
@@ -278,7 +301,7 @@ class ReferenceBook:
         rejects: list[tuple[Any, str]] = []
         for raw in events:
             try:
-                event = parse_event(raw)
+                event = parse_event(raw, self.quantity_decimals)
             except InvalidEvent as exc:
                 rejects.append((raw, str(exc)))
                 continue
@@ -556,7 +579,7 @@ def fill(
     strategy_id: str,
     token: int,
     side: str,
-    quantity: int,
+    quantity: float,  # an int, or a float with quantity_decimals > 0
     price: float,
     *,
     fee: float | None = None,
@@ -622,16 +645,17 @@ class EngineBook:
     @classmethod
     def create(
         cls, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None,
-        cost_basis: str = "average",
+        cost_basis: str = "average", quantity_decimals: int = 0,
     ) -> EngineBook:
         import polars as pl
 
         if instruments is not None and not isinstance(instruments, pl.DataFrame):
             instruments = pl.DataFrame(list(instruments))
-        if cost_basis == "average":  # the engine's default, not passed
-            return cls(engine_class()(starting_cash=starting_cash, instruments=instruments))
+        extra: dict[str, Any] = {} if cost_basis == "average" else {"cost_basis": cost_basis}
+        if quantity_decimals:  # defaults are not passed
+            extra["quantity_decimals"] = quantity_decimals
         return cls(engine_class()(starting_cash=starting_cash, instruments=instruments,
-                                  cost_basis=cost_basis))
+                                  **extra))
 
     def lots(self) -> list[tuple[str, int, int, float]]:
         """Open lots as ``ReferenceBook.lots`` gives them."""
@@ -673,15 +697,15 @@ class EngineBook:
 
 def make_book(
     kind: str, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None,
-    cost_basis: str = "average",
+    cost_basis: str = "average", quantity_decimals: int = 0,
 ) -> Any:
     """kind "reference" -> ReferenceBook, "engine" -> EngineBook (skips until it lands)."""
     if kind == "reference":
         return ReferenceBook(starting_cash=starting_cash, instruments=instruments,
-                             cost_basis=cost_basis)
+                             cost_basis=cost_basis, quantity_decimals=quantity_decimals)
     if kind == "engine":
         return EngineBook.create(starting_cash=starting_cash, instruments=instruments,
-                                 cost_basis=cost_basis)
+                                 cost_basis=cost_basis, quantity_decimals=quantity_decimals)
     raise ValueError(kind)
 
 
@@ -730,6 +754,14 @@ def _scale(row: Mapping[str, Any]) -> float:
         + abs(row["quantity"]) * abs(row["last_price"]) * abs(row["multiplier"])
         + abs(row["fees"])
     )
+
+
+def same_quantity(got: Any, want: Units) -> bool:
+    """``got`` (the engine's) is ``want`` (the reference's): equal integers, or for an exact
+    Fraction the double nearest to it (what the engine's atoms / 10**d give)."""
+    if isinstance(want, Fraction):
+        return bool(got == float(want))
+    return bool(got == want)
 
 
 def close(a: Any, b: Any, scale: float = 0.0, rel: float = REL) -> bool:
@@ -790,7 +822,7 @@ def compare_books(
         s = _scale(w)
         scale_by_pid[key[0]] = scale_by_pid.get(key[0], starting_cash) + s
         for name in ("quantity", "buy_quantity", "sell_quantity"):
-            if g[name] != w[name]:
+            if not same_quantity(g[name], w[name]):
                 errors.append(f"{key} {name}: got={g[name]!r} want={w[name]!r}")
         _check(errors, f"{key} multiplier", g["multiplier"], w["multiplier"], 0.0, rel)
         _check(errors, f"{key} average_price", g["average_price"], w["average_price"], 0.0, rel)
@@ -863,7 +895,7 @@ def _compare_document(
                 errors.append(f"portfolio({pid!r}) positions lacks {token!r}")
             continue
         where = f"portfolio({pid!r}).positions[{token!r}]"
-        if g.get("quantity") != w["quantity"]:
+        if not same_quantity(g.get("quantity"), w["quantity"]):
             errors.append(f"{where} quantity: got={g.get('quantity')!r} want={w['quantity']!r}")
         s = _scale(w)
         for name in ("realized_pnl", "unrealized_pnl", "last_price"):

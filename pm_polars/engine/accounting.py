@@ -6,6 +6,9 @@ Conventions
 * ``average_price`` is the average open price per unit; 0 when flat.
 * money (``realized_pnl``, ``fees``, ``*_value``, cash flows) is in account currency and
   already multiplied by the instrument ``multiplier``.
+* fixed point: with ``quantity_decimals = d`` the integer quantity columns hold atoms of
+  ``10**-d`` units and ``scale = 10**d``; money is computed on atoms and divided by ``scale``
+  once, last (:func:`per_unit`); ``average_price`` (cost / quantity) needs no scale.
 
 The columnar form
 -----------------
@@ -68,6 +71,12 @@ DAY_COUNTERS = {f"day_{c}": c for c in CUMULATIVE}  # day column -> the delta it
 CARRIED = ["overnight_quantity", "overnight_average_price"]
 
 _d = pl.col("signed_qty")
+
+
+def per_unit(money: pl.Expr, scale: int) -> pl.Expr:
+    """``money`` computed on atoms (quantity x price x multiplier) in money: ``/ scale``,
+    the one rounding; the identity at ``scale`` 1 (integer units, today's figures)."""
+    return money if scale == 1 else money / float(scale)
 _q = pl.col("q")
 _q_prev = pl.col("q_prev")
 
@@ -139,7 +148,7 @@ def group_contiguously(fills: pl.DataFrame) -> pl.LazyFrame:
     return f.lazy().drop("_h")
 
 
-def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
+def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame, scale: int = 1) -> pl.DataFrame:
     """Per-fill accounting: one row per fill with the position after it.
 
     ``fills`` follows ``FILL_SCHEMA`` plus a ``multiplier`` column; ``positions`` follows
@@ -147,7 +156,7 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
     quantity, price, fee and multiplier columns plus ``_gid`` (position number), ``q``
     (quantity after the fill), ``average_price`` (after), ``closed_qty`` (units closed, >= 0)
     and ``realized`` (gross price P&L of this fill x multiplier). Rows come out grouped by
-    position (key or hash order), then in arrival order.
+    position (key or hash order), then in arrival order. ``scale``: atoms per unit.
     """
     prior = positions.lazy().select(
         *KEYS,
@@ -193,16 +202,17 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
             .otherwise(pl.lit(0.0))
             .alias("average_price"),
             closed.alias("closed_qty"),
-            (closed * (pl.col("fill_price") - avg_prev) * _q_prev.sign() * pl.col("multiplier"))
-            .alias("realized"),
+            per_unit(closed * (pl.col("fill_price") - avg_prev) * _q_prev.sign()
+                     * pl.col("multiplier"), scale).alias("realized"),
         )
         .drop("alpha", "beta", "cost", "q0", "a0")
     )
 
 
-def position_deltas(ledger: pl.DataFrame) -> pl.DataFrame:
+def position_deltas(ledger: pl.DataFrame, scale: int = 1) -> pl.DataFrame:
     """Collapse a fill ledger to one row per position: final quantity/average and sums."""
-    notional = pl.col("quantity").cast(pl.Float64) * pl.col("fill_price") * pl.col("multiplier")
+    notional = per_unit(
+        pl.col("quantity").cast(pl.Float64) * pl.col("fill_price") * pl.col("multiplier"), scale)
     buy = pl.col("signed_qty") > 0
     return ledger.group_by("_gid", maintain_order=True).agg(
         *[pl.col(k).first() for k in KEYS],
@@ -256,7 +266,8 @@ def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame) -> pl.DataFra
     return untouched.merge_sorted(updated, key="instrument_token")
 
 
-def cash_flows(ledger: pl.DataFrame) -> pl.DataFrame:
+def cash_flows(ledger: pl.DataFrame, scale: int = 1) -> pl.DataFrame:
     """Cash change per portfolio: BUY -q*p*m - fee, SELL +q*p*m - fee (account currency)."""
-    flow = -pl.col("signed_qty") * pl.col("fill_price") * pl.col("multiplier") - pl.col("fee")
+    flow = per_unit(-pl.col("signed_qty") * pl.col("fill_price") * pl.col("multiplier"),
+                    scale) - pl.col("fee")
     return ledger.group_by("portfolio_id", maintain_order=True).agg(flow.sum().alias("cash_flow"))

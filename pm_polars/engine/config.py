@@ -11,6 +11,10 @@ default outside the daemon, so backtests of any date work). Settings given in se
 ``day_roll_tz``/``day_roll_time``: the trading day rule (``engine.tradingday``).
 ``cost_basis``: ``"average"`` (default) or ``"fifo"`` (a reducing fill realizes against the
 oldest open lots first, see ``engine.lots``).
+``quantity_decimals``: 0 (default: integer quantities, as always) to ``MAX_QUANTITY_DECIMALS``
+(8). With ``d > 0`` every quantity the state holds (positions, day counters, FIFO lots) is a
+signed ``Int64`` count of *atoms* of ``10**-d`` units (``engine.fixedpoint``): sums are exact
+integers, a position closes to exactly 0; views show units as ``Float64``.
 
 Every setting is validated at construction: :class:`SettingError` names the setting, the
 value and the valid range.
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from pm_polars.engine import tradingday
 
 COST_BASES = ("average", "fifo")
+MAX_QUANTITY_DECIMALS = 8
 
 DEFAULT_STARTING_CASH = 1_000_000.0
 NS_PER_S = 10**9
@@ -71,6 +76,12 @@ class EngineConfig:
     day_roll_tz: str = tradingday.DAY_ROLL_TZ
     day_roll_time: str = tradingday.DAY_ROLL_TIME
     cost_basis: str = "average"  # "average" | "fifo" (see ``engine.lots``)
+    quantity_decimals: int = 0  # 0: integer units; d: atoms of 10**-d units
+
+    @property
+    def quantity_scale(self) -> int:
+        """Atoms per unit, ``10 ** quantity_decimals`` (1: quantities are units)."""
+        return int(10**self.quantity_decimals)
 
     def __post_init__(self) -> None:
         cash = self.starting_cash
@@ -83,6 +94,11 @@ class EngineConfig:
         tradingday.roll_minutes(self.day_roll_time)
         _check("cost_basis", self.cost_basis, self.cost_basis in COST_BASES,
                "one of " + ", ".join(COST_BASES))
+        d = self.quantity_decimals
+        _check("quantity_decimals", d,
+               isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_QUANTITY_DECIMALS,
+               f"an integer from 0 (integer quantities) to {MAX_QUANTITY_DECIMALS} "
+               "(decimal places of a fill's quantity)")
 
     @property
     def roll_minutes(self) -> int:
@@ -96,10 +112,10 @@ class EngineConfig:
            max_skew_s: float | None = None, *,
            day_roll_tz: str = tradingday.DAY_ROLL_TZ,
            day_roll_time: str = tradingday.DAY_ROLL_TIME,
-           cost_basis: str = "average") -> EngineConfig:
+           cost_basis: str = "average", quantity_decimals: int = 0) -> EngineConfig:
         """From the user-facing units (durations in seconds; ``None``: no bound)."""
         _check("starting_cash", starting_cash, _real(starting_cash),
                f"a finite amount from 0 to {MAX_CASH:g} (account currency)")
         return cls(float(starting_cash), seconds_to_ns("dedupe_retention", dedupe_retention_s),
                    seconds_to_ns("max_jump", max_jump_s), seconds_to_ns("max_skew", max_skew_s),
-                   day_roll_tz, day_roll_time, cost_basis)
+                   day_roll_tz, day_roll_time, cost_basis, quantity_decimals)

@@ -36,8 +36,10 @@ class PortfolioEngine:
     (the default) keeps them forever; the daemon sets 24 h. ``day_roll_tz`` /
     ``day_roll_time`` (``"HH:MM"``) set the trading day (``engine.tradingday``).
     ``cost_basis``: ``"average"`` (default) or ``"fifo"`` (reducing fills realize against the
-    oldest open lots; see :meth:`lots`). ``config`` (an :class:`EngineConfig`) replaces all
-    but ``instruments``.
+    oldest open lots; see :meth:`lots`). ``quantity_decimals``: 0 (default, integer
+    quantities) to 8: a fill's ``quantity`` may then carry that many decimal places, held
+    exactly as fixed point (``engine.fixedpoint``); views show units as ``Float64``.
+    ``config`` (an :class:`EngineConfig`) replaces all but ``instruments``.
     """
 
     def __init__(
@@ -49,12 +51,14 @@ class PortfolioEngine:
         day_roll_tz: str = tradingday.DAY_ROLL_TZ,
         day_roll_time: str = tradingday.DAY_ROLL_TIME,
         cost_basis: str = "average",
+        quantity_decimals: int = 0,
         config: EngineConfig | None = None,
     ) -> None:
         self.config = config or EngineConfig.of(starting_cash, dedupe_retention,
                                                 day_roll_tz=day_roll_tz,
                                                 day_roll_time=day_roll_time,
-                                                cost_basis=cost_basis)
+                                                cost_basis=cost_basis,
+                                                quantity_decimals=quantity_decimals)
         self.state = EngineState.empty(instruments)
 
     @property
@@ -68,7 +72,8 @@ class PortfolioEngine:
     # ------------------------------------------------------------------ writes
     def apply(self, batch: object) -> ApplyResult:
         """Apply one batch: raw JSON bytes, event dicts, a Polars frame or an Arrow table."""
-        return self.apply_decoded(decode_any(batch))
+        return self.apply_decoded(
+            decode_any(batch, quantity_decimals=self.config.quantity_decimals))
 
     def apply_decoded(self, decoded: DecodedBatch) -> ApplyResult:
         """Apply an already decoded batch."""
@@ -81,13 +86,16 @@ class PortfolioEngine:
         state = self.state.positions
         if portfolio_ids is not None:
             state = state.filter(pl.col("portfolio_id").is_in(portfolio_ids))
-        return views.positions_view(state, self.state.marks)
+        return views.positions_view(state, self.state.marks, self.config.quantity_scale)
 
     def lots(self, portfolio_ids: list[str] | None = None) -> pl.DataFrame:
         """Open FIFO lots (``lots.LOT_SCHEMA``: signed ``quantity``, opening ``price`` per
         unit, opening fill's ``ts``/``fill_id``), oldest first per position; empty under
-        average cost."""
+        average cost. With ``quantity_decimals`` > 0, ``quantity`` is ``Float64`` units."""
         out = self.state.lots
+        scale = self.config.quantity_scale
+        if scale != 1:
+            out = out.with_columns(views.units(pl.col("quantity"), scale))
         if portfolio_ids is not None:
             out = out.filter(pl.col("portfolio_id").is_in(portfolio_ids))
         return out.sort("portfolio_id", "instrument_token", "lot")
@@ -112,13 +120,15 @@ class PortfolioEngine:
         overall = [p for p in portfolio_ids if p.endswith("_" + views.OVERALL)]
         plain = [p for p in portfolio_ids if p not in overall]
         docs = portfolio_documents(self.portfolios(plain), self.positions(plain))
+        decimals = self.config.quantity_decimals
         if overall:
             sources = [p.removesuffix("_" + views.OVERALL) for p in overall]
             cash = self.state.cash.filter(pl.col("source").is_in(sources))
             pos = self.positions(cash["portfolio_id"].to_list())
             totals = views.overall_portfolios(
                 views.portfolios_view(cash, pos, self.trading_day))
-            docs.update(portfolio_documents(totals, views.overall_positions(pos, cash)))
+            docs.update(portfolio_documents(totals, views.overall_positions(pos, cash,
+                                                                            decimals)))
         return docs
 
     def portfolio(self, portfolio_id: str) -> dict[str, Any]:

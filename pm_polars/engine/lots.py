@@ -30,7 +30,13 @@ from __future__ import annotations
 
 import polars as pl
 
-from pm_polars.engine.accounting import KEYS, fill_ledger, group_contiguously, position_deltas
+from pm_polars.engine.accounting import (
+    KEYS,
+    fill_ledger,
+    group_contiguously,
+    per_unit,
+    position_deltas,
+)
 from pm_polars.engine.config import COST_BASES
 from pm_polars.engine.plans import run
 
@@ -152,7 +158,7 @@ def episode_lines(positions: pl.DataFrame, lots: pl.DataFrame, fills: pl.DataFra
 
 
 def fifo_ledger(
-    positions: pl.DataFrame, lots: pl.DataFrame, fills: pl.DataFrame
+    positions: pl.DataFrame, lots: pl.DataFrame, fills: pl.DataFrame, scale: int = 1
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """FIFO accounting of one batch.
 
@@ -182,9 +188,9 @@ def fifo_ledger(
         .with_columns(
             pl.lit(0.0).alias("average_price"),
             pl.when(pl.col("closed_qty") > 0)
-            .then(
+            .then(per_unit(
                 (pl.col("closed_qty").cast(pl.Float64) * pl.col("fill_price")
-                 - closed_cost) * side * pl.col("multiplier")
+                 - closed_cost) * side * pl.col("multiplier"), scale)
             )
             .otherwise(0.0)
             .alias("realized"),
@@ -279,14 +285,15 @@ def with_fifo_average(deltas: pl.DataFrame, averages: pl.DataFrame) -> pl.DataFr
     )
 
 
-def book(positions: pl.DataFrame, lots: pl.DataFrame, fills: pl.DataFrame, cost_basis: str
-         ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """``(ledger, position deltas, lots after)`` of a batch under ``cost_basis``."""
+def book(positions: pl.DataFrame, lots: pl.DataFrame, fills: pl.DataFrame, cost_basis: str,
+         scale: int = 1) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """``(ledger, position deltas, lots after)`` of a batch under ``cost_basis``;
+    ``scale``: atoms per unit of the quantity columns (``accounting.per_unit``)."""
     if cost_basis == "fifo":
-        ledger, touched, averages = fifo_ledger(positions, lots, fills)
-        deltas = with_fifo_average(position_deltas(ledger), averages)
+        ledger, touched, averages = fifo_ledger(positions, lots, fills, scale)
+        deltas = with_fifo_average(position_deltas(ledger, scale), averages)
         return ledger, deltas, merge_lots(lots, deltas, touched)
     if cost_basis != "average":
         raise ValueError(f"cost_basis must be one of {COST_BASES}, got {cost_basis!r}")
-    ledger = fill_ledger(positions, fills)
-    return ledger, position_deltas(ledger), lots
+    ledger = fill_ledger(positions, fills, scale)
+    return ledger, position_deltas(ledger, scale), lots

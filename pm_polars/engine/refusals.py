@@ -17,7 +17,8 @@ import polars as pl
 
 from pm_polars.events.schema import FILL_EVENT, REJECT_SCHEMA, TICK_EVENT, empty
 
-# |position| in units: float64 holds every integer up to 2**53 exactly, int64 never wraps
+# |position| in units (in atoms with ``quantity_decimals`` > 0): float64 holds every integer
+# up to 2**53 exactly, int64 never wraps
 MAX_POSITION = 2**53
 MAX_TOTAL = 2**62  # units bought (or sold) over a position's life: int64 never wraps
 _SLACK = 2**20  # above float64's rounding of sums near 2**62 (1024)
@@ -32,15 +33,24 @@ def _ms(ts: int | None) -> int | Decimal | None:
     return ts // 10**6 if ts % 10**6 == 0 else Decimal(ts) / 10**6
 
 
-def wire_json(events: pl.DataFrame) -> pl.Series:
-    """Each decoded fill or tick row written back as its wire JSON (``ts`` in epoch ms)."""
+def _units(atoms: int | None, scale: int) -> int | float | None:
+    """A fill's quantity as the wire wrote it: atoms (``1/scale`` units) as a JSON number."""
+    if atoms is None or scale == 1:
+        return atoms
+    exact = Decimal(atoms).scaleb(-(len(str(scale)) - 1))
+    return int(exact) if exact == exact.to_integral_value() else float(exact)
+
+
+def wire_json(events: pl.DataFrame, scale: int = 1) -> pl.Series:
+    """Each decoded fill or tick row written back as its wire JSON (``ts`` in epoch ms;
+    ``scale``: atoms per unit of ``quantity``)."""
     out = []
     fill = "side" in events.columns
     for r in events.iter_rows(named=True):
         if fill:
             event: dict[str, Any] = {
                 "event_type": FILL_EVENT, "source": r["source"], "fill_id": r["fill_id"],
-                "ts": _ms(r["ts"]), "quantity": r["quantity"], "fill_price": r["fill_price"],
+                "ts": _ms(r["ts"]), "quantity": _units(r["quantity"], scale), "fill_price": r["fill_price"],
                 "fee": r["fee"], "original_signal": {
                     "strategy_id": r["strategy_id"], "instrument_token": r["instrument_token"],
                     "signal_type": r["side"]}}
@@ -51,12 +61,12 @@ def wire_json(events: pl.DataFrame) -> pl.Series:
     return pl.Series("raw", out, dtype=pl.Binary)
 
 
-def rejects_of(events: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
+def rejects_of(events: pl.DataFrame, reason: pl.Expr, scale: int = 1) -> pl.DataFrame:
     """``REJECT_SCHEMA`` rows for ``events`` (fill or tick rows), each with ``reason``;
     ``raw`` is the event's wire JSON (the engine never saw the record's own bytes)."""
     if events.height == 0:
         return empty(REJECT_SCHEMA)
-    raw = wire_json(events)
+    raw = wire_json(events, scale)
     return events.with_columns(raw, reason.cast(pl.String).alias("reason")).select(
         [pl.col(c).cast(t) for c, t in REJECT_SCHEMA.items()]
     )
@@ -70,13 +80,14 @@ def merge_rejects(*frames: pl.DataFrame) -> pl.DataFrame:
     return parts[0] if len(parts) == 1 else pl.concat(parts).sort("seq")
 
 
-def position_bound(positions: pl.DataFrame, fills: pl.DataFrame
+def position_bound(positions: pl.DataFrame, fills: pl.DataFrame, scale: int = 1
                    ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``(fills kept, rejects)``: a fill that would take its position beyond
     ``MAX_POSITION`` units either way, or its bought or sold total beyond ``MAX_TOTAL``
     (int64 sums that a long life of flips could wrap), is refused (later fills of the
     position apply without it, in arrival order). One check of the batch's total quantity
-    when no position can get near a bound (every real batch)."""
+    when no position can get near a bound (every real batch). ``scale``: atoms per unit
+    (the bounds are in atoms; the reason gives units)."""
     if fills.height == 0:
         return fills, empty(REJECT_SCHEMA)
     total = float(fills.get_column("quantity").cast(pl.Float64).sum())
@@ -117,9 +128,11 @@ def position_bound(positions: pl.DataFrame, fills: pl.DataFrame
         return fills, empty(REJECT_SCHEMA)
     refused = fills.filter(pl.col("seq").is_in(gone))
     fills = fills.filter(~pl.col("seq").is_in(gone))
+    limits = [pl.lit(b if scale == 1 else f"{b / scale:.8g}") for b in (MAX_POSITION, MAX_TOTAL)]
+    got = pl.col("quantity") if scale == 1 else pl.col("quantity") / float(scale)
     reason = pl.format(
         "quantity: the position of {} in {} would pass {} units (the exact-integer limit) "
         "or its bought/sold total {}, got {}", "portfolio_id", "instrument_token",
-        pl.lit(MAX_POSITION), pl.lit(MAX_TOTAL), "quantity"
+        *limits, got
     )
-    return fills, rejects_of(refused, reason)
+    return fills, rejects_of(refused, reason, scale)

@@ -77,7 +77,8 @@ class Snapshot:
                 "max_jump_ns": self.config.max_jump_ns, "max_skew_ns": self.config.max_skew_ns,
                 "day_roll_tz": self.config.day_roll_tz,
                 "day_roll_time": self.config.day_roll_time,
-                "cost_basis": self.config.cost_basis, "format": FORMAT_VERSION}
+                "cost_basis": self.config.cost_basis,
+                "quantity_decimals": self.config.quantity_decimals, "format": FORMAT_VERSION}
         (tmp / "meta.json").write_text(json.dumps(meta))
         old = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
         if target.exists():
@@ -107,7 +108,8 @@ class Snapshot:
                               meta.pop("dedupe_retention_ns", None), **bounds,
                               day_roll_tz=meta.pop("day_roll_tz", tradingday.DAY_ROLL_TZ),
                               day_roll_time=meta.pop("day_roll_time", tradingday.DAY_ROLL_TIME),
-                              cost_basis=meta.pop("cost_basis", "average"))
+                              cost_basis=meta.pop("cost_basis", "average"),
+                              quantity_decimals=int(meta.pop("quantity_decimals", 0)))
         return cls(positions=read["positions"], cash=read["cash"], marks=read["marks"],
                    seen=read["seen"], instruments=read["instruments"],
                    clock_ns=meta.pop("clock_ns", None),

@@ -51,7 +51,7 @@ def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
     admitted = timebound.admit(state.clock_ns, batch.fills, batch.ticks, config, now_ns)
     fresh, dups, conflicts = state.seen.split(admitted.fills, config.dedupe_retention_ns,
                                               admitted.marks)
-    fresh, oversized = refusals.position_bound(state.positions, fresh)
+    fresh, oversized = refusals.position_bound(state.positions, fresh, config.quantity_scale)
     ticks = admitted.ticks
     tz, minutes = config.day_roll_tz, config.roll_minutes
     late = tradingday.within_day(fresh, ticks, state.trading_day, tz, minutes)
@@ -96,7 +96,8 @@ def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
         fills=done.drop(inner),
         ticks=ticks,
         rejects=refusals.merge_rejects(batch.rejects, admitted.rejects, oversized,
-                                       refusals.rejects_of(conflicts.drop("digest"), conflict)),
+                                       refusals.rejects_of(conflicts.drop("digest"), conflict,
+                                                           config.quantity_scale)),
         duplicates=dups.drop([c for c in dups.columns if c.startswith("_") or c == "digest"]),
         conflicts=conflicts.height,
         changed_portfolios=sorted(changed),
@@ -111,10 +112,11 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
     positions, cash, open_lots = state.positions, state.cash, state.lots
     if fresh.height:
         fresh = with_multiplier(state, fresh)
+        scale = config.quantity_scale
         ledger, deltas, open_lots = lots.book(state.positions, state.lots, fresh,
-                                              config.cost_basis)
+                                              config.cost_basis, scale)
         positions = accounting.merge_positions(state.positions, deltas)
-        cash = merge_cash(state.cash, accounting.cash_flows(ledger), fresh,
+        cash = merge_cash(state.cash, accounting.cash_flows(ledger, scale), fresh,
                           config.starting_cash)
     else:
         fresh = fresh.with_columns(pl.lit(1.0).alias("multiplier"))

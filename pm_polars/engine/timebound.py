@@ -102,6 +102,7 @@ def admit(clock: int | None, fills: pl.DataFrame, ticks: pl.DataFrame, config: E
           now_ns: int | None = None) -> Admitted:
     """Judge the batch's event times (see the module docstring)."""
     skew, jump, window = config.max_skew_ns, config.max_jump_ns, config.dedupe_retention_ns
+    scale = config.quantity_scale
     rejects: list[pl.DataFrame] = []
     if skew is not None and now_ns is not None:
         limit = now_ns + skew
@@ -109,7 +110,7 @@ def admit(clock: int | None, fills: pl.DataFrame, ticks: pl.DataFrame, config: E
                            "host's clock ({}): refused", _iso(pl.col("ts")), _iso(pl.lit(now_ns)))
         late_f, late_t = pl.col("ts") > limit, pl.col("ts") > limit
         if fills.height and (fills.get_column("ts").max() or _LOW) > limit:  # type: ignore[operator]
-            rejects.append(rejects_of(fills.filter(late_f), reason))
+            rejects.append(rejects_of(fills.filter(late_f), reason, scale))
             fills = fills.filter(~late_f.fill_null(False))
         if ticks.height and (ticks.get_column("ts").max() or _LOW) > limit:  # type: ignore[operator]
             rejects.append(rejects_of(ticks.filter(late_t), reason))
@@ -136,7 +137,7 @@ def admit(clock: int | None, fills: pl.DataFrame, ticks: pl.DataFrame, config: E
         for frame, is_fill in ((fills, True), (ticks, False)):
             out = frame.join(gone.filter(pl.col("_fill") == is_fill).select("seq", HWM),
                              on="seq", how="inner", maintain_order="left")
-            rejects.append(rejects_of(out, reason))
+            rejects.append(rejects_of(out, reason, scale))
         kept = events.filter(~pl.col("_refused"))
         fills = fills.join(kept.select("seq"), on="seq", how="semi", maintain_order="left")
         ticks = ticks.join(kept.select("seq"), on="seq", how="semi", maintain_order="left")
@@ -153,7 +154,7 @@ def admit(clock: int | None, fills: pl.DataFrame, ticks: pl.DataFrame, config: E
                                f"{duration(window)}) behind the newest accepted event time "
                                "({}): too old to check for a redelivery, refused",
                                _iso(pl.col("ts")), _iso(pl.col(HWM)))
-            rejects.append(rejects_of(fills.filter(old), reason))
+            rejects.append(rejects_of(fills.filter(old), reason, scale))
             fills = fills.filter(~old)
     done = fills.select("seq", HWM)
     return Admitted(fills, ticks, _merged(rejects), end,  # type: ignore[arg-type]

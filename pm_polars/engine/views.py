@@ -7,6 +7,10 @@ Money is in account currency: ``unrealized_pnl = (mark - average_price) * quanti
 ``market_value = quantity * mark * m``, ``equity = cash + sum(market_value)``,
 ``net_pnl = realized + unrealized - fees``, ``total_pnl = realized + unrealized``.
 The day figures (``trading_day``, ``m2m``, ``day_pnl``, ...) are ``engine.dayfigures``'.
+
+Fixed point (``quantity_decimals`` d > 0): the state's quantity columns are atoms of
+``10**-d`` units; a view shows them as ``Float64`` units (``atoms / 10**d``, the nearest
+double to the exact decimal) and computes its money from those units.
 """
 
 from __future__ import annotations
@@ -33,11 +37,32 @@ PORTFOLIO_COLUMNS = [
 ]
 
 
-def positions_view(positions: pl.DataFrame, marks: pl.DataFrame) -> pl.DataFrame:
-    """One row per position ever opened (flat ones included, quantity 0)."""
+QUANTITY_STATE = ["quantity", "buy_quantity", "sell_quantity", "overnight_quantity",
+                  "day_buy_quantity", "day_sell_quantity"]
+
+
+def units(atoms: pl.Expr, scale: int) -> pl.Expr:
+    """Atoms (``Int64``, ``1/scale`` units) as ``Float64`` units: the double nearest the
+    exact decimal (a division by a constant alone may be off by one ulp, so it is rounded
+    to the atom's decimal places)."""
+    return (atoms.cast(pl.Float64) / float(scale)).round(len(str(scale)) - 1)
+
+
+def in_units(positions: pl.DataFrame, scale: int) -> pl.DataFrame:
+    """Position state with its quantity columns (atoms) as ``Float64`` units; as is at
+    ``scale`` 1."""
+    if scale == 1:
+        return positions
+    return positions.with_columns(units(pl.col(QUANTITY_STATE), scale))
+
+
+def positions_view(positions: pl.DataFrame, marks: pl.DataFrame,
+                   scale: int = 1) -> pl.DataFrame:
+    """One row per position ever opened (flat ones included, quantity 0); ``scale``: atoms
+    per unit of the state's quantities (1: integer units, shown as ``Int64``)."""
     q = pl.col("quantity").cast(pl.Float64)
     return (
-        positions.join(
+        in_units(positions, scale).join(
             marks.select("instrument_token", mark_expr.alias("last_price"),
                          pl.col("roll_price").alias("prev_close")),
             on="instrument_token",
@@ -52,9 +77,18 @@ def positions_view(positions: pl.DataFrame, marks: pl.DataFrame) -> pl.DataFrame
             (q * pl.col("last_price") * pl.col("multiplier")).fill_null(0.0).alias("market_value"),
             *dayf.position_day_exprs(),
         )
+        .with_columns(*_exact_day_quantity(scale))
         .select(POSITION_COLUMNS)
         .sort("portfolio_id", "instrument_token")
     )
+
+
+def _exact_day_quantity(scale: int) -> list[pl.Expr]:
+    """``day_quantity`` (a difference of units) rounded to the atom: the double nearest the
+    exact decimal, as the state's atoms give it."""
+    if scale == 1:
+        return []
+    return [pl.col("day_quantity").round(len(str(scale)) - 1)]
 
 
 def portfolios_view(cash: pl.DataFrame, positions: pl.DataFrame,
@@ -92,16 +126,19 @@ def portfolios_view(cash: pl.DataFrame, positions: pl.DataFrame,
     )
 
 
-def overall_positions(positions: pl.DataFrame, cash: pl.DataFrame) -> pl.DataFrame:
+def overall_positions(positions: pl.DataFrame, cash: pl.DataFrame,
+                      decimals: int = 0) -> pl.DataFrame:
     """Per-source aggregate positions ``{source}_Overall``: net quantity per instrument.
 
     ``average_price`` of an aggregate is net cost / net quantity (0 when net flat); the money
-    columns are sums over the source's strategies.
+    columns are sums over the source's strategies. ``decimals`` > 0: quantities are
+    ``Float64`` units of at most that many decimals, and their sums are rounded to them
+    (``0.1 + 0.2`` nets to ``0.3``, a flat aggregate to exactly 0).
     """
     q = pl.col("quantity")
     sums = ["quantity", "realized_pnl", "unrealized_pnl", "fees", "market_value",
             "buy_quantity", "sell_quantity", "buy_value", "sell_value", *OVERALL_DAY_SUMS]
-    return (
+    nets = (
         positions.join(cash.select("portfolio_id", "source"), on="portfolio_id", how="left")
         .with_columns((pl.col("average_price") * q.cast(pl.Float64)).alias("cost"))
         .group_by("source", "instrument_token")
@@ -114,7 +151,11 @@ def overall_positions(positions: pl.DataFrame, cash: pl.DataFrame) -> pl.DataFra
             (pl.col("overnight_average_price")
              * pl.col("overnight_quantity").cast(pl.Float64)).sum().alias("_cost0"),
         )
-        .with_columns(
+    )
+    if decimals:
+        nets = nets.with_columns(pl.col(QUANTITY_VIEW).round(decimals))
+    return (
+        nets.with_columns(
             (pl.col("source") + "_" + OVERALL).alias("portfolio_id"),
             pl.when(q != 0).then(pl.col("cost") / q.cast(pl.Float64)).otherwise(0.0)
             .alias("average_price"),
@@ -127,6 +168,8 @@ def overall_positions(positions: pl.DataFrame, cash: pl.DataFrame) -> pl.DataFra
     )
 
 
+QUANTITY_VIEW = ["quantity", "buy_quantity", "sell_quantity", "overnight_quantity",
+                 "day_buy_quantity", "day_sell_quantity", "day_quantity"]
 OVERALL_DAY_SUMS = [c for c in dayf.POSITION_DAY_COLUMNS
                     if c not in ("overnight_average_price", "prev_close")]
 PORTFOLIO_SUMMED = [c for c in PORTFOLIO_COLUMNS

@@ -69,13 +69,15 @@ def _column(name: str, values: Sequence[Any] | pl.Series, dtype: Any, n: int) ->
 
 
 def _judge(
-    rows: pl.DataFrame, seq_start: int, extra: list[pl.Series], raw_of: RawOf
+    rows: pl.DataFrame, seq_start: int, extra: list[pl.Series], raw_of: RawOf,
+    quantity_decimals: int = 0,
 ) -> DecodedBatch:
     """Rows in input order (``RAW_SCHEMA``) -> the batch, through the rule table."""
     if rows.height == 0:
         return DecodedBatch.empty()
     seq = positions(rows.height, seq_start, "seq")
-    fills, ticks, rejects = split(rows.hstack([seq.alias("seq"), *extra]), raw_of)
+    fills, ticks, rejects = split(rows.hstack([seq.alias("seq"), *extra]), raw_of,
+                                  quantity_decimals)
     return DecodedBatch(fills, ticks, _raw_values(rejects))
 
 
@@ -124,8 +126,12 @@ def decode_messages(
     offsets: Sequence[int] | None = None,
     kafka_timestamps_ms: Sequence[int | None] | None = None,
     seq_start: int = 0,
+    quantity_decimals: int = 0,
 ) -> DecodedBatch:
     """Decode raw Kafka message values (one JSON object each; ``None`` = tombstone).
+
+    ``quantity_decimals``: decimal places a fill's ``quantity`` may carry (0: integers, as
+    ever; ``d`` > 0: quantities come out as atoms of ``10**-d`` units, see ``rules``).
 
     ``topics``/``partitions``/``offsets`` (same length as ``values``) are carried to every
     output frame; ``kafka_timestamps_ms`` (ms, ``None``/negative = unknown) stands in for a
@@ -141,10 +147,11 @@ def decode_messages(
     if n == 0:
         return DecodedBatch.empty()
     raw = pl.Series("raw", arr).cast(pl.Binary)
-    return _judge(_read(arr), seq_start, extra, raw.filter)
+    return _judge(_read(arr), seq_start, extra, raw.filter, quantity_decimals)
 
 
-def decode_frame(data: pl.DataFrame | pa.Table, *, seq_start: int = 0) -> DecodedBatch:
+def decode_frame(data: pl.DataFrame | pa.Table, *, seq_start: int = 0,
+                 quantity_decimals: int = 0) -> DecodedBatch:
     """Decode rows of a frame (wire layout or flattened signal columns, see ``typed``).
 
     Missing columns are missing fields; ``topic``/``partition``/``offset`` columns, when
@@ -157,12 +164,14 @@ def decode_frame(data: pl.DataFrame | pa.Table, *, seq_start: int = 0) -> Decode
         raise TypeError(
             f"decode_frame expects a Polars DataFrame or an Arrow table, got {type(data).__name__}"
         )
-    rows = typed.frame_rows(df)
+    rows = typed.frame_rows(df, quantity_decimals)
     extra = [s for s in typed.provenance(df) if s is not None]
-    return _judge(rows, seq_start, extra, lambda failed: typed.row_json(df.filter(failed)))
+    return _judge(rows, seq_start, extra, lambda failed: typed.row_json(df.filter(failed)),
+                  quantity_decimals)
 
 
-def decode_dicts(events: Sequence[Mapping[str, Any]], *, seq_start: int = 0) -> DecodedBatch:
+def decode_dicts(events: Sequence[Mapping[str, Any]], *, seq_start: int = 0,
+                 quantity_decimals: int = 0) -> DecodedBatch:
     """Decode events given as dicts (notebooks, tests): each is type-checked as the JSON
     object it stands for, then judged with the batch. ``datetime`` values stand for ISO-8601
     strings; a value JSON cannot hold makes its event a reject (``raw`` = its ``repr``)."""
@@ -170,10 +179,11 @@ def decode_dicts(events: Sequence[Mapping[str, Any]], *, seq_start: int = 0) -> 
     if not items:
         return DecodedBatch.empty()
     rows = pl.DataFrame([dict_record(e) for e in items], schema=RAW_SCHEMA)
-    return _judge(rows, seq_start, [], lambda failed: typed.dict_json(items, failed))
+    return _judge(rows, seq_start, [], lambda failed: typed.dict_json(items, failed),
+                  quantity_decimals)
 
 
-def _mixed(items: list[object], seq_start: int) -> DecodedBatch:
+def _mixed(items: list[object], seq_start: int, quantity_decimals: int = 0) -> DecodedBatch:
     """Messages and dicts in one list: each part decoded with its own path, then merged."""
     is_dict = [isinstance(x, Mapping) for x in items]
     msgs: list[bytes | None] = []
@@ -185,8 +195,9 @@ def _mixed(items: list[object], seq_start: int) -> DecodedBatch:
                     "expected bytes, str, None or a dict"
                 )
             msgs.append(as_bytes(i, item))
-    a = decode_messages(msgs)
-    b = decode_dicts([x for x in items if isinstance(x, Mapping)])
+    a = decode_messages(msgs, quantity_decimals=quantity_decimals)
+    b = decode_dicts([x for x in items if isinstance(x, Mapping)],
+                     quantity_decimals=quantity_decimals)
     where = [i for i, d in enumerate(is_dict) if not d] + [i for i, d in enumerate(is_dict) if d]
     position = pl.Series("seq", where, dtype=pl.Int64)  # messages first, then dicts
 
@@ -200,7 +211,8 @@ def _mixed(items: list[object], seq_start: int) -> DecodedBatch:
     )
 
 
-def decode_any(batch: object, *, seq_start: int = 0) -> DecodedBatch:
+def decode_any(batch: object, *, seq_start: int = 0,
+               quantity_decimals: int = 0) -> DecodedBatch:
     """Dispatch on the batch type: messages, dicts, a frame, or an already decoded batch.
 
     * ``DecodedBatch`` -> returned as is;
@@ -208,15 +220,19 @@ def decode_any(batch: object, *, seq_start: int = 0) -> DecodedBatch:
     * a list/tuple of ``bytes``/``str``/``None`` -> ``decode_messages``; of dicts ->
       ``decode_dicts``; a mix of both -> each part by its own path, in input order;
     * a ``pl.Series`` / Arrow array of strings or binary -> ``decode_messages``.
+
+    ``quantity_decimals``: see ``decode_messages`` (a ``DecodedBatch`` is taken as is).
     """
+    d = quantity_decimals
     if isinstance(batch, DecodedBatch):
         return batch
     if isinstance(batch, pl.DataFrame | pa.Table | pa.RecordBatch):
-        return decode_frame(batch, seq_start=seq_start)
+        return decode_frame(batch, seq_start=seq_start, quantity_decimals=d)
     if isinstance(batch, pl.Series | pa.Array | pa.ChunkedArray):
         series = batch if isinstance(batch, pl.Series) else pl.Series(batch)
         if series.dtype in (pl.String, pl.Binary, pl.Null):
-            return decode_messages(series.cast(pl.Binary).to_list(), seq_start=seq_start)
+            return decode_messages(series.cast(pl.Binary).to_list(), seq_start=seq_start,
+                                   quantity_decimals=d)
         raise TypeError(
             f"decode_any: a series of messages must be String or Binary, got {series.dtype}"
         )
@@ -231,7 +247,7 @@ def decode_any(batch: object, *, seq_start: int = 0) -> DecodedBatch:
         )
     items = list(batch)
     if items and all(isinstance(x, Mapping) for x in items):
-        return decode_dicts(items, seq_start=seq_start)
+        return decode_dicts(items, seq_start=seq_start, quantity_decimals=d)
     if not any(isinstance(x, Mapping) for x in items):
         for i, item in enumerate(items):
             if item is not None and not isinstance(item, (str, *_BYTES_LIKE)):
@@ -239,5 +255,5 @@ def decode_any(batch: object, *, seq_start: int = 0) -> DecodedBatch:
                     f"decode_any: item {i} is a {type(item).__name__}; "
                     "expected bytes, str, None or a dict"
                 )
-        return decode_messages(items, seq_start=seq_start)
-    return _mixed(items, seq_start)
+        return decode_messages(items, seq_start=seq_start, quantity_decimals=d)
+    return _mixed(items, seq_start, d)

@@ -293,6 +293,8 @@ def table_to_raw(
     columns |= _ts_columns(table.column("ts"), ts_kind)
     columns["sig_present"] = pc.is_valid(sig)
     columns["parse_error"] = pa.nulls(table.num_rows, pa.large_string())
+    for name in ("quantity_num", "quantity_error"):  # fractions are re-read, never here
+        columns[name] = pa.nulls(table.num_rows, pa.large_string())
     position = positions(table.num_rows) if idx is None else idx
     arrow = pa.table({name: columns[name] for name in RAW_SCHEMA})
     frame = pl.from_arrow(arrow, rechunk=False)  # one conversion of every column

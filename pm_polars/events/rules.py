@@ -15,6 +15,13 @@ Value rules: strings non-empty (not blank); ``source`` of ``SOURCE_CHARS``; ``st
 not ``Overall`` nor ending ``_Overall``; instrument tokens > 0; ``signal_type`` BUY/SELL in any ASCII letter
 case (output upper case); ``quantity`` 1 to ``MAX_QUANTITY``; prices finite, > 0 and at most ``MAX_PRICE``;
 ``fee`` finite and within ``MAX_FEE`` either way, missing = 0.0 (negative = rebate); ``fill_id`` "" is treated as absent (no dedupe key).
+
+Fractional quantities (``quantity_decimals = d``, every function takes it, default 0): with
+0 a quantity with a fraction is refused as "must be an integer" (as ever; the readers keep
+it as ``quantity_num`` and the reason an integer read gives it, ``quantity_error``). With
+``d > 0`` the quantity is judged as exact decimal text (``quantity_text``): at most ``d``
+decimal places (more is refused, the reason names the limit), > 0, at most
+``max_quantity(d)`` units; valid fills carry it as ``Int64`` atoms of ``10**-d`` units.
 """
 
 from __future__ import annotations
@@ -103,6 +110,14 @@ POSITIVE = Check(lambda c: c <= 0, lambda s: (low := _low(s)) is None or low > 0
 MAX_QUANTITY = 10**12  # units per fill
 MAX_PRICE = 1e12  # per unit, account currency
 MAX_FEE = 1e12  # per fill, either sign
+MAX_QUANTITY_DECIMALS = 8  # decimal places of a fractional quantity, at most
+QUANTITY_TEXT = "quantity_text"  # the quantity as exact decimal text (``quantity_decimals`` > 0)
+
+
+def max_quantity(decimals: int) -> int:
+    """Units per fill at ``decimals`` places: ``MAX_QUANTITY``, or fewer so that a fill is
+    at most 10**13 atoms (a batch's running sums of 10**5 such fills stay in int64)."""
+    return min(MAX_QUANTITY, 10 ** (13 - decimals)) if decimals else MAX_QUANTITY
 
 
 def _at_most(bound: float) -> Check:
@@ -152,7 +167,7 @@ def _shown(col: str) -> pl.Expr:
     c = pl.col(col)
     if col in ("fill_price", "fee", "last_price"):
         return c.cast(pl.String).str.to_lowercase()
-    if col in ("quantity", "sig_token", "instrument_token"):
+    if col in ("quantity", "sig_token", "instrument_token", QUANTITY_TEXT):
         return c.cast(pl.String)
     return pl.format("'{}'", c.str.slice(0, 80))
 
@@ -200,7 +215,35 @@ def _required(f: Field) -> tuple[Check, pl.Expr]:
     return REQUIRED, _msg(f"{f.path}: is required (missing or null)")
 
 
-def _field_rules(event: str) -> list[Rule]:
+def _as_units(check: Check) -> Check:
+    """``check`` over decimal text, by its float64 value (exact enough for > 0 and bounds)."""
+    return Check(lambda c: check.fails(c.cast(pl.Float64)),
+                 lambda s: check.all_pass(s.cast(pl.Float64)))
+
+
+def _places(decimals: int) -> Check:
+    pattern = rf"\.[0-9]{{{decimals + 1},}}$"
+    return Check(lambda c: c.str.contains(pattern),
+                 lambda s: not s.str.contains(pattern).any())
+
+
+def _fraction_rules(f: Field, decimals: int) -> list[tuple[Check, pl.Expr]]:
+    """The quantity's rules over ``quantity_text`` with ``decimals`` > 0 places allowed."""
+    bound = max_quantity(decimals)
+
+    def got(text: str) -> pl.Expr:
+        return pl.format(f"{f.path}: {text}, got {{}}", pl.col(QUANTITY_TEXT))
+
+    return [
+        _required(f),
+        (_places(decimals), got(f"at most {decimals} decimal places (quantity_decimals = "
+                                f"{decimals}; at most {MAX_QUANTITY_DECIMALS} supported)")),
+        (_as_units(POSITIVE), got("must be > 0")),
+        (_as_units(_at_most(bound)), got(f"must be at most {bound} units")),
+    ]
+
+
+def _field_rules(event: str, decimals: int = 0) -> list[Rule]:
     out: list[Rule] = []
     fields = FIELDS[event]
     for i, f in enumerate(fields):
@@ -209,6 +252,10 @@ def _field_rules(event: str) -> list[Rule]:
         if f.in_signal and not any(g.in_signal for g in fields[:i]):
             missing = _msg(f"{SIGNAL}: is required (missing or null)")
             out.append(Rule(event, "sig_present", TRUE, missing))
+        if f.column == "quantity" and decimals:
+            out += [Rule(event, QUANTITY_TEXT, check, reason)
+                    for check, reason in _fraction_rules(f, decimals)]
+            continue
         checks = [_required(f)] if f.required else []
         value_rules = VALUE_RULES.get(f.column)
         checks += [] if value_rules is None else value_rules(f)
@@ -217,29 +264,30 @@ def _field_rules(event: str) -> list[Rule]:
 
 
 @cache
-def rules() -> tuple[Rule, ...]:
-    """Every rule, in reason order."""
+def rules(decimals: int = 0) -> tuple[Rule, ...]:
+    """Every rule, in reason order (``decimals``: ``quantity_decimals``)."""
     known = f"event_type: must be '{FILL_EVENT}' or '{TICK_EVENT}', got {{}}"
     return (
         Rule(None, "parse_error", ABSENT, pl.col("parse_error")),
         Rule(None, EVENT_TYPE.column, *_required(EVENT_TYPE)),
         Rule(None, EVENT_TYPE.column, KNOWN_EVENT, pl.format(known, _shown("event_type"))),
-        *[rule for event in EVENT_TYPES for rule in _field_rules(event)],
+        *[rule for event in EVENT_TYPES for rule in _field_rules(event, decimals)],
         Rule(None, "ts_error", ABSENT, pl.col("ts_error")),
     )
 
 
 @cache
-def reason_expr() -> pl.Expr:
+def reason_expr(decimals: int = 0) -> pl.Expr:
     """First failing rule per row as a String expression; null for a valid record."""
-    return pl.coalesce([pl.when(rule.failing()).then(rule.reason) for rule in rules()])
+    return pl.coalesce([pl.when(rule.failing()).then(rule.reason) for rule in rules(decimals)])
 
 
-def all_valid(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame | None]) -> bool:
+def all_valid(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame | None],
+              decimals: int = 0) -> bool:
     """No row fails any rule, by whole-column checks (``Check.all_pass``): the rules of
     every record on ``judged`` (``None``: known to pass), each event type's on its rows in
     ``parts``."""
-    for rule in rules():
+    for rule in rules(decimals):
         frame = judged if rule.event is None else parts.get(rule.event)
         if frame is not None and not rule.check.all_pass(frame.get_column(rule.column)):
             return False
@@ -249,10 +297,26 @@ def all_valid(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame 
 _FILL_COLUMNS = ("seq", "source", "strategy_id", "quantity", "fill_price", "ts")
 
 
-def fill_frame(get: Callable[[str], pl.Series], provenance: list[pl.Series]) -> pl.DataFrame:
+def atoms(text: pl.Series, decimals: int) -> pl.Series:
+    """Valid quantities as exact decimal text (at most ``decimals`` places) -> ``Int64``
+    atoms of ``10**-decimals`` units, by integer arithmetic on the digits."""
+    parts = text.str.split_exact(".", 1)
+    whole = parts.struct.field("field_0").cast(pl.Int64)
+    frac = parts.struct.field("field_1").fill_null("").str.pad_end(decimals, "0")
+    out: pl.Series = whole * 10**decimals + frac.cast(pl.Int64)
+    return out.alias("quantity")
+
+
+def fill_frame(get: Callable[[str], pl.Series], provenance: list[pl.Series],
+               decimals: int = 0) -> pl.DataFrame:
     """``FILL_SCHEMA`` frame of valid fill rows; ``get`` gives their input columns by name
-    (``FILL_INPUTS``)."""
+    (``fill_inputs``); ``decimals`` > 0: ``quantity`` in atoms (``atoms``)."""
     signal_type, quantity = get("signal_type"), get("quantity")
+    if decimals:
+        if get("quantity_num").null_count() == len(quantity):  # integers only
+            quantity = quantity * 10**decimals
+        else:
+            quantity = atoms(get(QUANTITY_TEXT), decimals)
     buy = signal_type == "BUY"
     if (buy | (signal_type == "SELL")).all():  # already upper case (never null here)
         side = signal_type
@@ -264,7 +328,7 @@ def fill_frame(get: Callable[[str], pl.Series], provenance: list[pl.Series]) -> 
         fee = fee.fill_null(0.0)
     if (fill_id == "").any():  # no usable dedupe key
         fill_id = fill_id.zip_with(fill_id != "", pl.Series([None], dtype=pl.String))
-    columns = {name: get(name) for name in _FILL_COLUMNS} | {
+    columns = {name: get(name) for name in _FILL_COLUMNS} | {"quantity": quantity} | {
         "portfolio_id": get("source") + "_" + get("strategy_id"),
         "instrument_token": get("sig_token"),
         "side": side,
@@ -313,36 +377,44 @@ def _rows(judged: pl.DataFrame, mask: pl.Series, names: list[str]) -> pl.DataFra
 FILL_INPUTS = [*_FILL_COLUMNS, "signal_type", "fee", "fill_id", "sig_token", "sig_present"]
 
 
+def fill_inputs(decimals: int) -> list[str]:
+    """The columns ``fill_frame`` reads at ``decimals``."""
+    return [*FILL_INPUTS, "quantity_num", QUANTITY_TEXT] if decimals else FILL_INPUTS
+
+
 TICK_INPUTS = ["seq", "instrument_token", "last_price", "ts"]
 
 
 def _parts(
-    judged: pl.DataFrame, fill_rows: pl.Series, tick_rows: pl.Series, present: list[str]
+    judged: pl.DataFrame, fill_rows: pl.Series, tick_rows: pl.Series, present: list[str],
+    decimals: int = 0,
 ) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
     """The fill rows and the tick rows (with the columns their outputs need), or None."""
     fills = ticks = None
     if fill_rows.any():
-        fills = _rows(judged, fill_rows, [*FILL_INPUTS, *present])
+        fills = _rows(judged, fill_rows, [*fill_inputs(decimals), *present])
     if tick_rows.any():
         ticks = _rows(judged, tick_rows, [*TICK_INPUTS, *present])
     return fills, ticks
 
 
 def _outputs(
-    fills: pl.DataFrame | None, ticks: pl.DataFrame | None, present: list[str]
+    fills: pl.DataFrame | None, ticks: pl.DataFrame | None, present: list[str],
+    decimals: int = 0,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     fill_out, tick_out = _empty(FILL_SCHEMA), _empty(TICK_SCHEMA)
     if fills is not None:
-        fill_out = fill_frame(fills.get_column, [fills.get_column(name) for name in present])
+        fill_out = fill_frame(fills.get_column, [fills.get_column(name) for name in present],
+                              decimals)
     if ticks is not None:
         columns = dict(zip(ticks.columns, ticks.get_columns(), strict=True))
         tick_out = _frame(columns, [], TICK_SCHEMA)
     return fill_out, tick_out
 
 
-def _reasons(judged: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+def _reasons(judged: pl.DataFrame, decimals: int = 0) -> tuple[pl.Series, pl.Series]:
     """``failed`` per row and the reasons of the failed rows (in row order)."""
-    reason = judged.select(reason_expr().alias("reason")).to_series()
+    reason = judged.select(reason_expr(decimals).alias("reason")).to_series()
     failed = reason.is_not_null()
     return failed, reason.filter(failed)
 
@@ -350,7 +422,8 @@ def _reasons(judged: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
 Parts = tuple[pl.DataFrame | None, pl.DataFrame | None]
 
 
-def _judge(judged: pl.DataFrame, present: list[str]) -> tuple[pl.Series | None, pl.Series, Parts]:
+def _judge(judged: pl.DataFrame, present: list[str],
+           decimals: int = 0) -> tuple[pl.Series | None, pl.Series, Parts]:
     """``(failed, reasons of the failed rows, parts)``; ``failed`` is ``None`` when no row
     fails, and then ``parts`` are the fill and tick rows (``_parts``).
 
@@ -359,7 +432,7 @@ def _judge(judged: pl.DataFrame, present: list[str]) -> tuple[pl.Series | None, 
     column-wise, reasons are made for the flagged rows alone (a few poison records in a
     large batch cost a select over those few)."""
     event_type = judged.get_column(EVENT_TYPE.column)
-    general = [rule for rule in rules() if rule.event is None]
+    general = [rule for rule in rules(decimals) if rule.event is None]
     if all(rule.check.all_pass(judged.get_column(rule.column)) for rule in general):
         flagged = None
         rest = judged
@@ -367,17 +440,30 @@ def _judge(judged: pl.DataFrame, present: list[str]) -> tuple[pl.Series | None, 
         flagged = judged.select(pl.any_horizontal([r.failing() for r in general])).to_series()
         rest = judged.filter(~flagged)
         event_type = rest.get_column(EVENT_TYPE.column)
-    parts = _parts(rest, event_type == FILL_EVENT, event_type == TICK_EVENT, present)
-    if all_valid(None, {FILL_EVENT: parts[0], TICK_EVENT: parts[1]}):
+    parts = _parts(rest, event_type == FILL_EVENT, event_type == TICK_EVENT, present, decimals)
+    if all_valid(None, {FILL_EVENT: parts[0], TICK_EVENT: parts[1]}, decimals):
         if flagged is None:
             return None, pl.Series("reason", [], dtype=pl.String), parts
-        reason = judged.filter(flagged).select(reason_expr().alias("reason")).to_series()
+        reason = judged.filter(flagged).select(
+            reason_expr(decimals).alias("reason")).to_series()
         return flagged, reason, parts
-    return *_reasons(judged), parts
+    return *_reasons(judged, decimals), parts
+
+
+def with_quantities(rows: pl.DataFrame, decimals: int) -> pl.DataFrame:
+    """``rows`` ready for ``rules(decimals)``: with 0 a fractional quantity is the reading
+    problem an integer read makes it (``quantity_error``, as it always was); with more,
+    ``quantity_text`` is the quantity as exact decimal text."""
+    if decimals:
+        text = pl.coalesce(pl.col("quantity_num"), pl.col("quantity").cast(pl.String))
+        return rows.with_columns(text.alias(QUANTITY_TEXT))
+    if rows.get_column("quantity_error").null_count() == rows.height:
+        return rows
+    return rows.with_columns(pl.coalesce("quantity_error", "parse_error").alias("parse_error"))
 
 
 def split(
-    rows: pl.DataFrame, raw_of: Callable[[pl.Series], pl.Series]
+    rows: pl.DataFrame, raw_of: Callable[[pl.Series], pl.Series], quantity_decimals: int = 0
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(fills, ticks, rejects) in ``seq`` order, conforming to the schema contracts.
 
@@ -386,19 +472,21 @@ def split(
     rejects. A clean batch costs whole-column checks (``all_valid``) and no per-row
     verdict; otherwise the failing rows get their first reason (``_judge``).
     """
+    d = quantity_decimals
+    rows = with_quantities(rows, d)
     fallback = "kafka_ts_ms" if "kafka_ts_ms" in rows.columns else None
     judged = normalize_ts(
         rows, integer="ts_int", number="ts_num", text="ts_str", fallback_ms=fallback
     )
     present = [name for name in PROVENANCE_SCHEMA if name in rows.columns]
-    failed, reason, parts = _judge(judged, present)
+    failed, reason, parts = _judge(judged, present, d)
     if failed is None:
-        return *_outputs(*parts, present), _empty(REJECT_SCHEMA)
+        return *_outputs(*parts, present, d), _empty(REJECT_SCHEMA)
     event_type = judged.get_column(EVENT_TYPE.column)
     is_fill, is_tick = event_type == FILL_EVENT, event_type == TICK_EVENT
     valid = failed.not_()
-    fills, ticks = _parts(judged, valid & is_fill, valid & is_tick, present)
-    fill_out, tick_out = _outputs(fills, ticks, present)
+    fills, ticks = _parts(judged, valid & is_fill, valid & is_tick, present, d)
+    fill_out, tick_out = _outputs(fills, ticks, present, d)
     part = _rows(judged, failed, ["seq", *present])
     columns = dict(zip(part.columns, part.get_columns(), strict=True))
     columns |= {"raw": raw_of(failed).cast(pl.Binary), "reason": reason}

@@ -9,6 +9,9 @@ Output contracts (binding for the whole package):
 
 * ``quantity`` is a positive integer count of units on the wire; inside the engine the
   signed quantity ``signed_qty`` is ``+quantity`` for BUY and ``-quantity`` for SELL.
+  Decoded with ``quantity_decimals = d > 0`` a wire quantity may carry up to ``d`` decimal
+  places, and ``quantity``/``signed_qty`` are then ``Int64`` *atoms* of ``10**-d`` units
+  (``0.015`` at ``d = 8`` is ``1_500_000``): exact fixed point.
 * prices (``fill_price``, ``last_price``) are per unit, in account currency.
 * ``fee`` is in account currency per fill (negative means a rebate).
 * ``ts`` is event time as integer nanoseconds since the Unix epoch, UTC; null when the
@@ -100,6 +103,9 @@ _RAW_TYPES: dict[str, pl.DataType] = {
 # ``ts_int`` (an integer within int64), ``ts_num`` (exact decimal text of any other number),
 # ``ts_str`` (a string as sent). ``sig_present``: ``original_signal`` was an object.
 # ``parse_error``: a reason found while reading (bad JSON, wrong JSON type, ...).
+# ``quantity_num``: a finite non-integral ``quantity`` as exact plain decimal text (``0.015``;
+# ``quantity`` is then null) and ``quantity_error`` the reason an integer-only read gives it;
+# the rules decide by ``quantity_decimals`` (``rules``).
 RAW_SCHEMA: dict[str, pl.DataType] = {
     EVENT_TYPE.column: pl.String(),
     **{
@@ -110,6 +116,8 @@ RAW_SCHEMA: dict[str, pl.DataType] = {
     "ts_str": pl.String(),
     "sig_present": pl.Boolean(),
     "parse_error": pl.String(),
+    "quantity_num": pl.String(),
+    "quantity_error": pl.String(),
 }
 # top-level wire keys in frame order (``original_signal`` a struct of the signal fields)
 WIRE_FIELDS = tuple(

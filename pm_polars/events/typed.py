@@ -166,8 +166,27 @@ def _signal(df: pl.DataFrame) -> tuple[dict[str, pl.Series], pl.Series, pl.Expr 
     return {}, pl.repeat(False, n, eager=True), None
 
 
-def frame_rows(df: pl.DataFrame) -> pl.DataFrame:
-    """``RAW_SCHEMA`` rows of a frame; ``TypeError`` for a wire field of Object values."""
+def _fraction(f: Field, source: pl.Series, got: dict[str, pl.Expr],
+              error: pl.Expr | None) -> tuple[dict[str, pl.Expr], pl.Expr | None]:
+    """A quantity column that may hold fractions (``quantity_decimals`` > 0): its finite
+    non-integral values as exact decimal text in ``quantity_num`` (a Decimal column's digits;
+    a float's shortest repr, as ``json.dumps`` writes it), not a type error."""
+    dtype = source.dtype
+    if not (isinstance(dtype, pl.Decimal) or dtype.is_float()):
+        return got, error
+    c = pl.lit(source)
+    x = c.cast(pl.Float64)
+    fractional = x.is_finite() & (x != x.floor())
+    text = c.cast(pl.String)
+    if isinstance(dtype, pl.Decimal):
+        text = text.str.replace(r"0+$", "").str.replace(r"\.$", "")
+    got = {**got, "quantity_num": pl.when(fractional).then(text)}
+    return got, None if error is None else pl.when(~fractional).then(error)
+
+
+def frame_rows(df: pl.DataFrame, quantity_decimals: int = 0) -> pl.DataFrame:
+    """``RAW_SCHEMA`` rows of a frame; ``TypeError`` for a wire field of Object values.
+    ``quantity_decimals`` > 0: a fractional ``quantity`` is kept as ``quantity_num``."""
     if EVENT_TYPE.key in df.columns:
         values, et_error = _convert(EVENT_TYPE, df[EVENT_TYPE.key])
     else:
@@ -187,6 +206,8 @@ def frame_rows(df: pl.DataFrame) -> pl.DataFrame:
             if source is None:
                 continue
             got, error = _convert(f, source)
+            if quantity_decimals and f.column == "quantity":
+                got, error = _fraction(f, source, got, error)
             for name, expr in got.items():  # read for every row; rules look at their own
                 columns.setdefault(name, expr)
             if error is not None:

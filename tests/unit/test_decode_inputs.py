@@ -300,7 +300,7 @@ def test_quick_checks_never_change_a_verdict(msgs: list[bytes | None]) -> None:
     with judging every row by every rule."""
     quick = decode_messages(msgs)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(rules, "all_valid", lambda judged, parts: False)
+        mp.setattr(rules, "all_valid", lambda judged, parts, decimals=0: False)
         mp.setattr(timestamps, "common_unit", lambda values: None)
         slow = decode_messages(msgs)
     assert_frame_equal(quick.fills, slow.fills)
