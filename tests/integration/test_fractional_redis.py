@@ -8,24 +8,10 @@ from typing import cast
 import polars as pl
 from reference import T0, fill, tick
 from support.redis_server import RedisServer
+from support.resp import parse_commands
 
 from pm_polars import PortfolioEngine
 from pm_polars.daemon.checkpoint.codec import decode_state, encode_state
-
-
-def _commands(data: bytes) -> list[list[bytes]]:
-    """RESP commands -> argument lists (the inverse of ``publish.resp``)."""
-    out, pos = [], 0
-    while pos < len(data):
-        end = data.index(b"\r\n", pos)
-        argc, pos, args = int(data[pos + 1:end]), end + 2, []
-        for _ in range(argc):
-            end = data.index(b"\r\n", pos)
-            size = int(data[pos + 1:end])
-            args.append(data[end + 2:end + 2 + size])
-            pos = end + 4 + size
-        out.append(args)
-    return out
 
 
 def test_fractional_fifo_state_round_trips_through_redis(redis_srv: RedisServer) -> None:
@@ -40,7 +26,7 @@ def test_fractional_fifo_state_round_trips_through_redis(redis_srv: RedisServer)
     writes = encode_state(eng.state, None, fills, {("t", 0): 5}, updated_ns=1,
                           key=lambda tp, table: f"{tp[0]}:{tp[1]}:{table}")
     client = redis_srv.client(decode_responses=True)
-    for args in _commands(b"".join(writes.commands)):
+    for args in parse_commands(b"".join(writes.commands)):
         client.execute_command(*args)
     tables = {t: cast(dict[str, str], client.hgetall(f"t:0:{t}"))
               for t in ("positions", "cash", "marks", "meta")}

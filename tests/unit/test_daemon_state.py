@@ -8,6 +8,7 @@ from dataclasses import replace
 import polars as pl
 import pytest
 from confluent_kafka import Message
+from support.resp import parse_commands
 
 from pm_polars import PortfolioEngine
 from pm_polars.daemon.book import ticks_only
@@ -28,28 +29,13 @@ def _engine_and_fills() -> tuple[PortfolioEngine, pl.DataFrame]:
     return eng, pl.concat(applied)
 
 
-def _parse(data: bytes) -> list[list[str]]:
-    """RESP commands -> argument lists (the inverse of ``publish.resp``)."""
-    out, pos = [], 0
-    while pos < len(data):
-        end = data.index(b"\r\n", pos)
-        argc, pos, args = int(data[pos + 1:end]), end + 2, []
-        for _ in range(argc):
-            end = data.index(b"\r\n", pos)
-            size = int(data[pos + 1:end])
-            args.append(data[end + 2:end + 2 + size].decode())
-            pos = end + 4 + size
-        out.append(args)
-    return out
-
-
 def test_state_round_trips_bit_for_bit() -> None:
     eng, fills = _engine_and_fills()
     snap = eng.snapshot()
     fills = fills.with_columns(pl.lit("t").alias("topic"), pl.lit(0, pl.Int32).alias("partition"))
     writes = encode_state(eng.state, eng.config.dedupe_retention_ns, fills, {("t", 0): 6_000},
                           updated_ns=1, key=lambda tp, table: f"{tp[0]}:{tp[1]}:{table}")
-    cmds = _parse(b"".join(writes.commands))
+    cmds = [[a.decode() for a in c] for c in parse_commands(b"".join(writes.commands))]
     assert len(cmds) == writes.count
     assert sorted(tuple(c[:2]) for c in cmds) == [
         ("HSET", "t:0:cash"), ("HSET", "t:0:marks"), ("HSET", "t:0:meta"),
