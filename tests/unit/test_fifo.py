@@ -185,7 +185,7 @@ def test_fifo_and_average_agree_on_total_pnl_once_flat(events: list[dict[str, An
 # ---------------------------------------------------------------------- Redis state codec
 
 def test_lots_round_trip_through_the_redis_state_codec() -> None:
-    from test_daemon_state import _parse
+    from support.resp import parse_commands
 
     from pm_polars.daemon.checkpoint.codec import decode_state, encode_state
     from pm_polars.demo.feed import generate_batches
@@ -198,7 +198,8 @@ def test_lots_round_trip_through_the_redis_state_codec() -> None:
     writes = encode_state(eng.state, None, fills, {("t", 0): 1}, updated_ns=1,
                           key=lambda tp, table: f"{table}")
     tables = {c[1]: dict(zip(c[2::2], c[3::2], strict=True))
-              for c in _parse(b"".join(writes.commands)) if c[0] == "HSET"}
+              for c in ([a.decode() for a in cmd] for cmd in parse_commands(b"".join(writes.commands)))
+              if c[0] == "HSET"}
     back = decode_state(tables["positions"], tables["cash"], tables["marks"], [],
                         tables["meta"], instruments=eng.state.instruments)
     assert back.lots.equals(eng.lots())  # bit for bit (decoded lots are sorted)
