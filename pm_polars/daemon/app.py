@@ -236,8 +236,8 @@ class Daemon:
     def _loop(self, batcher: MicroBatcher, step: BatchStep, fills: FillsSource,
               ticks: TicksSource) -> None:
         assert self.book is not None
-        next_lag = 0.0
         stopping = self.stop_event.is_set
+        lag = _Every(LAG_INTERVAL_S, lambda: self._report_lag(fills))
         while True:
             self._beat()
             ticks.refresh()
@@ -245,23 +245,20 @@ class Daemon:
             batch = batcher.collect(self.pending, stopping)
             if len(batch):
                 self.metrics.stage("collect", time.perf_counter() - t0)
-            if len(batch) or self.book.any_republish() or self.book.views.due(time.time_ns()):
+            if len(batch) or self._republish_due():
                 self.pending = RawBatch()
                 step.process(batch)
                 self.liveness.redis = "ok"
             elif stopping():
                 return
             self.sinks.maintain()
-            now = time.monotonic()
-            if now >= next_lag:
-                next_lag = now + LAG_INTERVAL_S
-                self._report_lag(fills)
+            lag()
 
     def _prefetched_loop(self, prefetch: Prefetcher, step: BatchStep) -> None:
         """The loop with a consumer thread collecting ahead (see ``kafka.prefetch``; the
         thread also refreshes tick partitions and reports lag)."""
         assert self.book is not None
-        book, stopping = self.book, self.stop_event.is_set
+        stopping = self.stop_event.is_set
         # Two threads that both run Python between native calls: with the default 5 ms
         # switch interval, each time the loop's decode/apply returns from a Polars call it
         # can wait up to 5 ms for the GIL held by the consuming thread (the convoy effect).
@@ -277,8 +274,7 @@ class Daemon:
                     batch = prefetch.get()
                     if batch is not None:
                         self.metrics.stage("collect", time.perf_counter() - t0)
-                    if batch is not None or book.any_republish() or \
-                            book.views.due(time.time_ns()):
+                    if batch is not None or self._republish_due():
                         step.process(batch if batch is not None else RawBatch())
                         self.liveness.redis = "ok"
                     elif stopping() and prefetch.finished():
@@ -287,6 +283,12 @@ class Daemon:
         finally:
             self.stop_event.set()  # the thread stops collecting (e.g. after an error here)
             prefetch.join()
+
+    def _republish_due(self) -> bool:
+        """A batch is worth running without records: (re)loaded partitions to publish
+        whole, or price-moved portfolios whose tick-publish interval is up."""
+        assert self.book is not None
+        return self.book.any_republish() or self.book.views.due(time.time_ns())
 
     def _report_lag(self, fills: FillsSource) -> None:
         assert self.book is not None
