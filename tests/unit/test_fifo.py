@@ -143,17 +143,24 @@ def test_fifo_engine_matches_reference(events: list[dict[str, Any]]) -> None:
     _lots_match(eng, ref)
 
 
+def _split_matches_reference(events: list[dict[str, Any]], cuts: list[int]) -> EngineBook:
+    """The FIFO engine fed ``events`` cut at ``cuts`` equals the FIFO reference fed them
+    whole (books and open lots); returns the engine."""
+    ref = ReferenceBook(instruments=INSTRUMENTS, cost_basis="fifo")
+    ref.apply(events)
+    eng = EngineBook.create(instruments=INSTRUMENTS, cost_basis="fifo")
+    for chunk in _chunks(events, cuts):
+        eng.apply(chunk)
+    assert_books_match(eng, ref)
+    _lots_match(eng, ref)
+    return eng
+
+
 @settings(max_examples=80, deadline=None)
 @given(data=st.data(), events=event_streams())
 def test_fifo_batch_invariance(data: st.DataObject, events: list[dict[str, Any]]) -> None:
     cuts = data.draw(st.lists(st.integers(0, len(events)), max_size=len(events)), label="cuts")
-    ref = ReferenceBook(instruments=INSTRUMENTS, cost_basis="fifo")
-    ref.apply(events)
-    split = EngineBook.create(instruments=INSTRUMENTS, cost_basis="fifo")
-    for chunk in _chunks(events, cuts):
-        split.apply(chunk)
-    assert_books_match(split, ref)
-    _lots_match(split, ref)
+    _split_matches_reference(events, cuts)
 
 
 @settings(max_examples=80, deadline=None)
@@ -251,13 +258,7 @@ def _deep_books(draw: st.DrawFn) -> list[dict[str, Any]]:
 def test_fifo_long_lot_queues_split_anywhere(data: st.DataObject,
                                              events: list[dict[str, Any]]) -> None:
     cuts = data.draw(st.lists(st.integers(0, len(events)), max_size=6), label="cuts")
-    ref = ReferenceBook(instruments=INSTRUMENTS, cost_basis="fifo")
-    ref.apply(events)
-    eng = EngineBook.create(instruments=INSTRUMENTS, cost_basis="fifo")
-    for chunk in _chunks(events, cuts):
-        eng.apply(chunk)
-    assert_books_match(eng, ref)
-    _lots_match(eng, ref)
+    eng = _split_matches_reference(events, cuts)
     lots = eng.engine.lots()
     assert lots.select(pl.struct("portfolio_id", "instrument_token", "lot").is_unique().all()).item()
 
