@@ -1,7 +1,9 @@
 """Engine settings stored next to the archive, so state can be rebuilt from it alone.
 
 ``engine.json`` holds ``starting_cash`` (account currency, credited per portfolio at its
-first fill), ``dedupe_retention_ns``, ``cost_basis`` (absent: average cost) and the trading
+first fill), ``dedupe_retention_ns``, ``cost_basis`` (absent: average cost),
+``quantity_decimals`` (absent: 0; with d > 0 the archived fills' ``quantity`` and
+``signed_qty`` are atoms of ``10**-d`` units, as the engine books them) and the trading
 day (``day_roll_tz``, ``day_roll_time``: the archive's date partitions and end of day use
 them); ``instruments.parquet`` the instruments table
 (contract multipliers). The process that feeds the archive records them once with
@@ -40,6 +42,7 @@ def save_engine_config(root: str | Path, engine: PortfolioEngine) -> None:
         "starting_cash": engine.config.starting_cash,
         "dedupe_retention_ns": engine.config.dedupe_retention_ns,
         "cost_basis": engine.config.cost_basis,
+        "quantity_decimals": engine.config.quantity_decimals,
         "day_roll_tz": engine.config.day_roll_tz,
         "day_roll_time": engine.config.day_roll_time,
         "max_jump_ns": engine.config.max_jump_ns,  # replays judge event time as live did
@@ -55,6 +58,12 @@ def roll_settings(root: str | Path) -> tuple[str, int]:
     meta = load_engine_config(root)
     tz = str(meta.get("day_roll_tz", tradingday.DAY_ROLL_TZ))
     return tz, tradingday.roll_minutes(str(meta.get("day_roll_time", tradingday.DAY_ROLL_TIME)))
+
+
+def quantity_scale(root: str | Path) -> int:
+    """Atoms per unit of the archived fills' quantities (``10**quantity_decimals``; 1 when
+    none was recorded)."""
+    return int(10 ** int(load_engine_config(root).get("quantity_decimals", 0)))  # type: ignore[call-overload]
 
 
 def load_engine_config(root: str | Path) -> dict[str, object]:
@@ -91,5 +100,6 @@ def new_engine(
                           day_roll_tz=str(meta.get("day_roll_tz", tradingday.DAY_ROLL_TZ)),
                           day_roll_time=str(meta.get("day_roll_time", tradingday.DAY_ROLL_TIME)),
                           cost_basis=cost_basis or str(meta.get("cost_basis", "average")),
+                          quantity_decimals=int(meta.get("quantity_decimals", 0)),  # type: ignore[call-overload]
                           max_jump_ns=None if jump is None else int(jump))  # type: ignore[call-overload]
     return PortfolioEngine(instruments=instruments, config=config)
