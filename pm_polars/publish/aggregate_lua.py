@@ -45,7 +45,7 @@ local INT = {quantity=true, buy_quantity=true, sell_quantity=true, open_position
 local QTY = {quantity=true, buy_quantity=true, sell_quantity=true, overnight_quantity=true,
              day_buy_quantity=true, day_sell_quantity=true, day_quantity=true}
 local D = tonumber(req.decimals) or 0
-local UNIT = 10 ^ D  -- atoms per unit (exact double up to 10^8)
+local UNIT = 10 ^ D  -- atoms per unit (an exact double up to 10^8)
 local PF = {'cash','total_realized_pnl','total_unrealized_pnl','total_fees','total_pnl',
             'net_pnl','market_value','equity','gross_exposure','net_exposure','open_positions'}
 local PF_DAY = {'day_pnl','m2m','day_realized_pnl','day_fees','day_carried_pnl',
