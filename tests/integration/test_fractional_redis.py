@@ -14,6 +14,7 @@ from support.redis_server import RedisServer
 from support.resp import parse_commands
 
 from pm_polars import PortfolioEngine
+from pm_polars.cli import main
 from pm_polars.daemon.checkpoint.codec import (
     QuantityDecimalsMismatch,
     decode_state,
@@ -56,7 +57,8 @@ def test_fractional_fifo_state_round_trips_through_redis(redis_srv: RedisServer)
 BTC = 1  # a crypto-style instrument, multiplier 1, quantities to 8 decimals
 
 
-def test_fractional_quantities_published_as_exact_decimal_units(redis_srv: RedisServer) -> None:
+def test_fractional_quantities_published_as_exact_decimal_units(
+        redis_srv: RedisServer, capsys: pytest.CaptureFixture[str]) -> None:
     """The daemon's publish path (``BookWriter``) at ``quantity_decimals`` 8, by hand:
 
     * partition 0, S1 BUY 0.1 @ 100; partition 1, S2 BUY 0.2 @ 100: ``paper_Overall`` holds
@@ -99,6 +101,9 @@ def test_fractional_quantities_published_as_exact_decimal_units(redis_srv: Redis
     assert json.loads(client.get("portfolio:paper_Overall") or "null")["open_positions"] == 2
     meta = client.hgetall("pm:state:g:orders.filled.all:0:meta")
     assert meta["quantity_decimals"] == "8"
+    assert main(["show", "paper_Overall", "--redis-url", redis_srv.url]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 "))
+    assert [c.strip() for c in row.strip("|").split("|")][4] == "0.3"  # qty, every place
 
 
 def test_state_of_other_quantity_decimals_is_refused_at_load(redis_srv: RedisServer) -> None:
