@@ -23,7 +23,11 @@ import polars as pl
 
 from pm_polars.archive.layout import write_atomic
 from pm_polars.engine import tradingday
-from pm_polars.engine.config import DEFAULT_STARTING_CASH, EngineConfig
+from pm_polars.engine.config import (
+    DEFAULT_STARTING_CASH,
+    EngineConfig,
+    QuantityDecimalsMismatch,
+)
 from pm_polars.engine.engine import PortfolioEngine
 
 log = logging.getLogger(__name__)
@@ -34,8 +38,19 @@ INSTRUMENTS_FILE = "instruments.parquet"
 
 def save_engine_config(root: str | Path, engine: PortfolioEngine) -> None:
     """Record ``engine``'s starting cash, dedupe retention, event-time jump bound and
-    instruments under ``root``."""
+    instruments under ``root``.
+
+    Raises ``QuantityDecimalsMismatch`` when the archive already holds fills booked with
+    another ``quantity_decimals`` (their atoms would be read at the wrong scale)."""
     base = Path(root)
+    stored = load_engine_config(base).get("quantity_decimals", 0)
+    wanted = engine.config.quantity_decimals
+    if stored != wanted and any((base / "fills").glob("*/*.parquet")):
+        raise QuantityDecimalsMismatch(
+            f"the archive under {base} holds fills booked with --quantity-decimals {stored} "
+            f"(quantities in atoms of 10^-{stored} units) but --quantity-decimals is {wanted}; "
+            f"restart with --quantity-decimals {stored}, or archive under another "
+            "--archive-root")
     base.mkdir(parents=True, exist_ok=True)
     write_atomic(engine.state.instruments, base / INSTRUMENTS_FILE)
     meta = {

@@ -23,7 +23,6 @@ from redis.cluster import RedisCluster
 from pm_polars.archive.sink import ArchiveSink
 from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint.cluster import ClusterCheckpoint
-from pm_polars.daemon.checkpoint.codec import QuantityDecimalsMismatch
 from pm_polars.daemon.checkpoint.store import Checkpoint
 from pm_polars.daemon.config import Settings, redacted
 from pm_polars.daemon.health import HealthServer, Liveness
@@ -39,6 +38,7 @@ from pm_polars.daemon.retry import MAX_DELAY_S, Abandoned, Backoff
 from pm_polars.daemon.sinks import Sink, Sinks
 from pm_polars.daemon.step import BatchStep
 from pm_polars.daemon.tick_table import TickTable
+from pm_polars.engine.config import QuantityDecimalsMismatch
 from pm_polars.engine.instruments import load_instruments
 from pm_polars.engine.lot_state import CostBasisMismatch
 from pm_polars.publish.keys import Keys

@@ -15,11 +15,8 @@ from support.resp import parse_commands
 
 from pm_polars import PortfolioEngine
 from pm_polars.cli import main
-from pm_polars.daemon.checkpoint.codec import (
-    QuantityDecimalsMismatch,
-    decode_state,
-    encode_state,
-)
+from pm_polars.daemon.checkpoint.codec import decode_state, encode_state
+from pm_polars.engine.config import QuantityDecimalsMismatch
 
 
 def test_fractional_fifo_state_round_trips_through_redis(redis_srv: RedisServer) -> None:

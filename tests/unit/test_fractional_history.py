@@ -26,6 +26,7 @@ from pm_polars import analytics as an
 from pm_polars.archive import ArchiveWriter, save_engine_config
 from pm_polars.archive.config import load_engine_config
 from pm_polars.archive.replay import replay
+from pm_polars.engine.config import QuantityDecimalsMismatch
 from pm_polars.engine.lot_matches import realized_lots
 from pm_polars.eod import run_eod
 
@@ -113,3 +114,15 @@ def test_realized_lots_report_in_units() -> None:
                       "realized_pnl").rows() == [
         ("c", "a", "LONG", 0.012, 36.0), ("d", "a", "LONG", 0.003, 3.0),
         ("d", "b", "LONG", 0.005, -5.0)]
+
+
+def test_archive_of_other_decimals_is_refused(archive: tuple[Path, PortfolioEngine]) -> None:
+    """Fills archived as atoms of 10^-8 would be read at the wrong scale by an engine at
+    another ``quantity_decimals``: recording its settings there is refused (the daemon
+    stops with exit 2), the same settings are fine."""
+    root, live = archive
+    with pytest.raises(QuantityDecimalsMismatch, match=(
+            "holds fills booked with --quantity-decimals 8 .* but --quantity-decimals is 0")):
+        save_engine_config(root, PortfolioEngine())
+    save_engine_config(root, live)
+    assert load_engine_config(root)["quantity_decimals"] == 8

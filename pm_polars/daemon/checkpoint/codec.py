@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from pm_polars.engine import accounting, dedupe, lot_state, marks
+from pm_polars.engine.config import QuantityDecimalsMismatch
 from pm_polars.engine.state import CASH_SCHEMA, EngineState
 from pm_polars.publish.resp import bulk, command, header
 from pm_polars.publish.state_rows import StateRows
@@ -194,14 +195,10 @@ def _seen_bulk(out: StateWrites, fills: pl.DataFrame, clock: int | None,
             out.add(header("ZADD", key((topic, part), "seen"), 2 * n) + body.encode())
 
 
-class QuantityDecimalsMismatch(ValueError):
-    """Stored state was booked with another ``--quantity-decimals`` than the one configured
-    (its quantities are atoms of another size: loading it would rescale every position)."""
-
-
 def check_decimals(meta: Mapping[str, str], quantity_decimals: int, where: str) -> None:
     """Raise :class:`QuantityDecimalsMismatch` unless the state's recorded
-    ``quantity_decimals`` (absent: 0, written before the setting) is ``quantity_decimals``."""
+    ``quantity_decimals`` (absent: 0, written before the setting) is ``quantity_decimals``
+    (the state's quantities are atoms: another value would rescale every position)."""
     stored = int(meta.get("quantity_decimals", 0))
     if stored != quantity_decimals:
         raise QuantityDecimalsMismatch(
