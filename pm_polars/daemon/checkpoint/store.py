@@ -34,7 +34,7 @@ from typing import Any
 import polars as pl
 import redis
 
-from pm_polars.daemon.checkpoint.codec import decode_state
+from pm_polars.daemon.checkpoint.codec import check_decimals, decode_state
 from pm_polars.daemon.checkpoint.plan import CommitOutcome, CommitPlan
 from pm_polars.engine.state import EngineState
 from pm_polars.publish import aggregate_lua, resp
@@ -110,7 +110,7 @@ class Checkpoint:
             owners=owners, prices=plan.prices,
             tick_offsets_key=keys.tick_offsets(self.ticks_topic),
             tick_offsets=sorted(plan.tick_offsets.items()), keys=declared,
-            day_key=keys.day(self.group), roll=plan.roll,
+            day_key=keys.day(self.group), roll=plan.roll, decimals=plan.quantity_decimals,
         )
         at_eval = batch.add(resp.command("EVAL", aggregate_lua.SCRIPT, len(declared),
                                          *declared.values(), arg))
@@ -122,9 +122,12 @@ class Checkpoint:
 
     # ------------------------------------------------------------------ load
     def load_partition(
-        self, tp: TP, *, instruments: pl.DataFrame,
+        self, tp: TP, *, instruments: pl.DataFrame, quantity_decimals: int = 0,
     ) -> tuple[EngineState | None, int | None]:
-        """``(state, next_offset)`` of a partition; ``(None, None)`` if never written."""
+        """``(state, next_offset)`` of a partition; ``(None, None)`` if never written.
+
+        Raises ``QuantityDecimalsMismatch`` if it was written with other
+        ``quantity_decimals`` (``codec.check_decimals``)."""
         with self.client.pipeline(transaction=True) as pipe:  # one consistent read
             pipe.hgetall(self.state_key(tp, "meta"))
             pipe.hgetall(self.state_key(tp, "positions"))
@@ -134,6 +137,7 @@ class Checkpoint:
             meta, positions, cash, mark_rows, seen = pipe.execute()
         if not meta or "next_offset" not in meta:
             return None, None
+        check_decimals(meta, quantity_decimals, f"partition {tp[0]}:{tp[1]}")
         state = decode_state(
             positions, cash, mark_rows, [(str(m), float(s)) for m, s in seen], meta,
             instruments=instruments,
