@@ -160,7 +160,7 @@ def publish_rates(runs: int) -> None:
             scale = eng.config.quantity_scale
             start = time.perf_counter()
             rendered = render(StateRows.fetch(eng.state, pids), pids, scale)
-            PartSums().updated((None, r) for r in rendered.values()).documents(scale)
+            PartSums().updated((None, r) for r in rendered.values()).documents()
             times[case].append(time.perf_counter() - start)
             count = eng.state.positions.height
     for case in books:
