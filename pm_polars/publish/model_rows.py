@@ -35,7 +35,7 @@ from pm_polars.engine import views
 from pm_polars.engine.dayfigures import PORTFOLIO_DAY_SUMS
 from pm_polars.publish.contributions import AUM_SUMS
 from pm_polars.publish.keys import Keys
-from pm_polars.publish.part_sums import PartSums, Rendered
+from pm_polars.publish.part_sums import ATOMS, PartSums, Rendered
 from pm_polars.publish.resp import arg, command, header
 from pm_polars.publish.state_rows import StateRows
 
@@ -101,7 +101,8 @@ def position_rows(rows: StateRows, members: Mapping[str, str],
                   scale: int = 1) -> list[dict[str, Any]]:
     """``views.positions_view`` rows of ``members`` (sorted by portfolio, token) as dicts;
     ``scale``: atoms per unit of the state's quantities (``EngineConfig.quantity_scale``),
-    whose quantities are published in units (``unit``)."""
+    whose quantities are published in units (``unit``); at ``scale`` > 1 a row also keeps
+    its exact atoms under ``part_sums.ATOMS`` (summed by ``part_sums``)."""
     m_tok, m_tick, m_fill, m_roll = (rows.mark_columns.index(c) for c in
                                      ("instrument_token", "tick_price", "fill_price",
                                       "roll_price"))
@@ -115,10 +116,14 @@ def position_rows(rows: StateRows, members: Mapping[str, str],
          q0, avg0, dbq, dsq, dbv, dsv, dreal, dfees) = (row[i] for i in at)
         if pid not in members:
             continue
+        atoms = None
         if scale == 1:
             day_q = dbq - dsq
             day_qf, moved = float(day_q), float(q - q0)
         else:  # units, the money from them as ``views`` computes it (differences of units)
+            atoms = {"quantity": q, "buy_quantity": bq, "sell_quantity": sq,
+                     "overnight_quantity": q0, "day_buy_quantity": dbq,
+                     "day_sell_quantity": dsq, "day_quantity": dbq - dsq}
             day_q = unit(dbq - dsq, scale)
             q, bq, sq, q0, dbq, dsq = (unit(x, scale) for x in (q, bq, sq, q0, dbq, dsq))
             day_qf, moved = float(dbq) - float(dsq), float(q) - float(q0)
@@ -145,6 +150,8 @@ def position_rows(rows: StateRows, members: Mapping[str, str],
                     "day_sell_value": dsv, "day_quantity": day_q, "day_pnl": day_pnl,
                     "day_realized_pnl": dreal, "day_fees": dfees, "day_carried_pnl": carried,
                     "day_trading_pnl": trading, "m2m": m2m})
+        if atoms is not None:
+            out[-1][ATOMS] = atoms
     return out
 
 
@@ -196,11 +203,10 @@ def render(rows: StateRows, pids: Collection[str], scale: int = 1) -> dict[str, 
 
 
 def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, PartSums],
-                 keys: Keys, group: str, scale: int = 1) -> Published:
+                 keys: Keys, group: str) -> Published:
     """Commands publishing the ``rendered`` portfolios (documents, position hashes, index)
     and the contributions of ``parts`` (part name -> the exact sums of that partition's
-    rows as published after this batch; see ``part_sums`` and ``daemon.read_model``;
-    ``scale``: atoms per unit, the contributions' quantities are atoms).
+    rows as published after this batch; see ``part_sums`` and ``daemon.read_model``).
     """
     out = Published()
     pairs: list[str] = []
@@ -216,17 +222,17 @@ def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, PartSums]
     if pairs:
         out.add(command("MSET", *pairs))
         out.add(command("SADD", keys.index, *out.documents))
-    _contributions(out, parts, keys, group, scale)
+    _contributions(out, parts, keys, group)
     return out
 
 
 def _contributions(out: Published, parts: Mapping[str, PartSums], keys: Keys,
-                   group: str, scale: int) -> None:
+                   group: str) -> None:
     """HSET of each partition's Overall contribution per source and its aum contribution."""
     by_source: dict[str, list[str]] = defaultdict(list)
     aum: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for part in sorted(parts):
-        for src, (doc, totals) in parts[part].documents(scale).items():
+        for src, (doc, totals) in parts[part].documents().items():
             by_source[src] += [part, doc]
             aum[part][src] = totals
     for src, fields in sorted(by_source.items()):

@@ -126,7 +126,7 @@ def build(state: EngineState, config: EngineConfig, result: BatchResult, scope: 
                            config.quantity_decimals)
     published = publish_rows(scope.rendered,
                              {part_name(*tp): sums for tp, sums in scope.sums.items()}, keys,
-                             group, config.quantity_scale)
+                             group)
     plan = CommitPlan(
         partitions=[], commands=encoded.commands + published.commands,
         count=encoded.count + published.count, documents=published.documents,
