@@ -266,8 +266,15 @@ def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame) -> pl.DataFra
     return untouched.merge_sorted(updated, key="instrument_token")
 
 
-def cash_flows(ledger: pl.DataFrame, scale: int = 1) -> pl.DataFrame:
-    """Cash change per portfolio: BUY -q*p*m - fee, SELL +q*p*m - fee (account currency)."""
+def cash_flows(ledger: pl.DataFrame, scale: int = 1,
+               elsewhere: pl.Series | None = None) -> pl.DataFrame:
+    """Cash change per portfolio: BUY -q*p*m - fee, SELL +q*p*m - fee (account currency).
+
+    ``elsewhere``: tokens booked in another currency or inverse (``engine.currencies``):
+    their flows are 0 here (their cash is read from their positions)."""
     flow = per_unit(-pl.col("signed_qty") * pl.col("fill_price") * pl.col("multiplier"),
                     scale) - pl.col("fee")
+    if elsewhere is not None:
+        flow = pl.when(pl.col("instrument_token").is_in(elsewhere.implode())).then(
+            0.0).otherwise(flow)
     return ledger.group_by("portfolio_id", maintain_order=True).agg(flow.sum().alias("cash_flow"))

@@ -25,7 +25,16 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
-from pm_polars.engine import accounting, dayfigures, lots, marks, refusals, timebound, tradingday
+from pm_polars.engine import (
+    accounting,
+    currencies,
+    dayfigures,
+    lots,
+    marks,
+    refusals,
+    timebound,
+    tradingday,
+)
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.plans import run
 from pm_polars.engine.ranges import rows_in_ranges
@@ -110,14 +119,17 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
     yet updated: the caller sets them for the whole batch), the fills as applied (with
     ``multiplier``) and the portfolios they changed."""
     positions, cash, open_lots = state.positions, state.cash, state.lots
+    fx = currencies.of(state.instruments, config.account_currency)
     if fresh.height:
         fresh = with_multiplier(state, fresh)
         scale = config.quantity_scale
-        ledger, deltas, open_lots = lots.book(state.positions, state.lots, fresh,
+        booked = fresh if fx is None else _on_line(fresh, fx)
+        ledger, deltas, open_lots = lots.book(state.positions, state.lots, booked,
                                               config.cost_basis, scale)
         positions = accounting.merge_positions(state.positions, deltas)
-        cash = merge_cash(state.cash, accounting.cash_flows(ledger, scale), fresh,
-                          config.starting_cash)
+        flows = accounting.cash_flows(ledger, scale,
+                                      None if fx is None else fx.foreign_tokens)
+        cash = merge_cash(state.cash, flows, fresh, config.starting_cash)
     else:
         fresh = fresh.with_columns(pl.lit(1.0).alias("multiplier"))
     new_marks, tick_changed = marks.merge_marks(state.marks, ticks, "last_price", "tick")
@@ -130,6 +142,10 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
             & pl.col("tick_price").is_null()
         )
         mark_changed.update(fallback.get_column("instrument_token").to_list())
+    if fx is not None and mark_changed:  # a new rate moves every position booked in it
+        rated = currencies.rate_tokens(state.instruments, config.account_currency)
+        if rated.is_in(list(mark_changed)).any():
+            mark_changed.update(fx.foreign_tokens.to_list())
     filled = fresh.get_column("portfolio_id")
     changed = set((filled.unique() if filled.len() > 1024 else filled).to_list())
     changed.update(holders(positions, sorted(mark_changed)))
@@ -155,6 +171,17 @@ def with_multiplier(state: EngineState, fills: pl.DataFrame) -> pl.DataFrame:
         .with_columns(pl.coalesce("m_pos", "m_ins", pl.lit(1.0)).alias("multiplier"))
         .drop("m_pos", "m_ins")
     )
+
+
+def _on_line(fills: pl.DataFrame, fx: currencies.Currencies) -> pl.DataFrame:
+    """Fills as booked: an inverse contract's at its line price ``-1/price``
+    (``engine.currencies``); the fills themselves (marks, results) keep their price."""
+    inverse = fx.inverse_tokens
+    if inverse.len() == 0:
+        return fills
+    is_inverse = pl.col("instrument_token").is_in(inverse.implode())
+    return fills.with_columns(
+        currencies.line_price(pl.col("fill_price"), is_inverse).alias("fill_price"))
 
 
 def merge_cash(cash: pl.DataFrame, flows: pl.DataFrame, fills: pl.DataFrame,
