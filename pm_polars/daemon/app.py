@@ -23,6 +23,7 @@ from redis.cluster import RedisCluster
 from pm_polars.archive.sink import ArchiveSink
 from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint.cluster import ClusterCheckpoint
+from pm_polars.daemon.checkpoint.codec import AccountCurrencyMismatch
 from pm_polars.daemon.checkpoint.store import Checkpoint
 from pm_polars.daemon.config import Settings, redacted
 from pm_polars.daemon.health import HealthServer, Liveness
@@ -217,6 +218,9 @@ class Daemon:
             code = EXIT_ABANDONED
         except CostBasisMismatch as exc:
             log.error("event=stopping reason=cost_basis_mismatch detail=%s", exc)
+            code = EXIT_SETTINGS
+        except AccountCurrencyMismatch as exc:
+            log.error("event=stopping reason=account_currency_mismatch detail=%s", exc)
             code = EXIT_SETTINGS
         except Exception:
             log.exception("event=stopping reason=unexpected_error")

@@ -11,7 +11,9 @@ Layout (keys from ``pm_polars.publish.keys``; one set per ``{group}:{topic}:{par
 * ``seen``      ZSET ``"{source}|{fill_id}"`` scored by the first sighting's ``ts`` (ns UTC,
   stored as a double: about 256 ns resolution, only used for pruning)
 * ``meta``      HASH ``next_offset`` (first offset NOT applied), ``clock_ns``, ``updated_ns``,
-  ``trading_day`` (days since 1970-01-01), ``late_day_events``
+  ``trading_day`` (days since 1970-01-01), ``late_day_events``, ``account_currency``
+  (written only when not the default ``INR``; a state is only reloaded under the account
+  currency that booked it: :func:`check_account_currency`)
 
 JSON rows are written by ``json`` and read column-wise by Polars; floats are written as
 shortest round-trip text, so a state read back equals the state written bit for bit.
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from pm_polars.engine import accounting, dedupe, lot_state, marks
+from pm_polars.engine.config import DEFAULT_ACCOUNT_CURRENCY
 from pm_polars.engine.state import CASH_SCHEMA, EngineState
 from pm_polars.publish.resp import bulk, command, header
 from pm_polars.publish.state_rows import StateRows
@@ -60,6 +63,7 @@ def encode_state(
     snap: EngineState, retention_ns: int | None, fills: pl.DataFrame,
     next_offsets: Committable, updated_ns: int, key: Callable[[TP, str], str],
     rows: StateRows | None = None, whole: Mapping[TP, tuple[int | None, list[str]]] | None = None,
+    account_currency: str = DEFAULT_ACCOUNT_CURRENCY,
 ) -> StateWrites:
     """Writes for each partition of ``next_offsets``: the state rows its fills touched.
 
@@ -112,6 +116,8 @@ def encode_state(
             meta += ["clock_ns", clock]
         if snap.trading_day is not None:
             meta += ["trading_day", snap.trading_day, "late_day_events", snap.late_day_events]
+        if account_currency != DEFAULT_ACCOUNT_CURRENCY:
+            meta += ["account_currency", account_currency]
         out.add(command("HSET", key(tp, "meta"), *meta))
     return out
 
@@ -195,6 +201,21 @@ def _frame(values: list[str], schema: Mapping[str, pl.DataType]) -> pl.DataFrame
     series = pl.Series("json", values, dtype=pl.String)
     decoded = series.str.json_decode(pl.Struct(dict(schema))).struct.unnest()
     return decoded.select(list(schema)).cast(pl.Schema(dict(schema)))
+
+
+class AccountCurrencyMismatch(ValueError):
+    """Stored state was booked in another account currency than the one configured."""
+
+
+def check_account_currency(meta: Mapping[str, str], configured: str, where: str) -> None:
+    """Raise :class:`AccountCurrencyMismatch` unless ``meta`` (a partition's) was written
+    under ``configured`` (no ``account_currency`` field: the default, INR)."""
+    stored = meta.get("account_currency", DEFAULT_ACCOUNT_CURRENCY)
+    if stored != configured:
+        raise AccountCurrencyMismatch(
+            f"{where} was booked in account currency {stored} but --account-currency is "
+            f"{configured}; restart with --account-currency {stored}, or replay the fills "
+            "into a fresh key prefix to rebook them")
 
 
 def decode_state(

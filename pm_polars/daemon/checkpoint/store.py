@@ -34,8 +34,9 @@ from typing import Any
 import polars as pl
 import redis
 
-from pm_polars.daemon.checkpoint.codec import decode_state
+from pm_polars.daemon.checkpoint.codec import check_account_currency, decode_state
 from pm_polars.daemon.checkpoint.plan import CommitOutcome, CommitPlan
+from pm_polars.engine.config import DEFAULT_ACCOUNT_CURRENCY
 from pm_polars.engine.state import EngineState
 from pm_polars.publish import aggregate_lua, resp
 from pm_polars.publish.keys import Keys, part_name
@@ -123,8 +124,10 @@ class Checkpoint:
     # ------------------------------------------------------------------ load
     def load_partition(
         self, tp: TP, *, instruments: pl.DataFrame,
+        account_currency: str = DEFAULT_ACCOUNT_CURRENCY,
     ) -> tuple[EngineState | None, int | None]:
-        """``(state, next_offset)`` of a partition; ``(None, None)`` if never written."""
+        """``(state, next_offset)`` of a partition; ``(None, None)`` if never written.
+        Raises ``codec.AccountCurrencyMismatch`` if it was booked in another currency."""
         with self.client.pipeline(transaction=True) as pipe:  # one consistent read
             pipe.hgetall(self.state_key(tp, "meta"))
             pipe.hgetall(self.state_key(tp, "positions"))
@@ -134,6 +137,7 @@ class Checkpoint:
             meta, positions, cash, mark_rows, seen = pipe.execute()
         if not meta or "next_offset" not in meta:
             return None, None
+        check_account_currency(meta, account_currency, f"partition {tp[0]}:{tp[1]}")
         state = decode_state(
             positions, cash, mark_rows, [(str(m), float(s)) for m, s in seen], meta,
             instruments=instruments,
