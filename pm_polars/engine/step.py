@@ -27,6 +27,7 @@ import polars as pl
 
 from pm_polars.engine import (
     accounting,
+    basefees,
     currencies,
     dayfigures,
     lots,
@@ -39,6 +40,7 @@ from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.plans import run
 from pm_polars.engine.ranges import rows_in_ranges
 from pm_polars.engine.state import CASH_SCHEMA, EngineState
+from pm_polars.events.schema import FILL_OPTIONAL
 from pm_polars.types import BatchResult, EventFrames
 
 
@@ -61,6 +63,9 @@ def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
     fresh, dups, conflicts = state.seen.split(admitted.fills, config.dedupe_retention_ns,
                                               admitted.marks)
     fresh, oversized = refusals.position_bound(state.positions, fresh, config.quantity_scale)
+    fx = currencies.of(state.instruments, config.account_currency)
+    fresh, base_refused = basefees.split(fresh, None if fx is None else fx.inverse_tokens,
+                                         config.quantity_scale, config.quantity_decimals)
     ticks = admitted.ticks
     tz, minutes = config.day_roll_tz, config.roll_minutes
     late = tradingday.within_day(fresh, ticks, state.trading_day, tz, minutes)
@@ -100,14 +105,15 @@ def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
         "side, quantity, price or fee differ; refused, the first version is kept",
         pl.format("'{}'", "source"), pl.format("'{}'", "fill_id"))
     inner = [c for c in done.columns if c.startswith("_")
-             or c in ("multiplier", "digest", tradingday.DAY, tradingday.LATE)]
+             or c in ("multiplier", "digest", tradingday.DAY, tradingday.LATE, *FILL_OPTIONAL)]
     return state, BatchResult(
         fills=done.drop(inner),
         ticks=ticks,
-        rejects=refusals.merge_rejects(batch.rejects, admitted.rejects, oversized,
+        rejects=refusals.merge_rejects(batch.rejects, admitted.rejects, oversized, base_refused,
                                        refusals.rejects_of(conflicts.drop("digest"), conflict,
                                                            config.quantity_scale)),
-        duplicates=dups.drop([c for c in dups.columns if c.startswith("_") or c == "digest"]),
+        duplicates=dups.drop([c for c in dups.columns if c.startswith("_") or c == "digest"
+                              or c in FILL_OPTIONAL]),
         conflicts=conflicts.height,
         changed_portfolios=sorted(changed),
     )
@@ -123,7 +129,8 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
     if fresh.height:
         fresh = with_multiplier(state, fresh)
         scale = config.quantity_scale
-        booked = fresh if fx is None else _on_line(fresh, fx)
+        booked = basefees.booked(fresh if fx is None else _on_line(fresh, fx),
+                                 None if fx is None else fx.inverse_tokens, scale)
         ledger, deltas, open_lots = lots.book(state.positions, state.lots, booked,
                                               config.cost_basis, scale)
         positions = accounting.merge_positions(state.positions, deltas)
