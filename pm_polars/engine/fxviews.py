@@ -23,6 +23,7 @@ from pm_polars.engine import dayfigures as dayf
 from pm_polars.engine import views
 from pm_polars.engine.currencies import Currencies, line_price, rates
 from pm_polars.engine.marks import mark_expr
+from pm_polars.engine.plans import run
 
 FX_POSITION_COLUMNS = ["pnl_currency", "inverse", "fx_rate", "missing_rate"]
 _VALUES = ["buy_value", "sell_value", "day_buy_value", "day_sell_value"]
@@ -32,22 +33,27 @@ PORTFOLIO_MONEY = [c for c in views.PORTFOLIO_SUMMED if c != "open_positions"]
 
 def positions_view(positions: pl.DataFrame, marks: pl.DataFrame, fx: Currencies,
                    instruments: pl.DataFrame, scale: int = 1) -> pl.DataFrame:
-    """``views.positions_view`` with the currency columns (see the module docstring)."""
+    """``views.positions_view`` with the currency columns (see the module docstring).
+
+    The per-instrument facts (mark, close, currency, rate, line prices) are one small frame
+    joined once; the rest is one lazy chain, collected once."""
     q = pl.col("quantity").cast(pl.Float64)
     inv = pl.col("inverse")
     line = pl.col("_line")
-    prices = marks.select("instrument_token", mark_expr.alias("_mark"),
-                          pl.col("roll_price").alias("_prev"))
-    frame = (
-        views.in_units(positions, scale)
-        .join(prices, on="instrument_token", how="left", maintain_order="left")
-        .join(fx.tokens, on="instrument_token", how="left", maintain_order="left")
-        .with_columns(pl.col("pnl_currency").fill_null(fx.account),
-                      inv.fill_null(False))
-        .join(rates(instruments, marks, fx.account), on="pnl_currency", how="left",
+    per_token = (
+        marks.lazy()
+        .select("instrument_token", mark_expr.alias("_mark"), pl.col("roll_price").alias("_prev"))
+        .join(fx.tokens.lazy(), on="instrument_token", how="left", maintain_order="left")
+        .with_columns(pl.col("pnl_currency").fill_null(fx.account), inv.fill_null(False))
+        .join(rates(instruments, marks, fx.account).lazy(), on="pnl_currency", how="left",
               maintain_order="left")
         .with_columns(line_price(pl.col("_mark"), inv).alias("last_price"),
                       line_price(pl.col("_prev"), inv).alias("prev_close"))
+    )
+    frame = (
+        views.in_units(positions, scale).lazy()
+        .join(per_token, on="instrument_token", how="left", maintain_order="left")
+        .with_columns(inv.fill_null(False), pl.col("pnl_currency").fill_null(fx.account))
         .with_columns(
             pl.when(pl.col("quantity") != 0)
             .then((pl.col("last_price") - pl.col("average_price")) * q * pl.col("multiplier"))
@@ -61,7 +67,7 @@ def positions_view(positions: pl.DataFrame, marks: pl.DataFrame, fx: Currencies,
         frame = frame.with_columns(pl.col("day_quantity").round(len(str(scale)) - 1))
     shown = [pl.when(inv & (pl.col(c) != 0)).then(-1.0 / pl.col(c)).otherwise(pl.col(c))
              .alias(c) for c in _AVERAGES]
-    return (
+    return run(
         frame.with_columns(
             *shown,
             *[pl.when(inv).then(-pl.col(c)).otherwise(pl.col(c)).alias(c) for c in _VALUES],
