@@ -4,7 +4,9 @@ Conventions
 -----------
 * ``quantity`` is signed: long > 0, short < 0, in units (shares, contracts).
 * ``average_price`` is the average open price per unit; 0 when flat.
-* money (``realized_pnl``, ``fees``, ``*_value``, cash flows) is in account currency and
+* money (``realized_pnl``, ``fees``, ``*_value``, cash flows) is in the position's pnl
+  currency (the account currency unless the instruments table says otherwise, see
+  ``engine.currencies``; an inverse contract books on its line price ``-1/price``) and
   already multiplied by the instrument ``multiplier``.
 * fixed point: with ``quantity_decimals = d`` the integer quantity columns hold atoms of
   ``10**-d`` units and ``scale = 10**d``; money is computed on atoms and divided by ``scale``

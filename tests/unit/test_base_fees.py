@@ -7,6 +7,7 @@ fee = 10 ETH x 0.1% = 0.01 ETH ... sell 10 ETH ...: fee = (10 ETH x 3,452.55 USD
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import polars as pl
@@ -85,6 +86,7 @@ def test_unrepresentable_base_fee_refused_with_reason() -> None:
     assert r.rejects["reason"].to_list() == [
         "fee: a base-currency fee (fee_currency 'base') is a quantity of the asset and must "
         "be a whole number of units (quantity_decimals = 0; raise it to book this fee), got 0.5"]
+    assert json.loads(r.rejects["raw"][0])["fee_currency"] == "base"  # the event as sent
     assert only(e.positions())["quantity"] == 10  # the quote-fee fill is booked
     e8 = PortfolioEngine(starting_cash=0.0, quantity_decimals=2)
     r = e8.apply([fill("1", "BUY", 1, 50.0, fee=0.001, fee_currency="base"),

@@ -83,3 +83,15 @@ def test_stored_state_refused_under_another_currency() -> None:
     with pytest.raises(AccountCurrencyMismatch, match="booked in account currency INR but "
                        "--account-currency is USD; restart with --account-currency INR"):
         check_account_currency({"next_offset": "5"}, "USD", "partition t:0")
+
+
+def test_pm_polars_run_exits_2_naming_the_setting(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``pm-polars run`` stops before connecting anywhere: exit 2, the setting named."""
+    from pm_polars.cli import main
+
+    path = _instruments(tmp_path, quote_currency=["INR", "USD"])
+    assert main(["run", "--bootstrap-servers", "k:9092", "--instruments", str(path)]) == 2
+    assert "setting --instruments" in capsys.readouterr().err
+    assert main(["run", "--bootstrap-servers", "k:9092", "--account-currency", "inr"]) == 2
+    assert "setting --account-currency" in capsys.readouterr().err
