@@ -35,7 +35,7 @@ def test_usd_book_is_recorded_and_refused_under_inr(
         return None if raw is None else json.loads(raw)
 
     published = wait_for("the fill", doc, diagnose=lambda: daemon.log()[-2000:])
-    assert published["cash"] == 0.0  # type: ignore[index]  # 1,000 USD - 10 x 100
+    assert published["cash"] == 0.0  # 1,000 USD - 10 x 100
     metas = [k for k in client.scan_iter("*meta*") if client.hget(k, "next_offset")]
     assert metas and all(client.hget(k, "account_currency") == "USD" for k in metas)
     assert daemon.terminate() == 0
