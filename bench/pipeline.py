@@ -8,6 +8,9 @@
    ``--events`` demo-feed records are produced (20 % fills), continued (SIGCONT); rate =
    records / (SIGCONT -> last offset in Redis, polled every 5 ms; timing from the first
    commit, as before, counted the ~2 s group join). Prints daemon/tansu CPU and stages.
+   Both this and the raw run print CPU per event and the share of the cores used: on this
+   2-core machine the broker shares the cores, so a rate near 100 % of the cores is set by
+   CPU per event (daemon + tansu), and the ratio to raw is bounded by their CPU ratio.
 2. Raw ceiling: a bare consumer assigned to every partition counts the same records, no
    processing; rate = records / (connected -> last record); see ``raw_rate``.
 3. Paced: ``--paced-rate`` events/s for ``--paced-seconds`` into a caught-up daemon
@@ -91,7 +94,7 @@ def produce(bootstrap: str, names: dict[str, str], n: int, seed: int, rate: floa
     return n
 
 
-def raw_rate(bootstrap: str, names: dict[str, str], n: int) -> float:
+def raw_rate(bootstrap: str, names: dict[str, str], n: int, broker_pid: int) -> float:
     """Backlog rate of a bare consumer (no processing), timed like the daemon's: from the
     moment it may consume (connected) to its last record, with the daemon's fetch settings.
 
@@ -107,12 +110,24 @@ def raw_rate(bootstrap: str, names: dict[str, str], n: int) -> float:
     consumer.assign([TopicPartition(names[t], p, OFFSET_BEGINNING)
                      for t, k in PARTS.items() for p in range(k)])
     got, start = 0, time.perf_counter()
+    cpu0, tansu0 = time.process_time(), cpu_seconds(broker_pid)
     while got < n:
         msgs = consumer.consume(num_messages=10_000, timeout=0.002)
         got += sum(1 for m in msgs if m.error() is None and m.value() is not None)
     elapsed = time.perf_counter() - start
+    cpu, tansu = time.process_time() - cpu0, cpu_seconds(broker_pid) - tansu0
     consumer.close()
+    print(f"  raw consumer of {n:,}: {elapsed:.2f} s wall, consumer CPU {cpu:.2f} s, tansu CPU "
+          f"{tansu:.2f} s; {cpu_budget(n, elapsed, cpu, tansu, 'consumer')}")
     return n / elapsed
+
+
+def cpu_budget(n: int, wall: float, cpu: float, tansu: float, who: str = "daemon") -> str:
+    """CPU per event of consumer + broker and the share of the machine's cores they used:
+    near 100 % the rate is set by CPU per event, not by waiting."""
+    cores = os.cpu_count() or 1
+    return (f"CPU {(cpu + tansu) / n * 1e6:.2f} us/event ({who} {cpu / n * 1e6:.2f}, "
+            f"tansu {tansu / n * 1e6:.2f}), {(cpu + tansu) / wall / cores:.0%} of {cores} cores")
 
 
 def start_daemon(bootstrap: str, redis_url: str, uid: str, port: int, log: Path,
@@ -156,8 +171,9 @@ def end_to_end(bootstrap: str, redis, broker_pid: int, names: dict[str, str], ui
         cpu, tansu = cpu_seconds(daemon.pid) - cpu0, cpu_seconds(broker_pid) - tansu0
         after = stages(port)
         spent = {k: round(after[k] - before.get(k, 0.0), 3) for k in after}
-        print(f"  backlog of {n:,} ({' '.join(extra or []) or 'defaults'}): {elapsed:.2f} s wall, daemon CPU {cpu:.2f} s, tansu CPU "
-              f"{tansu:.2f} s; stage seconds {spent}")
+        print(f"  backlog of {n:,} ({' '.join(extra or []) or 'defaults'}): {elapsed:.2f} s "
+              f"wall, daemon CPU {cpu:.2f} s, tansu CPU {tansu:.2f} s; "
+              f"{cpu_budget(n, elapsed, cpu, tansu)}; stage seconds {spent}")
         return n / elapsed
     finally:
         daemon.terminate()
@@ -295,7 +311,8 @@ def main() -> int:
             assert broker.proc is not None
             e2e.append(end_to_end(broker.bootstrap, redis, broker.proc.pid, names, uid,
                                   args.events, tmp))
-            raw.append(raw_rate(broker.bootstrap, names, args.events + WARM_UP))
+            raw.append(raw_rate(broker.bootstrap, names, args.events + WARM_UP,
+                                broker.proc.pid))
             uid1 = "c" + uuid.uuid4().hex[:8]  # the same backlog, consumed on the loop's thread
             single.append(end_to_end(broker.bootstrap, redis, broker.proc.pid,
                                      make_topics(broker.bootstrap, uid1), uid1, args.events,

@@ -12,6 +12,10 @@ currency; quantities signed where the column says so):
 ``eod_trips``       round trips closed per date (``pm_polars.eod.trips``)
 ==================  =================================================================
 
+Quantities are units in every view: an archive booked with ``quantity_decimals`` d > 0 stores
+the fills' ``quantity``/``signed_qty`` as atoms of ``10**-d`` units (``archive.config``),
+which the ``fills`` and ``duplicates`` views divide into ``DOUBLE`` units.
+
 Event views deduplicate by event identity when file names show overlapping ranges (see
 ``pm_polars.archive.reader``); otherwise they read the files as they are. A view whose
 files do not exist yet is created empty (event views, with their columns) or is missing
@@ -28,7 +32,7 @@ import duckdb
 import polars as pl
 
 from pm_polars.archive import DEFAULT_ROOT
-from pm_polars.archive.config import INSTRUMENTS_FILE
+from pm_polars.archive.config import INSTRUMENTS_FILE, quantity_scale
 from pm_polars.archive.layout import KIND_SCHEMAS, data_files, has_overlaps
 from pm_polars.archive.reader import files_by_date
 from pm_polars.engine.instruments import INSTRUMENT_SCHEMA
@@ -75,14 +79,19 @@ def connect(
     """A DuckDB connection with the views above over the archive under ``root``."""
     base = Path(root).resolve()
     con = duckdb.connect(database)
+    scale = quantity_scale(base)
     for kind, schema in KIND_SCHEMAS.items():
         by_date = files_by_date(base, kind)
         if not any(by_date.values()):
             con.execute(f"CREATE OR REPLACE VIEW {kind} AS {_empty_select(schema)}")
             continue
         dedupe = _DEDUPE if any(has_overlaps(fs) for fs in by_date.values()) else ""
+        star = "*"
+        if scale != 1 and "signed_qty" in schema:  # atoms -> units
+            star = (f"* REPLACE (quantity / {scale}.0 AS quantity, "
+                    f"signed_qty / {scale}.0 AS signed_qty)")
         con.execute(f"CREATE OR REPLACE VIEW {kind} AS "
-                    f"SELECT * FROM {_read(base / kind / '*' / '*.parquet')} {dedupe}")
+                    f"SELECT {star} FROM {_read(base / kind / '*' / '*.parquet')} {dedupe}")
     inst = base / INSTRUMENTS_FILE
     if inst.exists():
         con.execute(f"CREATE OR REPLACE VIEW instruments AS SELECT instrument_token, "

@@ -6,7 +6,8 @@ last bucket with events. Events with ``ts`` before the bucket end count. ``cash`
 the previous close's cash, or the starting cash for a portfolio whose first fill is on the
 day (it appears from that bucket on). Marks follow the engine's rule: the latest tick by
 event time, before any tick the latest fill price. At the last bucket the figures equal the
-day's end-of-day ``eod_portfolios`` equity (same events, same rule).
+day's end-of-day ``eod_portfolios`` equity (same events, same rule). Fractional quantities
+(the archive's ``quantity_decimals``): quantities are summed as atoms, money divided last.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import polars as pl
 
 from pm_polars.analytics.connection import AnalyticsError
 from pm_polars.archive import DEFAULT_ROOT, reader
-from pm_polars.archive.config import load_engine_config
-from pm_polars.engine.accounting import KEYS
+from pm_polars.archive.config import load_engine_config, quantity_scale
+from pm_polars.engine.accounting import KEYS, per_unit
 from pm_polars.engine.engine import DEFAULT_STARTING_CASH
 from pm_polars.engine.instruments import load_instruments
 from pm_polars.eod import store
@@ -118,13 +119,14 @@ def intraday_equity(
                        .over(KEYS)).alias("q"))
         .join(mark_grid, on=["instrument_token", "bucket"], how="left")
     )
+    scale = quantity_scale(base)  # quantities are atoms of 1/scale units
     mv = qty.group_by("portfolio_id", "bucket").agg(
-        (pl.col("q").cast(pl.Float64) * pl.col("mark") * pl.col("multiplier"))
+        per_unit(pl.col("q").cast(pl.Float64) * pl.col("mark") * pl.col("multiplier"), scale)
         .fill_null(0.0).sum().alias("market_value")
     )
     flows = fills.join(mult, on=KEYS, how="left").group_by("portfolio_id", "bucket").agg(
-        (-pl.col("signed_qty") * pl.col("fill_price") * pl.col("multiplier") - pl.col("fee"))
-        .sum().alias("flow"), pl.len().alias("n")
+        (per_unit(-pl.col("signed_qty") * pl.col("fill_price") * pl.col("multiplier"), scale)
+         - pl.col("fee")).sum().alias("flow"), pl.len().alias("n")
     )
     cash_grid = (
         books.select("portfolio_id").unique().join(buckets, how="cross")

@@ -1,7 +1,9 @@
 """Engine settings stored next to the archive, so state can be rebuilt from it alone.
 
 ``engine.json`` holds ``starting_cash`` (account currency, credited per portfolio at its
-first fill), ``dedupe_retention_ns``, ``cost_basis`` (absent: average cost) and the trading
+first fill), ``dedupe_retention_ns``, ``cost_basis`` (absent: average cost),
+``quantity_decimals`` (absent: 0; with d > 0 the archived fills' ``quantity`` and
+``signed_qty`` are atoms of ``10**-d`` units, as the engine books them) and the trading
 day (``day_roll_tz``, ``day_roll_time``: the archive's date partitions and end of day use
 them); ``instruments.parquet`` the instruments table
 (contract multipliers). The process that feeds the archive records them once with
@@ -21,7 +23,11 @@ import polars as pl
 
 from pm_polars.archive.layout import write_atomic
 from pm_polars.engine import tradingday
-from pm_polars.engine.config import DEFAULT_STARTING_CASH, EngineConfig
+from pm_polars.engine.config import (
+    DEFAULT_STARTING_CASH,
+    EngineConfig,
+    QuantityDecimalsMismatch,
+)
 from pm_polars.engine.engine import PortfolioEngine
 
 log = logging.getLogger(__name__)
@@ -32,14 +38,26 @@ INSTRUMENTS_FILE = "instruments.parquet"
 
 def save_engine_config(root: str | Path, engine: PortfolioEngine) -> None:
     """Record ``engine``'s starting cash, dedupe retention, event-time jump bound and
-    instruments under ``root``."""
+    instruments under ``root``.
+
+    Raises ``QuantityDecimalsMismatch`` when the archive already holds fills booked with
+    another ``quantity_decimals`` (their atoms would be read at the wrong scale)."""
     base = Path(root)
+    stored = load_engine_config(base).get("quantity_decimals", 0)
+    wanted = engine.config.quantity_decimals
+    if stored != wanted and any((base / "fills").glob("*/*.parquet")):
+        raise QuantityDecimalsMismatch(
+            f"the archive under {base} holds fills booked with --quantity-decimals {stored} "
+            f"(quantities in atoms of 10^-{stored} units) but --quantity-decimals is {wanted}; "
+            f"restart with --quantity-decimals {stored}, or archive under another "
+            "--archive-root")
     base.mkdir(parents=True, exist_ok=True)
     write_atomic(engine.state.instruments, base / INSTRUMENTS_FILE)
     meta = {
         "starting_cash": engine.config.starting_cash,
         "dedupe_retention_ns": engine.config.dedupe_retention_ns,
         "cost_basis": engine.config.cost_basis,
+        "quantity_decimals": engine.config.quantity_decimals,
         "day_roll_tz": engine.config.day_roll_tz,
         "day_roll_time": engine.config.day_roll_time,
         "max_jump_ns": engine.config.max_jump_ns,  # replays judge event time as live did
@@ -55,6 +73,12 @@ def roll_settings(root: str | Path) -> tuple[str, int]:
     meta = load_engine_config(root)
     tz = str(meta.get("day_roll_tz", tradingday.DAY_ROLL_TZ))
     return tz, tradingday.roll_minutes(str(meta.get("day_roll_time", tradingday.DAY_ROLL_TIME)))
+
+
+def quantity_scale(root: str | Path) -> int:
+    """Atoms per unit of the archived fills' quantities (``10**quantity_decimals``; 1 when
+    none was recorded)."""
+    return int(10 ** int(load_engine_config(root).get("quantity_decimals", 0)))  # type: ignore[call-overload]
 
 
 def load_engine_config(root: str | Path) -> dict[str, object]:
@@ -91,5 +115,6 @@ def new_engine(
                           day_roll_tz=str(meta.get("day_roll_tz", tradingday.DAY_ROLL_TZ)),
                           day_roll_time=str(meta.get("day_roll_time", tradingday.DAY_ROLL_TIME)),
                           cost_basis=cost_basis or str(meta.get("cost_basis", "average")),
+                          quantity_decimals=int(meta.get("quantity_decimals", 0)),  # type: ignore[call-overload]
                           max_jump_ns=None if jump is None else int(jump))  # type: ignore[call-overload]
     return PortfolioEngine(instruments=instruments, config=config)

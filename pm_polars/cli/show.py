@@ -166,6 +166,9 @@ def _render_one(pf: Portfolio, fmt: str, open_only: bool) -> str:
         pl.col("instrument_token").cast(pl.String).alias("token"),  # no thousands separator
         (pl.col("realized_pnl") + pl.col("unrealized_pnl") - pl.col("fees")).alias("net_pnl"),
     )
+    if frame.schema["quantity"] == pl.Float64:  # fractional: every place, not 2
+        frame = frame.with_columns(_quantity_text(pl.col(c))
+                                   for c in ("quantity", "overnight_quantity"))
     body = _table(frame, POSITION_COLUMNS) if positions else "(no positions)"
     totals = [
         ("equity", pf.equity), ("cash", pf.cash), ("market value", pf.market_value),
@@ -175,6 +178,16 @@ def _render_one(pf: Portfolio, fmt: str, open_only: bool) -> str:
     ]
     line = " | ".join(f"{name} {money(value)}" for name, value in totals)
     return f"{head}\n{body}\ntotals: {line}\n"
+
+
+def _quantity_text(units: pl.Expr) -> pl.Expr:
+    """Fractional quantities (``--quantity-decimals``) as their shortest text: ``0.015``,
+    ``75`` (the table's float format would round them to 2 places)."""
+    import polars as pl
+
+    whole = units == units.round(0)
+    return (pl.when(whole).then(units.cast(pl.Int64).cast(pl.String))
+            .otherwise(units.cast(pl.String)).name.keep())
 
 
 def _table(frame: pl.DataFrame, columns: dict[str, str]) -> str:

@@ -22,7 +22,9 @@ from pm_polars.client.models import (
 )
 
 _DTYPES: dict[str, pl.DataType] = {"int": pl.Int64(), "float": pl.Float64(), "str": pl.String(),
-                                  "str | None": pl.String(), "float | None": pl.Float64()}
+                                  "str | None": pl.String(), "float | None": pl.Float64(),
+                                  "int | float": pl.Int64()}
+QUANTITY_FIELDS = [n for n, k in POSITION_KINDS.items() if k == "int | float"]
 
 PORTFOLIO_SCHEMA: dict[str, pl.DataType] = {n: _DTYPES[k] for n, k in PORTFOLIO_KINDS.items()}
 POSITION_SCHEMA: dict[str, pl.DataType] = {
@@ -38,10 +40,18 @@ def portfolios_frame(portfolios: Iterable[Portfolio]) -> pl.DataFrame:
 
 
 def positions_frame(positions: Iterable[Position]) -> pl.DataFrame:
-    """One row per position (flat ones included), sorted by portfolio and token."""
+    """One row per position (flat ones included), sorted by portfolio and token.
+
+    Quantity columns are ``Int64`` for integer feeds and ``Float64`` units as soon as one
+    read quantity is fractional (as ``PortfolioEngine.positions()`` with
+    ``quantity_decimals`` > 0)."""
     names = ("portfolio_id", *POSITION_FIELDS)
     rows = [tuple(getattr(p, n) for n in names) for p in positions]
-    frame = pl.DataFrame(rows, schema=POSITION_SCHEMA, orient="row")
+    schema = POSITION_SCHEMA
+    at = [names.index(n) for n in QUANTITY_FIELDS]
+    if any(type(r[i]) is float for r in rows for i in at):
+        schema = {**POSITION_SCHEMA, **dict.fromkeys(QUANTITY_FIELDS, pl.Float64())}
+    frame = pl.DataFrame(rows, schema=schema, orient="row")
     return frame.sort("portfolio_id", "instrument_token")
 
 

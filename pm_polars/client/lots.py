@@ -18,6 +18,7 @@ import polars as pl
 import redis
 
 from pm_polars.engine.lot_state import lots_of_rows
+from pm_polars.engine.views import units
 from pm_polars.publish.keys import Keys
 
 
@@ -28,7 +29,9 @@ def _text(value: Any) -> str:
 def read_lots(client: redis.Redis | redis.RedisCluster, keys: Keys, group: str,
               portfolio_ids: Iterable[str]) -> pl.DataFrame:
     """``engine.lots.LOT_SCHEMA`` frame of the open lots of ``portfolio_ids`` (oldest first
-    per position; portfolios unknown to ``group`` or booked at average cost: no rows)."""
+    per position; portfolios unknown to ``group`` or booked at average cost: no rows).
+    ``quantity`` in units: ``Int64``, or ``Float64`` for a state booked with
+    ``--quantity-decimals`` > 0 (its ``meta`` says so)."""
     ids = sorted(set(portfolio_ids))
     if not ids:
         return lots_of_rows(pl.Series([], dtype=pl.String))
@@ -42,10 +45,17 @@ def read_lots(client: redis.Redis | redis.RedisCluster, keys: Keys, group: str,
         for part in parts:
             topic, _, partition = part.rpartition(":")
             pipe.hgetall(keys.partition_state(group, topic, int(partition), "positions"))
+            pipe.hget(keys.partition_state(group, topic, int(partition), "meta"),
+                      "quantity_decimals")
         replies: list[Any] = pipe.execute()
     rows: list[str] = []
-    for part, hash_ in zip(parts, replies, strict=True):
+    decimals = 0
+    for i, part in enumerate(parts):
+        hash_, stored = replies[2 * i], replies[2 * i + 1]
         wanted = set(by_part[part])
         rows += [_text(v) for k, v in hash_.items() if _text(k).rpartition("|")[0] in wanted]
-    return lots_of_rows(pl.Series(rows, dtype=pl.String)).sort(
-        "portfolio_id", "instrument_token", "lot")
+        decimals = max(decimals, int(_text(stored)) if stored is not None else 0)
+    lots = lots_of_rows(pl.Series(rows, dtype=pl.String))
+    if decimals:  # the stored atoms (``10**-d`` units) as Float64 units, as engine.lots()
+        lots = lots.with_columns(units(pl.col("quantity"), 10**decimals))
+    return lots.sort("portfolio_id", "instrument_token", "lot")

@@ -39,11 +39,14 @@ class Position:
     ``buy_quantity``/``sell_quantity`` total units bought/sold (>= 0); money fields
     (``realized_pnl``, ``unrealized_pnl``, ``fees``, ``market_value``, ``buy_value``,
     ``sell_value``) in account currency; ``multiplier`` the contract multiplier.
+    Quantities (``quantity``, ``buy_quantity``, ... ``day_quantity``) are ``int`` whenever
+    the published value is integral (always for integer feeds) and ``float`` units for a
+    fractional one (a daemon run with ``--quantity-decimals``, e.g. ``0.015``).
     """
 
     portfolio_id: str
     instrument_token: int
-    quantity: int
+    quantity: int | float
     average_price: float
     last_price: float
     realized_pnl: float
@@ -51,19 +54,19 @@ class Position:
     fees: float
     multiplier: float
     market_value: float
-    buy_quantity: int
-    sell_quantity: int
+    buy_quantity: int | float
+    sell_quantity: int | float
     buy_value: float
     sell_value: float
     # today's figures (``engine.dayfigures``); defaults when read from an older writer
-    overnight_quantity: int = 0
+    overnight_quantity: int | float = 0
     overnight_average_price: float = 0.0
     prev_close: float | None = None  # null before the first roll
-    day_buy_quantity: int = 0
-    day_sell_quantity: int = 0
+    day_buy_quantity: int | float = 0
+    day_sell_quantity: int | float = 0
     day_buy_value: float = 0.0
     day_sell_value: float = 0.0
-    day_quantity: int = 0
+    day_quantity: int | float = 0
     day_pnl: float = 0.0
     day_realized_pnl: float = 0.0
     day_fees: float = 0.0
@@ -217,6 +220,8 @@ def _convert(kind: str, value: Any, where: str, name: str) -> Any:
             if isinstance(value, bool):
                 raise TypeError("boolean")
             return float(value)
+        if kind == "int | float":  # a quantity: an int when integral, else float units
+            return _quantity(value)
         if kind == "int":
             if isinstance(value, bool) or value is None or value == "":
                 raise TypeError("no integer")
@@ -232,6 +237,24 @@ def _convert(kind: str, value: Any, where: str, name: str) -> Any:
         return value
     except (TypeError, ValueError) as exc:
         raise DocumentError(f"{where}: field {name!r}={value!r} is not {kind}: {exc}") from exc
+
+
+def _quantity(value: Any) -> int | float:
+    """A published quantity: JSON ``75``/``0.015`` or hash text ``"75"``/``"0.015"``; an
+    ``int`` when integral (``75.0`` too), else the float (refused: non-finite, bool)."""
+    if isinstance(value, bool) or value is None or value == "":
+        raise TypeError("no number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("not finite")
+    return int(number) if number.is_integer() else number
 
 
 def _split(

@@ -39,6 +39,7 @@ from pm_polars.daemon.retry import MAX_DELAY_S, Abandoned, Backoff
 from pm_polars.daemon.sinks import Sink, Sinks
 from pm_polars.daemon.step import BatchStep
 from pm_polars.daemon.tick_table import TickTable
+from pm_polars.engine.config import QuantityDecimalsMismatch
 from pm_polars.engine.instruments import load_instruments
 from pm_polars.engine.lot_state import CostBasisMismatch
 from pm_polars.publish.keys import Keys
@@ -219,6 +220,8 @@ class Daemon:
         except CostBasisMismatch as exc:
             log.error("event=stopping reason=cost_basis_mismatch detail=%s", exc)
             code = EXIT_SETTINGS
+        except QuantityDecimalsMismatch as exc:
+            log.error("event=stopping reason=quantity_decimals_mismatch detail=%s", exc)
         except AccountCurrencyMismatch as exc:
             log.error("event=stopping reason=account_currency_mismatch detail=%s", exc)
             code = EXIT_SETTINGS

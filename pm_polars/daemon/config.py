@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pm_polars.daemon.alerts import AlertRules
 from pm_polars.engine import currencies, tradingday
-from pm_polars.engine.config import COST_BASES, EngineConfig, is_currency
+from pm_polars.engine.config import COST_BASES, MAX_QUANTITY_DECIMALS, EngineConfig, is_currency
 from pm_polars.engine.instruments import InstrumentError, load_instruments
 
 
@@ -128,6 +128,9 @@ SPECS: tuple[Spec, ...] = (
          "position's average cost, or FIFO against its oldest open lots (lots are kept in "
          "the Redis state; a state is only reloaded under the method that booked it)",
          "METHOD", choices=("average", "fifo")),
+    Spec("quantity_decimals", int, 0, "decimal places a fill's quantity may have (0: integer "
+         "quantities, as always; up to 8, e.g. 8 for crypto); quantities are exact to them "
+         "and a state is only reloaded under the value that booked it", "N"),
     Spec("dedupe_retention", duration_s, 86_400.0, "remember fill ids this long (event "
          "time, seconds or 90s/15m/24h/7d) to drop redeliveries; keep Kafka retention longer",
          "DURATION", shown="24h"),
@@ -183,6 +186,7 @@ class Settings:
     max_event_jump: float = 0.0  # seconds; 0 = off
     max_clock_skew: float = 300.0  # seconds
     cost_basis: str = "average"
+    quantity_decimals: int = 0  # decimal places of a quantity (0: integers)
     account_currency: str = "INR"
     max_reject_ratio: float = 0.5
     reject_window: int = 1000
@@ -200,6 +204,7 @@ class Settings:
                                self.max_event_jump or None, self.max_clock_skew,
                                day_roll_tz=self.day_roll_tz, day_roll_time=self.day_roll_time,
                                cost_basis=self.cost_basis,
+                               quantity_decimals=self.quantity_decimals,
                                account_currency=self.account_currency)
 
 
@@ -224,6 +229,8 @@ _RANGES: dict[str, tuple[float, bool, float, str]] = {
     "max_clock_skew": (0, False, 100 * _YEAR_S, "seconds > 0, at most 100 years"),
     "starting_cash": (0, True, 1e15, "a finite amount from 0 to 1e15 (account currency)"),
     "max_reject_ratio": (0, False, 1, "a fraction in (0, 1], such as 0.5"),
+    "quantity_decimals": (0, True, MAX_QUANTITY_DECIMALS, "an integer from 0 (integer "
+                          f"quantities) to {MAX_QUANTITY_DECIMALS} decimal places"),
     "prefetch_batches": (0, True, 1000, "an integer from 0 (consume on the loop's thread) to "
                          "1000 batches"),
 }

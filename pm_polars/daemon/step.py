@@ -74,7 +74,8 @@ class BatchStep:
 
     def process(self, batch: RawBatch) -> None:
         t0 = time.perf_counter()
-        decoded = decode_batch(batch, self.ticks_topic)
+        decoded = decode_batch(batch, self.ticks_topic,
+                               self.book.config.quantity_decimals)
         self.metrics.stage("decode", time.perf_counter() - t0)
         self.process_decoded(decoded)
 

@@ -45,6 +45,11 @@ class SettingError(ValueError):
     valid range."""
 
 
+class QuantityDecimalsMismatch(ValueError):
+    """Stored quantities (a daemon's Redis state, an archive) are atoms of another
+    ``quantity_decimals`` than the one configured: reading them would rescale them."""
+
+
 def _check(name: str, value: object, ok: bool, valid: str) -> None:
     if not ok:
         raise SettingError(f"setting {name}: got {value!r}; valid: {valid}")

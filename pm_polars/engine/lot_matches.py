@@ -6,7 +6,9 @@ One row per (reducing fill, lot it closed from): the closing fill (``close_seq``
 (units closed from that lot, > 0), ``multiplier`` and ``realized_pnl`` =
 ``quantity * (close_price - open_price) * sign * multiplier`` (account currency). The rows
 of one fill sum to its FIFO realized P&L; rows come per position in fill order, then lot
-order.
+order. With fractional quantities (``quantity_decimals`` d > 0) ``quantity`` is ``Float64``
+units (the state's atoms / 10^d) and ``realized_pnl`` is computed on the atoms, divided
+by 10^d last (``accounting.per_unit``), as the engine books it.
 
 Columnar, from the same line as ``engine.lots`` (``episode_lines``): a fill closing
 ``[C_start, C_end)`` of its episode touches the lots from the one holding unit ``C_start``
@@ -20,10 +22,11 @@ from pathlib import Path
 
 import polars as pl
 
-from pm_polars.engine.accounting import KEYS
+from pm_polars.engine.accounting import KEYS, per_unit
 from pm_polars.engine.lots import episode_lines
 from pm_polars.engine.plans import run
 from pm_polars.engine.state import EngineState
+from pm_polars.engine.views import units
 
 MATCH_SCHEMA: dict[str, pl.DataType] = {
     "portfolio_id": pl.String(),
@@ -42,17 +45,19 @@ MATCH_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def lot_matches(state: EngineState, fills: pl.DataFrame) -> pl.DataFrame:
+def lot_matches(state: EngineState, fills: pl.DataFrame, scale: int = 1) -> pl.DataFrame:
     """``MATCH_SCHEMA`` rows of the lots ``fills`` close when applied FIFO to ``state``.
 
     ``fills``: fresh (already deduplicated) fills of ``FILL_SCHEMA``, in ``seq`` order;
     multipliers as the engine books them (the position's, else the instrument's, else 1).
-    ``state`` is not changed.
+    ``scale``: atoms per unit of the quantities (``EngineConfig.quantity_scale``; > 1:
+    ``quantity`` comes out as ``Float64`` units). ``state`` is not changed.
     """
     from pm_polars.engine.step import with_multiplier  # step imports engine.lots
 
+    schema = MATCH_SCHEMA if scale == 1 else {**MATCH_SCHEMA, "quantity": pl.Float64()}
     if fills.height == 0:
-        return pl.DataFrame(schema=MATCH_SCHEMA)
+        return pl.DataFrame(schema=schema)
     rows, opens = episode_lines(state.positions, state.lots,
                                 with_multiplier(state, fills))
     closes = rows.lazy().filter(pl.col("closed_qty") > 0).with_columns(
@@ -81,8 +86,10 @@ def lot_matches(state: EngineState, fills: pl.DataFrame) -> pl.DataFrame:
         .join(lot, on=["_gid", "_ep_close", "_i"], how="left", maintain_order="left")
         .with_columns(overlap.alias("quantity"))
         .with_columns(
-            (pl.col("quantity").cast(pl.Float64) * (pl.col("fill_price") - pl.col("open_price"))
-             * side.cast(pl.Float64) * pl.col("multiplier")).alias("realized_pnl"),
+            per_unit(pl.col("quantity").cast(pl.Float64)
+                     * (pl.col("fill_price") - pl.col("open_price"))
+                     * side.cast(pl.Float64) * pl.col("multiplier"), scale)
+            .alias("realized_pnl"),
             pl.when(side > 0).then(pl.lit("LONG")).otherwise(pl.lit("SHORT")).alias("side"),
         )
     )
@@ -98,20 +105,24 @@ def lot_matches(state: EngineState, fills: pl.DataFrame) -> pl.DataFrame:
         *KEYS, pl.col("seq").alias("close_seq"), pl.col("fill_id").alias("close_fill_id"),
         pl.col("ts").alias("close_ts"), pl.col("fill_price").alias("close_price"),
         opened["fill_id"].alias("open_fill_id"), opened["ts"].alias("open_ts"),
-        "open_price", "side", "quantity", "multiplier", "realized_pnl",
-    ).cast(pl.Schema(MATCH_SCHEMA))
+        "open_price", "side",
+        pl.col("quantity") if scale == 1 else units(pl.col("quantity"), scale),
+        "multiplier", "realized_pnl",
+    ).cast(pl.Schema(schema))
 
 
-def realized_lots(events: object, instruments: pl.DataFrame | str | Path | None = None
-                  ) -> pl.DataFrame:
+def realized_lots(events: object, instruments: pl.DataFrame | str | Path | None = None,
+                  quantity_decimals: int = 0) -> pl.DataFrame:
     """The FIFO realized-lots report of a whole fill history, from flat books.
 
     ``events``: anything ``PortfolioEngine.apply`` takes (JSON messages, event dicts, a
     decoded frame), e.g. a day's or a year's fills from the archive; duplicates (same
     ``source``/``fill_id``) count once and invalid records are skipped, as in the engine.
+    ``quantity_decimals``: as the engine's (fractional quantities; ``quantity`` in units).
     """
     from pm_polars.events import decode_any
 
     state = EngineState.empty(instruments)
-    fresh, _, _ = state.seen.split(decode_any(events).fills, None)
-    return lot_matches(state, fresh.sort("seq"))
+    decoded = decode_any(events, quantity_decimals=quantity_decimals)
+    fresh, _, _ = state.seen.split(decoded.fills, None)
+    return lot_matches(state, fresh.sort("seq"), 10**quantity_decimals)

@@ -26,6 +26,7 @@ from pm_polars.archive.replay import apply_ordered, load_ordered
 from pm_polars.engine import dayfigures, tradingday
 from pm_polars.engine.accounting import KEYS
 from pm_polars.engine.engine import PortfolioEngine
+from pm_polars.engine.views import units
 from pm_polars.eod import roll, store, trips
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,18 @@ def is_closed(root: str | Path, day: date) -> bool:
     return store.is_current(meta, fps, day)
 
 
-def _open_trips(positions: pl.DataFrame) -> pl.DataFrame:
-    """The open-trip carry kept in an end-of-day positions table (missing columns null)."""
+def _open_trips(positions: pl.DataFrame, scale: int = 1) -> pl.DataFrame:
+    """The open-trip carry kept in an end-of-day positions table (missing columns null);
+    its ``trip_peak`` (units there) back in atoms (``scale`` per unit)."""
     cols = positions.columns
-    return positions.filter(pl.col("trip_fills").is_not_null()).select(
+    carry = positions.filter(pl.col("trip_fills").is_not_null()).select(
         [pl.col(c) if c in cols else pl.lit(None, t).alias(c)
          for c, t in trips.TRIP_CARRY_SCHEMA.items()]
     )
+    if scale == 1:
+        return carry
+    return carry.with_columns((pl.col("trip_peak").cast(pl.Float64) * scale).round()
+                              .cast(pl.Int64))
 
 
 def _counts(fills: pl.DataFrame, closed: pl.DataFrame) -> pl.DataFrame:
@@ -97,7 +103,10 @@ def roll_day(
     fills = events.fills.join(
         state.positions.select(*KEYS, "multiplier"), on=KEYS, how="left", maintain_order="left"
     )
-    closed, carry = trips.day_trips(day, prior.positions, fills, carry)
+    scale = engine.config.quantity_scale
+    closed, carry = trips.day_trips(day, prior.positions, fills, carry, scale)
+    if scale != 1:  # the carry's peak (atoms) in units, as every quantity of the table
+        carry = carry.with_columns(units(pl.col("trip_peak"), scale))
     positions = roll.day_positions(day, engine.positions()).join(
         carry, on=KEYS, how="left"
     ).with_columns(
@@ -144,7 +153,8 @@ def run_eod(
     if res.base is not None:
         engine = PortfolioEngine.restore(store.read_state(base_root, res.base))
         prev = store.read_table(base_root, "positions", res.base)
-        carry = _open_trips(prev) if prev is not None else carry_none
+        carry = (_open_trips(prev, engine.config.quantity_scale) if prev is not None
+                 else carry_none)
         log.info("eod: continuing from the state at the end of %s", res.base)
     else:
         engine = new_engine(base_root, starting_cash=starting_cash, instruments=instruments)
@@ -153,7 +163,7 @@ def run_eod(
     todo = sorted({d for d in days if res.base is None or d > res.base} | {day})
     for d in todo:
         res.positions, res.portfolios, res.trips = roll_day(base_root, engine, d, carry, fps)
-        carry = _open_trips(res.positions)
+        carry = _open_trips(res.positions, engine.config.quantity_scale)
         res.rolled.append(d)
         log.info("eod: closed %s (%d positions, %d portfolios, %d round trips)", d,
                  res.positions.height, res.portfolios.height, res.trips.height)

@@ -15,6 +15,11 @@ kept in the end-of-day positions table), so a trip closed today includes what it
 paid on earlier days; ``trip_realized`` there is the open trip's realized P&L so far
 (``trip_cash + quantity x average_price x multiplier``). Trips open before the first end of day
 that was computed start from that day (their open time is then unknown, null).
+
+Fractional quantities (``quantity_decimals`` d > 0): the state and fills hold atoms of
+``10**-d`` units; trips are found on the atoms (exact zeros), cash flows are divided by
+``10**d`` (``accounting.per_unit``), ``peak_quantity`` is ``Float64`` units and the carry's
+``trip_peak`` stays in atoms (``run`` shows it in units in the positions table).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from datetime import date
 
 import polars as pl
 
-from pm_polars.engine.accounting import KEYS
+from pm_polars.engine.accounting import KEYS, per_unit
+from pm_polars.engine.views import units
 
 TRIP_CARRY_SCHEMA: dict[str, pl.DataType] = {
     "portfolio_id": pl.String(),
@@ -50,7 +56,7 @@ TRIP_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _contributions(prior: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
+def _contributions(prior: pl.DataFrame, fills: pl.DataFrame, scale: int) -> pl.DataFrame:
     """Per fill, what it adds to its trip; a flip adds a second row to the next trip.
 
     ``cash`` is the fill's cash flow before fees (``-signed quantity x price x m``); a flip's
@@ -72,7 +78,8 @@ def _contributions(prior: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
     )
     own = base.select(
         *KEYS, "trip_no", "ended",
-        (pl.when(pl.col("flip")).then(qp).otherwise(-d).cast(pl.Float64) * p).alias("cash"),
+        per_unit(pl.when(pl.col("flip")).then(qp).otherwise(-d).cast(pl.Float64) * p, scale)
+        .alias("cash"),
         pl.col("fee"), pl.lit(1, pl.Int64).alias("fills"),
         pl.when(qp == 0).then(pl.col("ts")).alias("open_ts"),
         pl.when(pl.col("ended")).then(pl.col("ts")).alias("close_ts"),
@@ -82,7 +89,7 @@ def _contributions(prior: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
     )
     flips = base.filter(pl.col("flip")).select(
         *KEYS, (pl.col("trip_no") + 1).alias("trip_no"), pl.lit(False).alias("ended"),
-        (-q.cast(pl.Float64) * p).alias("cash"), pl.lit(0.0).alias("fee"),
+        per_unit(-q.cast(pl.Float64) * p, scale).alias("cash"), pl.lit(0.0).alias("fee"),
         pl.lit(1, pl.Int64).alias("fills"), pl.col("ts").alias("open_ts"),
         pl.lit(None, pl.Int64).alias("close_ts"), q.abs().alias("peak"), q.sign().alias("dir"),
     )
@@ -90,7 +97,7 @@ def _contributions(prior: pl.DataFrame, fills: pl.DataFrame) -> pl.DataFrame:
 
 
 def day_trips(
-    day: date, prior: pl.DataFrame, fills: pl.DataFrame, carry: pl.DataFrame
+    day: date, prior: pl.DataFrame, fills: pl.DataFrame, carry: pl.DataFrame, scale: int = 1
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(trips closed on ``day``, open-trip carry at its end).
 
@@ -98,18 +105,20 @@ def day_trips(
     ``fills`` the day's applied fills in arrival order with a ``multiplier`` column,
     ``carry`` the open-trip carry of the previous day (``TRIP_CARRY_SCHEMA``). A trip's
     realized P&L is the sum of its cash flows (it starts and ends flat); a carried trip
-    without carry starts from the position's cost basis.
+    without carry starts from the position's cost basis. ``scale``: atoms per unit of the
+    quantities of ``prior``, ``fills`` and the carry's ``trip_peak``.
     """
     carry = carry.select(list(TRIP_CARRY_SCHEMA)).cast(pl.Schema(TRIP_CARRY_SCHEMA))
+    schema = TRIP_SCHEMA if scale == 1 else {**TRIP_SCHEMA, "peak_quantity": pl.Float64()}
     if fills.height == 0:
-        return pl.DataFrame(schema=TRIP_SCHEMA), carry
+        return pl.DataFrame(schema=schema), carry
     basis = prior.select(
         *KEYS, pl.col("quantity").alias("q0"),
-        (-pl.col("quantity").cast(pl.Float64) * pl.col("average_price") * pl.col("multiplier"))
-        .alias("basis_cash"),
+        per_unit(-pl.col("quantity").cast(pl.Float64) * pl.col("average_price")
+                 * pl.col("multiplier"), scale).alias("basis_cash"),
     )
     trips = (
-        _contributions(prior, fills)
+        _contributions(prior, fills, scale)
         .group_by(*KEYS, "trip_no")
         .agg(
             pl.col("ended").any(), pl.col("cash").sum(), pl.col("fee").sum(),
@@ -132,10 +141,11 @@ def day_trips(
         pl.lit(day, pl.Date).alias("date"), *KEYS,
         pl.when(pl.col("dir") > 0).then(pl.lit("LONG")).otherwise(pl.lit("SHORT"))
         .alias("direction"),
-        "open_ts", "close_ts", "fills", pl.col("peak").alias("peak_quantity"),
+        "open_ts", "close_ts", "fills",
+        (pl.col("peak") if scale == 1 else units(pl.col("peak"), scale)).alias("peak_quantity"),
         pl.col("cash").alias("realized_pnl"), pl.col("fee").alias("fees"),
         (pl.col("cash") - pl.col("fee")).alias("net_pnl"),
-    ).cast(pl.Schema(TRIP_SCHEMA)).sort(*KEYS, "close_ts")
+    ).cast(pl.Schema(schema)).sort(*KEYS, "close_ts")
     still_open = trips.filter(~pl.col("ended")).select(
         *KEYS, pl.col("open_ts").alias("trip_open_ts"), pl.col("fills").alias("trip_fills"),
         pl.col("peak").alias("trip_peak"), pl.col("cash").alias("trip_cash"),

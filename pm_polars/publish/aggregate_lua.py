@@ -14,6 +14,9 @@ It runs after the partition state and the strategy documents were queued, and:
    them (or ``prices``) backwards.
 
 Numbers are written with ``%.17g`` (exact doubles); cjson's encoder would keep 14 digits.
+Quantities arrive as atoms (``req.decimals`` d: ``10**-d`` units, integral doubles, exact
+below 2**53) and are written as exact decimal units: 3 atoms at d = 1 is ``0.3``, 75
+atoms at d = 0 ``75`` (an integral quantity is a JSON integer at every d).
 Timestamps (ns) are compared as decimal strings: Lua numbers are doubles.
 The argument is one JSON object (see :func:`request`). The keys it reads and writes are
 declared (``KEYS``, in ``req.keys``), except the Overall position hashes: on a single node
@@ -39,6 +42,10 @@ local hashes = {}  -- cluster: Overall position hashes for the caller
 local INT = {quantity=true, buy_quantity=true, sell_quantity=true, open_positions=true,
              instrument_token=true, overnight_quantity=true, day_buy_quantity=true,
              day_sell_quantity=true, day_quantity=true}
+local QTY = {quantity=true, buy_quantity=true, sell_quantity=true, overnight_quantity=true,
+             day_buy_quantity=true, day_sell_quantity=true, day_quantity=true}
+local D = tonumber(req.decimals) or 0
+local UNIT = 10 ^ D  -- atoms per unit (an exact double up to 10^8)
 local PF = {'cash','total_realized_pnl','total_unrealized_pnl','total_fees','total_pnl',
             'net_pnl','market_value','equity','gross_exposure','net_exposure','open_positions'}
 local PF_DAY = {'day_pnl','m2m','day_realized_pnl','day_fees','day_carried_pnl',
@@ -57,9 +64,21 @@ local POS_OUT = {'instrument_token','quantity','average_price','last_price','rea
 local AUM_DAY = {'m2m','day_net_pnl'}
 
 local function isnull(x) return x == nil or x == cjson.null end
+local function units(x)  -- atoms (an integral double) as the exact decimal text of units
+  local s = string.format('%d', x)
+  if D == 0 then return s end
+  local sign = ''
+  if string.sub(s, 1, 1) == '-' then sign = '-'; s = string.sub(s, 2) end
+  if #s <= D then s = string.rep('0', D + 1 - #s) .. s end
+  local whole, frac = string.sub(s, 1, #s - D), string.sub(s, #s - D + 1)
+  frac = (string.gsub(frac, '0+$', ''))
+  if frac == '' then return sign .. whole end
+  return sign .. whole .. '.' .. frac
+end
 local function num(name, x)
   if isnull(x) then return 'null' end
   if x ~= x or x == math.huge or x == -math.huge then return 'null' end
+  if QTY[name] then return units(x) end
   if INT[name] then return string.format('%d', x) end
   local s = string.format('%.17g', x)
   if not string.find(s, '[%.eEn]') then s = s .. '.0' end
@@ -122,8 +141,8 @@ for _, src in ipairs(req.sources) do
   local posjson = {}
   for _, t in ipairs(toks) do
     local acc = pos[tostring(t)]
-    acc.average_price = (acc.quantity ~= 0) and (acc.cost / acc.quantity) or 0
-    acc.overnight_average_price = (acc.overnight_quantity ~= 0) and (acc.cost0 / acc.overnight_quantity) or 0
+    acc.average_price = (acc.quantity ~= 0) and (acc.cost / (acc.quantity / UNIT)) or 0
+    acc.overnight_average_price = (acc.overnight_quantity ~= 0) and (acc.cost0 / (acc.overnight_quantity / UNIT)) or 0
     if CL then
       local m = req.marks[tostring(t)]
       if m ~= nil then acc.last_price = m end
@@ -223,13 +242,15 @@ def request(
     marks: Mapping[str, float] | None = None,
     day_key: str = "",
     roll: tuple[int, str] | None = None,
+    decimals: int = 0,
 ) -> str:
     """The script's single JSON argument.
 
     ``prices`` items are ``(token, ts_ns_as_text_or_empty, price_json)``; ``tick_offsets``
     items are ``(partition, next_offset)``; ``owners`` items ``(portfolio_id, part_name)``;
     ``keys`` the declared keys (:func:`declared`; pass their values as ``KEYS``);
-    ``cluster``: one slot per call, ``marks`` (token -> latest price) instead of ``prices``.
+    ``cluster``: one slot per call, ``marks`` (token -> latest price) instead of ``prices``;
+    ``decimals``: the contributions' quantities are atoms of ``10**-decimals`` units.
     """
     payload: dict[str, Any] = {
         "prefix": prefix, "group": group, "sources": list(sources), "aum": aum,
@@ -238,6 +259,7 @@ def request(
         "tick_offsets": [[str(p), int(o)] for p, o in tick_offsets],
         "keys": dict(keys), "cluster": cluster, "marks": dict(marks or {}),
         "day_key": day_key, "roll": None if roll is None else [roll[0], roll[1]],
+        "decimals": int(decimals),
     }
     text = json.dumps(payload)
     # cjson decodes [] as an empty table either way; make empty lists explicit arrays

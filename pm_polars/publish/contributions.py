@@ -5,7 +5,8 @@ partition stores its own contribution (``pm:parts`` hashes, field ``"{topic}:{pa
 and a Lua script sums all contributions in the same MULTI/EXEC (``aggregate_lua``), so one
 instance's partial view never overwrites another's.
 
-Contribution JSON for a source (money in account currency, quantities signed)::
+Contribution JSON for a source (money in account currency; quantities signed, in atoms of
+10^-d units, d = ``--quantity-decimals``, units at d = 0; see ``part_sums``)::
 
     {"totals": {"cash", "total_realized_pnl", ..., "open_positions", "day_pnl", "m2m",
                 ...},                                                     # sums of strategies

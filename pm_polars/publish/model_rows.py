@@ -89,8 +89,19 @@ def _position_texts(p: dict[str, Any]) -> tuple[str, bytes, str]:
     return str(p["instrument_token"]), data, doc
 
 
-def position_rows(rows: StateRows, members: Mapping[str, str]) -> list[dict[str, Any]]:
-    """``views.positions_view`` rows of ``members`` (sorted by portfolio, token) as dicts."""
+def unit(atoms: int, scale: int) -> int | float:
+    """A state quantity (``atoms`` of ``1/scale`` units) in units as documents show it: an
+    ``int`` when integral (integer feeds keep their integers), else the double nearest the
+    exact decimal (Python's int / int is correctly rounded), e.g. 15 atoms at 10**3 -> 0.015."""
+    whole, rest = divmod(atoms, scale)
+    return whole if rest == 0 else atoms / scale
+
+
+def position_rows(rows: StateRows, members: Mapping[str, str],
+                  scale: int = 1) -> list[dict[str, Any]]:
+    """``views.positions_view`` rows of ``members`` (sorted by portfolio, token) as dicts;
+    ``scale``: atoms per unit of the state's quantities (``EngineConfig.quantity_scale``),
+    whose quantities are published in units (``unit``)."""
     m_tok, m_tick, m_fill, m_roll = (rows.mark_columns.index(c) for c in
                                      ("instrument_token", "tick_price", "fill_price",
                                       "roll_price"))
@@ -104,16 +115,23 @@ def position_rows(rows: StateRows, members: Mapping[str, str]) -> list[dict[str,
          q0, avg0, dbq, dsq, dbv, dsv, dreal, dfees) = (row[i] for i in at)
         if pid not in members:
             continue
+        if scale == 1:
+            day_q = dbq - dsq
+            day_qf, moved = float(day_q), float(q - q0)
+        else:  # units, the money from them as ``views`` computes it (differences of units)
+            day_q = unit(dbq - dsq, scale)
+            q, bq, sq, q0, dbq, dsq = (unit(x, scale) for x in (q, bq, sq, q0, dbq, dsq))
+            day_qf, moved = float(dbq) - float(dsq), float(q) - float(q0)
         mark, pc = marks.get(tok), closes.get(tok)
         qf = float(q)
         unreal = ((mark - avg) * qf * m if mark is not None else None) if q != 0 else 0.0
         mv = qf * mark * m if mark is not None else 0.0
-        flow, day_q = dsv - dbv, dbq - dsq
+        flow = dsv - dbv
         if mark is None:
             day_pnl = trading = None
         else:
-            day_pnl = flow + float(day_q) * mark * m
-            trading = flow + float(q - q0) * mark * m
+            day_pnl = flow + day_qf * mark * m
+            trading = flow + moved * mark * m
         carried = (float(q0) * (mark - pc) * m if mark is not None and pc is not None
                    else None) if q0 != 0 else 0.0
         m2m = carried + trading if carried is not None and trading is not None else None
@@ -164,12 +182,12 @@ def portfolio_rows(rows: StateRows, members: Mapping[str, str],
     return out
 
 
-def render(rows: StateRows, pids: Collection[str]) -> dict[str, Rendered]:
+def render(rows: StateRows, pids: Collection[str], scale: int = 1) -> dict[str, Rendered]:
     """Each of ``pids``' published rows: its portfolio row and its position rows (in token
     order), following ``views.positions_view``/``portfolios_view`` (``rows``: their state,
-    see ``state_rows``)."""
+    see ``state_rows``; ``scale``: atoms per unit of its quantities)."""
     members = dict.fromkeys(pids, "")
-    positions = position_rows(rows, members)
+    positions = position_rows(rows, members, scale)
     held: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for p in positions:
         held[p["portfolio_id"]].append(p)
@@ -178,10 +196,11 @@ def render(rows: StateRows, pids: Collection[str]) -> dict[str, Rendered]:
 
 
 def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, PartSums],
-                 keys: Keys, group: str) -> Published:
+                 keys: Keys, group: str, scale: int = 1) -> Published:
     """Commands publishing the ``rendered`` portfolios (documents, position hashes, index)
     and the contributions of ``parts`` (part name -> the exact sums of that partition's
-    rows as published after this batch; see ``part_sums`` and ``daemon.read_model``).
+    rows as published after this batch; see ``part_sums`` and ``daemon.read_model``;
+    ``scale``: atoms per unit, the contributions' quantities are atoms).
     """
     out = Published()
     pairs: list[str] = []
@@ -197,17 +216,17 @@ def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, PartSums]
     if pairs:
         out.add(command("MSET", *pairs))
         out.add(command("SADD", keys.index, *out.documents))
-    _contributions(out, parts, keys, group)
+    _contributions(out, parts, keys, group, scale)
     return out
 
 
 def _contributions(out: Published, parts: Mapping[str, PartSums], keys: Keys,
-                   group: str) -> None:
+                   group: str, scale: int) -> None:
     """HSET of each partition's Overall contribution per source and its aum contribution."""
     by_source: dict[str, list[str]] = defaultdict(list)
     aum: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for part in sorted(parts):
-        for src, (doc, totals) in parts[part].documents().items():
+        for src, (doc, totals) in parts[part].documents(scale).items():
             by_source[src] += [part, doc]
             aum[part][src] = totals
     for src, fields in sorted(by_source.items()):

@@ -17,10 +17,12 @@ class _Open(BaseModel):
 
 
 class PositionDoc(_Open):
-    """One position of a portfolio document (flat ones included)."""
+    """One position of a portfolio document (flat ones included); quantities are JSON
+    integers when integral (always for integer feeds), else decimal units (``0.015``, a
+    daemon run with ``--quantity-decimals``)."""
 
     instrument_token: int
-    quantity: int
+    quantity: int | float
     average_price: float | None
     last_price: float | None
     realized_pnl: float | None
@@ -28,8 +30,8 @@ class PositionDoc(_Open):
     fees: float | None
     multiplier: float | None
     market_value: float | None
-    buy_quantity: int
-    sell_quantity: int
+    buy_quantity: int | float
+    sell_quantity: int | float
     buy_value: float | None
     sell_value: float | None
 

@@ -3,15 +3,20 @@ FIFO lots) written are the atoms read back, and the restored book continues exac
 
 from __future__ import annotations
 
+import json
 from typing import cast
 
 import polars as pl
+import pytest
 from reference import T0, fill, tick
+from support.book_writer import BookWriter
 from support.redis_server import RedisServer
 from support.resp import parse_commands
 
 from pm_polars import PortfolioEngine
+from pm_polars.cli import main
 from pm_polars.daemon.checkpoint.codec import decode_state, encode_state
+from pm_polars.engine.config import QuantityDecimalsMismatch
 
 
 def test_fractional_fifo_state_round_trips_through_redis(redis_srv: RedisServer) -> None:
@@ -44,3 +49,72 @@ def test_fractional_fifo_state_round_trips_through_redis(redis_srv: RedisServer)
     assert s["quantity"] == 0.0 and restored.state.lots.filter(
         pl.col("portfolio_id") == "paper_S").height == 0
     assert abs(s["realized_pnl"] - 34.0) < 1e-9  # 0.012 x 3,000 + 0.003 x 1,000 - 0.005 x 1,000
+
+
+BTC = 1  # a crypto-style instrument, multiplier 1, quantities to 8 decimals
+
+
+def test_fractional_quantities_published_as_exact_decimal_units(
+        redis_srv: RedisServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """The daemon's publish path (``BookWriter``) at ``quantity_decimals`` 8, by hand:
+
+    * partition 0, S1 BUY 0.1 @ 100; partition 1, S2 BUY 0.2 @ 100: ``paper_Overall`` holds
+      exactly 0.3 (summed as atoms across two partitions' contributions, not
+      0.30000000000000004), average price 100;
+    * S3 BUY 0.015 @ 60,000 and 0.005 @ 62,000: 0.02 at (900 + 310) / 0.02 = 60,500;
+      SELL 0.02 @ 63,000: flat exactly 0, realized 0.02 x (63,000 - 60,500) = 50, cash
+      1,000,000 - 900 - 310 + 1,260 = 1,000,050.
+    """
+    client = redis_srv.client(decode_responses=True)
+    writer = BookWriter(client, quantity_decimals=8)
+    writer.batch({0: [fill("S1", BTC, "BUY", 0.1, 100.0, fee=0.0, ts=T0, fill_id="a"),
+                      fill("S3", BTC, "BUY", 0.015, 60_000.0, fee=0.0, ts=T0, fill_id="c")],
+                  1: [fill("S2", BTC, "BUY", 0.2, 100.0, fee=0.0, ts=T0, fill_id="b")]})
+    writer.batch({0: [fill("S3", BTC, "BUY", 0.005, 62_000.0, fee=0.0, ts=T0 + 1,
+                           fill_id="d")]})
+    mid = json.loads(client.get("portfolio:paper_S3") or "null")["positions"]["1"]
+    assert (mid["quantity"], mid["average_price"]) == (0.02, 60_500.0)
+    writer.batch({0: [fill("S3", BTC, "SELL", 0.02, 63_000.0, fee=0.0, ts=T0 + 2,
+                           fill_id="e")]})
+    s3_text = client.get("portfolio:paper_S3") or ""
+    s3 = json.loads(s3_text)
+    pos = s3["positions"]["1"]
+    assert '"quantity":0,' in s3_text and pos["quantity"] == 0  # a JSON int: flat exactly
+    assert (pos["buy_quantity"], pos["sell_quantity"]) == (0.02, 0.02)
+    assert pos["realized_pnl"] == pytest.approx(50.0, abs=1e-9)
+    assert s3["cash"] == pytest.approx(1_000_050.0, abs=1e-6)
+    assert s3["open_positions"] == 0
+    s1 = json.loads(client.get("portfolio:paper_S1") or "null")["positions"]["1"]
+    assert s1["quantity"] == 0.1 and client.hget("position:paper_S1:1", "quantity") == "0.1"
+    overall_text = client.get("portfolio:paper_Overall") or ""
+    overall = json.loads(overall_text)["positions"]["1"]
+    # 0.1 + 0.2 + 0 as exact decimals; bought 0.1 + 0.2 + 0.02 = 0.32, sold 0.02
+    assert '"quantity":0.3,' in overall_text
+    assert (overall["quantity"], overall["buy_quantity"], overall["sell_quantity"]) == (
+        0.3, 0.32, 0.02)
+    assert overall["average_price"] == pytest.approx(100.0, rel=1e-12)
+    assert client.hget("position:paper_Overall:1", "quantity") == "0.3"
+    assert overall["realized_pnl"] == pytest.approx(50.0, abs=1e-9)
+    assert json.loads(client.get("portfolio:paper_Overall") or "null")["open_positions"] == 2
+    meta = client.hgetall("pm:state:g:orders.filled.all:0:meta")
+    assert meta["quantity_decimals"] == "8"
+    assert main(["show", "paper_Overall", "--redis-url", redis_srv.url]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 "))
+    assert [c.strip() for c in row.strip("|").split("|")][4] == "0.3"  # qty, every place
+
+
+def test_state_of_other_quantity_decimals_is_refused_at_load(redis_srv: RedisServer) -> None:
+    """A state booked at d = 8 holds atoms of 10^-8: loading it at d = 0 (or 2) would read
+    0.1 BTC as 10,000,000 units, so it is refused naming the setting; at d = 8 it resumes."""
+    client = redis_srv.client(decode_responses=True)
+    writer = BookWriter(client, quantity_decimals=8)
+    writer.batch({0: [fill("S1", BTC, "BUY", 0.1, 100.0, fee=0.0, ts=T0, fill_id="a")]})
+    for wrong in (0, 2):
+        with pytest.raises(QuantityDecimalsMismatch, match=(
+                f"booked with --quantity-decimals 8 .* but --quantity-decimals is {wrong}; "
+                "restart with --quantity-decimals 8")):
+            BookWriter(client, quantity_decimals=wrong)
+    again = BookWriter(client, quantity_decimals=8)
+    again.batch({0: [fill("S1", BTC, "SELL", 0.1, 110.0, fee=0.0, ts=T0 + 1, fill_id="b")]})
+    pos = json.loads(client.get("portfolio:paper_S1") or "null")["positions"]["1"]
+    assert pos["quantity"] == 0 and pos["realized_pnl"] == pytest.approx(1.0, abs=1e-9)

@@ -39,12 +39,13 @@ class BookWriter:
 
     def __init__(self, client: redis.Redis, prefix: str = "", *, group: str = "g",
                  partitions: int = 2, starting_cash: float = 1_000_000.0,
-                 tick_publish_ns: int = 0) -> None:
+                 tick_publish_ns: int = 0, quantity_decimals: int = 0) -> None:
         self.checkpoint = Checkpoint(client, Keys(prefix), group, TICKS)
         tick_offsets, prices = self.checkpoint.load_ticks()
         self.tick_offset = tick_offsets.get(0, 0)
         self.book = Book(self.checkpoint, TickTable.from_prices(prices),
-                         config=EngineConfig.of(starting_cash, 86_400.0),
+                         config=EngineConfig.of(starting_cash, 86_400.0,
+                                                quantity_decimals=quantity_decimals),
                          instruments=load_instruments(None), tick_publish_ns=tick_publish_ns,
                          roll=self.checkpoint.load_roll())
         self.book.load([(FILLS, p) for p in range(partitions)])
@@ -64,7 +65,8 @@ class BookWriter:
             offsets += range(first, first + len(events))
             next_offsets[(FILLS, partition)] = first + len(events)
         decoded_fills = decode_messages(values, topics=[FILLS] * len(values), partitions=parts,
-                                        offsets=offsets)
+                                        offsets=offsets,
+                                        quantity_decimals=book.config.quantity_decimals)
         tvalues = _raw(ticks)
         first_tick, self.tick_offset = self.tick_offset, self.tick_offset + len(tvalues)
         decoded_ticks = decode_messages(tvalues, topics=[TICKS] * len(tvalues),

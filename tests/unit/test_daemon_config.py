@@ -130,3 +130,23 @@ def test_alerts_with_redis_cluster_are_refused_with_the_fix(tmp_path: Path) -> N
     cfg.write_text("[alerts]\nmax_day_loss = 100\n")  # one node: accepted
     assert resolve(_args("--bootstrap-servers", "k:9092", "--config", str(cfg)),
                    {}).alerts is not None
+
+
+def test_quantity_decimals_from_flag_env_or_file_reach_decode_and_engine(
+        tmp_path: Path) -> None:
+    assert resolve(_args("--bootstrap-servers", "b:1"), {}).engine_config().quantity_decimals == 0
+    s = resolve(_args("--bootstrap-servers", "b:1", "--quantity-decimals", "8"), {})
+    assert s.quantity_decimals == 8 and s.engine_config().quantity_scale == 10**8
+    env = resolve(_args("--bootstrap-servers", "b:1"), {"PM_QUANTITY_DECIMALS": "3"})
+    assert env.engine_config().quantity_decimals == 3
+    cfg = tmp_path / "pm.toml"
+    cfg.write_text('bootstrap_servers = "b:1"\nquantity_decimals = 2\n')
+    assert resolve(_args("--config", str(cfg)), {}).quantity_decimals == 2
+    for bad in ("9", "-1", "2.5", "lots"):
+        with pytest.raises(ConfigError) as err:
+            resolve(_args("--bootstrap-servers", "b:1", "--quantity-decimals", bad), {})
+        text = str(err.value)
+        assert "--quantity-decimals / PM_QUANTITY_DECIMALS" in text and "Fix:" in text
+        assert bad in text
+    with pytest.raises(ConfigError, match="an integer from 0 .* to 8 decimal places"):
+        resolve(_args("--bootstrap-servers", "b:1", "--quantity-decimals", "9"), {})

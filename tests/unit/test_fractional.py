@@ -306,3 +306,28 @@ def test_engine_refusals_quote_the_quantity_in_units() -> None:
     assert result.rejects.height == 1
     assert json.loads(result.rejects["raw"][0])["quantity"] == 0.02
     assert _atoms(eng) == [1_500_000]
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), decimals=st.sampled_from([3, 8]))
+def test_daemon_rendering_equals_the_views(data: st.DataObject, decimals: int) -> None:
+    """The daemon's published rows (``publish.model_rows.render`` on the state's atoms)
+    show the same quantities as ``positions()`` (units, ints when integral) and the same
+    money up to the summation order."""
+    from pm_polars.publish.model_rows import render
+    from pm_polars.publish.state_rows import StateRows
+
+    eng = PortfolioEngine(quantity_decimals=decimals, instruments=pl.DataFrame(INSTRUMENTS))
+    eng.apply(data.draw(fractional_streams(decimals)))
+    pids = eng.state.cash["portfolio_id"].to_list()
+    rendered = render(StateRows.fetch(eng.state, pids), pids, eng.config.quantity_scale)
+    got = [p for pid in sorted(rendered) for p in rendered[pid][1]]
+    want = eng.positions().to_dicts()
+    assert len(got) == len(want)
+    quantities = ["quantity", "buy_quantity", "sell_quantity", "overnight_quantity",
+                  "day_buy_quantity", "day_sell_quantity", "day_quantity"]
+    for g, w in zip(got, want, strict=True):
+        assert [g[c] for c in quantities] == [w[c] for c in quantities]
+        assert all(type(g[c]) is int or not float(g[c]).is_integer() for c in quantities)
+        for c in ("realized_pnl", "unrealized_pnl", "market_value", "m2m", "day_pnl"):
+            assert g[c] == pytest.approx(w[c], rel=1e-12, abs=1e-9), c

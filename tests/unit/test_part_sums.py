@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pm_polars.publish.contributions import PORTFOLIO_SUMS, POSITION_SUMS
+from pm_polars.publish.model_rows import unit
 from pm_polars.publish.part_sums import PartSums, Rendered
 
 money = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_infinity=False)
@@ -65,3 +66,33 @@ def test_update_leaves_the_previous_value_untouched() -> None:
     assert first["totals"]["cash"] == 1.5 and second["totals"]["cash"] == 4.0
     assert first["positions"]["7"]["quantity"] == 2
     assert second["positions"]["7"]["quantity"] == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(-10**12, 10**12)), min_size=1,
+                max_size=40), st.sampled_from([1, 8]))
+def test_fractional_quantities_sum_to_exact_atoms(steps: list[tuple[int, int]],
+                                                  decimals: int) -> None:
+    """Quantities published as units (``model_rows.unit``: the double nearest the decimal)
+    come back in the contribution as the exact sum of their atoms, however republished."""
+    scale = 10**decimals
+    sums, atoms = PartSums(), dict[str, int]()
+    current: dict[str, Rendered] = {}
+    for who, a in steps:
+        pid = f"p{who}"
+        new = _rendered(pid, [1.0], 0)
+        for f in ("quantity", "buy_quantity", "overnight_quantity", "day_quantity"):
+            new[1][0][f] = unit(a, scale)
+        sums = sums.updated([(current.get(pid), new)])
+        current[pid], atoms[pid] = new, a
+    pos = json.loads(sums.documents(scale)["paper"][0])["positions"]["7"]
+    want = sum(atoms.values())
+    assert pos["quantity"] == pos["buy_quantity"] == pos["overnight_quantity"] == want
+    assert pos["day_quantity"] == want and type(pos["quantity"]) is int
+
+
+def test_unit_renders_atoms_as_json_wants_them() -> None:
+    assert [unit(a, 10**8) for a in (1_500_000, -1_500_000, 7_500_000_000, 0, 1)] == [
+        0.015, -0.015, 75, 0, 1e-08]
+    assert type(unit(7_500_000_000, 10**8)) is int and unit(75, 1) == 75
+    assert unit(3, 10) == 0.3 and repr(unit(3, 10)) == "0.3"  # not 0.30000000000000004

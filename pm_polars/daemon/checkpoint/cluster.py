@@ -211,7 +211,8 @@ class ClusterCheckpoint(Checkpoint):
                 else:
                     agg = self._eval_command({f"parts:{source}": parts_key,
                                               f"doc:{source}": doc_key},
-                                             sources=[source], marks=marks)
+                                             sources=[source], marks=marks,
+                                             decimals=plan.quantity_decimals)
                 version = resp.command("EVAL", NEXT_VERSION, 1, self.keys.version(doc_key),
                                        clock_us)
                 batch = resp.Batch([copy, agg, version], 3)
@@ -275,12 +276,12 @@ class ClusterCheckpoint(Checkpoint):
     # ------------------------------------------------------------------ script
     def _request(self, keys: Mapping[str, str], **parts: Any) -> str:
         req: dict[str, Any] = {"sources": [], "aum": False, "owners": [], "prices": [],
-                               "tick_offsets": [], "marks": None, **parts}
+                               "tick_offsets": [], "marks": None, "decimals": 0, **parts}
         return aggregate_lua.request(
             prefix=self.keys.prefix, group=self.group, sources=req["sources"], aum=req["aum"],
             owners=req["owners"], prices=req["prices"],
             tick_offsets_key=keys.get("tick_offsets", ""), tick_offsets=req["tick_offsets"],
-            keys=keys, cluster=True, marks=req["marks"])
+            keys=keys, cluster=True, marks=req["marks"], decimals=req["decimals"])
 
     def _eval_command(self, keys: Mapping[str, str], **parts: Any) -> bytes:
         return resp.command("EVAL", aggregate_lua.SCRIPT, len(keys), *keys.values(),

@@ -11,9 +11,11 @@ Layout (keys from ``pm_polars.publish.keys``; one set per ``{group}:{topic}:{par
 * ``seen``      ZSET ``"{source}|{fill_id}"`` scored by the first sighting's ``ts`` (ns UTC,
   stored as a double: about 256 ns resolution, only used for pruning)
 * ``meta``      HASH ``next_offset`` (first offset NOT applied), ``clock_ns``, ``updated_ns``,
-  ``trading_day`` (days since 1970-01-01), ``late_day_events``, ``account_currency``
-  (written only when not the default ``INR``; a state is only reloaded under the account
-  currency that booked it: :func:`check_account_currency`)
+  ``trading_day`` (days since 1970-01-01), ``late_day_events``, ``quantity_decimals`` (the
+  d the quantities' atoms are ``10**-d`` units of; absent in states written before it: 0).
+  A state is only loaded under the d that wrote it (:func:`check_decimals`).
+  ``account_currency`` (written only when not the default ``INR``; a state is only
+  reloaded under the account currency that booked it: :func:`check_account_currency`)
 
 JSON rows are written by ``json`` and read column-wise by Polars; floats are written as
 shortest round-trip text, so a state read back equals the state written bit for bit.
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from pm_polars.engine import accounting, dedupe, lot_state, marks
-from pm_polars.engine.config import DEFAULT_ACCOUNT_CURRENCY
+from pm_polars.engine.config import DEFAULT_ACCOUNT_CURRENCY, QuantityDecimalsMismatch
 from pm_polars.engine.state import CASH_SCHEMA, EngineState
 from pm_polars.publish.resp import bulk, command, header
 from pm_polars.publish.state_rows import StateRows
@@ -63,6 +65,7 @@ def encode_state(
     snap: EngineState, retention_ns: int | None, fills: pl.DataFrame,
     next_offsets: Committable, updated_ns: int, key: Callable[[TP, str], str],
     rows: StateRows | None = None, whole: Mapping[TP, tuple[int | None, list[str]]] | None = None,
+    quantity_decimals: int = 0,
     account_currency: str = DEFAULT_ACCOUNT_CURRENCY,
 ) -> StateWrites:
     """Writes for each partition of ``next_offsets``: the state rows its fills touched.
@@ -82,7 +85,8 @@ def encode_state(
 
     ``whole`` (a batch that rolled the trading day): per partition its stored next offset and
     portfolios, whose every positions, cash and marks row is rewritten (the roll changed
-    them all) with its ``meta``; ``rows`` then holds them all.
+    them all) with its ``meta``; ``rows`` then holds them all. ``quantity_decimals``: the
+    engine's (``EngineConfig``), recorded in ``meta``.
     """
     clock, retention = snap.clock_ns, retention_ns
     out = StateWrites()
@@ -111,7 +115,8 @@ def encode_state(
         since = dedupe.horizon_ns(clock, retention)
         if since is not None:  # ids before it no longer count: gone from Redis too
             out.add(command("ZREMRANGEBYSCORE", key(tp, "seen"), "-inf", f"({float(since)!r}"))
-        meta = ["next_offset", next_offsets[tp], "updated_ns", updated_ns]
+        meta = ["next_offset", next_offsets[tp], "updated_ns", updated_ns,
+                "quantity_decimals", quantity_decimals]
         if clock is not None:
             meta += ["clock_ns", clock]
         if snap.trading_day is not None:
@@ -193,6 +198,19 @@ def _seen_bulk(out: StateWrites, fills: pl.DataFrame, clock: int | None,
     for topic, part, body, n in grouped.iter_rows():
         if (topic, part) in next_offsets:
             out.add(header("ZADD", key((topic, part), "seen"), 2 * n) + body.encode())
+
+
+def check_decimals(meta: Mapping[str, str], quantity_decimals: int, where: str) -> None:
+    """Raise :class:`QuantityDecimalsMismatch` unless the state's recorded
+    ``quantity_decimals`` (absent: 0, written before the setting) is ``quantity_decimals``
+    (the state's quantities are atoms: another value would rescale every position)."""
+    stored = int(meta.get("quantity_decimals", 0))
+    if stored != quantity_decimals:
+        raise QuantityDecimalsMismatch(
+            f"{where} was booked with --quantity-decimals {stored} (quantities in atoms of "
+            f"10^-{stored} units) but --quantity-decimals is {quantity_decimals}; restart "
+            f"with --quantity-decimals {stored}, or replay the fills into a fresh key prefix "
+            "to rebook them")
 
 
 def _frame(values: list[str], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:

@@ -53,6 +53,7 @@ class CommitPlan:
     tick_offsets: dict[int, int] = field(default_factory=dict)
     ts_ns: int = 0
     roll: tuple[int, str] | None = None  # a roll: (trading day, roll prices JSON)
+    quantity_decimals: int = 0  # the contributions' quantities are atoms of 10**-d units
 
     def add(self, data: bytes) -> None:
         """Queue one more encoded command (after the state and read-model writes)."""
@@ -122,14 +123,17 @@ def build(state: EngineState, config: EngineConfig, result: BatchResult, scope: 
 
     encoded = encode_state(state, config.dedupe_retention_ns, result.fills, offsets,
                            result.written_ns, state_key, rows, scope.rolled,
+                           config.quantity_decimals,
                            account_currency=config.account_currency)
     published = publish_rows(scope.rendered,
-                             {part_name(*tp): sums for tp, sums in scope.sums.items()}, keys, group)
+                             {part_name(*tp): sums for tp, sums in scope.sums.items()}, keys,
+                             group, config.quantity_scale)
     plan = CommitPlan(
         partitions=[], commands=encoded.commands + published.commands,
         count=encoded.count + published.count, documents=published.documents,
         sources=published.sources, aum=published.aum, prices=prices,
         tick_offsets=ticks, ts_ns=result.written_ns,
+        quantity_decimals=config.quantity_decimals,
     )
     for tp in sorted(set(offsets) | set(scope.changed_tps)):
         plan.partitions.append(PartitionCommit(

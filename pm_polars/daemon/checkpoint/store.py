@@ -34,7 +34,7 @@ from typing import Any
 import polars as pl
 import redis
 
-from pm_polars.daemon.checkpoint.codec import check_account_currency, decode_state
+from pm_polars.daemon.checkpoint.codec import check_account_currency, check_decimals, decode_state
 from pm_polars.daemon.checkpoint.plan import CommitOutcome, CommitPlan
 from pm_polars.engine.config import DEFAULT_ACCOUNT_CURRENCY
 from pm_polars.engine.state import EngineState
@@ -111,7 +111,7 @@ class Checkpoint:
             owners=owners, prices=plan.prices,
             tick_offsets_key=keys.tick_offsets(self.ticks_topic),
             tick_offsets=sorted(plan.tick_offsets.items()), keys=declared,
-            day_key=keys.day(self.group), roll=plan.roll,
+            day_key=keys.day(self.group), roll=plan.roll, decimals=plan.quantity_decimals,
         )
         at_eval = batch.add(resp.command("EVAL", aggregate_lua.SCRIPT, len(declared),
                                          *declared.values(), arg))
@@ -123,11 +123,14 @@ class Checkpoint:
 
     # ------------------------------------------------------------------ load
     def load_partition(
-        self, tp: TP, *, instruments: pl.DataFrame,
+        self, tp: TP, *, instruments: pl.DataFrame, quantity_decimals: int = 0,
         account_currency: str = DEFAULT_ACCOUNT_CURRENCY,
     ) -> tuple[EngineState | None, int | None]:
         """``(state, next_offset)`` of a partition; ``(None, None)`` if never written.
-        Raises ``codec.AccountCurrencyMismatch`` if it was booked in another currency."""
+
+        Raises ``QuantityDecimalsMismatch`` if it was written with other
+        ``quantity_decimals`` (``codec.check_decimals``), ``codec.AccountCurrencyMismatch``
+        if it was booked in another account currency."""
         with self.client.pipeline(transaction=True) as pipe:  # one consistent read
             pipe.hgetall(self.state_key(tp, "meta"))
             pipe.hgetall(self.state_key(tp, "positions"))
@@ -137,6 +140,7 @@ class Checkpoint:
             meta, positions, cash, mark_rows, seen = pipe.execute()
         if not meta or "next_offset" not in meta:
             return None, None
+        check_decimals(meta, quantity_decimals, f"partition {tp[0]}:{tp[1]}")
         check_account_currency(meta, account_currency, f"partition {tp[0]}:{tp[1]}")
         state = decode_state(
             positions, cash, mark_rows, [(str(m), float(s)) for m, s in seen], meta,
