@@ -8,6 +8,11 @@ another order, so each position holds up to 8 open lots (the issue's floor is st
 changing points: they mix opens and closes and carry lots in from the state. Each mode's runs alternate with average cost's, so both see the
 same load on a shared box.
 
+Multi-currency (``account_currency`` INR; of the 100 instruments, every second quoted in USD,
+every fifth an inverse contract settled in BTC, rates USDINR and BTCINR): the same fills
+booked (average cost), and the read of every portfolio's totals (``portfolios()``, where
+the conversion happens) next to the same read of the one-currency book; floor: >= 80 %.
+
 Fractional modes (``quantity_decimals = 8``): the same fills with every quantity scaled to a
 fraction with 8 decimal places (``q x 0.12345678`` units, as atoms), booked by average cost
 and FIFO; floor: >= 80 % of the integer rate of the same cost basis. Then the decode of
@@ -31,7 +36,7 @@ import polars as pl
 from bench.engine import TS0, batch, report
 from pm_polars import PortfolioEngine
 from pm_polars.events import DecodedBatch, decode_messages
-from pm_polars.events.schema import FILL_SCHEMA, conform
+from pm_polars.events.schema import FILL_SCHEMA, TICK_SCHEMA, conform
 
 POSITIONS = 10_000
 CYCLE = 16
@@ -67,6 +72,69 @@ def fractional(b: DecodedBatch) -> DecodedBatch:
     """``b`` with each quantity ``q`` as ``q x 0.12345678`` units, in atoms."""
     fills = b.fills.with_columns(pl.col("quantity", "signed_qty") * FRACTION_ATOMS)
     return DecodedBatch(fills, b.ticks, b.rejects)
+
+
+RATES = {1001: ("USDINR", 83.25), 1002: ("BTCINR", 5_000_000.0)}
+
+
+def currency_instruments() -> pl.DataFrame:
+    """The multi-currency book's instruments (see the module docstring)."""
+    tokens = list(range(1, POSITIONS // 100 + 1))
+    inverse = [t % 5 == 0 for t in tokens]
+    return pl.DataFrame({
+        "instrument_token": [*tokens, *RATES],
+        "multiplier": [1.0] * (len(tokens) + len(RATES)),
+        "quote_currency": ["USD" if t % 2 == 0 else "INR" for t in tokens] + ["INR"] * 2,
+        "base_currency": ["BTC" if i else None for i in inverse] + ["USD", "BTC"],
+        "inverse": [*inverse, False, False],
+        "fx_pair": [None] * len(tokens) + [pair for pair, _ in RATES.values()],
+    })
+
+
+def _rates() -> DecodedBatch:
+    ticks = pl.DataFrame({"seq": [0, 1], "instrument_token": list(RATES),
+                          "last_price": [rate for _, rate in RATES.values()],
+                          "ts": [TS0, TS0]})
+    return batch(ticks=conform(ticks, TICK_SCHEMA))
+
+
+def _read_time(eng: PortfolioEngine, reads: int = 5) -> float:
+    start = time.perf_counter()
+    for _ in range(reads):
+        eng.portfolios(aggregates=True)
+    return (time.perf_counter() - start) / reads
+
+
+def currency_rates(runs: int, batches: list[DecodedBatch]) -> None:
+    """Booking and reading a multi-currency book next to the one-currency book."""
+    ins = currency_instruments()
+    modes: dict[str, Callable[[], PortfolioEngine]] = {
+        "average": PortfolioEngine,
+        "multi-currency": lambda: PortfolioEngine(instruments=ins),
+    }
+    book: dict[str, list[float]] = {m: [] for m in modes}
+    read: dict[str, list[float]] = {m: [] for m in modes}
+    for _ in range(runs):
+        for mode, make in modes.items():
+            eng = make()
+            eng.apply_decoded(_rates())
+            start = time.perf_counter()
+            for b in batches:
+                eng.apply_decoded(b)
+            book[mode].append(time.perf_counter() - start)
+            read[mode].append(_read_time(eng))
+    n = sum(b.fills.height for b in batches)
+    positions = POSITIONS  # one per (portfolio, instrument) of the stream
+    for mode in modes:
+        report(f"{len(batches)} x 100k-fill batches, 10k positions, {mode}", n,
+               statistics.median(book[mode]), "fills")
+    share = statistics.median(book["average"]) / statistics.median(book["multi-currency"])
+    print(f"{'':<58} {share:>14.0%} of average, one currency (floor 80%)")
+    for mode in modes:
+        report(f"portfolios(aggregates=True) over 10k positions, {mode}", positions,
+               statistics.median(read[mode]), "positions")
+    share = statistics.median(read["average"]) / statistics.median(read["multi-currency"])
+    print(f"{'':<58} {share:>14.0%} of one currency (floor 80%)")
 
 
 def _time(make: Callable[[], PortfolioEngine], batches: list[DecodedBatch]) -> float:
@@ -109,6 +177,7 @@ def run(runs: int) -> None:
         per = probe.lots().group_by("portfolio_id", "instrument_token").len()
         most = max(most, int(per["len"].max() or 0))  # type: ignore[arg-type]
     print(f"{'':<58} open lots per position after each batch: max {most}")
+    currency_rates(runs, batches)
 
 
 def _messages(n: int, fractional: bool) -> list[bytes]:

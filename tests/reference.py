@@ -32,6 +32,21 @@ may be any number with at most ``d`` decimal places (its JSON text, as Python's 
 writes a float); it is held as an exact ``Fraction``, so sums and closes are exact; money
 is ``Fraction x float`` (a float). More places -> rejected.
 
+Currencies (``ReferenceBook(account_currency=...)`` with instrument rows carrying
+``quote_currency``/``base_currency``/``inverse``/``fx_pair``): a position books in its pnl
+currency (an inverse contract's base currency, else its quote currency, else the account's);
+cash is kept per portfolio *and currency* (linear: the notional and fee in the quote
+currency; inverse: realized P&L less fees in the base currency, no notional). An inverse
+position keeps the quantity-weighted mean of ``1/price`` of its open units (average cost;
+FIFO: per lot), realizes ``closed x sign x m x (mean_inv - 1/price)`` (BitMEX's ``contracts
+x multiplier x (1/entry - 1/exit)``), shows ``average_price = 1/mean_inv``, ``market_value
+= q x m / mark`` and contributes its unrealized P&L (not its face value) to equity. Totals
+convert each figure at the latest rate: the mark of fx pair ``CA`` (or ``1/AC``); none: the
+totals are ``None`` and ``missing_rate`` true. ``fee_currency = "base"`` (linear only): the
+fee is units of the asset: a buy holds ``q - f`` for ``q x p`` paid (average = cost / units
+held), a sell gives up ``q + f`` units for ``q x p`` received (realized = proceeds - units x
+average; FIFO: the units come off the lots in order); not in ``fees`` nor cash.
+
 The second half of the module holds test plumbing shared by the test files: event
 builders, an adapter that turns the engine's frames into the same plain structures, and a
 tolerance-aware state comparison.
@@ -151,6 +166,7 @@ class _Fill:
     fee: float
     fill_id: str | None
     ts: int | None
+    fee_currency: str | None = None
 
     @property
     def portfolio_id(self) -> str:
@@ -231,6 +247,7 @@ def parse_event(raw: Any, quantity_decimals: int = 0) -> _Fill | _Tick:
         fee=float(fee),
         fill_id=None if fill_id is None else str(fill_id),
         ts=ts_to_ns(raw.get("ts")),
+        fee_currency=raw.get("fee_currency"),
     )
 
 
@@ -245,6 +262,7 @@ class _Position:
     buy_value: float = 0.0
     sell_value: float = 0.0
     lots: list[list[Any]] | None = None  # FIFO only: [units open, price, fill_id], oldest first
+    mean_inv: float = 0.0  # inverse, average cost: mean of 1/price over the open units
 
 
 @dataclass
@@ -272,14 +290,232 @@ def _sign(x: Units) -> int:
     return int(x > 0) - int(x < 0)
 
 
-class ReferenceBook:
+def _currency_rows(instruments: Any) -> dict[int, dict[str, Any]]:
+    """instrument rows -> {token: {pnl_currency (None: the account's), inverse, fx_pair}}."""
+    if instruments is None:
+        return {}
+    rows = instruments.to_dicts() if hasattr(instruments, "to_dicts") else list(instruments)
+    out: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        inverse = bool(row.get("inverse") or False)
+        pair = row.get("fx_pair")
+        out[int(row["instrument_token"])] = {
+            "pnl_currency": row.get("base_currency") if inverse else row.get("quote_currency"),
+            "inverse": inverse,
+            "fx_pair": None if pair is None else str(pair).replace("/", ""),
+        }
+    return out
+
+
+class _CurrencyBook:
+    """The currency half of :class:`ReferenceBook` (see the module docstring)."""
+
+    account: str
+    currency_rows: dict[int, dict[str, Any]]
+    other_cash: dict[tuple[str, str], float]
+    quantity_decimals: int
+    cost_basis: str
+    _positions: dict[tuple[str, int], _Position]
+    _portfolios: dict[str, _Portfolio]
+    _fill_marks: dict[int, tuple[int | None, float]]
+    starting_cash: float
+
+    def multiplier(self, token: int) -> float:
+        raise NotImplementedError
+
+    def mark(self, token: int) -> float | None:
+        raise NotImplementedError
+
+    def pnl_currency(self, token: int) -> tuple[str, bool]:
+        row = self.currency_rows.get(token, {})
+        return row.get("pnl_currency") or self.account, bool(row.get("inverse"))
+
+    def rate(self, currency: str) -> float | None:
+        """One unit of ``currency`` in the account currency (None: no rate)."""
+        if currency == self.account:
+            return 1.0
+        for token, row in self.currency_rows.items():
+            if row["fx_pair"] == currency + self.account and self.mark(token) is not None:
+                return self.mark(token)
+        for token, row in self.currency_rows.items():
+            mark = self.mark(token)
+            if row["fx_pair"] == self.account + currency and mark is not None:
+                return 1.0 / mark
+        return None
+
+    def _base_units(self, fill: _Fill) -> Any:
+        """A base fee's units (exact) on a linear instrument, else None."""
+        if fill.fee_currency != "base" or fill.fee == 0:
+            return None
+        if self.pnl_currency(fill.instrument_token)[1]:
+            return None  # inverse: the fee is money in the base currency
+        return Fraction(Decimal(repr(fill.fee)))
+
+    def _base_fee_refusal(self, fill: _Fill) -> str | None:
+        units = self._base_units(fill)
+        if units is None:
+            return None
+        if (units * 10**self.quantity_decimals).denominator != 1:
+            return "fee: a base-currency fee must be a whole number of atoms"
+        if fill.side == "BUY" and units >= fill.quantity:
+            return "fee: a base-currency fee must be less than the quantity bought"
+        return None
+
+    def _book_fx(self, fill: _Fill) -> bool:
+        token = fill.instrument_token
+        if _is_newer(fill.ts, self._fill_marks.get(token)):
+            self._fill_marks[token] = (fill.ts, fill.price)
+        m = self.multiplier(token)
+        currency, inverse = self.pnl_currency(token)
+        pid = fill.portfolio_id
+        if pid not in self._portfolios:
+            self._portfolios[pid] = _Portfolio(fill.source, fill.strategy_id, self.starting_cash)
+        pos = self._positions.setdefault((pid, token), _Position())
+        base = self._base_units(fill)
+        qty, price = fill.quantity, fill.price
+        signed = qty if fill.side == "BUY" else -qty
+        held = signed - (base or 0)  # the held quantity's change
+        units = abs(held)
+        value = qty * price  # paid or received, per the multiplier
+        unit_price = value / units  # what one held unit cost (or fetched)
+        old_q = pos.quantity
+        new_q = old_q + held
+        realized = 0.0
+        if self.cost_basis == "fifo":
+            lots = pos.lots if pos.lots is not None else []
+            pos.lots = lots
+            left = units
+            if old_q != 0 and _sign(old_q) != _sign(held):
+                while left and lots:
+                    n = min(left, lots[0][0])
+                    if inverse:
+                        realized += n * _sign(old_q) * m * (1 / lots[0][1] - 1 / price)
+                    else:
+                        realized += n * (unit_price - lots[0][1]) * _sign(old_q) * m
+                    lots[0][0] -= n
+                    left -= n
+                    if lots[0][0] == 0:
+                        lots.pop(0)
+            if left:
+                lots.append([left, price if inverse else unit_price, fill.fill_id])
+        elif old_q == 0 or _sign(old_q) == _sign(held):
+            if inverse:
+                pos.mean_inv = (pos.mean_inv * abs(old_q) + units / price) / abs(new_q)
+            else:
+                pos.average_price = (pos.average_price * abs(old_q) + value) / abs(new_q)
+        else:
+            closed = min(units, abs(old_q))
+            if inverse:
+                realized = closed * _sign(old_q) * m * (pos.mean_inv - 1 / price)
+            else:
+                realized = closed * (unit_price - pos.average_price) * _sign(old_q) * m
+            if new_q == 0:
+                pos.average_price, pos.mean_inv = 0.0, 0.0
+            elif _sign(new_q) != _sign(old_q):
+                pos.average_price, pos.mean_inv = unit_price, 1 / price
+        pos.realized_pnl += realized
+        pos.quantity = new_q
+        fee = 0.0 if base is not None else fill.fee
+        pos.fees += fee
+        notional = units * m / price if inverse else value * m
+        if held > 0:
+            pos.buy_quantity += units
+            pos.buy_value += notional
+        else:
+            pos.sell_quantity += units
+            pos.sell_value += notional
+        if inverse:
+            flow = realized - fee
+        else:
+            flow = (-value * m if held > 0 else value * m) - fee
+        if currency == self.account and not inverse:
+            self._portfolios[pid].cash += flow
+        else:
+            key = (pid, currency)
+            self.other_cash[key] = self.other_cash.get(key, 0.0) + flow
+        return True
+
+    def _fx_position_row(self, pid: str, token: int, pos: _Position) -> dict[str, Any]:
+        m = self.multiplier(token)
+        mark = self.mark(token)
+        assert mark is not None
+        currency, inverse = self.pnl_currency(token)
+        q = pos.quantity
+        if inverse:
+            if self.cost_basis == "fifo":
+                lots = pos.lots or []
+                n = sum(u for u, _, _ in lots)
+                mean_inv = sum(u / p for u, p, _ in lots) / n if n else 0.0
+            else:
+                mean_inv = pos.mean_inv
+            average = 1 / mean_inv if q != 0 else 0.0
+            unrealized = q * m * (mean_inv - 1 / mark) if q != 0 else 0.0
+            market_value = q * m / mark
+        else:
+            if self.cost_basis == "fifo":
+                lots = pos.lots or []
+                n = sum(u for u, _, _ in lots)
+                average = sum(u * p for u, p, _ in lots) / n if n else 0.0
+            else:
+                average = pos.average_price if q != 0 else 0.0
+            unrealized = (mark - average) * q * m if q != 0 else 0.0
+            market_value = q * mark * m
+        rate = self.rate(currency)
+        return {
+            "portfolio_id": pid, "instrument_token": token, "quantity": q,
+            "average_price": average, "last_price": mark, "realized_pnl": pos.realized_pnl,
+            "unrealized_pnl": unrealized, "fees": pos.fees, "multiplier": m,
+            "market_value": market_value, "buy_quantity": pos.buy_quantity,
+            "sell_quantity": pos.sell_quantity, "buy_value": pos.buy_value,
+            "sell_value": pos.sell_value, "pnl_currency": currency, "inverse": inverse,
+            "fx_rate": rate, "missing_rate": rate is None,
+        }
+
+    def _fx_totals(self, rows: list[dict[str, Any]], pids: list[str]) -> dict[str, Any]:
+        """Totals in the account currency; every money figure None when a rate is missing."""
+        money = ("cash", "total_realized_pnl", "total_unrealized_pnl", "total_fees",
+                 "total_pnl", "net_pnl", "market_value", "equity", "gross_exposure",
+                 "net_exposure")
+        other = [(c, v) for (p, c), v in self.other_cash.items() if p in pids]
+        rates = [r["fx_rate"] for r in rows] + [self.rate(c) for c, _ in other]
+        if any(r is None for r in rates):
+            return {**dict.fromkeys(money), "missing_rate": True}
+        cash = sum(self._portfolios[p].cash for p in pids) + sum(
+            v * (self.rate(c) or 0.0) for c, v in other)
+
+        def total(name: str) -> float:
+            return float(sum(r[name] * r["fx_rate"] for r in rows))
+
+        realized, unrealized, fees = (total("realized_pnl"), total("unrealized_pnl"),
+                                      total("fees"))
+        market_value = total("market_value")
+        held = sum((r["unrealized_pnl"] if r["inverse"] else r["market_value"]) * r["fx_rate"]
+                   for r in rows)
+        return {
+            "cash": cash, "total_realized_pnl": realized, "total_unrealized_pnl": unrealized,
+            "total_fees": fees, "total_pnl": realized + unrealized,
+            "net_pnl": realized + unrealized - fees, "market_value": market_value,
+            "equity": cash + held,
+            "gross_exposure": sum(abs(r["market_value"] * r["fx_rate"]) for r in rows),
+            "net_exposure": market_value, "missing_rate": False,
+        }
+
+
+class ReferenceBook(_CurrencyBook):
     """Scalar reference: apply events one by one; read state back as plain Python."""
 
     def __init__(
         self, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None,
         cost_basis: str = "average", quantity_decimals: int = 0,
+        account_currency: str = "INR",
     ) -> None:
         self.starting_cash = float(starting_cash)
+        self.account = account_currency
+        self.currency_rows = _currency_rows(instruments)
+        self.currencies = any(r["inverse"] or r["pnl_currency"] not in (None, account_currency)
+                              for r in self.currency_rows.values())
+        # (pid, currency) -> cash other than the account currency's (``_Portfolio.cash``)
+        self.other_cash: dict[tuple[str, str], float] = {}
         self.cost_basis = cost_basis
         self.quantity_decimals = quantity_decimals
         # FIFO closes in order: (pid, token, close fill_id, lot's fill_id, units, lot price,
@@ -307,6 +543,8 @@ class ReferenceBook:
                 continue
             if isinstance(event, _Tick):
                 self._apply_tick(event)
+            elif (reason := self._base_fee_refusal(event)) is not None:
+                rejects.append((raw, reason))
             elif not self._apply_fill(event):
                 rejects.append((raw, "fill_id: conflicts with the fill already applied"))
         return rejects
@@ -328,6 +566,8 @@ class ReferenceBook:
         return self._book(fill)
 
     def _book(self, fill: _Fill) -> bool:
+        if self.currencies or self._base_units(fill) is not None:
+            return self._book_fx(fill)
         token = fill.instrument_token
         if _is_newer(fill.ts, self._fill_marks.get(token)):
             self._fill_marks[token] = (fill.ts, fill.price)
@@ -445,6 +685,9 @@ class ReferenceBook:
         }
 
     def positions(self) -> list[dict[str, Any]]:
+        if self.currencies:
+            return [self._fx_position_row(pid, token, pos)
+                    for (pid, token), pos in sorted(self._positions.items())]
         return [
             self._position_row(pid, token, pos)
             for (pid, token), pos in sorted(self._positions.items())
@@ -480,7 +723,10 @@ class ReferenceBook:
                 "source": pf.source,
                 "strategy_id": pf.strategy_id,
             }
-            row.update(self._totals(self._portfolio_rows(pid), pf.cash))
+            if self.currencies:
+                row.update(self._fx_totals(self._portfolio_rows(pid), [pid]))
+            else:
+                row.update(self._totals(self._portfolio_rows(pid), pf.cash))
             out.append(row)
         return out
 
@@ -503,7 +749,8 @@ class ReferenceBook:
                 "strategy_id": pf.strategy_id,
                 "positions": {str(r["instrument_token"]): r for r in rows},
             }
-            out.update(self._totals(rows, pf.cash))
+            out.update(self._fx_totals(rows, [portfolio_id]) if self.currencies
+                       else self._totals(rows, pf.cash))
             return out
         source, _, rest = portfolio_id.rpartition("_")
         if rest == "Overall" and source in self.sources():
@@ -556,13 +803,17 @@ class ReferenceBook:
             "source": source,
             "positions": {str(t): by_token[t] for t in sorted(by_token)},
         }
-        out.update(self._totals(rows, cash))
+        out.update(self._fx_totals(rows, pids) if self.currencies else self._totals(rows, cash))
+        if self.currencies:
+            return out
         # exposures of an aggregate net quantities per instrument first
         out["gross_exposure"] = sum(abs(a["market_value"]) for a in by_token.values())
         return out
 
     def aum(self) -> dict[str, Any]:
         by_source: dict[str, float] = {}
+        if self.currencies and any(r["missing_rate"] for r in self.portfolios()):
+            return {"total": None, "by_source": {}}
         for row in self.portfolios():
             by_source[row["source"]] = by_source.get(row["source"], 0.0) + row["equity"]
         return {"total": sum(by_source.values()), "by_source": by_source}
@@ -646,6 +897,7 @@ class EngineBook:
     def create(
         cls, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None,
         cost_basis: str = "average", quantity_decimals: int = 0,
+        account_currency: str = "INR",
     ) -> EngineBook:
         import polars as pl
 
@@ -654,6 +906,8 @@ class EngineBook:
         extra: dict[str, Any] = {} if cost_basis == "average" else {"cost_basis": cost_basis}
         if quantity_decimals:  # defaults are not passed
             extra["quantity_decimals"] = quantity_decimals
+        if account_currency != "INR":
+            extra["account_currency"] = account_currency
         return cls(engine_class()(starting_cash=starting_cash, instruments=instruments,
                                   **extra))
 
@@ -697,15 +951,17 @@ class EngineBook:
 
 def make_book(
     kind: str, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None,
-    cost_basis: str = "average", quantity_decimals: int = 0,
+    cost_basis: str = "average", quantity_decimals: int = 0, account_currency: str = "INR",
 ) -> Any:
     """kind "reference" -> ReferenceBook, "engine" -> EngineBook (skips until it lands)."""
     if kind == "reference":
         return ReferenceBook(starting_cash=starting_cash, instruments=instruments,
-                             cost_basis=cost_basis, quantity_decimals=quantity_decimals)
+                             cost_basis=cost_basis, quantity_decimals=quantity_decimals,
+                             account_currency=account_currency)
     if kind == "engine":
         return EngineBook.create(starting_cash=starting_cash, instruments=instruments,
-                                 cost_basis=cost_basis, quantity_decimals=quantity_decimals)
+                                 cost_basis=cost_basis, quantity_decimals=quantity_decimals,
+                                 account_currency=account_currency)
     raise ValueError(kind)
 
 

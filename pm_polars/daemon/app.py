@@ -23,6 +23,7 @@ from redis.cluster import RedisCluster
 from pm_polars.archive.sink import ArchiveSink
 from pm_polars.daemon.book import Book
 from pm_polars.daemon.checkpoint.cluster import ClusterCheckpoint
+from pm_polars.daemon.checkpoint.codec import AccountCurrencyMismatch
 from pm_polars.daemon.checkpoint.store import Checkpoint
 from pm_polars.daemon.config import Settings, redacted
 from pm_polars.daemon.health import HealthServer, Liveness
@@ -221,6 +222,8 @@ class Daemon:
             code = EXIT_SETTINGS
         except QuantityDecimalsMismatch as exc:
             log.error("event=stopping reason=quantity_decimals_mismatch detail=%s", exc)
+        except AccountCurrencyMismatch as exc:
+            log.error("event=stopping reason=account_currency_mismatch detail=%s", exc)
             code = EXIT_SETTINGS
         except Exception:
             log.exception("event=stopping reason=unexpected_error")

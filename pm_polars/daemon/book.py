@@ -128,7 +128,8 @@ class Book:
         for tp in tps:  # read everything first: a Redis error leaves the book untouched
             part, offset = self.checkpoint.load_partition(
                 tp, instruments=self.instruments,
-                quantity_decimals=self.config.quantity_decimals)
+                quantity_decimals=self.config.quantity_decimals,
+                account_currency=self.config.account_currency)
             loaded.append((tp, part, offset))
             if self.alert_rules is not None:
                 alert_rows.update(self.checkpoint.load_alerts(tp))

@@ -21,8 +21,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pm_polars.daemon.alerts import AlertRules
-from pm_polars.engine import tradingday
-from pm_polars.engine.config import COST_BASES, MAX_QUANTITY_DECIMALS, EngineConfig
+from pm_polars.engine import currencies, tradingday
+from pm_polars.engine.config import COST_BASES, MAX_QUANTITY_DECIMALS, EngineConfig, is_currency
+from pm_polars.engine.instruments import InstrumentError, load_instruments
 
 
 class ConfigError(ValueError):
@@ -118,6 +119,11 @@ SPECS: tuple[Spec, ...] = (
          "(account currency)", "AMOUNT"),
     Spec("instruments", _optional_path, None, "instruments CSV/Parquet (instrument_token, "
          "multiplier or lot_size); default: multiplier 1 for all", "FILE"),
+    Spec("account_currency", str, "INR", "currency of every published money figure "
+         "(ISO 4217 code, e.g. INR, USD); recorded in the Redis state, which is only "
+         "reloaded under the currency that booked it. Instruments quoted or settled in "
+         "another currency (quote_currency/inverse columns) are refused by the daemon for "
+         "now (its publish path does not convert); the engine converts them", "CODE"),
     Spec("cost_basis", str, "average", "how a reducing fill realizes P&L: against the "
          "position's average cost, or FIFO against its oldest open lots (lots are kept in "
          "the Redis state; a state is only reloaded under the method that booked it)",
@@ -181,6 +187,7 @@ class Settings:
     max_clock_skew: float = 300.0  # seconds
     cost_basis: str = "average"
     quantity_decimals: int = 0  # decimal places of a quantity (0: integers)
+    account_currency: str = "INR"
     max_reject_ratio: float = 0.5
     reject_window: int = 1000
     key_prefix: str = ""
@@ -197,7 +204,8 @@ class Settings:
                                self.max_event_jump or None, self.max_clock_skew,
                                day_roll_tz=self.day_roll_tz, day_roll_time=self.day_roll_time,
                                cost_basis=self.cost_basis,
-                               quantity_decimals=self.quantity_decimals)
+                               quantity_decimals=self.quantity_decimals,
+                               account_currency=self.account_currency)
 
 
 def _fail(name: str, problem: str, fix: str) -> ConfigError:
@@ -272,9 +280,14 @@ def validate(s: Settings) -> None:
     _check_numbers(s)
     if not 0 <= s.metrics_port < 65536:
         raise _fail("metrics_port", f"{s.metrics_port} is not a port", "use 1-65535 or 0")
+    if not is_currency(s.account_currency):
+        raise _fail("account_currency", f"{s.account_currency!r} is not a currency code",
+                    "give a three-letter ISO 4217 code in capitals, e.g. INR or USD")
     if s.instruments is not None and not s.instruments.exists():
         raise _fail("instruments", f"file {s.instruments} does not exist",
                     "point it at a CSV or Parquet instruments table")
+    if s.instruments is not None:
+        _check_currency_mix(s.instruments, s.account_currency)
     try:
         tradingday.check_tz(s.day_roll_tz)
     except ValueError:
@@ -288,6 +301,26 @@ def validate(s: Settings) -> None:
     for key in s.kafka:
         if not key or "=" in key:
             raise ConfigError(f"librdkafka property {key!r} is malformed. Fix: -X key=value")
+
+
+def _check_currency_mix(path: Path, account: str) -> None:
+    """Refuse an instruments file the publish path cannot render: one booking an instrument
+    in another currency than ``account`` or inverse (``engine.currencies``)."""
+    try:
+        table = load_instruments(path)
+    except InstrumentError as exc:
+        raise _fail("instruments", f"file {path} cannot be used ({exc})",
+                    "fix the file's columns") from None
+    fx = currencies.of(table, account)
+    if fx is not None:
+        first = fx.tokens.row(0, named=True)
+        raise _fail("instruments", f"file {path} books {fx.tokens.height} instruments outside "
+                    f"--account-currency {account} (first token {first['instrument_token']}: "
+                    f"{'inverse, ' if first['inverse'] else ''}{first['pnl_currency']}); the "
+                    "daemon's published totals do not convert currencies yet",
+                    "run such a book in the engine (PortfolioEngine converts on read), or "
+                    "give only instruments quoted in the account currency (drop their "
+                    "quote_currency/inverse columns or set --account-currency)")
 
 
 def parse_value(name: str, text: Any) -> Any:

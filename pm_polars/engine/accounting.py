@@ -4,7 +4,9 @@ Conventions
 -----------
 * ``quantity`` is signed: long > 0, short < 0, in units (shares, contracts).
 * ``average_price`` is the average open price per unit; 0 when flat.
-* money (``realized_pnl``, ``fees``, ``*_value``, cash flows) is in account currency and
+* money (``realized_pnl``, ``fees``, ``*_value``, cash flows) is in the position's pnl
+  currency (the account currency unless the instruments table says otherwise, see
+  ``engine.currencies``; an inverse contract books on its line price ``-1/price``) and
   already multiplied by the instrument ``multiplier``.
 * fixed point: with ``quantity_decimals = d`` the integer quantity columns hold atoms of
   ``10**-d`` units and ``scale = 10**d``; money is computed on atoms and divided by ``scale``
@@ -266,8 +268,15 @@ def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame) -> pl.DataFra
     return untouched.merge_sorted(updated, key="instrument_token")
 
 
-def cash_flows(ledger: pl.DataFrame, scale: int = 1) -> pl.DataFrame:
-    """Cash change per portfolio: BUY -q*p*m - fee, SELL +q*p*m - fee (account currency)."""
+def cash_flows(ledger: pl.DataFrame, scale: int = 1,
+               elsewhere: pl.Series | None = None) -> pl.DataFrame:
+    """Cash change per portfolio: BUY -q*p*m - fee, SELL +q*p*m - fee (account currency).
+
+    ``elsewhere``: tokens booked in another currency or inverse (``engine.currencies``):
+    their flows are 0 here (their cash is read from their positions)."""
     flow = per_unit(-pl.col("signed_qty") * pl.col("fill_price") * pl.col("multiplier"),
                     scale) - pl.col("fee")
+    if elsewhere is not None:
+        flow = pl.when(pl.col("instrument_token").is_in(elsewhere.implode())).then(
+            0.0).otherwise(flow)
     return ledger.group_by("portfolio_id", maintain_order=True).agg(flow.sum().alias("cash_flow"))

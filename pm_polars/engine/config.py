@@ -15,6 +15,9 @@ oldest open lots first, see ``engine.lots``).
 (8). With ``d > 0`` every quantity the state holds (positions, day counters, FIFO lots) is a
 signed ``Int64`` count of *atoms* of ``10**-d`` units (``engine.fixedpoint``): sums are exact
 integers, a position closes to exactly 0; views show units as ``Float64``.
+``account_currency``: the ISO 4217 code every portfolio total is reported in (default
+``"INR"``); instruments quoted or settled in another currency are converted on read at the
+latest rate (``engine.currencies``).
 
 Every setting is validated at construction: :class:`SettingError` names the setting, the
 value and the valid range.
@@ -33,6 +36,7 @@ MAX_QUANTITY_DECIMALS = 8
 DEFAULT_STARTING_CASH = 1_000_000.0
 NS_PER_S = 10**9
 DEFAULT_MAX_JUMP_S = 7 * 86_400.0  # a week: longer than any exchange closure
+DEFAULT_ACCOUNT_CURRENCY = "INR"
 MAX_CASH = 1e15  # account currency; above it money sums lose the paisa in float64
 
 
@@ -49,6 +53,12 @@ class QuantityDecimalsMismatch(ValueError):
 def _check(name: str, value: object, ok: bool, valid: str) -> None:
     if not ok:
         raise SettingError(f"setting {name}: got {value!r}; valid: {valid}")
+
+
+def is_currency(value: object) -> bool:
+    """A three-letter currency code in capitals (``"INR"``, ``"USD"``, ``"BTC"``)."""
+    return isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha() \
+        and value.isupper()
 
 
 def _real(value: object) -> bool:
@@ -82,6 +92,7 @@ class EngineConfig:
     day_roll_time: str = tradingday.DAY_ROLL_TIME
     cost_basis: str = "average"  # "average" | "fifo" (see ``engine.lots``)
     quantity_decimals: int = 0  # 0: integer units; d: atoms of 10**-d units
+    account_currency: str = DEFAULT_ACCOUNT_CURRENCY  # ISO 4217, e.g. "INR", "USD"
 
     @property
     def quantity_scale(self) -> int:
@@ -104,6 +115,8 @@ class EngineConfig:
                isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_QUANTITY_DECIMALS,
                f"an integer from 0 (integer quantities) to {MAX_QUANTITY_DECIMALS} "
                "(decimal places of a fill's quantity)")
+        _check("account_currency", self.account_currency, is_currency(self.account_currency),
+               "a three-letter ISO 4217 code in capitals, e.g. INR or USD")
 
     @property
     def roll_minutes(self) -> int:
@@ -117,10 +130,12 @@ class EngineConfig:
            max_skew_s: float | None = None, *,
            day_roll_tz: str = tradingday.DAY_ROLL_TZ,
            day_roll_time: str = tradingday.DAY_ROLL_TIME,
-           cost_basis: str = "average", quantity_decimals: int = 0) -> EngineConfig:
+           cost_basis: str = "average", quantity_decimals: int = 0,
+           account_currency: str = DEFAULT_ACCOUNT_CURRENCY) -> EngineConfig:
         """From the user-facing units (durations in seconds; ``None``: no bound)."""
         _check("starting_cash", starting_cash, _real(starting_cash),
                f"a finite amount from 0 to {MAX_CASH:g} (account currency)")
         return cls(float(starting_cash), seconds_to_ns("dedupe_retention", dedupe_retention_s),
                    seconds_to_ns("max_jump", max_jump_s), seconds_to_ns("max_skew", max_skew_s),
-                   day_roll_tz, day_roll_time, cost_basis, quantity_decimals)
+                   day_roll_tz, day_roll_time, cost_basis, quantity_decimals,
+                   account_currency)

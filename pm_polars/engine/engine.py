@@ -14,8 +14,12 @@ from typing import Any
 
 import polars as pl
 
-from pm_polars.engine import step, tradingday, views
-from pm_polars.engine.config import DEFAULT_STARTING_CASH, EngineConfig
+from pm_polars.engine import currencies, fxviews, step, tradingday, views
+from pm_polars.engine.config import (
+    DEFAULT_ACCOUNT_CURRENCY,
+    DEFAULT_STARTING_CASH,
+    EngineConfig,
+)
 from pm_polars.engine.documents import portfolio_documents
 from pm_polars.engine.snapshot import Snapshot
 from pm_polars.engine.state import CASH_SCHEMA, EngineState
@@ -39,6 +43,11 @@ class PortfolioEngine:
     oldest open lots; see :meth:`lots`). ``quantity_decimals``: 0 (default, integer
     quantities) to 8: a fill's ``quantity`` may then carry that many decimal places, held
     exactly as fixed point (``engine.fixedpoint``); views show units as ``Float64``.
+    ``account_currency`` (default ``"INR"``): the currency of every portfolio total;
+    instruments with ``quote_currency``/``inverse``/``fx_pair`` columns book in their own
+    currency and are converted on read at the latest rate (``engine.currencies``,
+    ``engine.fxviews``: positions then carry ``pnl_currency``, ``fx_rate``,
+    ``missing_rate``; portfolios ``missing_rate``, with null totals when a rate is absent).
     ``config`` (an :class:`EngineConfig`) replaces all but ``instruments``.
     """
 
@@ -52,13 +61,15 @@ class PortfolioEngine:
         day_roll_time: str = tradingday.DAY_ROLL_TIME,
         cost_basis: str = "average",
         quantity_decimals: int = 0,
+        account_currency: str = DEFAULT_ACCOUNT_CURRENCY,
         config: EngineConfig | None = None,
     ) -> None:
         self.config = config or EngineConfig.of(starting_cash, dedupe_retention,
                                                 day_roll_tz=day_roll_tz,
                                                 day_roll_time=day_roll_time,
                                                 cost_basis=cost_basis,
-                                                quantity_decimals=quantity_decimals)
+                                                quantity_decimals=quantity_decimals,
+                                                account_currency=account_currency)
         self.state = EngineState.empty(instruments)
 
     @property
@@ -86,7 +97,27 @@ class PortfolioEngine:
         state = self.state.positions
         if portfolio_ids is not None:
             state = state.filter(pl.col("portfolio_id").is_in(portfolio_ids))
+        fx = self._fx()
+        if fx is not None:
+            return fxviews.positions_view(state, self.state.marks, fx, self.state.instruments,
+                                          self.config.quantity_scale)
         return views.positions_view(state, self.state.marks, self.config.quantity_scale)
+
+    def _fx(self) -> currencies.Currencies | None:
+        """The book's currency facts, ``None`` when everything is linear in the account
+        currency (today's views, bit for bit)."""
+        return currencies.of(self.state.instruments, self.config.account_currency)
+
+    def _portfolios_view(self, cash: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFrame:
+        fx = self._fx()
+        if fx is None:
+            return views.portfolios_view(cash, positions, self.trading_day)
+        return fxviews.portfolios_view(cash, positions, fx.account, self.trading_day)
+
+    def _overall(self, portfolios: pl.DataFrame) -> pl.DataFrame:
+        if "missing_rate" in portfolios.columns:
+            return fxviews.overall_portfolios(portfolios)
+        return views.overall_portfolios(portfolios)
 
     def lots(self, portfolio_ids: list[str] | None = None) -> pl.DataFrame:
         """Open FIFO lots (``lots.LOT_SCHEMA``: signed ``quantity``, opening ``price`` per
@@ -96,6 +127,10 @@ class PortfolioEngine:
         scale = self.config.quantity_scale
         if scale != 1:
             out = out.with_columns(views.units(pl.col("quantity"), scale))
+        fx = self._fx()
+        if fx is not None and fx.inverse_tokens.len():  # line prices -1/p shown as prices
+            inverse = pl.col("instrument_token").is_in(fx.inverse_tokens.implode())
+            out = out.with_columns(currencies.line_price(pl.col("price"), inverse).alias("price"))
         if portfolio_ids is not None:
             out = out.filter(pl.col("portfolio_id").is_in(portfolio_ids))
         return out.sort("portfolio_id", "instrument_token", "lot")
@@ -107,10 +142,9 @@ class PortfolioEngine:
         cash = self.state.cash
         if portfolio_ids is not None and not aggregates:
             cash = cash.filter(pl.col("portfolio_id").is_in(portfolio_ids))
-        out = views.portfolios_view(cash, self.positions(cash["portfolio_id"].to_list()),
-                                    self.trading_day)
+        out = self._portfolios_view(cash, self.positions(cash["portfolio_id"].to_list()))
         if aggregates:
-            out = pl.concat([out, views.overall_portfolios(out)])
+            out = pl.concat([out, self._overall(out)])
             if portfolio_ids is not None:
                 out = out.filter(pl.col("portfolio_id").is_in(portfolio_ids))
         return out
@@ -125,10 +159,10 @@ class PortfolioEngine:
             sources = [p.removesuffix("_" + views.OVERALL) for p in overall]
             cash = self.state.cash.filter(pl.col("source").is_in(sources))
             pos = self.positions(cash["portfolio_id"].to_list())
-            totals = views.overall_portfolios(
-                views.portfolios_view(cash, pos, self.trading_day))
-            docs.update(portfolio_documents(totals, views.overall_positions(pos, cash,
-                                                                            decimals)))
+            totals = self._overall(self._portfolios_view(cash, pos))
+            nets = (fxviews.overall_positions if "inverse" in pos.columns
+                    else views.overall_positions)
+            docs.update(portfolio_documents(totals, nets(pos, cash, decimals)))
         return docs
 
     def portfolio(self, portfolio_id: str) -> dict[str, Any]:
@@ -143,7 +177,8 @@ class PortfolioEngine:
 
     def aum(self) -> dict[str, Any]:
         """``{"total": float, "by_source": {source: float}}``: sum of strategy equity."""
-        return views.aum(self.portfolios())
+        out = self.portfolios()
+        return fxviews.aum(out) if "missing_rate" in out.columns else views.aum(out)
 
     @property
     def trading_day(self) -> str | None:

@@ -6,6 +6,18 @@ Accepts a Kite-style instruments table (CSV, Parquet or a Polars frame) with
 position: P&L, values and cash flows are ``quantity * price * multiplier``. If your fills
 report quantities in units (Kite's convention, e.g. 75 for one NIFTY lot), the right
 multiplier is 1: pass a ``multiplier`` column rather than relying on ``lot_size``.
+
+Currencies (optional columns, ``CURRENCY_SCHEMA``; a table without any of them is exactly
+the three columns above, as always):
+
+* ``quote_currency``: the currency of the instrument's prices and of a linear position's
+  P&L, cash flows and fees (null: the engine's ``account_currency``);
+* ``base_currency``: the traded asset (``BTC`` of ``BTCUSD``); the settlement currency of an
+  inverse contract;
+* ``inverse`` (bool, default false): P&L ``= qty x multiplier x (1/open - 1/close)`` in
+  ``base_currency`` (required then), ``market_value = qty x multiplier / mark``;
+* ``fx_pair`` (``"USDINR"`` or ``"USD/INR"``): the instrument is an FX rate; its ticks'
+  ``last_price`` converts one unit of the first currency into the second.
 """
 
 from __future__ import annotations
@@ -18,6 +30,14 @@ INSTRUMENT_SCHEMA: dict[str, pl.DataType] = {
     "instrument_token": pl.Int64(),
     "tradingsymbol": pl.String(),
     "multiplier": pl.Float64(),
+}
+
+
+CURRENCY_SCHEMA: dict[str, pl.DataType] = {
+    "quote_currency": pl.String(),
+    "base_currency": pl.String(),
+    "inverse": pl.Boolean(),
+    "fx_pair": pl.String(),
 }
 
 
@@ -54,11 +74,18 @@ def load_instruments(source: pl.DataFrame | str | Path | None) -> pl.DataFrame:
             f"got columns {frame.columns}"
         )
     symbol = pl.col("tradingsymbol") if "tradingsymbol" in frame.columns else pl.lit(None)
+    currency = [c for c in CURRENCY_SCHEMA if c in frame.columns]
+    extra = [] if not currency else [
+        (pl.col(c) if c in frame.columns else pl.lit(False if c == "inverse" else None))
+        .cast(t).alias(c) for c, t in CURRENCY_SCHEMA.items()]
     out = frame.select(
         pl.col("instrument_token").cast(pl.Int64),
         symbol.cast(pl.String).alias("tradingsymbol"),
         mult.cast(pl.Float64).alias("multiplier"),
+        *extra,
     ).unique("instrument_token", keep="last", maintain_order=True)
+    if currency:
+        out = _check_currencies(out.with_columns(pl.col("inverse").fill_null(False)))
     bad = out.filter(
         pl.col("multiplier").is_null() | ~pl.col("multiplier").is_finite()
         | (pl.col("multiplier") <= 0) | (pl.col("multiplier") > MAX_MULTIPLIER)
@@ -70,4 +97,34 @@ def load_instruments(source: pl.DataFrame | str | Path | None) -> pl.DataFrame:
             f"{bad['instrument_token'][0]}, got {bad['multiplier'][0]}); fix the "
             "multiplier/lot_size column"
         )
+    return out
+
+
+_CODE = "[A-Z]{3}"
+
+
+def _check_currencies(out: pl.DataFrame) -> pl.DataFrame:
+    """Currency columns checked (codes of three capitals, an inverse row has its base
+    currency, a pair is two codes); ``fx_pair`` normalised to ``"USDINR"``."""
+    out = out.with_columns(pl.col("fx_pair").str.replace("/", "", literal=True))
+    checks = [
+        ("quote_currency", pl.col("quote_currency").is_not_null()
+         & ~pl.col("quote_currency").str.contains(f"^{_CODE}$"),
+         "a three-letter currency code in capitals (e.g. USD) or empty"),
+        ("base_currency", pl.col("base_currency").is_not_null()
+         & ~pl.col("base_currency").str.contains(f"^{_CODE}$"),
+         "a three-letter currency code in capitals (e.g. BTC) or empty"),
+        ("base_currency", pl.col("inverse") & pl.col("base_currency").is_null(),
+         "required for an inverse contract (its settlement currency, e.g. BTC)"),
+        ("fx_pair", pl.col("fx_pair").is_not_null()
+         & ~pl.col("fx_pair").str.contains(f"^{_CODE}{_CODE}$"),
+         "two currency codes, e.g. USDINR or USD/INR (the rate converts the first into "
+         "the second)"),
+    ]
+    for column, bad, valid in checks:
+        rows = out.filter(bad)
+        if rows.height:
+            raise InstrumentError(
+                f"instruments table has {rows.height} rows with a bad {column} (first token "
+                f"{rows['instrument_token'][0]}, got {rows[column][0]!r}); valid: {valid}")
     return out

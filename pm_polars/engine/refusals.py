@@ -54,6 +54,8 @@ def wire_json(events: pl.DataFrame, scale: int = 1) -> pl.Series:
                 "fee": r["fee"], "original_signal": {
                     "strategy_id": r["strategy_id"], "instrument_token": r["instrument_token"],
                     "signal_type": r["side"]}}
+            if r.get("fee_currency") is not None:
+                event["fee_currency"] = r["fee_currency"]
         else:
             event = {"event_type": TICK_EVENT, "instrument_token": r["instrument_token"],
                      "last_price": r["last_price"], "ts": _ms(r["ts"])}

@@ -25,11 +25,22 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
-from pm_polars.engine import accounting, dayfigures, lots, marks, refusals, timebound, tradingday
+from pm_polars.engine import (
+    accounting,
+    basefees,
+    currencies,
+    dayfigures,
+    lots,
+    marks,
+    refusals,
+    timebound,
+    tradingday,
+)
 from pm_polars.engine.config import EngineConfig
 from pm_polars.engine.plans import run
 from pm_polars.engine.ranges import rows_in_ranges
 from pm_polars.engine.state import CASH_SCHEMA, EngineState
+from pm_polars.events.schema import FILL_OPTIONAL
 from pm_polars.types import BatchResult, EventFrames
 
 
@@ -52,6 +63,9 @@ def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
     fresh, dups, conflicts = state.seen.split(admitted.fills, config.dedupe_retention_ns,
                                               admitted.marks)
     fresh, oversized = refusals.position_bound(state.positions, fresh, config.quantity_scale)
+    fx = currencies.of(state.instruments, config.account_currency)
+    fresh, base_refused = basefees.split(fresh, None if fx is None else fx.inverse_tokens,
+                                         config.quantity_scale, config.quantity_decimals)
     ticks = admitted.ticks
     tz, minutes = config.day_roll_tz, config.roll_minutes
     late = tradingday.within_day(fresh, ticks, state.trading_day, tz, minutes)
@@ -91,14 +105,15 @@ def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
         "side, quantity, price or fee differ; refused, the first version is kept",
         pl.format("'{}'", "source"), pl.format("'{}'", "fill_id"))
     inner = [c for c in done.columns if c.startswith("_")
-             or c in ("multiplier", "digest", tradingday.DAY, tradingday.LATE)]
+             or c in ("multiplier", "digest", tradingday.DAY, tradingday.LATE, *FILL_OPTIONAL)]
     return state, BatchResult(
         fills=done.drop(inner),
         ticks=ticks,
-        rejects=refusals.merge_rejects(batch.rejects, admitted.rejects, oversized,
+        rejects=refusals.merge_rejects(batch.rejects, admitted.rejects, oversized, base_refused,
                                        refusals.rejects_of(conflicts.drop("digest"), conflict,
                                                            config.quantity_scale)),
-        duplicates=dups.drop([c for c in dups.columns if c.startswith("_") or c == "digest"]),
+        duplicates=dups.drop([c for c in dups.columns if c.startswith("_") or c == "digest"
+                              or c in FILL_OPTIONAL]),
         conflicts=conflicts.height,
         changed_portfolios=sorted(changed),
     )
@@ -110,14 +125,18 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
     yet updated: the caller sets them for the whole batch), the fills as applied (with
     ``multiplier``) and the portfolios they changed."""
     positions, cash, open_lots = state.positions, state.cash, state.lots
+    fx = currencies.of(state.instruments, config.account_currency)
     if fresh.height:
         fresh = with_multiplier(state, fresh)
         scale = config.quantity_scale
-        ledger, deltas, open_lots = lots.book(state.positions, state.lots, fresh,
+        booked = basefees.booked(fresh if fx is None else _on_line(fresh, fx),
+                                 None if fx is None else fx.inverse_tokens, scale)
+        ledger, deltas, open_lots = lots.book(state.positions, state.lots, booked,
                                               config.cost_basis, scale)
         positions = accounting.merge_positions(state.positions, deltas)
-        cash = merge_cash(state.cash, accounting.cash_flows(ledger, scale), fresh,
-                          config.starting_cash)
+        flows = accounting.cash_flows(ledger, scale,
+                                      None if fx is None else fx.foreign_tokens)
+        cash = merge_cash(state.cash, flows, fresh, config.starting_cash)
     else:
         fresh = fresh.with_columns(pl.lit(1.0).alias("multiplier"))
     new_marks, tick_changed = marks.merge_marks(state.marks, ticks, "last_price", "tick")
@@ -130,6 +149,10 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
             & pl.col("tick_price").is_null()
         )
         mark_changed.update(fallback.get_column("instrument_token").to_list())
+    if fx is not None and mark_changed:  # a new rate moves every position booked in it
+        rated = currencies.rate_tokens(state.instruments, config.account_currency)
+        if rated.is_in(list(mark_changed)).any():
+            mark_changed.update(fx.foreign_tokens.to_list())
     filled = fresh.get_column("portfolio_id")
     changed = set((filled.unique() if filled.len() > 1024 else filled).to_list())
     changed.update(holders(positions, sorted(mark_changed)))
@@ -155,6 +178,17 @@ def with_multiplier(state: EngineState, fills: pl.DataFrame) -> pl.DataFrame:
         .with_columns(pl.coalesce("m_pos", "m_ins", pl.lit(1.0)).alias("multiplier"))
         .drop("m_pos", "m_ins")
     )
+
+
+def _on_line(fills: pl.DataFrame, fx: currencies.Currencies) -> pl.DataFrame:
+    """Fills as booked: an inverse contract's at its line price ``-1/price``
+    (``engine.currencies``); the fills themselves (marks, results) keep their price."""
+    inverse = fx.inverse_tokens
+    if inverse.len() == 0:
+        return fills
+    is_inverse = pl.col("instrument_token").is_in(inverse.implode())
+    return fills.with_columns(
+        currencies.line_price(pl.col("fill_price"), is_inverse).alias("fill_price"))
 
 
 def merge_cash(cash: pl.DataFrame, flows: pl.DataFrame, fills: pl.DataFrame,

@@ -3,7 +3,8 @@
 Pure functions from state frames to frames. Nothing derived is stored in the state: marks
 change on every tick, so unrealized P&L, market value and equity are computed on read.
 
-Money is in account currency: ``unrealized_pnl = (mark - average_price) * quantity * m``,
+Money is in account currency (a book with other currencies or inverse contracts is read by
+``engine.fxviews`` instead): ``unrealized_pnl = (mark - average_price) * quantity * m``,
 ``market_value = quantity * mark * m``, ``equity = cash + sum(market_value)``,
 ``net_pnl = realized + unrealized - fees``, ``total_pnl = realized + unrealized``.
 The day figures (``trading_day``, ``m2m``, ``day_pnl``, ...) are ``engine.dayfigures``'.

@@ -23,7 +23,7 @@ import polars as pl
 from pm_polars.archive import reader
 from pm_polars.archive.config import new_engine
 from pm_polars.archive.replay import apply_ordered, load_ordered
-from pm_polars.engine import dayfigures, tradingday
+from pm_polars.engine import currencies, dayfigures, tradingday
 from pm_polars.engine.accounting import KEYS
 from pm_polars.engine.engine import PortfolioEngine
 from pm_polars.engine.views import units
@@ -160,6 +160,12 @@ def run_eod(
         engine = new_engine(base_root, starting_cash=starting_cash, instruments=instruments)
         carry = carry_none
         log.info("eod: no current state before %s, replaying from the first archive date", day)
+    if currencies.of(engine.state.instruments, engine.config.account_currency) is not None:
+        raise EodError(
+            "instruments: the end-of-day tables sum each position's figures as they are, so "
+            "a book with instruments quoted or settled outside the account currency "
+            f"({engine.config.account_currency}) or inverse contracts is not supported by "
+            "eod yet; use PortfolioEngine's converted portfolios() instead")
     todo = sorted({d for d in days if res.base is None or d > res.base} | {day})
     for d in todo:
         res.positions, res.portfolios, res.trips = roll_day(base_root, engine, d, carry, fps)

@@ -203,7 +203,7 @@ def _mixed(items: list[object], seq_start: int, quantity_decimals: int = 0) -> D
 
     def renumber(a_part: pl.DataFrame, b_part: pl.DataFrame) -> pl.DataFrame:
         b_part = b_part.with_columns(pl.col("seq") + len(msgs))
-        both = pl.concat([a_part, b_part])
+        both = pl.concat([a_part, b_part], how="diagonal")  # optional columns in one part
         return both.with_columns(position.gather(both["seq"]) + seq_start).sort("seq")
 
     return DecodedBatch(

@@ -14,7 +14,7 @@ rules from ``VALUE_RULES`` -> ``ts`` (see ``timestamps``).
 Value rules: strings non-empty (not blank); ``source`` of ``SOURCE_CHARS``; ``strategy_id``
 not ``Overall`` nor ending ``_Overall``; instrument tokens > 0; ``signal_type`` BUY/SELL in any ASCII letter
 case (output upper case); ``quantity`` 1 to ``MAX_QUANTITY``; prices finite, > 0 and at most ``MAX_PRICE``;
-``fee`` finite and within ``MAX_FEE`` either way, missing = 0.0 (negative = rebate); ``fill_id`` "" is treated as absent (no dedupe key).
+``fee`` finite and within ``MAX_FEE`` either way, missing = 0.0 (negative = rebate); ``fee_currency`` absent or ``quote``/``base``; ``fill_id`` "" is treated as absent (no dedupe key).
 
 Fractional quantities (``quantity_decimals = d``, every function takes it, default 0): with
 0 a quantity with a fraction is refused as "must be an integer" (as ever; the readers keep
@@ -104,6 +104,7 @@ TRUE = Check(lambda c: ~c, lambda s: s.null_count() == 0 and bool(s.all()))
 NON_BLANK = Check(lambda c: c.str.contains(r"^\s*$"), _all_non_blank)
 SIDE = _one_of([s for side in SIDES for s in _spellings(side)], SIDES)
 KNOWN_EVENT = _one_of(list(EVENT_TYPES), EVENT_TYPES)
+FEE_CURRENCY = _one_of(["quote", "base"])
 POSITIVE = Check(lambda c: c <= 0, lambda s: (low := _low(s)) is None or low > 0)
 # Bounds that keep every money figure finite and exact to the paisa in float64: a fill's
 # notional is at most MAX_QUANTITY * MAX_PRICE * multiplier (1e24 x multiplier).
@@ -203,6 +204,7 @@ VALUE_RULES: dict[str, Callable[[Field], list[tuple[Check, pl.Expr]]]] = {
         (FINITE, _got(f, "must be finite")),
         (_at_most(MAX_FEE), _got(f, f"must be between -{MAX_FEE:g} and {MAX_FEE:g}")),
     ],
+    "fee_currency": lambda f: [(FEE_CURRENCY, _got(f, "must be 'quote' or 'base'"))],
     "last_price": lambda f: [
         (FINITE, _got(f, "must be finite")),
         (POSITIVE, _got(f, "must be > 0")),
@@ -336,7 +338,11 @@ def fill_frame(get: Callable[[str], pl.Series], provenance: list[pl.Series],
         "fee": fee,
         "fill_id": fill_id,
     }
-    return _frame(columns, provenance, FILL_SCHEMA)
+    out = _frame(columns, provenance, FILL_SCHEMA)
+    fee_currency = get("fee_currency")  # optional (``schema.FILL_OPTIONAL``): only if sent
+    if fee_currency.null_count() < len(fee_currency):
+        out = out.with_columns(fee_currency.cast(pl.String).alias("fee_currency"))
+    return out
 
 
 _ARROW_NULLS = {"topic": pa.large_string(), "partition": pa.int32(), "offset": pa.int64()}
@@ -374,7 +380,8 @@ def _rows(judged: pl.DataFrame, mask: pl.Series, names: list[str]) -> pl.DataFra
     return pl.DataFrame(columns)
 
 
-FILL_INPUTS = [*_FILL_COLUMNS, "signal_type", "fee", "fill_id", "sig_token", "sig_present"]
+FILL_INPUTS = [*_FILL_COLUMNS, "signal_type", "fee", "fill_id", "sig_token", "sig_present",
+               "fee_currency"]
 
 
 def fill_inputs(decimals: int) -> list[str]:

@@ -13,7 +13,9 @@ Output contracts (binding for the whole package):
   places, and ``quantity``/``signed_qty`` are then ``Int64`` *atoms* of ``10**-d`` units
   (``0.015`` at ``d = 8`` is ``1_500_000``): exact fixed point.
 * prices (``fill_price``, ``last_price``) are per unit, in account currency.
-* ``fee`` is in account currency per fill (negative means a rebate).
+* ``fee`` is in account currency per fill (negative means a rebate); with ``fee_currency``
+  ``"base"`` it is a quantity of the traded asset instead (``engine.basefees``); null or
+  ``"quote"``: money (the instrument's pnl currency, ``engine.currencies``).
 * ``ts`` is event time as integer nanoseconds since the Unix epoch, UTC; null when the
   event carried none and no Kafka timestamp was known (ordering then falls back to
   arrival order).
@@ -78,6 +80,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("quantity", "quantity", "integer", True),
         Field("fill_price", "fill_price", "number", True),
         Field("fee", "fee", "number", False),
+        Field("fee_currency", "fee_currency", "string", False),
     ),
     TICK_EVENT: (
         Field("instrument_token", "instrument_token", "integer", True),
@@ -181,6 +184,11 @@ FILL_SCHEMA: dict[str, pl.DataType] = {
     "ts": pl.Int64(),  # ns since epoch UTC, nullable
     **PROVENANCE_SCHEMA,
 }
+
+# Optional fill columns: present only in a batch where some fill carries the field (so a
+# batch without them is exactly ``FILL_SCHEMA``). ``fee_currency``: null or "quote" (the fee
+# is money), "base" (a quantity of the traded asset, ``engine.basefees``).
+FILL_OPTIONAL: dict[str, pl.DataType] = {"fee_currency": pl.String()}
 
 TICK_SCHEMA: dict[str, pl.DataType] = {
     "seq": pl.Int64(),

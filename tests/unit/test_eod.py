@@ -227,3 +227,16 @@ def test_one_trading_day_everywhere_ist(tmp_path: Path) -> None:
     pos = res.positions.row(0, named=True)
     assert (pos["m2m"], pos["day_pnl"], pos["close"]) == (5.0, 5.0, 12.5)
     assert res.portfolios.row(0, named=True)["day_m2m"] == eng.portfolio("paper_S")["m2m"]
+
+
+def test_currency_book_refused_naming_the_instruments(tmp_path: Path) -> None:
+    """EOD sums positions' own figures: a book in several currencies is refused, not summed."""
+    from pm_polars.eod.run import EodError
+
+    build_book(tmp_path)
+    usd = pl.DataFrame({"instrument_token": [A, B], "multiplier": [1.0, 2.0],
+                        "quote_currency": ["USD", None]})
+    with pytest.raises(EodError, match="instruments: .*outside the account currency"):
+        run_eod(tmp_path, D1, instruments=usd)
+    run_eod(tmp_path, D1, instruments=usd.with_columns(pl.lit(None, pl.String)
+                                                       .alias("quote_currency")))

@@ -14,6 +14,8 @@ Layout (keys from ``pm_polars.publish.keys``; one set per ``{group}:{topic}:{par
   ``trading_day`` (days since 1970-01-01), ``late_day_events``, ``quantity_decimals`` (the
   d the quantities' atoms are ``10**-d`` units of; absent in states written before it: 0).
   A state is only loaded under the d that wrote it (:func:`check_decimals`).
+  ``account_currency`` (written only when not the default ``INR``; a state is only
+  reloaded under the account currency that booked it: :func:`check_account_currency`)
 
 JSON rows are written by ``json`` and read column-wise by Polars; floats are written as
 shortest round-trip text, so a state read back equals the state written bit for bit.
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from pm_polars.engine import accounting, dedupe, lot_state, marks
-from pm_polars.engine.config import QuantityDecimalsMismatch
+from pm_polars.engine.config import DEFAULT_ACCOUNT_CURRENCY, QuantityDecimalsMismatch
 from pm_polars.engine.state import CASH_SCHEMA, EngineState
 from pm_polars.publish.resp import bulk, command, header
 from pm_polars.publish.state_rows import StateRows
@@ -64,6 +66,7 @@ def encode_state(
     next_offsets: Committable, updated_ns: int, key: Callable[[TP, str], str],
     rows: StateRows | None = None, whole: Mapping[TP, tuple[int | None, list[str]]] | None = None,
     quantity_decimals: int = 0,
+    account_currency: str = DEFAULT_ACCOUNT_CURRENCY,
 ) -> StateWrites:
     """Writes for each partition of ``next_offsets``: the state rows its fills touched.
 
@@ -118,6 +121,8 @@ def encode_state(
             meta += ["clock_ns", clock]
         if snap.trading_day is not None:
             meta += ["trading_day", snap.trading_day, "late_day_events", snap.late_day_events]
+        if account_currency != DEFAULT_ACCOUNT_CURRENCY:
+            meta += ["account_currency", account_currency]
         out.add(command("HSET", key(tp, "meta"), *meta))
     return out
 
@@ -214,6 +219,21 @@ def _frame(values: list[str], schema: Mapping[str, pl.DataType]) -> pl.DataFrame
     series = pl.Series("json", values, dtype=pl.String)
     decoded = series.str.json_decode(pl.Struct(dict(schema))).struct.unnest()
     return decoded.select(list(schema)).cast(pl.Schema(dict(schema)))
+
+
+class AccountCurrencyMismatch(ValueError):
+    """Stored state was booked in another account currency than the one configured."""
+
+
+def check_account_currency(meta: Mapping[str, str], configured: str, where: str) -> None:
+    """Raise :class:`AccountCurrencyMismatch` unless ``meta`` (a partition's) was written
+    under ``configured`` (no ``account_currency`` field: the default, INR)."""
+    stored = meta.get("account_currency", DEFAULT_ACCOUNT_CURRENCY)
+    if stored != configured:
+        raise AccountCurrencyMismatch(
+            f"{where} was booked in account currency {stored} but --account-currency is "
+            f"{configured}; restart with --account-currency {stored}, or replay the fills "
+            "into a fresh key prefix to rebook them")
 
 
 def decode_state(

@@ -34,8 +34,9 @@ from typing import Any
 import polars as pl
 import redis
 
-from pm_polars.daemon.checkpoint.codec import check_decimals, decode_state
+from pm_polars.daemon.checkpoint.codec import check_account_currency, check_decimals, decode_state
 from pm_polars.daemon.checkpoint.plan import CommitOutcome, CommitPlan
+from pm_polars.engine.config import DEFAULT_ACCOUNT_CURRENCY
 from pm_polars.engine.state import EngineState
 from pm_polars.publish import aggregate_lua, resp
 from pm_polars.publish.keys import Keys, part_name
@@ -123,11 +124,13 @@ class Checkpoint:
     # ------------------------------------------------------------------ load
     def load_partition(
         self, tp: TP, *, instruments: pl.DataFrame, quantity_decimals: int = 0,
+        account_currency: str = DEFAULT_ACCOUNT_CURRENCY,
     ) -> tuple[EngineState | None, int | None]:
         """``(state, next_offset)`` of a partition; ``(None, None)`` if never written.
 
         Raises ``QuantityDecimalsMismatch`` if it was written with other
-        ``quantity_decimals`` (``codec.check_decimals``)."""
+        ``quantity_decimals`` (``codec.check_decimals``), ``codec.AccountCurrencyMismatch``
+        if it was booked in another account currency."""
         with self.client.pipeline(transaction=True) as pipe:  # one consistent read
             pipe.hgetall(self.state_key(tp, "meta"))
             pipe.hgetall(self.state_key(tp, "positions"))
@@ -138,6 +141,7 @@ class Checkpoint:
         if not meta or "next_offset" not in meta:
             return None, None
         check_decimals(meta, quantity_decimals, f"partition {tp[0]}:{tp[1]}")
+        check_account_currency(meta, account_currency, f"partition {tp[0]}:{tp[1]}")
         state = decode_state(
             positions, cash, mark_rows, [(str(m), float(s)) for m, s in seen], meta,
             instruments=instruments,
