@@ -15,6 +15,10 @@ oldest open lots first, see ``engine.lots``).
 (8). With ``d > 0`` every quantity the state holds (positions, day counters, FIFO lots) is a
 signed ``Int64`` count of *atoms* of ``10**-d`` units (``engine.fixedpoint``): sums are exact
 integers, a position closes to exactly 0; views show units as ``Float64``.
+``mark``: ``"last"`` (default: every position at its instrument's last price) or
+``"bid_ask"`` (a long's unrealized P&L and market value at the latest tick's ``bid``, a
+short's at its ``ask``, each falling back to the last price when that side is missing;
+see ``engine.marks``).
 
 Every setting is validated at construction: :class:`SettingError` names the setting, the
 value and the valid range.
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from pm_polars.engine import tradingday
 
 COST_BASES = ("average", "fifo")
+MARKS = ("last", "bid_ask")
 MAX_QUANTITY_DECIMALS = 8
 
 DEFAULT_STARTING_CASH = 1_000_000.0
@@ -77,6 +82,7 @@ class EngineConfig:
     day_roll_time: str = tradingday.DAY_ROLL_TIME
     cost_basis: str = "average"  # "average" | "fifo" (see ``engine.lots``)
     quantity_decimals: int = 0  # 0: integer units; d: atoms of 10**-d units
+    mark: str = "last"  # "last" | "bid_ask" (see ``engine.marks``)
 
     @property
     def quantity_scale(self) -> int:
@@ -99,6 +105,7 @@ class EngineConfig:
                isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_QUANTITY_DECIMALS,
                f"an integer from 0 (integer quantities) to {MAX_QUANTITY_DECIMALS} "
                "(decimal places of a fill's quantity)")
+        _check("mark", self.mark, self.mark in MARKS, "one of " + ", ".join(MARKS))
 
     @property
     def roll_minutes(self) -> int:
@@ -112,10 +119,11 @@ class EngineConfig:
            max_skew_s: float | None = None, *,
            day_roll_tz: str = tradingday.DAY_ROLL_TZ,
            day_roll_time: str = tradingday.DAY_ROLL_TIME,
-           cost_basis: str = "average", quantity_decimals: int = 0) -> EngineConfig:
+           cost_basis: str = "average", quantity_decimals: int = 0,
+           mark: str = "last") -> EngineConfig:
         """From the user-facing units (durations in seconds; ``None``: no bound)."""
         _check("starting_cash", starting_cash, _real(starting_cash),
                f"a finite amount from 0 to {MAX_CASH:g} (account currency)")
         return cls(float(starting_cash), seconds_to_ns("dedupe_retention", dedupe_retention_s),
                    seconds_to_ns("max_jump", max_jump_s), seconds_to_ns("max_skew", max_skew_s),
-                   day_roll_tz, day_roll_time, cost_basis, quantity_decimals)
+                   day_roll_tz, day_roll_time, cost_basis, quantity_decimals, mark)

@@ -17,6 +17,7 @@ import polars as pl
 from pm_polars.engine import step, tradingday, views
 from pm_polars.engine.config import DEFAULT_STARTING_CASH, EngineConfig
 from pm_polars.engine.documents import portfolio_documents
+from pm_polars.engine.instruments import allows_negative
 from pm_polars.engine.snapshot import Snapshot
 from pm_polars.engine.state import CASH_SCHEMA, EngineState
 from pm_polars.events import DecodedBatch, decode_any
@@ -39,7 +40,8 @@ class PortfolioEngine:
     oldest open lots; see :meth:`lots`). ``quantity_decimals``: 0 (default, integer
     quantities) to 8: a fill's ``quantity`` may then carry that many decimal places, held
     exactly as fixed point (``engine.fixedpoint``); views show units as ``Float64``.
-    ``config`` (an :class:`EngineConfig`) replaces all but ``instruments``.
+    ``mark``: ``"last"`` (default) or ``"bid_ask"`` (longs valued at the bid, shorts at the
+    ask, fallback to the last price; ``engine.marks``). ``config`` (an :class:`EngineConfig`) replaces all but ``instruments``.
     """
 
     def __init__(
@@ -52,13 +54,15 @@ class PortfolioEngine:
         day_roll_time: str = tradingday.DAY_ROLL_TIME,
         cost_basis: str = "average",
         quantity_decimals: int = 0,
+        mark: str = "last",
         config: EngineConfig | None = None,
     ) -> None:
         self.config = config or EngineConfig.of(starting_cash, dedupe_retention,
                                                 day_roll_tz=day_roll_tz,
                                                 day_roll_time=day_roll_time,
                                                 cost_basis=cost_basis,
-                                                quantity_decimals=quantity_decimals)
+                                                quantity_decimals=quantity_decimals,
+                                                mark=mark)
         self.state = EngineState.empty(instruments)
 
     @property
@@ -72,8 +76,10 @@ class PortfolioEngine:
     # ------------------------------------------------------------------ writes
     def apply(self, batch: object) -> ApplyResult:
         """Apply one batch: raw JSON bytes, event dicts, a Polars frame or an Arrow table."""
+        positive = not allows_negative(self.state.instruments)  # else the step judges signs
         return self.apply_decoded(
-            decode_any(batch, quantity_decimals=self.config.quantity_decimals))
+            decode_any(batch, quantity_decimals=self.config.quantity_decimals,
+                       positive_prices=positive))
 
     def apply_decoded(self, decoded: DecodedBatch) -> ApplyResult:
         """Apply an already decoded batch."""
@@ -86,7 +92,8 @@ class PortfolioEngine:
         state = self.state.positions
         if portfolio_ids is not None:
             state = state.filter(pl.col("portfolio_id").is_in(portfolio_ids))
-        return views.positions_view(state, self.state.marks, self.config.quantity_scale)
+        return views.positions_view(state, self.state.marks, self.config.quantity_scale,
+                                    self.config.mark)
 
     def lots(self, portfolio_ids: list[str] | None = None) -> pl.DataFrame:
         """Open FIFO lots (``lots.LOT_SCHEMA``: signed ``quantity``, opening ``price`` per
