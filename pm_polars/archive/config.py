@@ -1,7 +1,8 @@
 """Engine settings stored next to the archive, so state can be rebuilt from it alone.
 
 ``engine.json`` holds ``starting_cash`` (account currency, credited per portfolio at its
-first fill), ``dedupe_retention_ns``, ``cost_basis`` (absent: average cost) and the trading
+first fill), ``dedupe_retention_ns``, ``cost_basis`` (absent: average cost), ``mark``
+(absent: ``"last"``; ``EngineConfig.mark``) and the trading
 day (``day_roll_tz``, ``day_roll_time``: the archive's date partitions and end of day use
 them); ``instruments.parquet`` the instruments table
 (contract multipliers). The process that feeds the archive records them once with
@@ -44,6 +45,8 @@ def save_engine_config(root: str | Path, engine: PortfolioEngine) -> None:
         "day_roll_time": engine.config.day_roll_time,
         "max_jump_ns": engine.config.max_jump_ns,  # replays judge event time as live did
     }
+    if engine.config.mark != "last":
+        meta["mark"] = engine.config.mark
     tmp = base / f".{CONFIG_FILE}.{uuid.uuid4().hex}.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, base / CONFIG_FILE)
@@ -91,5 +94,6 @@ def new_engine(
                           day_roll_tz=str(meta.get("day_roll_tz", tradingday.DAY_ROLL_TZ)),
                           day_roll_time=str(meta.get("day_roll_time", tradingday.DAY_ROLL_TIME)),
                           cost_basis=cost_basis or str(meta.get("cost_basis", "average")),
+                          mark=str(meta.get("mark", "last")),
                           max_jump_ns=None if jump is None else int(jump))  # type: ignore[call-overload]
     return PortfolioEngine(instruments=instruments, config=config)

@@ -104,7 +104,7 @@ def apply_batch(
         on_applied(result)
     rows = StateRows.fetch(book.engine.state, sorted(published))
     update = ViewUpdate(rendered={tp: {} for tp in whole}, whole=whole, at_ns=now)
-    rendered = render(rows, published)
+    rendered = render(rows, published, book.config.mark)
     for pid, r in rendered.items():
         tp = owner_of(pid)
         if tp is not None:

@@ -126,7 +126,8 @@ class Book:
         loaded: list[tuple[TP, EngineState | None, int | None]] = []
         alert_rows: dict[str, str] = {}
         for tp in tps:  # read everything first: a Redis error leaves the book untouched
-            part, offset = self.checkpoint.load_partition(tp, instruments=self.instruments)
+            part, offset = self.checkpoint.load_partition(tp, instruments=self.instruments,
+                                                          mark=self.config.mark)
             loaded.append((tp, part, offset))
             if self.alert_rules is not None:
                 alert_rows.update(self.checkpoint.load_alerts(tp))

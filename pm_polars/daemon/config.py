@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pm_polars.daemon.alerts import AlertRules
 from pm_polars.engine import tradingday
-from pm_polars.engine.config import COST_BASES, EngineConfig
+from pm_polars.engine.config import COST_BASES, MARKS, EngineConfig
 
 
 class ConfigError(ValueError):
@@ -122,6 +122,10 @@ SPECS: tuple[Spec, ...] = (
          "position's average cost, or FIFO against its oldest open lots (lots are kept in "
          "the Redis state; a state is only reloaded under the method that booked it)",
          "METHOD", choices=("average", "fifo")),
+    Spec("mark", str, "last", "price a position's unrealized P&L and market value are "
+         "marked at: the last price, or bid_ask (longs at the tick's bid, shorts at its ask, "
+         "the last price when that side is missing; a state is only reloaded under the mark "
+         "that published it)", "MODE", choices=("last", "bid_ask")),
     Spec("dedupe_retention", duration_s, 86_400.0, "remember fill ids this long (event "
          "time, seconds or 90s/15m/24h/7d) to drop redeliveries; keep Kafka retention longer",
          "DURATION", shown="24h"),
@@ -177,6 +181,7 @@ class Settings:
     max_event_jump: float = 0.0  # seconds; 0 = off
     max_clock_skew: float = 300.0  # seconds
     cost_basis: str = "average"
+    mark: str = "last"  # "last" | "bid_ask" (``EngineConfig.mark``)
     max_reject_ratio: float = 0.5
     reject_window: int = 1000
     key_prefix: str = ""
@@ -192,7 +197,7 @@ class Settings:
         return EngineConfig.of(self.starting_cash, self.dedupe_retention,
                                self.max_event_jump or None, self.max_clock_skew,
                                day_roll_tz=self.day_roll_tz, day_roll_time=self.day_roll_time,
-                               cost_basis=self.cost_basis)
+                               cost_basis=self.cost_basis, mark=self.mark)
 
 
 def _fail(name: str, problem: str, fix: str) -> ConfigError:
@@ -262,6 +267,8 @@ def validate(s: Settings) -> None:
         raise _fail("ticks_start", f"{s.ticks_start!r}", "use earliest or latest")
     if s.cost_basis not in COST_BASES:
         raise _fail("cost_basis", f"{s.cost_basis!r}", f"use one of {', '.join(COST_BASES)}")
+    if s.mark not in MARKS:
+        raise _fail("mark", f"{s.mark!r}", f"use one of {', '.join(MARKS)}")
     _check_numbers(s)
     if not 0 <= s.metrics_port < 65536:
         raise _fail("metrics_port", f"{s.metrics_port} is not a port", "use 1-65535 or 0")

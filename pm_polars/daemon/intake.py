@@ -81,8 +81,11 @@ def _misplaced(frame: pl.DataFrame, values: list[Any], seq_start: int,
     ).cast(pl.Schema(REJECT_SCHEMA))
 
 
-def decode_batch(batch: RawBatch, ticks_topic: str) -> Decoded:
+def decode_batch(batch: RawBatch, ticks_topic: str, positive_prices: bool = True) -> Decoded:
     """Decode every record of ``batch`` in one call; ``Decoded.records`` counts them.
+
+    ``positive_prices`` False (some instrument has ``allow_negative_price``): prices <= 0
+    pass the decoder and the engine step judges them per instrument.
 
     Fill records come first (in arrival order: each partition's in offset order), then
     ticks; ``seq`` is the position in that order.
@@ -91,7 +94,8 @@ def decode_batch(batch: RawBatch, ticks_topic: str) -> Decoded:
     values = f.values + t.values
     d = decode_messages(values, topics=f.topics + t.topics,
                         partitions=f.partitions + t.partitions, offsets=f.offsets + t.offsets,
-                        kafka_timestamps_ms=f.stamps + t.stamps, seq_start=0)
+                        kafka_timestamps_ms=f.stamps + t.stamps, seq_start=0,
+                        positive_prices=positive_prices)
     on_ticks = pl.col("topic") == ticks_topic
     rejects = [d.rejects]
     fills, ticks = d.fills, d.ticks

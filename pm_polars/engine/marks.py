@@ -65,6 +65,21 @@ def valuation_of(mode: str, quantity: float, mark: float | None, bid: float | No
     return mark if side is None else side
 
 
+class MarkMismatch(ValueError):
+    """Stored state was published under another ``mark`` than the one configured."""
+
+
+def check_mark(stored: str | None, configured: str, where: str) -> None:
+    """Raise :class:`MarkMismatch` unless ``stored`` (the mark a state was published under;
+    ``None``: written before the setting existed, i.e. ``"last"``) is ``configured``: its
+    published documents and Overall contributions were valued under it."""
+    was = stored or "last"
+    if was != configured:
+        raise MarkMismatch(
+            f"{where} was published with --mark {was} but --mark is {configured}; restart "
+            f"with --mark {was}, or replay the fills into a fresh key prefix to republish")
+
+
 def latest_by_ts(
     events: pl.DataFrame, price: str, prior_ts: pl.DataFrame | pl.LazyFrame,
     extra: tuple[str, ...] = (),

@@ -11,7 +11,8 @@ Layout (keys from ``pm_polars.publish.keys``; one set per ``{group}:{topic}:{par
 * ``seen``      ZSET ``"{source}|{fill_id}"`` scored by the first sighting's ``ts`` (ns UTC,
   stored as a double: about 256 ns resolution, only used for pruning)
 * ``meta``      HASH ``next_offset`` (first offset NOT applied), ``clock_ns``, ``updated_ns``,
-  ``trading_day`` (days since 1970-01-01), ``late_day_events``
+  ``trading_day`` (days since 1970-01-01), ``late_day_events``, ``mark`` (``EngineConfig.mark``
+  when not ``"last"``: absent means last; a load under another mark is refused)
 
 JSON rows are written by ``json`` and read column-wise by Polars; floats are written as
 shortest round-trip text, so a state read back equals the state written bit for bit.
@@ -60,6 +61,7 @@ def encode_state(
     snap: EngineState, retention_ns: int | None, fills: pl.DataFrame,
     next_offsets: Committable, updated_ns: int, key: Callable[[TP, str], str],
     rows: StateRows | None = None, whole: Mapping[TP, tuple[int | None, list[str]]] | None = None,
+    mark: str = "last",
 ) -> StateWrites:
     """Writes for each partition of ``next_offsets``: the state rows its fills touched.
 
@@ -112,6 +114,8 @@ def encode_state(
             meta += ["clock_ns", clock]
         if snap.trading_day is not None:
             meta += ["trading_day", snap.trading_day, "late_day_events", snap.late_day_events]
+        if mark != "last":  # absent: last (so a default state writes what it always did)
+            meta += ["mark", mark]
         out.add(command("HSET", key(tp, "meta"), *meta))
     return out
 

@@ -121,7 +121,7 @@ def build(state: EngineState, config: EngineConfig, result: BatchResult, scope: 
         return keys.partition_state(group, tp[0], tp[1], table)
 
     encoded = encode_state(state, config.dedupe_retention_ns, result.fills, offsets,
-                           result.written_ns, state_key, rows, scope.rolled)
+                           result.written_ns, state_key, rows, scope.rolled, config.mark)
     published = publish_rows(scope.rendered,
                              {part_name(*tp): sums for tp, sums in scope.sums.items()}, keys, group)
     plan = CommitPlan(

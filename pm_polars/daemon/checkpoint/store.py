@@ -36,6 +36,7 @@ import redis
 
 from pm_polars.daemon.checkpoint.codec import decode_state
 from pm_polars.daemon.checkpoint.plan import CommitOutcome, CommitPlan
+from pm_polars.engine.marks import check_mark
 from pm_polars.engine.state import EngineState
 from pm_polars.publish import aggregate_lua, resp
 from pm_polars.publish.keys import Keys, part_name
@@ -122,9 +123,10 @@ class Checkpoint:
 
     # ------------------------------------------------------------------ load
     def load_partition(
-        self, tp: TP, *, instruments: pl.DataFrame,
+        self, tp: TP, *, instruments: pl.DataFrame, mark: str = "last",
     ) -> tuple[EngineState | None, int | None]:
-        """``(state, next_offset)`` of a partition; ``(None, None)`` if never written."""
+        """``(state, next_offset)`` of a partition; ``(None, None)`` if never written.
+        ``MarkMismatch`` if it was published under another ``mark`` (``meta``)."""
         with self.client.pipeline(transaction=True) as pipe:  # one consistent read
             pipe.hgetall(self.state_key(tp, "meta"))
             pipe.hgetall(self.state_key(tp, "positions"))
@@ -134,6 +136,7 @@ class Checkpoint:
             meta, positions, cash, mark_rows, seen = pipe.execute()
         if not meta or "next_offset" not in meta:
             return None, None
+        check_mark(meta.get("mark"), mark, f"partition {tp[0]}:{tp[1]}")
         state = decode_state(
             positions, cash, mark_rows, [(str(m), float(s)) for m, s in seen], meta,
             instruments=instruments,
