@@ -3,10 +3,10 @@
 Hand-worked cases first (every number by hand in the comments), then the engine against the
 scalar reference (``tests/reference.py``) in both mark modes with negative prices.
 
-The negative-price future is NYMEX light sweet crude (CL, 1,000 barrels a contract), May
-2020 contract: it settled at 18.27 USD/bbl on 17 April 2020 and at -37.63 USD/bbl on
-20 April 2020 (CME Group, "WTI May 2020 contract expiry" notice / settlement history), and
-the June contract at 10.01 on 21 April... we use the May prices for the hand cases.
+The negative-price future is NYMEX WTI light sweet crude (CL, 1,000 barrels a contract),
+May 2020 contract (CLK20): it settled at 18.27 USD/bbl on Friday 17 April 2020 and at
+-37.63 USD/bbl on Monday 20 April 2020, the first negative settlement of the contract
+(CME Group settlement prices; U.S. EIA, "Today in Energy", 21 April 2020).
 """
 
 from __future__ import annotations
