@@ -200,3 +200,36 @@ def test_engine_matches_reference_in_both_mark_modes(
     eng = make_book("engine", instruments=INSTRUMENTS, cost_basis=cost_basis, mark=mark)
     assert len(eng.apply(events)) == len(ref.apply(events))
     assert_books_match(eng, ref)
+
+
+def test_intraday_equity_and_eod_value_each_side_of_the_quote(tmp_path: Any) -> None:
+    """The archive's analytics value positions as the engine does under ``bid_ask``."""
+    from history_helpers import D1, D2, at, batch
+    from history_helpers import fill as hfill
+    from history_helpers import tick as htick
+
+    from pm_polars import analytics as an
+    from pm_polars.archive.config import save_engine_config
+    from pm_polars.archive.writer import ArchiveWriter
+    from pm_polars.eod import run_eod
+
+    def quoted(token: int, last: float, ts: int, bid: float | None,
+               ask: float | None) -> dict[str, Any]:
+        return {**htick(token, last, ts), "bid": bid, "ask": ask}
+
+    eng = PortfolioEngine(starting_cash=1e6, mark="bid_ask")
+    save_engine_config(tmp_path, eng)
+    days = {D1: [hfill("S1", 7, "BUY", 10, 100.0, at(D1, 4), fill_id="l"),
+                 hfill("S2", 7, "SELL", 4, 102.0, at(D1, 4, 1), fill_id="s"),
+                 quoted(7, 101.0, at(D1, 9), 100.5, 101.5)],
+            D2: [quoted(7, 103.0, at(D2, 5), 102.5, None)]}  # no ask: shorts at last
+    with ArchiveWriter(tmp_path, fsync=False) as w:
+        for events in days.values():
+            w.submit(eng.apply_decoded(batch(events)))
+    for day in days:
+        run_eod(tmp_path, day)
+    curve = an.intraday_equity(tmp_path, D2, every="5m")
+    last = curve.filter(pl.col("time") == pl.col("time").max()).sort("portfolio_id")
+    # S1: cash 1e6 - 1000 + 10 x bid 102.5; S2: cash 1e6 + 408 - 4 x last 103 (no ask)
+    assert last["equity"].to_list() == [1_000_025.0, 999_996.0]
+    assert eng.portfolios()["equity"].to_list() == [1_000_025.0, 999_996.0]
