@@ -15,7 +15,7 @@ from support.daemon import wait_for
 from support.fixtures import StartDaemon
 from support.names import Names
 
-from pm_polars.client import PortfolioReader
+from pm_polars.client import PortfolioReader, Price
 from pm_polars.engine.engine import PortfolioEngine
 
 pytestmark = pytest.mark.integration
@@ -89,6 +89,7 @@ def test_fifo_bid_ask_daemon_books_and_refuses_to_switch_method_or_mark(
         1, 24.5, 125.0)
     assert json.loads(client.hget("prices", "7") or "{}") == {
         "last_price": 125.0, "ts": (TS + 1) * 10**6, "bid": 124.5, "ask": 125.5}
+    assert PortfolioReader(client).prices()[7] == Price(125.0, (TS + 1) * 10**6, 124.5, 125.5)
     # the published documents are the engine's (same events, same settings)
     engine = PortfolioEngine(instruments=pl.read_csv(instruments), cost_basis="fifo",
                              mark="bid_ask")
