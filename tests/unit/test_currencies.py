@@ -175,7 +175,8 @@ def test_default_book_has_no_currency_columns() -> None:
     e.apply([fill("1", 1, "BUY", 1, 100.0)])
     assert "pnl_currency" not in e.positions().columns
     assert "missing_rate" not in e.portfolios().columns
-    assert load_instruments(None).columns == ["instrument_token", "tradingsymbol", "multiplier"]
+    assert load_instruments(None).columns == ["instrument_token", "tradingsymbol", "multiplier",
+                                              "allow_negative_price"]  # no currency column
 
 
 def test_fifo_lots_show_prices_of_inverse() -> None:
