@@ -25,8 +25,8 @@ import pyarrow as pa
 
 from pm_polars.events import typed
 from pm_polars.events.fallback import dict_record, parse_record, quote_raw
-from pm_polars.events.isolate import read_fast, to_frames
-from pm_polars.events.read import as_bytes, positions, to_binary, utf8_text
+from pm_polars.events.isolate import COMMON, Reads, read_fast, to_frames
+from pm_polars.events.read import as_bytes, positions, read_clean, to_binary, utf8_text
 from pm_polars.events.rules import split
 from pm_polars.events.schema import FILL_SCHEMA, RAW_SCHEMA, REJECT_SCHEMA, TICK_SCHEMA, empty
 
@@ -101,10 +101,15 @@ def _in_order(idx: pl.Series, n: int) -> bool:
     return n < 3 or bool((idx.slice(1) > idx.slice(0, n - 1)).all())
 
 
-def _read(arr: pa.Array) -> pl.DataFrame:
-    """``RAW_SCHEMA`` rows, in order, of the messages in ``arr`` (null = tombstone)."""
+def _read(arr: pa.Array, clean: pa.Table | None = None) -> pl.DataFrame:
+    """``RAW_SCHEMA`` rows, in order, of the messages in ``arr`` (null = tombstone);
+    ``clean``: their clean read (``read_clean``) when there is one (no second read)."""
     n = len(arr)
-    reads, slow, _ = read_fast(utf8_text(arr))
+    if clean is not None:
+        reads: Reads = {COMMON: [(clean, positions(n).to_arrow())]}
+        slow: list[int] = []
+    else:
+        reads, slow, _ = read_fast(utf8_text(arr))
     parsed, slow = to_frames(reads, slow)
     if slow:
         slow.sort()
@@ -147,7 +152,7 @@ def decode_messages(
     if n == 0:
         return DecodedBatch.empty()
     raw = pl.Series("raw", arr).cast(pl.Binary)
-    return _judge(_read(arr), seq_start, extra, raw.filter, quantity_decimals)
+    return _judge(_read(arr, read_clean(arr)), seq_start, extra, raw.filter, quantity_decimals)
 
 
 def decode_frame(data: pl.DataFrame | pa.Table, *, seq_start: int = 0,

@@ -201,7 +201,7 @@ Variant = tuple[str, bool]  # (ts kind, fill_id is a number)
 Reads = dict[Variant, Tables]
 
 
-_COMMON: Variant = (TS_INT, False)  # integer ts, string fill_id
+COMMON: Variant = (TS_INT, False)  # integer ts, string fill_id
 
 
 # Errors about the JSON type of ``ts`` or ``fill_id``: those fields may legally take other
@@ -220,15 +220,15 @@ def _recover(texts: pa.Array, idx: pa.Array, error: str) -> tuple[Reads, list[in
         slow, keep = idx.filter(two.to_arrow()).to_pylist(), (~two).to_arrow()
         texts, idx, error = texts.filter(keep), idx.filter(keep), ""
     if not any(key in error for key in _VARIANT_ERRORS):
-        tables, left = read_piece(texts, idx, arrow_schema(*_COMMON), error or None)
-        return {_COMMON: tables}, slow + left
+        tables, left = read_piece(texts, idx, arrow_schema(*COMMON), error or None)
+        return {COMMON: tables}, slow + left
     kinds = variants(pl.Series(texts)).with_columns(n=pl.int_range(pl.len()))
     slow += idx.filter(kinds["python"].to_arrow()).to_pylist()
     groups = kinds.filter(~pl.col("python")).partition_by(["ts_kind", "fid_num"], as_dict=True)
     reads: Reads = defaultdict(list)
     for (ts_kind, fid_num), group in groups.items():
         variant = (str(ts_kind), bool(fid_num))
-        whole = group.height == len(texts) and variant == _COMMON  # read already, failed
+        whole = group.height == len(texts) and variant == COMMON  # read already, failed
         take = pa.array(group["n"].to_arrow(), pa.int64())
         got, left = read_piece(
             texts.take(take), idx.take(take), arrow_schema(*variant), error if whole else None
@@ -242,7 +242,7 @@ def read_fast(text: pa.Array) -> tuple[Reads, list[int], bool]:
     """Routing and pyarrow reads of ``text`` (the batch as an Arrow ``large_string`` array,
     null = undecodable): the tables read per variant (each with its records' positions),
     the positions left for the per-record path, and whether the batch was read whole in
-    one native call (then the ``_COMMON`` table holds every message, in order). Tables and
+    one native call (then the ``COMMON`` table holds every message, in order). Tables and
     positions together cover every position exactly once."""
     fast = one_line_objects(text)
     count = pc.sum(fast).as_py() or 0
@@ -255,9 +255,9 @@ def read_fast(text: pa.Array) -> tuple[Reads, list[int], bool]:
         text = text.filter(fast)
     else:
         idx = positions(len(text)).to_arrow()
-    result = read_batch(text, arrow_schema(*_COMMON))
+    result = read_batch(text, arrow_schema(*COMMON))
     if isinstance(result, pa.Table):
-        return {_COMMON: [(result, idx)]}, slow, not slow
+        return {COMMON: [(result, idx)]}, slow, not slow
     log.debug("batch of %d messages refused: %s", len(text), result)
     reads, left = _recover(text, idx, result)
     return reads, slow + left, False

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from pm_polars.events.schema import FIELDS, RAW_SCHEMA, SIGNAL, TS_DECIMAL, TS_INT
+from pm_polars.events.schema import FIELDS, RAW_SCHEMA, SIGNAL, TS_DECIMAL, TS_INT, arrow_schema
 
 
 def positions(n: int, start: int = 0, name: str = "idx") -> pl.Series:
@@ -235,6 +235,8 @@ def _exact_ints(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArr
     A value float64 cannot prove to be the exact integer sent (fraction, NaN, infinite,
     ``|x| >= 2**53``) is null here and its row is re-decoded.
     """
+    if pa.types.is_integer(values.type):  # read as int64 (``read_clean``): exact already
+        return values, None
     bounds = pc.min_max(values)  # NaN is skipped; the safe cast refuses it
     low, high = bounds["min"].as_py(), bounds["max"].as_py()
     if low is None or (-_EXACT_FLOAT_INT < low and high < _EXACT_FLOAT_INT):
@@ -309,3 +311,52 @@ def table_to_raw(
         flags = pc.or_kleene(flags, more)
     again_rows = pl.Series(flags).fill_null(False)
     return rows.filter(~again_rows), rows["idx"].filter(again_rows)
+
+
+# Literals pyarrow reads that Python's JSON parser refuses (``Inf``, ``-Inf``, ``-NaN``):
+# a batch holding either text anywhere takes the general path (``one_line_objects``).
+_NOT_JSON_TEXT = ("Inf", "-NaN")
+_CLEAN_BLOCK = 1 << 20  # bytes per block of the clean read, in pyarrow's threads
+
+
+def _buffer_series(data: pa.Buffer) -> pl.Series:
+    """``data`` as a one-value Binary series (zero copy), for batch-wide substring checks."""
+    offsets = pa.array([0, data.size], pa.int64()).buffers()[1]
+    return pl.Series(pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, data]))
+
+
+def read_clean(arr: pa.Array) -> pa.Table | None:
+    """The whole batch in one threaded native read, or ``None`` where the general path
+    (``isolate``) must decide: some message is a tombstone, not UTF-8, not one ``{...}``
+    on one line, holds ``Inf``/``-NaN`` text, may nest deeper than ``MAX_OPENERS``, or
+    pyarrow refuses the read (any type or syntax error, an integer field written with a
+    fraction or exponent: integers are read as int64, exactly) or yields other than one
+    row per message. The same guards as ``one_line_objects`` over the whole batch at once
+    (memchr-speed), so a batch read here holds exactly the rows the general path reads.
+    """
+    if arr.null_count or not len(arr):
+        return None
+    try:
+        text = arr.cast(pa.large_string())  # validates UTF-8
+    except pa.ArrowInvalid:
+        return None
+    data = _all_bytes(text)
+    if b"\n" in data or b"\r" in data:
+        return None
+    if not pc.all(pc.and_(pc.starts_with(text, "{"), pc.ends_with(text, "}"))).as_py():
+        return None
+    lengths = pc.binary_length(text)
+    if (pc.max(lengths).as_py() or 0) > 2 * MAX_OPENERS:
+        long = pl.Series(text.filter(pc.greater(lengths, 2 * MAX_OPENERS)))
+        if (long.str.count_matches(r"[\[{]") > MAX_OPENERS).any():
+            return None
+    if _buffer_series(pa.py_buffer(data)).cast(pl.String).str.contains_any(
+        list(_NOT_JSON_TEXT)
+    ).item():
+        return None
+    joined = _joined(text)
+    try:
+        table = _open(joined, arrow_schema(TS_INT, False, True), True, _CLEAN_BLOCK)
+    except Exception:  # noqa: BLE001 - any pyarrow failure: the general path decides
+        return None
+    return table if table.num_rows == len(arr) else None

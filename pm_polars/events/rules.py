@@ -491,3 +491,4 @@ def split(
     columns = dict(zip(part.columns, part.get_columns(), strict=True))
     columns |= {"raw": raw_of(failed).cast(pl.Binary), "reason": reason}
     return fill_out, tick_out, _frame(columns, [], REJECT_SCHEMA)
+
