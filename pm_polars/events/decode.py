@@ -25,10 +25,24 @@ import pyarrow as pa
 
 from pm_polars.events import typed
 from pm_polars.events.fallback import dict_record, parse_record, quote_raw
-from pm_polars.events.isolate import COMMON, Reads, read_fast, to_frames
-from pm_polars.events.read import as_bytes, positions, read_clean, to_binary, utf8_text
+from pm_polars.events.isolate import read_fast, to_frames
+from pm_polars.events.read import (
+    as_bytes,
+    positions,
+    read_clean,
+    table_to_raw,
+    to_binary,
+    utf8_text,
+)
 from pm_polars.events.rules import split
-from pm_polars.events.schema import FILL_SCHEMA, RAW_SCHEMA, REJECT_SCHEMA, TICK_SCHEMA, empty
+from pm_polars.events.schema import (
+    FILL_SCHEMA,
+    RAW_SCHEMA,
+    REJECT_SCHEMA,
+    TICK_SCHEMA,
+    TS_INT,
+    empty,
+)
 
 log = logging.getLogger(__name__)
 _BYTES_LIKE = (bytes, bytearray, memoryview)
@@ -106,11 +120,13 @@ def _read(arr: pa.Array, clean: pa.Table | None = None) -> pl.DataFrame:
     ``clean``: their clean read (``read_clean``) when there is one (no second read)."""
     n = len(arr)
     if clean is not None:
-        reads: Reads = {COMMON: [(clean, positions(n).to_arrow())]}
-        slow: list[int] = []
+        rows, again = table_to_raw(clean, TS_INT)
+        if not len(again):
+            return rows.drop("idx")
+        parsed, slow = [rows], again.to_list()
     else:
         reads, slow, _ = read_fast(utf8_text(arr))
-    parsed, slow = to_frames(reads, slow)
+        parsed, slow = to_frames(reads, slow)
     if slow:
         slow.sort()
         slow_raw = arr.take(pa.array(slow, pa.int64())).to_pylist()

@@ -24,6 +24,7 @@ fractional ``ts`` exactly as a decimal (Polars rounds it through a float) and it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -180,8 +181,9 @@ def _joined(texts: pa.Array) -> pa.Buffer:
     return pa.py_buffer(b"") if data is None else data.slice(start, end - start)
 
 
-def _open(data: pa.Buffer, schema: pa.Schema, threads: bool, block: int) -> pa.Table:
-    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+def _open(data: pa.Buffer, schema: pa.Schema, threads: bool, block: int,
+          unexpected: str = "ignore") -> pa.Table:
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior=unexpected)
     read = pj.ReadOptions(use_threads=threads, block_size=block)
     if threads:
         return pj.read_json(pa.BufferReader(data), read_options=read, parse_options=options)
@@ -257,8 +259,8 @@ def _ts_columns(ts: pa.ChunkedArray, ts_kind: str) -> dict[str, pa.ChunkedArray 
     n = len(ts)
     out: dict[str, pa.ChunkedArray | pa.Array] = {
         "ts_int": pa.nulls(n, pa.int64()),
-        "ts_num": pa.nulls(n, pa.large_string()),
-        "ts_str": pa.nulls(n, pa.large_string()),
+        "ts_num": pa.nulls(n, pa.string_view()),
+        "ts_str": pa.nulls(n, pa.string_view()),
     }
     if ts_kind == TS_INT:
         out["ts_int"] = ts
@@ -294,9 +296,9 @@ def table_to_raw(
             columns[f.column] = values
     columns |= _ts_columns(table.column("ts"), ts_kind)
     columns["sig_present"] = pc.is_valid(sig)
-    columns["parse_error"] = pa.nulls(table.num_rows, pa.large_string())
+    columns["parse_error"] = pa.nulls(table.num_rows, pa.string_view())
     for name in ("quantity_num", "quantity_error"):  # fractions are re-read, never here
-        columns[name] = pa.nulls(table.num_rows, pa.large_string())
+        columns[name] = pa.nulls(table.num_rows, pa.string_view())
     position = positions(table.num_rows) if idx is None else idx
     arrow = pa.table({name: columns[name] for name in RAW_SCHEMA})
     frame = pl.from_arrow(arrow, rechunk=False)  # one conversion of every column
@@ -313,36 +315,70 @@ def table_to_raw(
     return rows.filter(~again_rows), rows["idx"].filter(again_rows)
 
 
-# Literals pyarrow reads that Python's JSON parser refuses (``Inf``, ``-Inf``, ``-NaN``):
-# a batch holding either text anywhere takes the general path (``one_line_objects``).
-_NOT_JSON_TEXT = ("Inf", "-NaN")
+# Literals pyarrow reads that Python's JSON parser refuses (``Inf``, ``-Inf``, ``-NaN``). The
+# clean read refuses unknown fields (``unexpected_field_behavior="error"``), so such a literal
+# can only be a value of a known number field, which a finiteness check of those columns finds
+# (a non-finite value sends the batch to the general path, which routes it exactly). A batch
+# with unknown fields is read again ignoring them, after a byte search for the literals, and so
+# are the next ``_IGNORE_BATCHES`` batches (a stream with extra fields pays one read, not two).
+_NOT_JSON_TEXT = (b"Inf", b"-NaN")
 _CLEAN_BLOCK = 1 << 20  # bytes per block of the clean read, in pyarrow's threads
+_IGNORE_BATCHES = 64
+_NUMBERS = tuple(dict.fromkeys(f.key for fs in FIELDS.values() for f in fs if f.kind == "number"))
 
 
-def _buffer_series(data: pa.Buffer) -> pl.Series:
-    """``data`` as a one-value Binary series (zero copy), for batch-wide substring checks."""
-    offsets = pa.array([0, data.size], pa.int64()).buffers()[1]
-    return pl.Series(pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, data]))
+class _Mode:
+    """How many more batches to read ignoring unknown fields (0: refuse them)."""
+
+    ignore_left = 0
+
+
+def _holds_literal(data: bytes) -> bool:
+    """Whether ``data`` holds ``Inf`` or ``-NaN`` anywhere (memmem speed)."""
+    whole = pl.Series([data], dtype=pl.Binary)
+    return any(whole.bin.contains(text).item() for text in _NOT_JSON_TEXT)
+
+
+def _clean_read(joined: pa.Buffer, data: bytes) -> pa.Table | None:
+    """The threaded read of ``joined``: unknown fields refused, or (``_Mode``) ignored after a
+    byte search of ``data`` for the literals; ``None`` if pyarrow refuses the batch."""
+    if not _Mode.ignore_left:
+        try:
+            return _open(joined, arrow_schema(TS_INT, False, True), True, _CLEAN_BLOCK, "error")
+        except Exception as exc:  # noqa: BLE001 - any pyarrow failure: the general path decides
+            if "unexpected field" not in str(exc):
+                return None
+        _Mode.ignore_left = _IGNORE_BATCHES
+    _Mode.ignore_left -= 1
+    if _holds_literal(data):
+        return None
+    try:
+        return _open(joined, arrow_schema(TS_INT, False, True), True, _CLEAN_BLOCK)
+    except Exception:  # noqa: BLE001 - any pyarrow failure: the general path decides
+        return None
 
 
 def read_clean(arr: pa.Array) -> pa.Table | None:
     """The whole batch in one threaded native read, or ``None`` where the general path
     (``isolate``) must decide: some message is a tombstone, not UTF-8, not one ``{...}``
-    on one line, holds ``Inf``/``-NaN`` text, may nest deeper than ``MAX_OPENERS``, or
-    pyarrow refuses the read (any type or syntax error, an integer field written with a
-    fraction or exponent: integers are read as int64, exactly) or yields other than one
-    row per message. The same guards as ``one_line_objects`` over the whole batch at once
-    (memchr-speed), so a batch read here holds exactly the rows the general path reads.
+    on one line, may nest deeper than ``MAX_OPENERS``, holds ``Inf``/``-NaN`` (see
+    ``_NOT_JSON_TEXT``), or pyarrow refuses the read (any type or syntax error, an integer
+    field written with a fraction or exponent: integers are read as int64, exactly) or
+    yields other than one row per message. The guards of ``one_line_objects``, over the
+    whole batch at once (memchr speed): a batch read here gives the rows the general path
+    would.
     """
     if arr.null_count or not len(arr):
         return None
-    try:
-        text = arr.cast(pa.large_string())  # validates UTF-8
-    except pa.ArrowInvalid:
-        return None
-    data = _all_bytes(text)
+    data = _all_bytes(arr)
     if b"\n" in data or b"\r" in data:
         return None
+    if not data.isascii():
+        try:
+            arr.cast(pa.large_string())  # validates UTF-8
+        except pa.ArrowInvalid:
+            return None
+    text = arr.view(pa.large_string())
     if not pc.all(pc.and_(pc.starts_with(text, "{"), pc.ends_with(text, "}"))).as_py():
         return None
     lengths = pc.binary_length(text)
@@ -350,13 +386,10 @@ def read_clean(arr: pa.Array) -> pa.Table | None:
         long = pl.Series(text.filter(pc.greater(lengths, 2 * MAX_OPENERS)))
         if (long.str.count_matches(r"[\[{]") > MAX_OPENERS).any():
             return None
-    if _buffer_series(pa.py_buffer(data)).cast(pl.String).str.contains_any(
-        list(_NOT_JSON_TEXT)
-    ).item():
+    table = _clean_read(_joined(text), data)
+    if table is None or table.num_rows != len(arr):
         return None
-    joined = _joined(text)
-    try:
-        table = _open(joined, arrow_schema(TS_INT, False, True), True, _CLEAN_BLOCK)
-    except Exception:  # noqa: BLE001 - any pyarrow failure: the general path decides
-        return None
-    return table if table.num_rows == len(arr) else None
+    for name in _NUMBERS:  # NaN/Inf literals: the general path routes them exactly
+        if not math.isfinite(pc.sum(table.column(name)).as_py() or 0.0):
+            return None
+    return table

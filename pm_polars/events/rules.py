@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -130,10 +131,17 @@ FINITE = Check(lambda c: ~c.is_finite(), lambda s: math.isfinite(s.sum()))
 SOURCE_PATTERN = r"^[A-Za-z0-9.-]{1,64}$"
 SOURCE_CHARS = "1-64 characters of A-Z a-z 0-9 . - (no '_': it ends the source in portfolio_id)"
 OVERALL = "Overall"
-SOURCE_NAME = Check(
-    lambda c: ~c.str.contains(SOURCE_PATTERN),
-    lambda s: bool(s.str.contains(SOURCE_PATTERN).all()),
-)
+_SOURCE_RE = re.compile(SOURCE_PATTERN.removeprefix("^").removesuffix("$"))
+_FEW = 64  # distinct values this few are matched in Python (Polars compiles a regex per call)
+
+
+def _all_sources(s: pl.Series) -> bool:
+    if len(s) <= _FEW:  # fullmatch: exactly the row form's ^...$ (no newline before $)
+        return all(v is None or _SOURCE_RE.fullmatch(v) for v in s.to_list())
+    return bool(s.str.contains(SOURCE_PATTERN).all())
+
+
+SOURCE_NAME = Check(lambda c: ~c.str.contains(SOURCE_PATTERN), _all_sources)
 RESERVED = Check(
     lambda c: (c == OVERALL) | c.str.ends_with("_" + OVERALL),
     lambda s: not ((s == OVERALL) | s.str.ends_with("_" + OVERALL)).any(),
@@ -287,11 +295,25 @@ def all_valid(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame 
     """No row fails any rule, by whole-column checks (``Check.all_pass``): the rules of
     every record on ``judged`` (``None``: known to pass), each event type's on its rows in
     ``parts``."""
+    distinct: dict[tuple[int, str], pl.Series] = {}
     for rule in rules(decimals):
         frame = judged if rule.event is None else parts.get(rule.event)
-        if frame is not None and not rule.check.all_pass(frame.get_column(rule.column)):
+        if frame is None:
+            continue
+        key = (id(frame), rule.column)
+        if key not in distinct:
+            distinct[key] = _distinct(frame.get_column(rule.column))
+        if not rule.check.all_pass(distinct[key]):
             return False
     return True
+
+
+def _distinct(values: pl.Series) -> pl.Series:
+    """A string column's distinct values (null among them if any): every ``all_pass`` is
+    "each value passes" (or a null count, which the distinct values keep as 0 or 1), so
+    it is decided on them alone - a few names repeated over a batch, checked once each.
+    Other columns as they are (min/max/sum are cheaper than hashing)."""
+    return values.unique() if values.dtype == pl.String else values
 
 
 _FILL_COLUMNS = ("seq", "source", "strategy_id", "quantity", "fill_price", "ts")
@@ -339,7 +361,7 @@ def fill_frame(get: Callable[[str], pl.Series], provenance: list[pl.Series],
     return _frame(columns, provenance, FILL_SCHEMA)
 
 
-_ARROW_NULLS = {"topic": pa.large_string(), "partition": pa.int32(), "offset": pa.int64()}
+_ARROW_NULLS = {"topic": pa.string_view(), "partition": pa.int32(), "offset": pa.int64()}
 
 
 _EMPTY = {id(schema): empty(schema) for schema in (FILL_SCHEMA, TICK_SCHEMA, REJECT_SCHEMA)}
