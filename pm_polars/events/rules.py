@@ -434,11 +434,22 @@ def _outputs(
     return fill_out, tick_out
 
 
+@cache
+def failing_expr(decimals: int = 0) -> pl.Expr:
+    """Per row: does any rule fail it? (``reason_expr`` is not null exactly there.)"""
+    return pl.any_horizontal([rule.failing() for rule in rules(decimals)]).alias("failed")
+
+
 def _reasons(judged: pl.DataFrame, decimals: int = 0) -> tuple[pl.Series, pl.Series]:
-    """``failed`` per row and the reasons of the failed rows (in row order)."""
-    reason = judged.select(reason_expr(decimals).alias("reason")).to_series()
-    failed = reason.is_not_null()
-    return failed, reason.filter(failed)
+    """``failed`` per row and the reasons of the failed rows (in row order): which rows
+    fail over the whole batch (booleans), their reasons (formatted text) on those alone."""
+    failed = judged.select(failing_expr(decimals)).to_series()
+    reason = judged.filter(failed).select(reason_expr(decimals).alias("reason")).to_series()
+    if reason.null_count():  # a failing rule without a reason text: judge by the reasons
+        reason = judged.select(reason_expr(decimals).alias("reason")).to_series()
+        failed = reason.is_not_null()
+        reason = reason.filter(failed)
+    return failed, reason
 
 
 Parts = tuple[pl.DataFrame | None, pl.DataFrame | None]
