@@ -65,6 +65,7 @@ class Check:
 
     fails: Callable[[pl.Expr], pl.Expr]
     all_pass: Callable[[pl.Series], bool]
+    per_value: bool = False  # ``all_pass`` may be given the column's distinct values
 
 
 def _all_non_blank(values: pl.Series) -> bool:
@@ -102,7 +103,7 @@ def _low(s: pl.Series) -> float | None:
 REQUIRED = Check(lambda c: c.is_null(), lambda s: s.null_count() == 0)
 ABSENT = Check(lambda c: c.is_not_null(), lambda s: s.null_count() == len(s))
 TRUE = Check(lambda c: ~c, lambda s: s.null_count() == 0 and bool(s.all()))
-NON_BLANK = Check(lambda c: c.str.contains(r"^\s*$"), _all_non_blank)
+NON_BLANK = Check(lambda c: c.str.contains(r"^\s*$"), _all_non_blank, per_value=True)
 SIDE = _one_of([s for side in SIDES for s in _spellings(side)], SIDES)
 KNOWN_EVENT = _one_of(list(EVENT_TYPES), EVENT_TYPES)
 POSITIVE = Check(lambda c: c <= 0, lambda s: (low := _low(s)) is None or low > 0)
@@ -123,7 +124,7 @@ def max_quantity(decimals: int) -> int:
 
 def _at_most(bound: float) -> Check:
     return Check(lambda c: c.abs() > bound,
-                 lambda s: (high := s.abs().max()) is None or float(high) <= bound)  # type: ignore[arg-type]
+                 lambda s: (low := _low(s)) is None or max(-low, float(s.max())) <= bound)  # type: ignore[arg-type]
 
 FINITE = Check(lambda c: ~c.is_finite(), lambda s: math.isfinite(s.sum()))
 # identity: ``portfolio_id = f"{source}_{strategy_id}"`` is unambiguous because a source
@@ -141,10 +142,11 @@ def _all_sources(s: pl.Series) -> bool:
     return bool(s.str.contains(SOURCE_PATTERN).all())
 
 
-SOURCE_NAME = Check(lambda c: ~c.str.contains(SOURCE_PATTERN), _all_sources)
+SOURCE_NAME = Check(lambda c: ~c.str.contains(SOURCE_PATTERN), _all_sources, per_value=True)
 RESERVED = Check(
     lambda c: (c == OVERALL) | c.str.ends_with("_" + OVERALL),
     lambda s: not ((s == OVERALL) | s.str.ends_with("_" + OVERALL)).any(),
+    per_value=True,
 )
 
 
@@ -300,20 +302,14 @@ def all_valid(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame 
         frame = judged if rule.event is None else parts.get(rule.event)
         if frame is None:
             continue
-        key = (id(frame), rule.column)
-        if key not in distinct:
-            distinct[key] = _distinct(frame.get_column(rule.column))
-        if not rule.check.all_pass(distinct[key]):
+        values = frame.get_column(rule.column)
+        if rule.check.per_value:  # a few names repeated over the batch: each checked once
+            key = (id(frame), rule.column)
+            values = distinct[key] if key in distinct else distinct.setdefault(
+                key, values.unique())
+        if not rule.check.all_pass(values):
             return False
     return True
-
-
-def _distinct(values: pl.Series) -> pl.Series:
-    """A string column's distinct values (null among them if any): every ``all_pass`` is
-    "each value passes" (or a null count, which the distinct values keep as 0 or 1), so
-    it is decided on them alone - a few names repeated over a batch, checked once each.
-    Other columns as they are (min/max/sum are cheaper than hashing)."""
-    return values.unique() if values.dtype == pl.String else values
 
 
 _FILL_COLUMNS = ("seq", "source", "strategy_id", "quantity", "fill_price", "ts")
