@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 import pyarrow as pa
@@ -149,16 +150,40 @@ def _stream(
 def read_piece(
     texts: pa.Array, idx: pa.Array, schema: pa.Schema, failed: str | None = None
 ) -> tuple[Tables, list[int]]:
-    """Read one piece; if pyarrow refuses it, stream it in blocks of about ``_BLOCK`` bytes.
-    A block that fails names its row: that record is set aside and its line overwritten in
-    place with ``{}`` and spaces (an all-null row, so rows stay aligned with lines), and
-    the stream restarts at the failing block; so each refused record costs about one block
-    more, not a read of the piece. ``failed``: the piece is known to fail (with that error),
-    no need to read it first. An error naming no row falls back to ``_bisect`` for the rest.
-    """
-    result = read_lines(texts, schema) if failed is None else failed
+    """Read one piece (one native call, ``read_batch``); if pyarrow refuses it, stream it
+    (``_stream_piece``), a large piece in two halves on two threads at once (pyarrow
+    parses without the GIL). ``failed``: the piece is known to fail (with that error), no
+    need to read it first."""
+    result = read_batch(texts, schema) if failed is None else failed
     if isinstance(result, pa.Table):
         return [(result, idx)], []
+    if len(texts) < _PARALLEL_MIN:
+        return _stream_piece(texts, idx, schema)
+    half = len(texts) // 2
+    other = _pool().submit(_stream_piece, texts[half:], idx[half:], schema)
+    tables, slow = _stream_piece(texts[:half], idx[:half], schema)
+    more, left = other.result()
+    return tables + more, slow + left
+
+
+_PARALLEL_MIN = 2048  # messages: a refused piece this large is streamed in two halves at once
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One worker thread for the second half of a refused piece (started on first use)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode-isolate"))
+    return _POOL[0]
+
+
+def _stream_piece(texts: pa.Array, idx: pa.Array, schema: pa.Schema) -> tuple[Tables, list[int]]:
+    """Stream a refused piece in blocks of about ``_BLOCK`` bytes. A block that fails names
+    its row: that record is set aside and its line overwritten in place with ``{}`` and
+    spaces (an all-null row, so rows stay aligned with lines), and the stream restarts at
+    the failing block; so each refused record costs about one block more, not a read of
+    the piece. An error naming no row falls back to ``_bisect`` for the rest.
+    """
     data, starts = bytearray(_joined(texts).to_pybytes()), _line_starts(texts)
     longest = (pc.max(pc.binary_length(texts)).as_py() or 0) + 1 if len(texts) else 0
     block, end = max(_BLOCK, 2 * longest + 2), len(data)

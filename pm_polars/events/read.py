@@ -99,7 +99,11 @@ _NOT_JSON = r"[:\[,]" + _WS + r"(?:-NaN|-?Inf(?:[^i]|$))"  # pyarrow accepts the
 # An integer field written with a fraction or an exponent (``75.0``, ``75.000000000000001``,
 # ``7.5e1``): float64 cannot tell ``75.000000000000001`` from 75, so the exact per-record
 # path decides (the same verdict however the number is written).
-_INTEGER_FRACTION = r'"(?:quantity|instrument_token)"[ \t]*:[ \t]*-?[0-9]+[.eE]'
+# One pattern per key: with its literal prefix each is ~4x faster than one alternation.
+_INTEGER_FRACTIONS = tuple(
+    rf'"{key}"[ \t]*:[ \t]*-?[0-9]+[.eE]'
+    for key in dict.fromkeys(f.key for fs in FIELDS.values() for f in fs if f.kind == "integer")
+)
 # (pattern, bytes one of which a match needs): tested only if the batch holds such a byte.
 _GUARDED = ((_LINE_BREAK, (b"\n", b"\r")), (_NOT_JSON, (b"I", b"N")))
 # More [ or { than this: maybe nested deeper than Python's JSON parser allows (it recurses),
@@ -150,7 +154,8 @@ def one_line_objects(text: pa.Array) -> pa.Array:
     patterns = [p for p, needles in _GUARDED if _may_match(p, needles, data)]
     for pattern in patterns:
         fast = pc.and_not(fast, _matches(text, pattern))
-    fast = pc.and_not(fast, pc.match_substring_regex(text, _INTEGER_FRACTION))
+    for pattern in _INTEGER_FRACTIONS:
+        fast = pc.and_not(fast, pl.Series(text).str.contains(pattern).to_arrow())
     lengths = pc.binary_length(text)
     # A message pyarrow accepts has balanced brackets, so no more openers than half its bytes.
     if (pc.max(lengths).as_py() or 0) > 2 * MAX_OPENERS:

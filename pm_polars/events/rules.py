@@ -30,7 +30,7 @@ import functools
 import math
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -297,6 +297,13 @@ def all_valid(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame 
     """No row fails any rule, by whole-column checks (``Check.all_pass``): the rules of
     every record on ``judged`` (``None``: known to pass), each event type's on its rows in
     ``parts``."""
+    return next(_doubtful(judged, parts, decimals), None) is None
+
+
+def _doubtful(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame | None],
+              decimals: int = 0) -> Iterator[Rule]:
+    """The rules whose whole-column check does not pass (as ``all_valid``), in order: only
+    these can fail a row (``all_pass`` is never looser than ``fails``)."""
     distinct: dict[tuple[int, str], pl.Series] = {}
     for rule in rules(decimals):
         frame = judged if rule.event is None else parts.get(rule.event)
@@ -308,8 +315,7 @@ def all_valid(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame 
             values = distinct[key] if key in distinct else distinct.setdefault(
                 key, values.unique())
         if not rule.check.all_pass(values):
-            return False
-    return True
+            yield rule
 
 
 _FILL_COLUMNS = ("seq", "source", "strategy_id", "quantity", "fill_price", "ts")
@@ -436,10 +442,15 @@ def failing_expr(decimals: int = 0) -> pl.Expr:
     return pl.any_horizontal([rule.failing() for rule in rules(decimals)]).alias("failed")
 
 
-def _reasons(judged: pl.DataFrame, decimals: int = 0) -> tuple[pl.Series, pl.Series]:
+def _reasons(judged: pl.DataFrame, decimals: int = 0,
+             doubtful: list[Rule] | None = None) -> tuple[pl.Series, pl.Series]:
     """``failed`` per row and the reasons of the failed rows (in row order): which rows
-    fail over the whole batch (booleans), their reasons (formatted text) on those alone."""
-    failed = judged.select(failing_expr(decimals)).to_series()
+    fail over the whole batch (booleans; ``doubtful``: the only rules that can fail a row,
+    default all), their reasons (formatted text, every rule in order) on those alone."""
+    if doubtful is None:
+        failed = judged.select(failing_expr(decimals)).to_series()
+    else:
+        failed = judged.select(pl.any_horizontal([r.failing() for r in doubtful])).to_series()
     reason = judged.filter(failed).select(reason_expr(decimals).alias("reason")).to_series()
     if reason.null_count():  # a failing rule without a reason text: judge by the reasons
         reason = judged.select(reason_expr(decimals).alias("reason")).to_series()
@@ -470,13 +481,15 @@ def _judge(judged: pl.DataFrame, present: list[str],
         rest = judged.filter(~flagged)
         event_type = rest.get_column(EVENT_TYPE.column)
     parts = _parts(rest, event_type == FILL_EVENT, event_type == TICK_EVENT, present, decimals)
-    if all_valid(None, {FILL_EVENT: parts[0], TICK_EVENT: parts[1]}, decimals):
+    doubtful = list(_doubtful(None, {FILL_EVENT: parts[0], TICK_EVENT: parts[1]}, decimals))
+    if not doubtful:
         if flagged is None:
             return None, pl.Series("reason", [], dtype=pl.String), parts
         reason = judged.filter(flagged).select(
             reason_expr(decimals).alias("reason")).to_series()
         return flagged, reason, parts
-    return *_reasons(judged, decimals), parts
+    # the rows failing a general rule (``flagged``) or a rule doubtful on its event's rows
+    return *_reasons(judged, decimals, doubtful + general), parts
 
 
 def with_quantities(rows: pl.DataFrame, decimals: int) -> pl.DataFrame:
