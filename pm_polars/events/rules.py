@@ -55,6 +55,8 @@ from pm_polars.events.schema import (
 )
 from pm_polars.events.timestamps import normalize_ts
 
+_FEW = 64  # distinct values this few are checked in Python (``Check.value_ok``)
+
 
 @dataclass(frozen=True)
 class Check:
@@ -65,7 +67,17 @@ class Check:
 
     fails: Callable[[pl.Expr], pl.Expr]
     all_pass: Callable[[pl.Series], bool]
-    per_value: bool = False  # ``all_pass`` may be given the column's distinct values
+    # the check of one (non-null) string in Python, never looser than ``fails``: given, the
+    # column's distinct values are judged, by it when they are few (Polars' fixed cost per
+    # call exceeds a few Python comparisons), else by ``all_pass``
+    value_ok: Callable[[str], bool] | None = None
+
+    def passes(self, values: pl.Series) -> bool:
+        """``all_pass`` of ``values`` (already distinct when ``value_ok`` is given)."""
+        if self.value_ok is not None and len(values) <= _FEW:
+            ok = self.value_ok
+            return all(v is None or ok(v) for v in values.to_list())
+        return self.all_pass(values)
 
 
 def _all_non_blank(values: pl.Series) -> bool:
@@ -103,7 +115,10 @@ def _low(s: pl.Series) -> float | None:
 REQUIRED = Check(lambda c: c.is_null(), lambda s: s.null_count() == 0)
 ABSENT = Check(lambda c: c.is_not_null(), lambda s: s.null_count() == len(s))
 TRUE = Check(lambda c: ~c, lambda s: s.null_count() == 0 and bool(s.all()))
-NON_BLANK = Check(lambda c: c.str.contains(r"^\s*$"), _all_non_blank, per_value=True)
+# Python's whitespace (``str.isspace``) holds every Unicode White_Space character (what
+# ``\s`` matches in the row form) and U+001C-U+001F: stricter, as ``value_ok`` may be.
+NON_BLANK = Check(lambda c: c.str.contains(r"^\s*$"), _all_non_blank,
+                  lambda v: bool(v) and not v.isspace())
 SIDE = _one_of([s for side in SIDES for s in _spellings(side)], SIDES)
 KNOWN_EVENT = _one_of(list(EVENT_TYPES), EVENT_TYPES)
 POSITIVE = Check(lambda c: c <= 0, lambda s: (low := _low(s)) is None or low > 0)
@@ -133,20 +148,17 @@ SOURCE_PATTERN = r"^[A-Za-z0-9.-]{1,64}$"
 SOURCE_CHARS = "1-64 characters of A-Z a-z 0-9 . - (no '_': it ends the source in portfolio_id)"
 OVERALL = "Overall"
 _SOURCE_RE = re.compile(SOURCE_PATTERN.removeprefix("^").removesuffix("$"))
-_FEW = 64  # distinct values this few are matched in Python (Polars compiles a regex per call)
 
 
-def _all_sources(s: pl.Series) -> bool:
-    if len(s) <= _FEW:  # fullmatch: exactly the row form's ^...$ (no newline before $)
-        return all(v is None or _SOURCE_RE.fullmatch(v) for v in s.to_list())
-    return bool(s.str.contains(SOURCE_PATTERN).all())
-
-
-SOURCE_NAME = Check(lambda c: ~c.str.contains(SOURCE_PATTERN), _all_sources, per_value=True)
+SOURCE_NAME = Check(  # fullmatch: exactly the row form's ^...$ (no newline before $)
+    lambda c: ~c.str.contains(SOURCE_PATTERN),
+    lambda s: bool(s.str.contains(SOURCE_PATTERN).all()),
+    lambda v: _SOURCE_RE.fullmatch(v) is not None,
+)
 RESERVED = Check(
     lambda c: (c == OVERALL) | c.str.ends_with("_" + OVERALL),
     lambda s: not ((s == OVERALL) | s.str.ends_with("_" + OVERALL)).any(),
-    per_value=True,
+    lambda v: v != OVERALL and not v.endswith("_" + OVERALL),
 )
 
 
@@ -310,11 +322,11 @@ def _doubtful(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame 
         if frame is None:
             continue
         values = frame.get_column(rule.column)
-        if rule.check.per_value:  # a few names repeated over the batch: each checked once
+        if rule.check.value_ok is not None:  # a few names repeated: each checked once
             key = (id(frame), rule.column)
             values = distinct[key] if key in distinct else distinct.setdefault(
                 key, values.unique())
-        if not rule.check.all_pass(values):
+        if not rule.check.passes(values):
             yield rule
 
 
