@@ -243,7 +243,10 @@ def _recover(texts: pa.Array, idx: pa.Array, error: str) -> tuple[Reads, list[in
     slow: list[int] = []
     if two.any():
         slow, keep = idx.filter(two.to_arrow()).to_pylist(), (~two).to_arrow()
-        texts, idx, error = texts.filter(keep), idx.filter(keep), ""
+        texts, idx = texts.filter(keep), idx.filter(keep)
+        # a row count off by their extra objects: read the rest again; any other error
+        # (a record's, named or not) stands for the rest too, which is streamed at once
+        error = "" if _ROW_COUNT in error else error
     if not any(key in error for key in _VARIANT_ERRORS):
         tables, left = read_piece(texts, idx, arrow_schema(*COMMON), error or None)
         return {COMMON: tables}, slow + left
