@@ -167,8 +167,11 @@ def decode_messages(
         extra.append(_column("kafka_ts_ms", kafka_timestamps_ms, pl.Int64, n))
     if n == 0:
         return DecodedBatch.empty()
-    raw = pl.Series("raw", arr).cast(pl.Binary)
-    return _judge(_read(arr, read_clean(arr)), seq_start, extra, raw.filter, quantity_decimals)
+
+    def raw_of(failed: pl.Series) -> pl.Series:  # the rejects' records alone, as Binary
+        return pl.Series("raw", arr.filter(failed.to_arrow())).cast(pl.Binary)
+
+    return _judge(_read(arr, read_clean(arr)), seq_start, extra, raw_of, quantity_decimals)
 
 
 def decode_frame(data: pl.DataFrame | pa.Table, *, seq_start: int = 0,
