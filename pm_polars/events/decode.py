@@ -26,9 +26,23 @@ import pyarrow as pa
 from pm_polars.events import typed
 from pm_polars.events.fallback import dict_record, parse_record, quote_raw
 from pm_polars.events.isolate import read_fast, to_frames
-from pm_polars.events.read import as_bytes, positions, to_binary, utf8_text
+from pm_polars.events.read import (
+    as_bytes,
+    positions,
+    read_clean,
+    table_to_raw,
+    to_binary,
+    utf8_text,
+)
 from pm_polars.events.rules import split
-from pm_polars.events.schema import FILL_SCHEMA, RAW_SCHEMA, REJECT_SCHEMA, TICK_SCHEMA, empty
+from pm_polars.events.schema import (
+    FILL_SCHEMA,
+    RAW_SCHEMA,
+    REJECT_SCHEMA,
+    TICK_SCHEMA,
+    TS_INT,
+    empty,
+)
 
 log = logging.getLogger(__name__)
 _BYTES_LIKE = (bytes, bytearray, memoryview)
@@ -101,11 +115,18 @@ def _in_order(idx: pl.Series, n: int) -> bool:
     return n < 3 or bool((idx.slice(1) > idx.slice(0, n - 1)).all())
 
 
-def _read(arr: pa.Array) -> pl.DataFrame:
-    """``RAW_SCHEMA`` rows, in order, of the messages in ``arr`` (null = tombstone)."""
+def _read(arr: pa.Array, clean: pa.Table | None = None) -> pl.DataFrame:
+    """``RAW_SCHEMA`` rows, in order, of the messages in ``arr`` (null = tombstone);
+    ``clean``: their clean read (``read_clean``) when there is one (no second read)."""
     n = len(arr)
-    reads, slow, _ = read_fast(utf8_text(arr))
-    parsed, slow = to_frames(reads, slow)
+    if clean is not None:
+        rows, again = table_to_raw(clean, TS_INT)
+        if not len(again):
+            return rows.drop("idx")
+        parsed, slow = [rows], again.to_list()
+    else:
+        reads, slow, _ = read_fast(utf8_text(arr))
+        parsed, slow = to_frames(reads, slow)
     if slow:
         slow.sort()
         slow_raw = arr.take(pa.array(slow, pa.int64())).to_pylist()
@@ -149,8 +170,12 @@ def decode_messages(
         extra.append(_column("kafka_ts_ms", kafka_timestamps_ms, pl.Int64, n))
     if n == 0:
         return DecodedBatch.empty()
-    raw = pl.Series("raw", arr).cast(pl.Binary)
-    return _judge(_read(arr), seq_start, extra, raw.filter, quantity_decimals, positive_prices)
+
+    def raw_of(failed: pl.Series) -> pl.Series:  # the rejects' records alone, as Binary
+        return pl.Series("raw", arr.filter(failed.to_arrow())).cast(pl.Binary)
+
+    return _judge(_read(arr, read_clean(arr)), seq_start, extra, raw_of, quantity_decimals,
+                  positive_prices)
 
 
 def decode_frame(data: pl.DataFrame | pa.Table, *, seq_start: int = 0,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 import pyarrow as pa
@@ -149,16 +150,40 @@ def _stream(
 def read_piece(
     texts: pa.Array, idx: pa.Array, schema: pa.Schema, failed: str | None = None
 ) -> tuple[Tables, list[int]]:
-    """Read one piece; if pyarrow refuses it, stream it in blocks of about ``_BLOCK`` bytes.
-    A block that fails names its row: that record is set aside and its line overwritten in
-    place with ``{}`` and spaces (an all-null row, so rows stay aligned with lines), and
-    the stream restarts at the failing block; so each refused record costs about one block
-    more, not a read of the piece. ``failed``: the piece is known to fail (with that error),
-    no need to read it first. An error naming no row falls back to ``_bisect`` for the rest.
-    """
-    result = read_lines(texts, schema) if failed is None else failed
+    """Read one piece (one native call, ``read_batch``); if pyarrow refuses it, stream it
+    (``_stream_piece``), a large piece in two halves on two threads at once (pyarrow
+    parses without the GIL). ``failed``: the piece is known to fail (with that error), no
+    need to read it first."""
+    result = read_batch(texts, schema) if failed is None else failed
     if isinstance(result, pa.Table):
         return [(result, idx)], []
+    if len(texts) < _PARALLEL_MIN:
+        return _stream_piece(texts, idx, schema)
+    half = len(texts) // 2
+    other = _pool().submit(_stream_piece, texts[half:], idx[half:], schema)
+    tables, slow = _stream_piece(texts[:half], idx[:half], schema)
+    more, left = other.result()
+    return tables + more, slow + left
+
+
+_PARALLEL_MIN = 2048  # messages: a refused piece this large is streamed in two halves at once
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One worker thread for the second half of a refused piece (started on first use)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode-isolate"))
+    return _POOL[0]
+
+
+def _stream_piece(texts: pa.Array, idx: pa.Array, schema: pa.Schema) -> tuple[Tables, list[int]]:
+    """Stream a refused piece in blocks of about ``_BLOCK`` bytes. A block that fails names
+    its row: that record is set aside and its line overwritten in place with ``{}`` and
+    spaces (an all-null row, so rows stay aligned with lines), and the stream restarts at
+    the failing block; so each refused record costs about one block more, not a read of
+    the piece. An error naming no row falls back to ``_bisect`` for the rest.
+    """
     data, starts = bytearray(_joined(texts).to_pybytes()), _line_starts(texts)
     longest = (pc.max(pc.binary_length(texts)).as_py() or 0) + 1 if len(texts) else 0
     block, end = max(_BLOCK, 2 * longest + 2), len(data)
@@ -201,7 +226,7 @@ Variant = tuple[str, bool]  # (ts kind, fill_id is a number)
 Reads = dict[Variant, Tables]
 
 
-_COMMON: Variant = (TS_INT, False)  # integer ts, string fill_id
+COMMON: Variant = (TS_INT, False)  # integer ts, string fill_id
 
 
 # Errors about the JSON type of ``ts`` or ``fill_id``: those fields may legally take other
@@ -218,17 +243,20 @@ def _recover(texts: pa.Array, idx: pa.Array, error: str) -> tuple[Reads, list[in
     slow: list[int] = []
     if two.any():
         slow, keep = idx.filter(two.to_arrow()).to_pylist(), (~two).to_arrow()
-        texts, idx, error = texts.filter(keep), idx.filter(keep), ""
+        texts, idx = texts.filter(keep), idx.filter(keep)
+        # a row count off by their extra objects: read the rest again; any other error
+        # (a record's, named or not) stands for the rest too, which is streamed at once
+        error = "" if _ROW_COUNT in error else error
     if not any(key in error for key in _VARIANT_ERRORS):
-        tables, left = read_piece(texts, idx, arrow_schema(*_COMMON), error or None)
-        return {_COMMON: tables}, slow + left
+        tables, left = read_piece(texts, idx, arrow_schema(*COMMON), error or None)
+        return {COMMON: tables}, slow + left
     kinds = variants(pl.Series(texts)).with_columns(n=pl.int_range(pl.len()))
     slow += idx.filter(kinds["python"].to_arrow()).to_pylist()
     groups = kinds.filter(~pl.col("python")).partition_by(["ts_kind", "fid_num"], as_dict=True)
     reads: Reads = defaultdict(list)
     for (ts_kind, fid_num), group in groups.items():
         variant = (str(ts_kind), bool(fid_num))
-        whole = group.height == len(texts) and variant == _COMMON  # read already, failed
+        whole = group.height == len(texts) and variant == COMMON  # read already, failed
         take = pa.array(group["n"].to_arrow(), pa.int64())
         got, left = read_piece(
             texts.take(take), idx.take(take), arrow_schema(*variant), error if whole else None
@@ -242,7 +270,7 @@ def read_fast(text: pa.Array) -> tuple[Reads, list[int], bool]:
     """Routing and pyarrow reads of ``text`` (the batch as an Arrow ``large_string`` array,
     null = undecodable): the tables read per variant (each with its records' positions),
     the positions left for the per-record path, and whether the batch was read whole in
-    one native call (then the ``_COMMON`` table holds every message, in order). Tables and
+    one native call (then the ``COMMON`` table holds every message, in order). Tables and
     positions together cover every position exactly once."""
     fast = one_line_objects(text)
     count = pc.sum(fast).as_py() or 0
@@ -255,9 +283,9 @@ def read_fast(text: pa.Array) -> tuple[Reads, list[int], bool]:
         text = text.filter(fast)
     else:
         idx = positions(len(text)).to_arrow()
-    result = read_batch(text, arrow_schema(*_COMMON))
+    result = read_batch(text, arrow_schema(*COMMON))
     if isinstance(result, pa.Table):
-        return {_COMMON: [(result, idx)]}, slow, not slow
+        return {COMMON: [(result, idx)]}, slow, not slow
     log.debug("batch of %d messages refused: %s", len(text), result)
     reads, left = _recover(text, idx, result)
     return reads, slow + left, False

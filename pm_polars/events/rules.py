@@ -37,7 +37,8 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -62,6 +63,8 @@ from pm_polars.events.schema import (
 )
 from pm_polars.events.timestamps import normalize_ts
 
+_FEW = 64  # distinct values this few are checked in Python (``Check.value_ok``)
+
 
 @dataclass(frozen=True)
 class Check:
@@ -72,6 +75,17 @@ class Check:
 
     fails: Callable[[pl.Expr], pl.Expr]
     all_pass: Callable[[pl.Series], bool]
+    # the check of one (non-null) string in Python, never looser than ``fails``: given, the
+    # column's distinct values are judged, by it when they are few (Polars' fixed cost per
+    # call exceeds a few Python comparisons), else by ``all_pass``
+    value_ok: Callable[[str], bool] | None = None
+
+    def passes(self, values: pl.Series) -> bool:
+        """``all_pass`` of ``values`` (already distinct when ``value_ok`` is given)."""
+        if self.value_ok is not None and len(values) <= _FEW:
+            ok = self.value_ok
+            return all(v is None or ok(v) for v in values.to_list())
+        return self.all_pass(values)
 
 
 def _all_non_blank(values: pl.Series) -> bool:
@@ -109,7 +123,10 @@ def _low(s: pl.Series) -> float | None:
 REQUIRED = Check(lambda c: c.is_null(), lambda s: s.null_count() == 0)
 ABSENT = Check(lambda c: c.is_not_null(), lambda s: s.null_count() == len(s))
 TRUE = Check(lambda c: ~c, lambda s: s.null_count() == 0 and bool(s.all()))
-NON_BLANK = Check(lambda c: c.str.contains(r"^\s*$"), _all_non_blank)
+# Python's whitespace (``str.isspace``) holds every Unicode White_Space character (what
+# ``\s`` matches in the row form) and U+001C-U+001F: stricter, as ``value_ok`` may be.
+NON_BLANK = Check(lambda c: c.str.contains(r"^\s*$"), _all_non_blank,
+                  lambda v: bool(v) and not v.isspace())
 SIDE = _one_of([s for side in SIDES for s in _spellings(side)], SIDES)
 KNOWN_EVENT = _one_of(list(EVENT_TYPES), EVENT_TYPES)
 FEE_CURRENCY = _one_of(["quote", "base"])
@@ -131,7 +148,7 @@ def max_quantity(decimals: int) -> int:
 
 def _at_most(bound: float) -> Check:
     return Check(lambda c: c.abs() > bound,
-                 lambda s: (high := s.abs().max()) is None or float(high) <= bound)  # type: ignore[arg-type]
+                 lambda s: (low := _low(s)) is None or max(-low, float(s.max())) <= bound)  # type: ignore[arg-type]
 
 FINITE = Check(lambda c: ~c.is_finite(), lambda s: math.isfinite(s.sum()))
 # identity: ``portfolio_id = f"{source}_{strategy_id}"`` is unambiguous because a source
@@ -139,13 +156,18 @@ FINITE = Check(lambda c: ~c.is_finite(), lambda s: math.isfinite(s.sum()))
 SOURCE_PATTERN = r"^[A-Za-z0-9.-]{1,64}$"
 SOURCE_CHARS = "1-64 characters of A-Z a-z 0-9 . - (no '_': it ends the source in portfolio_id)"
 OVERALL = "Overall"
-SOURCE_NAME = Check(
+_SOURCE_RE = re.compile(SOURCE_PATTERN.removeprefix("^").removesuffix("$"))
+
+
+SOURCE_NAME = Check(  # fullmatch: exactly the row form's ^...$ (no newline before $)
     lambda c: ~c.str.contains(SOURCE_PATTERN),
     lambda s: bool(s.str.contains(SOURCE_PATTERN).all()),
+    lambda v: _SOURCE_RE.fullmatch(v) is not None,
 )
 RESERVED = Check(
     lambda c: (c == OVERALL) | c.str.ends_with("_" + OVERALL),
     lambda s: not ((s == OVERALL) | s.str.ends_with("_" + OVERALL)).any(),
+    lambda v: v != OVERALL and not v.endswith("_" + OVERALL),
 )
 
 
@@ -304,11 +326,25 @@ def all_valid(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame 
     """No row fails any rule, by whole-column checks (``Check.all_pass``): the rules of
     every record on ``judged`` (``None``: known to pass), each event type's on its rows in
     ``parts``."""
+    return next(_doubtful(judged, parts, decimals, positive_prices), None) is None
+
+
+def _doubtful(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame | None],
+              decimals: int = 0, positive_prices: bool = True) -> Iterator[Rule]:
+    """The rules whose whole-column check does not pass (as ``all_valid``), in order: only
+    these can fail a row (``all_pass`` is never looser than ``fails``)."""
+    distinct: dict[tuple[int, str], pl.Series] = {}
     for rule in rules(decimals, positive_prices):
         frame = judged if rule.event is None else parts.get(rule.event)
-        if frame is not None and not rule.check.all_pass(frame.get_column(rule.column)):
-            return False
-    return True
+        if frame is None:
+            continue
+        values = frame.get_column(rule.column)
+        if rule.check.value_ok is not None:  # a few names repeated: each checked once
+            key = (id(frame), rule.column)
+            values = distinct[key] if key in distinct else distinct.setdefault(
+                key, values.unique())
+        if not rule.check.passes(values):
+            yield rule
 
 
 _FILL_COLUMNS = ("seq", "source", "strategy_id", "quantity", "fill_price", "ts")
@@ -360,7 +396,7 @@ def fill_frame(get: Callable[[str], pl.Series], provenance: list[pl.Series],
     return out
 
 
-_ARROW_NULLS = {"topic": pa.large_string(), "partition": pa.int32(), "offset": pa.int64()}
+_ARROW_NULLS = {"topic": pa.string_view(), "partition": pa.int32(), "offset": pa.int64()}
 
 
 _EMPTY = {id(schema): empty(schema) for schema in (FILL_SCHEMA, TICK_SCHEMA, REJECT_SCHEMA)}
@@ -434,12 +470,28 @@ def _outputs(
     return fill_out, tick_out
 
 
+@cache
+def failing_expr(decimals: int = 0, positive_prices: bool = True) -> pl.Expr:
+    """Per row: does any rule fail it? (``reason_expr`` is not null exactly there.)"""
+    return pl.any_horizontal([rule.failing() for rule in rules(decimals, positive_prices)]).alias("failed")
+
+
 def _reasons(judged: pl.DataFrame, decimals: int = 0,
+             doubtful: list[Rule] | None = None,
              positive_prices: bool = True) -> tuple[pl.Series, pl.Series]:
-    """``failed`` per row and the reasons of the failed rows (in row order)."""
-    reason = judged.select(reason_expr(decimals, positive_prices).alias("reason")).to_series()
-    failed = reason.is_not_null()
-    return failed, reason.filter(failed)
+    """``failed`` per row and the reasons of the failed rows (in row order): which rows
+    fail over the whole batch (booleans; ``doubtful``: the only rules that can fail a row,
+    default all), their reasons (formatted text, every rule in order) on those alone."""
+    if doubtful is None:
+        failed = judged.select(failing_expr(decimals, positive_prices)).to_series()
+    else:
+        failed = judged.select(pl.any_horizontal([r.failing() for r in doubtful])).to_series()
+    reason = judged.filter(failed).select(reason_expr(decimals, positive_prices).alias("reason")).to_series()
+    if reason.null_count():  # a failing rule without a reason text: judge by the reasons
+        reason = judged.select(reason_expr(decimals, positive_prices).alias("reason")).to_series()
+        failed = reason.is_not_null()
+        reason = reason.filter(failed)
+    return failed, reason
 
 
 Parts = tuple[pl.DataFrame | None, pl.DataFrame | None]
@@ -464,14 +516,16 @@ def _judge(judged: pl.DataFrame, present: list[str], decimals: int = 0,
         rest = judged.filter(~flagged)
         event_type = rest.get_column(EVENT_TYPE.column)
     parts = _parts(rest, event_type == FILL_EVENT, event_type == TICK_EVENT, present, decimals)
-    if all_valid(None, {FILL_EVENT: parts[0], TICK_EVENT: parts[1]}, decimals,
-                 positive_prices):
+    doubtful = list(_doubtful(None, {FILL_EVENT: parts[0], TICK_EVENT: parts[1]}, decimals,
+                              positive_prices))
+    if not doubtful:
         if flagged is None:
             return None, pl.Series("reason", [], dtype=pl.String), parts
         reason = judged.filter(flagged).select(
             reason_expr(decimals, positive_prices).alias("reason")).to_series()
         return flagged, reason, parts
-    return *_reasons(judged, decimals, positive_prices), parts
+    # the rows failing a general rule (``flagged``) or a rule doubtful on its event's rows
+    return *_reasons(judged, decimals, doubtful + general, positive_prices), parts
 
 
 def with_quantities(rows: pl.DataFrame, decimals: int) -> pl.DataFrame:
@@ -516,3 +570,4 @@ def split(
     columns = dict(zip(part.columns, part.get_columns(), strict=True))
     columns |= {"raw": raw_of(failed).cast(pl.Binary), "reason": reason}
     return fill_out, tick_out, _frame(columns, [], REJECT_SCHEMA)
+

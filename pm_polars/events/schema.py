@@ -147,14 +147,21 @@ _ARROW_TYPES = {"string": _TEXT, "integer": pa.float64(), "number": pa.float64()
 
 
 @cache
-def arrow_schema(ts_kind: str, fill_id_is_number: bool) -> pa.Schema:
-    """pyarrow's explicit read schema for one JSON-type variant of ``ts`` and ``fill_id``."""
+def arrow_schema(ts_kind: str, fill_id_is_number: bool, exact: bool = False) -> pa.Schema:
+    """pyarrow's explicit read schema for one JSON-type variant of ``ts`` and ``fill_id``.
+
+    ``exact``: integer fields as int64 (the clean-batch read, ``read.read_clean``: pyarrow
+    then refuses ``75.0``, ``7.5e1`` and anything beyond int64, naming no row, and such a
+    batch takes the general path); else float64 (see ``_ARROW_TYPES``).
+    """
 
     def arrow_type(f: Field) -> pa.DataType:
         if f.kind == "ts":
             return _TS_TYPES[ts_kind]
         if f.kind == "id":
             return pa.int64() if fill_id_is_number else _TEXT
+        if f.kind == "integer" and exact:
+            return pa.int64()
         return _ARROW_TYPES[f.kind]
 
     top: dict[str, pa.DataType] = {EVENT_TYPE.key: _TEXT}

@@ -282,7 +282,7 @@ def _integers(
     if ts.null_count() and fallback_ms is not None:
         fb = df.get_column(fallback_ms).cast(pl.Int64)
         ts = ts.fill_null(fb.zip_with(fb >= 0, pl.Series([None], dtype=pl.Int64)) * 1_000_000)
-    return ts, pl.Series("ts_error", pa.nulls(df.height, pa.large_string()))
+    return ts, pl.Series("ts_error", pa.nulls(df.height, pa.string_view()))
 
 
 def normalize_ts(
