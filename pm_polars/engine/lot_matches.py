@@ -110,8 +110,12 @@ def realized_lots(events: object, instruments: pl.DataFrame | str | Path | None 
     decoded frame), e.g. a day's or a year's fills from the archive; duplicates (same
     ``source``/``fill_id``) count once and invalid records are skipped, as in the engine.
     """
+    from pm_polars.engine.instruments import allows_negative
+    from pm_polars.engine.refusals import price_sign
     from pm_polars.events import decode_any
 
     state = EngineState.empty(instruments)
-    fresh, _, _ = state.seen.split(decode_any(events).fills, None)
+    decoded = decode_any(events, positive_prices=not allows_negative(state.instruments))
+    fills, _, _ = price_sign(state.instruments, decoded.fills, decoded.ticks)  # as the engine
+    fresh, _, _ = state.seen.split(fills, None)
     return lot_matches(state, fresh.sort("seq"))
