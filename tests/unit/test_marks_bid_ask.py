@@ -245,3 +245,16 @@ def test_realized_lots_report_books_negative_prices_where_allowed() -> None:
     # one close: (-37.63 - 18.27) x 1 x 1000 = -55,900
     assert report.height == 1
     assert report["realized_pnl"][0] == pytest.approx(-55_900.0, abs=0.005)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=streams(), cuts=st.lists(st.integers(min_value=1, max_value=40), max_size=4))
+def test_bid_ask_marks_are_batch_invariant(events: list[dict[str, Any]], cuts: list[int]) -> None:
+    """Any split of a stream into batches gives the same quotes and valuations."""
+    bounds = [0, *sorted({c for c in cuts if c < len(events)}), len(events)]
+    whole = make_book("engine", instruments=INSTRUMENTS, mark="bid_ask")
+    whole.apply(events)
+    split = make_book("engine", instruments=INSTRUMENTS, mark="bid_ask")
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        split.apply(events[a:b])
+    assert_books_match(split, whole)
