@@ -258,3 +258,13 @@ def test_bid_ask_marks_are_batch_invariant(events: list[dict[str, Any]], cuts: l
     for a, b in zip(bounds, bounds[1:], strict=False):
         split.apply(events[a:b])
     assert_books_match(split, whole)
+
+
+def test_a_state_loads_only_under_the_mark_that_published_it() -> None:
+    from pm_polars.engine.marks import MarkMismatch, check_mark
+
+    check_mark(None, "last", "partition t:0")  # written before the setting: last
+    check_mark("bid_ask", "bid_ask", "partition t:0")
+    with pytest.raises(MarkMismatch, match="partition t:0 was published with --mark last but "
+                                           "--mark is bid_ask; restart with --mark last"):
+        check_mark(None, "bid_ask", "partition t:0")
