@@ -120,9 +120,14 @@ def realized_lots(events: object, instruments: pl.DataFrame | str | Path | None 
     ``source``/``fill_id``) count once and invalid records are skipped, as in the engine.
     ``quantity_decimals``: as the engine's (fractional quantities; ``quantity`` in units).
     """
+    from pm_polars.engine.instruments import allows_negative
+    from pm_polars.engine.refusals import price_sign
     from pm_polars.events import decode_any
 
     state = EngineState.empty(instruments)
-    decoded = decode_any(events, quantity_decimals=quantity_decimals)
-    fresh, _, _ = state.seen.split(decoded.fills, None)
+    decoded = decode_any(events, quantity_decimals=quantity_decimals,
+                         positive_prices=not allows_negative(state.instruments))
+    fills, _, _ = price_sign(state.instruments, decoded.fills, decoded.ticks,  # as the engine
+                             10**quantity_decimals)
+    fresh, _, _ = state.seen.split(fills, None)
     return lot_matches(state, fresh.sort("seq"), 10**quantity_decimals)

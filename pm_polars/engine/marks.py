@@ -135,6 +135,10 @@ def merge_marks(
         return marks, pl.Series("instrument_token", [], pl.Int64)
     prior = marks.lazy().select("instrument_token", pl.col(ts_col).alias("prior_ts"))
     quote = tuple(c for c in QUOTE if kind == "tick" and c in events.columns)
+    if quote and all(events.get_column(c).null_count() == events.height
+                     and marks.get_column(f"tick_{c}").null_count() == marks.height
+                     for c in quote):
+        quote = ()  # no quote anywhere (a feed without bid/ask): nothing to carry
     best = latest_by_ts(events, price, prior, quote).rename(
         {price: "_price", **{c: f"_{c}" for c in quote}})
     new, eff = pl.col("_price"), pl.col("eff_ts")

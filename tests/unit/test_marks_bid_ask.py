@@ -233,3 +233,38 @@ def test_intraday_equity_and_eod_value_each_side_of_the_quote(tmp_path: Any) -> 
     # S1: cash 1e6 - 1000 + 10 x bid 102.5; S2: cash 1e6 + 408 - 4 x last 103 (no ask)
     assert last["equity"].to_list() == [1_000_025.0, 999_996.0]
     assert eng.portfolios()["equity"].to_list() == [1_000_025.0, 999_996.0]
+
+
+def test_realized_lots_report_books_negative_prices_where_allowed() -> None:
+    from pm_polars.engine.lot_matches import realized_lots
+
+    events = [fill("W", WTI, "BUY", 1, 18.27, ts=T0, fill_id="1"),
+              fill("W", WTI, "SELL", 1, -37.63, ts=T0 + 1, fill_id="2"),
+              fill("W", 7, "BUY", 1, -1.0, ts=T0, fill_id="3")]  # refused: 7 does not allow
+    report = realized_lots(events, pl.DataFrame(INSTRUMENTS))
+    # one close: (-37.63 - 18.27) x 1 x 1000 = -55,900
+    assert report.height == 1
+    assert report["realized_pnl"][0] == pytest.approx(-55_900.0, abs=0.005)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=streams(), cuts=st.lists(st.integers(min_value=1, max_value=40), max_size=4))
+def test_bid_ask_marks_are_batch_invariant(events: list[dict[str, Any]], cuts: list[int]) -> None:
+    """Any split of a stream into batches gives the same quotes and valuations."""
+    bounds = [0, *sorted({c for c in cuts if c < len(events)}), len(events)]
+    whole = make_book("engine", instruments=INSTRUMENTS, mark="bid_ask")
+    whole.apply(events)
+    split = make_book("engine", instruments=INSTRUMENTS, mark="bid_ask")
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        split.apply(events[a:b])
+    assert_books_match(split, whole)
+
+
+def test_a_state_loads_only_under_the_mark_that_published_it() -> None:
+    from pm_polars.engine.marks import MarkMismatch, check_mark
+
+    check_mark(None, "last", "partition t:0")  # written before the setting: last
+    check_mark("bid_ask", "bid_ask", "partition t:0")
+    with pytest.raises(MarkMismatch, match="partition t:0 was published with --mark last but "
+                                           "--mark is bid_ask; restart with --mark last"):
+        check_mark(None, "bid_ask", "partition t:0")
