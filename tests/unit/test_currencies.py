@@ -213,3 +213,14 @@ def test_snapshot_keeps_account_currency(tmp_path: Any) -> None:
     back = PortfolioEngine.restore(e.snapshot().write(tmp_path / "snap"))
     assert back.config.account_currency == "USD"
     assert back.portfolios().equals(e.portfolios())
+
+
+def test_realized_lots_refuses_inverse_contracts() -> None:
+    from pm_polars.engine.lot_matches import realized_lots
+
+    events = [fill("1", XBTUSD, "BUY", 100, 20_000.0), fill("2", XBTUSD, "SELL", 100, 30_000.0)]
+    with pytest.raises(ValueError, match="instruments: .*inverse contracts"):
+        realized_lots(events, INSTRUMENTS)
+    usd = realized_lots([fill("1", AAPL, "BUY", 10, 190.0), fill("2", AAPL, "SELL", 10, 200.0)],
+                        INSTRUMENTS)
+    assert usd["realized_pnl"].to_list() == [100.0]  # in USD, AAPL's quote currency
