@@ -21,7 +21,7 @@ import polars as pl
 
 from pm_polars.engine import dayfigures as dayf
 from pm_polars.engine import views
-from pm_polars.engine.currencies import Currencies, line_price, rates
+from pm_polars.engine.currencies import Currencies, line_price
 from pm_polars.engine.marks import mark_expr
 from pm_polars.engine.plans import run
 
@@ -45,7 +45,7 @@ def positions_view(positions: pl.DataFrame, marks: pl.DataFrame, fx: Currencies,
         .select("instrument_token", mark_expr.alias("_mark"), pl.col("roll_price").alias("_prev"))
         .join(fx.tokens.lazy(), on="instrument_token", how="left", maintain_order="left")
         .with_columns(pl.col("pnl_currency").fill_null(fx.account), inv.fill_null(False))
-        .join(rates(instruments, marks, fx.account).lazy(), on="pnl_currency", how="left",
+        .join(fx.rates_of(instruments, marks).lazy(), on="pnl_currency", how="left",
               maintain_order="left")
         .with_columns(line_price(pl.col("_mark"), inv).alias("last_price"),
                       line_price(pl.col("_prev"), inv).alias("prev_close"))
