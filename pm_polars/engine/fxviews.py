@@ -127,6 +127,8 @@ def portfolios_view(cash: pl.DataFrame, positions: pl.DataFrame, account: str,
 
 def _null_if_missing(frame: pl.DataFrame) -> pl.DataFrame:
     """Every money total null where ``missing_rate`` (a sum without a rate is unknown)."""
+    if not frame.get_column("missing_rate").any():
+        return frame
     ok = ~pl.col("missing_rate")
     return frame.with_columns(
         [pl.when(ok).then(pl.col(c)).otherwise(None).alias(c) for c in PORTFOLIO_MONEY])
@@ -134,6 +136,9 @@ def _null_if_missing(frame: pl.DataFrame) -> pl.DataFrame:
 
 def overall_portfolios(portfolios: pl.DataFrame) -> pl.DataFrame:
     """``views.overall_portfolios`` with ``missing_rate`` (any strategy's)."""
+    if not portfolios.get_column("missing_rate").any():  # every rate known: plain sums
+        return views.overall_portfolios(portfolios).with_columns(
+            pl.lit(False).alias("missing_rate"))
     missing = portfolios.group_by("source").agg(pl.col("missing_rate").any())
     out = views.overall_portfolios(portfolios.with_columns(
         [pl.col(c).fill_null(0.0) for c in PORTFOLIO_MONEY]))
