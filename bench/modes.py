@@ -17,7 +17,10 @@ Fractional modes (``quantity_decimals = 8``): the same fills with every quantity
 fraction with 8 decimal places (``q x 0.12345678`` units, as atoms), booked by average cost
 and FIFO; floor: >= 80 % of the integer rate of the same cost basis. Then the decode of
 20k JSON fills with integer vs fractional quantities (``decode_messages(...,
-quantity_decimals=8)``; a fractional quantity takes the per-record path).
+quantity_decimals=8)``; a fractional quantity takes the per-record path). Last, the daemon's
+publish rendering (``publish.model_rows.render`` and the partition's Overall contribution,
+``part_sums``) of the 100 portfolios x 100 instruments after the first batch, integer vs
+8-decimal books (no floor: it is per published position, a few dozen per batch live).
 """
 
 from __future__ import annotations
@@ -207,6 +210,35 @@ def decode_rates(runs: int) -> None:
     print(f"{'':<58} {share:>14.0%} of integer (no floor: the per-record path)")
 
 
+def publish_rates(runs: int) -> None:
+    """The daemon's publish rendering of the same book with integer and 8-decimal atoms."""
+    from pm_polars.publish.model_rows import render
+    from pm_polars.publish.part_sums import PartSums
+    from pm_polars.publish.state_rows import StateRows
+
+    first = batch(cycled_fills(100_000, 0))
+    books = {"integer": (PortfolioEngine(), first),
+             "8 decimals": (PortfolioEngine(quantity_decimals=8), fractional(first))}
+    times: dict[str, list[float]] = {c: [] for c in books}
+    count = 0
+    for _ in range(runs):
+        for case, (eng, fills) in books.items():
+            if eng.state.positions.height == 0:
+                eng.apply_decoded(fills)
+            pids = eng.state.cash["portfolio_id"].to_list()
+            scale = eng.config.quantity_scale
+            start = time.perf_counter()
+            rendered = render(StateRows.fetch(eng.state, pids), pids, scale)
+            PartSums().updated((None, r) for r in rendered.values()).documents()
+            times[case].append(time.perf_counter() - start)
+            count = eng.state.positions.height
+    for case in books:
+        report(f"publish rendering, {count:,} positions, {case}", count,
+               statistics.median(times[case]), "positions")
+    share = statistics.median(times["integer"]) / statistics.median(times["8 decimals"])
+    print(f"{'':<58} {share:>14.0%} of integer (no floor)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -214,6 +246,7 @@ def main() -> None:
     print(f"pm_polars accounting modes, median of {runs} runs, polars {pl.__version__}")
     run(runs)
     decode_rates(runs)
+    publish_rates(runs)
 
 
 if __name__ == "__main__":

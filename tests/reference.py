@@ -47,6 +47,14 @@ fee is units of the asset: a buy holds ``q - f`` for ``q x p`` paid (average = c
 held), a sell gives up ``q + f`` units for ``q x p`` received (realized = proceeds - units x
 average; FIFO: the units come off the lots in order); not in ``fees`` nor cash.
 
+Bid/ask marks (``ReferenceBook(mark="bid_ask")``): a tick may carry ``bid``/``ask``; the
+winning tick's quote is kept with its price (a later winner without a side clears it). A
+long is valued at the bid, a short at the ask, each falling back to the mark when missing;
+``last_price`` shows the mark either way (``unrealized_pnl``/``market_value`` move).
+
+Non-positive prices: refused unless the instrument's row has ``allow_negative_price``
+true; then any finite price counts (P&L is the same arithmetic: nothing divides by a price).
+
 The second half of the module holds test plumbing shared by the test files: event
 builders, an adapter that turns the engine's frames into the same plain structures, and a
 tolerance-aware state comparison.
@@ -118,8 +126,9 @@ def _is_number(x: Any) -> TypeGuard[int | float]:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
-def _positive_price(x: Any, name: str) -> float:
-    if not _is_number(x) or not math.isfinite(x) or x <= 0:
+def _positive_price(x: Any, name: str, allowed: bool = False) -> float:
+    """A finite price, > 0 unless ``allowed`` (the instrument's ``allow_negative_price``)."""
+    if not _is_number(x) or not math.isfinite(x) or (x <= 0 and not allowed):
         raise InvalidEvent(f"{name} must be a finite number > 0, got {x!r}")
     return float(x)
 
@@ -178,6 +187,8 @@ class _Tick:
     instrument_token: int
     price: float
     ts: int | None
+    bid: float | None = None
+    ask: float | None = None
 
 
 def decimal_quantity(x: Any, decimals: int) -> Fraction:
@@ -192,8 +203,10 @@ def decimal_quantity(x: Any, decimals: int) -> Fraction:
     return Fraction(exact)
 
 
-def parse_event(raw: Any, quantity_decimals: int = 0) -> _Fill | _Tick:
-    """Validate one record; raise InvalidEvent (message = reason) if the spec calls it invalid."""
+def parse_event(raw: Any, quantity_decimals: int = 0,
+                negative_ok: frozenset[int] = frozenset()) -> _Fill | _Tick:
+    """Validate one record; raise InvalidEvent (message = reason) if the spec calls it invalid.
+    ``negative_ok``: tokens whose prices may be <= 0 (``allow_negative_price``)."""
     if isinstance(raw, bytes | bytearray | str):
         try:
             raw = json.loads(raw)
@@ -206,8 +219,11 @@ def parse_event(raw: Any, quantity_decimals: int = 0) -> _Fill | _Tick:
         token = raw.get("instrument_token")
         if not _is_int(token):
             raise InvalidEvent(f"instrument_token missing or not an integer: {token!r}")
-        price = _positive_price(raw.get("last_price"), "last_price")
-        return _Tick(token, price, ts_to_ns(raw.get("ts")))
+        ok = token in negative_ok
+        price = _positive_price(raw.get("last_price"), "last_price", ok)
+        bid, ask = (None if raw.get(k) is None else _positive_price(raw[k], k, ok)
+                    for k in ("bid", "ask"))
+        return _Tick(token, price, ts_to_ns(raw.get("ts")), bid, ask)
     if event_type != "order_fill":
         raise InvalidEvent(f"unknown event_type {event_type!r}")
     source = raw.get("source")
@@ -230,7 +246,7 @@ def parse_event(raw: Any, quantity_decimals: int = 0) -> _Fill | _Tick:
         quantity = decimal_quantity(quantity, quantity_decimals)
     elif not _is_int(quantity) or quantity <= 0:
         raise InvalidEvent(f"quantity must be a positive integer, got {quantity!r}")
-    price = _positive_price(raw.get("fill_price"), "fill_price")
+    price = _positive_price(raw.get("fill_price"), "fill_price", token in negative_ok)
     fee = raw.get("fee")
     if fee is None:
         fee = 0.0
@@ -284,6 +300,15 @@ def multipliers_from_rows(instruments: Any) -> dict[int, float]:
             m = row.get("lot_size")
         out[int(row["instrument_token"])] = 1.0 if m is None else float(m)
     return out
+
+
+def negative_ok_from_rows(instruments: Any) -> frozenset[int]:
+    """Tokens whose instrument row has ``allow_negative_price`` true."""
+    if instruments is None:
+        return frozenset()
+    rows = instruments.to_dicts() if hasattr(instruments, "to_dicts") else list(instruments)
+    return frozenset(int(r["instrument_token"]) for r in rows
+                     if r.get("allow_negative_price") is True)
 
 
 def _sign(x: Units) -> int:
@@ -507,7 +532,7 @@ class ReferenceBook(_CurrencyBook):
     def __init__(
         self, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None,
         cost_basis: str = "average", quantity_decimals: int = 0,
-        account_currency: str = "INR",
+        account_currency: str = "INR", mark: str = "last",
     ) -> None:
         self.starting_cash = float(starting_cash)
         self.account = account_currency
@@ -517,6 +542,9 @@ class ReferenceBook(_CurrencyBook):
         # (pid, currency) -> cash other than the account currency's (``_Portfolio.cash``)
         self.other_cash: dict[tuple[str, str], float] = {}
         self.cost_basis = cost_basis
+        self.mark_mode = mark
+        self.negative_ok = negative_ok_from_rows(instruments)
+        self._quotes: dict[int, tuple[float | None, float | None]] = {}  # winning tick's
         self.quantity_decimals = quantity_decimals
         # FIFO closes in order: (pid, token, close fill_id, lot's fill_id, units, lot price,
         # close price, realized)
@@ -537,7 +565,7 @@ class ReferenceBook(_CurrencyBook):
         rejects: list[tuple[Any, str]] = []
         for raw in events:
             try:
-                event = parse_event(raw, self.quantity_decimals)
+                event = parse_event(raw, self.quantity_decimals, self.negative_ok)
             except InvalidEvent as exc:
                 rejects.append((raw, str(exc)))
                 continue
@@ -552,6 +580,7 @@ class ReferenceBook(_CurrencyBook):
     def _apply_tick(self, tick: _Tick) -> None:
         if _is_newer(tick.ts, self._tick_marks.get(tick.instrument_token)):
             self._tick_marks[tick.instrument_token] = (tick.ts, tick.price)
+            self._quotes[tick.instrument_token] = (tick.bid, tick.ask)
 
     def _apply_fill(self, fill: _Fill) -> bool:
         """Apply ``fill``; False when it re-uses a fill_id with other content (a conflict:
@@ -662,11 +691,23 @@ class ReferenceBook(_CurrencyBook):
             return self._fill_marks[token][1]
         return None
 
+    def valuation(self, token: int, q: Units) -> float:
+        """The price a position of ``q`` units is valued at: the mark, or under bid_ask the
+        bid of a long / the ask of a short when the winning tick quoted it."""
+        mark = self.mark(token)
+        assert mark is not None
+        if self.mark_mode == "last" or q == 0:
+            return mark
+        bid, ask = self._quotes.get(token, (None, None))
+        side = bid if q > 0 else ask
+        return mark if side is None else side
+
     def _position_row(self, pid: str, token: int, pos: _Position) -> dict[str, Any]:
         m = self.multiplier(token)
         mark = self.mark(token)
         assert mark is not None  # a position implies at least one fill of its instrument
         q = pos.quantity
+        value = self.valuation(token, q)
         return {
             "portfolio_id": pid,
             "instrument_token": token,
@@ -674,10 +715,10 @@ class ReferenceBook(_CurrencyBook):
             "average_price": pos.average_price if q != 0 else 0.0,
             "last_price": mark,
             "realized_pnl": pos.realized_pnl,
-            "unrealized_pnl": (mark - pos.average_price) * q * m if q != 0 else 0.0,
+            "unrealized_pnl": (value - pos.average_price) * q * m if q != 0 else 0.0,
             "fees": pos.fees,
             "multiplier": m,
-            "market_value": q * mark * m,
+            "market_value": q * value * m,
             "buy_quantity": pos.buy_quantity,
             "sell_quantity": pos.sell_quantity,
             "buy_value": pos.buy_value,
@@ -859,11 +900,13 @@ def fill(
     return event
 
 
-def tick(token: int, price: float, ts: int | str | None = None) -> dict[str, Any]:
+def tick(token: int, price: float, ts: int | str | None = None, *, bid: float | None = None,
+         ask: float | None = None) -> dict[str, Any]:
     event: dict[str, Any] = {"event_type": "market_tick", "instrument_token": token}
     event["last_price"] = price
     if ts is not None:
         event["ts"] = ts
+    event |= {k: v for k, v in (("bid", bid), ("ask", ask)) if v is not None}
     return event
 
 
@@ -897,7 +940,7 @@ class EngineBook:
     def create(
         cls, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None,
         cost_basis: str = "average", quantity_decimals: int = 0,
-        account_currency: str = "INR",
+        account_currency: str = "INR", mark: str = "last",
     ) -> EngineBook:
         import polars as pl
 
@@ -908,6 +951,8 @@ class EngineBook:
             extra["quantity_decimals"] = quantity_decimals
         if account_currency != "INR":
             extra["account_currency"] = account_currency
+        if mark != "last":
+            extra["mark"] = mark
         return cls(engine_class()(starting_cash=starting_cash, instruments=instruments,
                                   **extra))
 
@@ -952,16 +997,17 @@ class EngineBook:
 def make_book(
     kind: str, starting_cash: float = DEFAULT_STARTING_CASH, instruments: Any = None,
     cost_basis: str = "average", quantity_decimals: int = 0, account_currency: str = "INR",
+    mark: str = "last",
 ) -> Any:
     """kind "reference" -> ReferenceBook, "engine" -> EngineBook (skips until it lands)."""
     if kind == "reference":
         return ReferenceBook(starting_cash=starting_cash, instruments=instruments,
                              cost_basis=cost_basis, quantity_decimals=quantity_decimals,
-                             account_currency=account_currency)
+                             account_currency=account_currency, mark=mark)
     if kind == "engine":
         return EngineBook.create(starting_cash=starting_cash, instruments=instruments,
                                  cost_basis=cost_basis, quantity_decimals=quantity_decimals,
-                                 account_currency=account_currency)
+                                 account_currency=account_currency, mark=mark)
     raise ValueError(kind)
 
 

@@ -1,7 +1,8 @@
 """Exposures at the close, from the end-of-day positions (``eod_positions``).
 
 ``market_value = quantity x close x multiplier`` (account currency, signed: long > 0, short
-< 0). Per group: ``long`` = sum of positive market values, ``short`` = sum of negative ones,
+< 0; under ``mark = "bid_ask"`` at the position's side of the closing quote, as the engine's
+view gives it). Per group: ``long`` = sum of positive market values, ``short`` = sum of negative ones,
 ``gross = long - short`` (= sum of |market value|), ``net = long + short``. Flat positions
 contribute nothing.
 """

@@ -5,8 +5,10 @@ Equity of a portfolio at time t is ``cash(t) + sum(quantity(t) x mark(t) x multi
 last bucket with events. Events with ``ts`` before the bucket end count. ``cash`` starts from
 the previous close's cash, or the starting cash for a portfolio whose first fill is on the
 day (it appears from that bucket on). Marks follow the engine's rule: the latest tick by
-event time, before any tick the latest fill price. At the last bucket the figures equal the
-day's end-of-day ``eod_portfolios`` equity (same events, same rule). Fractional quantities
+event time, before any tick the latest fill price; under the archive's ``mark = "bid_ask"``
+(``engine.json``) a long is valued at that tick's bid and a short at its ask (fallback: the
+mark), as the engine does. At the last bucket the figures equal the day's end-of-day
+``eod_portfolios`` equity (same events, same rule). Fractional quantities
 (the archive's ``quantity_decimals``): quantities are summed as atoms, money divided last.
 """
 
@@ -23,6 +25,7 @@ from pm_polars.archive.config import load_engine_config, quantity_scale
 from pm_polars.engine.accounting import KEYS, per_unit
 from pm_polars.engine.engine import DEFAULT_STARTING_CASH
 from pm_polars.engine.instruments import load_instruments
+from pm_polars.engine.marks import valuation
 from pm_polars.eod import store
 
 
@@ -55,14 +58,22 @@ def _prior(root: Path, day: date) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFr
     return snap.positions, snap.cash.select("portfolio_id", "cash"), snap.marks, cash0
 
 
-def _last_per_bucket(frame: pl.DataFrame, price: str, grid: pl.DataFrame) -> pl.DataFrame:
-    """Latest ``price`` by ts per (instrument, bucket), forward-filled over the grid."""
+def _last_per_bucket(frame: pl.DataFrame, price: str, grid: pl.DataFrame,
+                     quote: list[str] | None = None) -> pl.DataFrame:
+    """Latest ``price`` by ts per (instrument, bucket), forward-filled over the grid; with
+    ``quote`` (``bid``, ``ask``) that same tick's quote too, filled with it (a side the
+    winning tick lacks stays null: NaN marks it while filling, prices are finite)."""
+    sides = quote or []
     last = frame.group_by("instrument_token", "bucket").agg(
-        pl.col(price).sort_by("ts").last().alias(f"_{price}")
+        pl.col(price).sort_by("ts").last().alias(f"_{price}"),
+        *[pl.col(c).sort_by("ts").last().fill_null(float("nan")).alias(f"_{c}")
+          for c in sides],
     )
-    return grid.join(last, on=["instrument_token", "bucket"], how="left").sort(
+    cols = [f"_{c}" for c in (price, *sides)]
+    out = grid.join(last, on=["instrument_token", "bucket"], how="left").sort(
         "instrument_token", "bucket"
-    ).with_columns(pl.col(f"_{price}").forward_fill().over("instrument_token"))
+    ).with_columns(pl.col(cols).forward_fill().over("instrument_token"))
+    return out.with_columns(pl.col(f"_{c}").fill_nan(None) for c in sides) if sides else out
 
 
 def intraday_equity(
@@ -82,7 +93,9 @@ def intraday_equity(
     positions, cash, marks, cash0 = _prior(base, day)
     fills = reader.read(base, "fills", [day], ["portfolio_id", "instrument_token",
                                                "signed_qty", "fill_price", "fee", "ts"])
-    ticks = reader.read(base, "ticks", [day], ["instrument_token", "last_price", "ts"])
+    mode = str(load_engine_config(base).get("mark", "last"))
+    quote = ["bid", "ask"] if mode != "last" else []
+    ticks = reader.read(base, "ticks", [day], ["instrument_token", "last_price", "ts", *quote])
     bucket = (pl.col("ts") // step * step + step).alias("bucket")
     fills, ticks = fills.with_columns(bucket), ticks.with_columns(bucket)
     stamps = pl.concat([fills.get_column("bucket"), ticks.get_column("bucket")])
@@ -102,12 +115,20 @@ def intraday_equity(
     held = positions.filter(pl.col("quantity") != 0).select(*KEYS, "multiplier")
     books = pl.concat([held, mult]).unique(KEYS, keep="first")
     tokens = books.select("instrument_token").unique()
-    mark_grid = _last_per_bucket(ticks, "last_price", tokens.join(buckets, how="cross"))
+    mark_grid = _last_per_bucket(ticks, "last_price", tokens.join(buckets, how="cross"),
+                                 quote)
     mark_grid = _last_per_bucket(fills, "fill_price", mark_grid)
-    mark_grid = mark_grid.join(marks.select("instrument_token", "tick_price", "fill_price"),
+    prior = [pl.col(f"tick_{c}") if f"tick_{c}" in marks.columns else
+             pl.lit(None, pl.Float64).alias(f"tick_{c}") for c in quote]
+    day_tick = pl.col("_last_price").is_not_null()
+    mark_grid = mark_grid.join(marks.select("instrument_token", "tick_price", "fill_price",
+                                            *prior),
                                on="instrument_token", how="left").select(
         "instrument_token", "bucket",
         pl.coalesce("_last_price", "tick_price", "_fill_price", "fill_price").alias("mark"),
+        # the winning tick's quote: today's, else the previous close's (one quote each)
+        *[pl.when(day_tick).then(pl.col(f"_{c}")).otherwise(pl.col(f"tick_{c}")).alias(c)
+          for c in quote],
     )
     moves = fills.group_by(*KEYS, "bucket").agg(pl.col("signed_qty").sum().alias("dq"))
     qty = (
@@ -120,8 +141,9 @@ def intraday_equity(
         .join(mark_grid, on=["instrument_token", "bucket"], how="left")
     )
     scale = quantity_scale(base)  # quantities are atoms of 1/scale units
+    price = valuation(mode, pl.col("q"), pl.col("mark"), pl.col("bid"), pl.col("ask"))
     mv = qty.group_by("portfolio_id", "bucket").agg(
-        per_unit(pl.col("q").cast(pl.Float64) * pl.col("mark") * pl.col("multiplier"), scale)
+        per_unit(pl.col("q").cast(pl.Float64) * price * pl.col("multiplier"), scale)
         .fill_null(0.0).sum().alias("market_value")
     )
     flows = fills.join(mult, on=KEYS, how="left").group_by("portfolio_id", "bucket").agg(

@@ -3,7 +3,8 @@
 ``engine.json`` holds ``starting_cash`` (account currency, credited per portfolio at its
 first fill), ``dedupe_retention_ns``, ``cost_basis`` (absent: average cost),
 ``quantity_decimals`` (absent: 0; with d > 0 the archived fills' ``quantity`` and
-``signed_qty`` are atoms of ``10**-d`` units, as the engine books them) and the trading
+``signed_qty`` are atoms of ``10**-d`` units, as the engine books them), ``mark``
+(absent: ``"last"``; ``EngineConfig.mark``) and the trading
 day (``day_roll_tz``, ``day_roll_time``: the archive's date partitions and end of day use
 them); ``instruments.parquet`` the instruments table
 (contract multipliers). The process that feeds the archive records them once with
@@ -62,6 +63,8 @@ def save_engine_config(root: str | Path, engine: PortfolioEngine) -> None:
         "day_roll_time": engine.config.day_roll_time,
         "max_jump_ns": engine.config.max_jump_ns,  # replays judge event time as live did
     }
+    if engine.config.mark != "last":
+        meta["mark"] = engine.config.mark
     tmp = base / f".{CONFIG_FILE}.{uuid.uuid4().hex}.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, base / CONFIG_FILE)
@@ -116,5 +119,6 @@ def new_engine(
                           day_roll_time=str(meta.get("day_roll_time", tradingday.DAY_ROLL_TIME)),
                           cost_basis=cost_basis or str(meta.get("cost_basis", "average")),
                           quantity_decimals=int(meta.get("quantity_decimals", 0)),  # type: ignore[call-overload]
+                          mark=str(meta.get("mark", "last")),
                           max_jump_ns=None if jump is None else int(jump))  # type: ignore[call-overload]
     return PortfolioEngine(instruments=instruments, config=config)

@@ -8,7 +8,7 @@
         r.list_portfolios()                    # ['live_Overall', 'live_S2', ...]
         pf = r.get_portfolio("paper_S1")       # Portfolio | None
         pf.equity, pf.net_pnl, pf.positions[256265].quantity
-        r.aum(), r.prices()                    # Aum | None, {token: Price(last_price, ts)}
+        r.aum(), r.prices()                    # Aum | None, {token: Price(last_price, ts, bid, ask)}
         r.portfolios_frame(), r.positions_frame()   # Polars frames, engine view columns
         with r.subscribe() as sub:
             for update in sub:                 # Update(portfolio_ids=[...], ts=ns)

@@ -158,10 +158,13 @@ class Aum:
 
 
 class Price(NamedTuple):
-    """The latest tick of an instrument: ``last_price`` per unit, ``ts`` ns UTC (or None)."""
+    """The latest tick of an instrument: ``last_price`` per unit, ``ts`` ns UTC (or None),
+    and its quote, ``bid``/``ask`` per unit (None when the tick carried none)."""
 
     last_price: float
     ts: int | None
+    bid: float | None = None
+    ask: float | None = None
 
 
 @dataclass(frozen=True)
@@ -359,9 +362,11 @@ def prices_from_hash(mapping: Mapping[Any, Any], key: str) -> dict[int, Price]:
         where = f"{key}[{text(tok)}]"
         data = _object(load_json(raw, where), where)
         price = _convert("float", data.get("last_price"), where, "last_price")
-        ts = data.get("ts")
+        ts, quote = data.get("ts"), [data.get(k) for k in ("bid", "ask")]
+        bid, ask = (None if v is None else _convert("float", v, where, k)
+                    for v, k in zip(quote, ("bid", "ask"), strict=True))
         out[_convert("int", text(tok), where, "token")] = Price(
-            price, None if ts is None else _convert("int", ts, where, "ts"))
+            price, None if ts is None else _convert("int", ts, where, "ts"), bid, ask)
     return dict(sorted(out.items()))
 
 

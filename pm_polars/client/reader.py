@@ -157,7 +157,7 @@ class PortfolioReader:
 
     # ------------------------------------------------------------------ market, aum
     def prices(self) -> dict[int, Price]:
-        """Latest tick per instrument token: ``Price(last_price, ts)``, in token order."""
+        """Latest tick per instrument token: ``Price(last_price, ts, bid, ask)``, in token order."""
         mapping: Any = self.client.hgetall(self.keys.prices)
         return prices_from_hash(mapping, self.keys.prices)
 

@@ -42,6 +42,7 @@ from pm_polars.daemon.tick_table import TickTable
 from pm_polars.engine.config import QuantityDecimalsMismatch
 from pm_polars.engine.instruments import load_instruments
 from pm_polars.engine.lot_state import CostBasisMismatch
+from pm_polars.engine.marks import MarkMismatch
 from pm_polars.publish.keys import Keys
 from pm_polars.redis_conn import SyncClient, connect
 from pm_polars.types import TP
@@ -165,7 +166,7 @@ class Daemon:
             if isinstance(self.checkpoint, ClusterCheckpoint):
                 book = self.book
                 self.checkpoint.homes = lambda: book.owner
-                self.checkpoint.marks = lambda: {str(t): p for t, (p, _) in
+                self.checkpoint.marks = lambda: {str(t): q[0] for t, q in
                                                  book.ticks.prices.items()}
                 self.checkpoint.on_failure = book.republish_all
             if self.archive is not None:
@@ -224,6 +225,9 @@ class Daemon:
             log.error("event=stopping reason=quantity_decimals_mismatch detail=%s", exc)
         except AccountCurrencyMismatch as exc:
             log.error("event=stopping reason=account_currency_mismatch detail=%s", exc)
+            code = EXIT_SETTINGS
+        except MarkMismatch as exc:
+            log.error("event=stopping reason=mark_mismatch detail=%s", exc)
             code = EXIT_SETTINGS
         except Exception:
             log.exception("event=stopping reason=unexpected_error")

@@ -3,7 +3,8 @@
 1. Route (``owners.route``): fills on a foreign partition are refused, new portfolios
    claim the partition their first fill came on.
 2. Apply fills and ticks to the engine in one columnar call (``engine.step.apply``, through
-   the book): events it refuses (event time out of bounds, a fill too old for the dedupe
+   the book): events it refuses (a price <= 0 of an instrument without
+   ``allow_negative_price``, event time out of bounds, a fill too old for the dedupe
    window, a conflicting re-send, an oversized position) join the rejects with the Kafka
    record's own bytes; the admitted ticks are reduced to one winner per instrument for the
    price table (``tick_table``).
@@ -104,7 +105,7 @@ def apply_batch(
         on_applied(result)
     rows = StateRows.fetch(book.engine.state, sorted(published))
     update = ViewUpdate(rendered={tp: {} for tp in whole}, whole=whole, at_ns=now)
-    rendered = render(rows, published, book.config.quantity_scale)
+    rendered = render(rows, published, book.config.quantity_scale, book.config.mark)
     for pid, r in rendered.items():
         tp = owner_of(pid)
         if tp is not None:

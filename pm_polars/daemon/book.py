@@ -129,7 +129,7 @@ class Book:
             part, offset = self.checkpoint.load_partition(
                 tp, instruments=self.instruments,
                 quantity_decimals=self.config.quantity_decimals,
-                account_currency=self.config.account_currency)
+                account_currency=self.config.account_currency, mark=self.config.mark)
             loaded.append((tp, part, offset))
             if self.alert_rules is not None:
                 alert_rows.update(self.checkpoint.load_alerts(tp))

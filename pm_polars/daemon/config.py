@@ -22,7 +22,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pm_polars.daemon.alerts import AlertRules
 from pm_polars.engine import currencies, tradingday
-from pm_polars.engine.config import COST_BASES, MAX_QUANTITY_DECIMALS, EngineConfig, is_currency
+from pm_polars.engine.config import (
+    COST_BASES,
+    MARKS,
+    MAX_QUANTITY_DECIMALS,
+    EngineConfig,
+    is_currency,
+)
 from pm_polars.engine.instruments import InstrumentError, load_instruments
 
 
@@ -131,6 +137,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("quantity_decimals", int, 0, "decimal places a fill's quantity may have (0: integer "
          "quantities, as always; up to 8, e.g. 8 for crypto); quantities are exact to them "
          "and a state is only reloaded under the value that booked it", "N"),
+    Spec("mark", str, "last", "price a position's unrealized P&L and market value are "
+         "marked at: the last price, or bid_ask (longs at the tick's bid, shorts at its ask, "
+         "the last price when that side is missing; a state is only reloaded under the mark "
+         "that published it)", "MODE", choices=("last", "bid_ask")),
     Spec("dedupe_retention", duration_s, 86_400.0, "remember fill ids this long (event "
          "time, seconds or 90s/15m/24h/7d) to drop redeliveries; keep Kafka retention longer",
          "DURATION", shown="24h"),
@@ -188,6 +198,7 @@ class Settings:
     cost_basis: str = "average"
     quantity_decimals: int = 0  # decimal places of a quantity (0: integers)
     account_currency: str = "INR"
+    mark: str = "last"  # "last" | "bid_ask" (``EngineConfig.mark``)
     max_reject_ratio: float = 0.5
     reject_window: int = 1000
     key_prefix: str = ""
@@ -205,7 +216,7 @@ class Settings:
                                day_roll_tz=self.day_roll_tz, day_roll_time=self.day_roll_time,
                                cost_basis=self.cost_basis,
                                quantity_decimals=self.quantity_decimals,
-                               account_currency=self.account_currency)
+                               account_currency=self.account_currency, mark=self.mark)
 
 
 def _fail(name: str, problem: str, fix: str) -> ConfigError:
@@ -277,6 +288,8 @@ def validate(s: Settings) -> None:
         raise _fail("ticks_start", f"{s.ticks_start!r}", "use earliest or latest")
     if s.cost_basis not in COST_BASES:
         raise _fail("cost_basis", f"{s.cost_basis!r}", f"use one of {', '.join(COST_BASES)}")
+    if s.mark not in MARKS:
+        raise _fail("mark", f"{s.mark!r}", f"use one of {', '.join(MARKS)}")
     _check_numbers(s)
     if not 0 <= s.metrics_port < 65536:
         raise _fail("metrics_port", f"{s.metrics_port} is not a port", "use 1-65535 or 0")

@@ -81,11 +81,15 @@ def _misplaced(frame: pl.DataFrame, values: list[Any], seq_start: int,
     ).cast(pl.Schema(REJECT_SCHEMA))
 
 
-def decode_batch(batch: RawBatch, ticks_topic: str, quantity_decimals: int = 0) -> Decoded:
+def decode_batch(batch: RawBatch, ticks_topic: str, quantity_decimals: int = 0,
+                 positive_prices: bool = True) -> Decoded:
     """Decode every record of ``batch`` in one call; ``Decoded.records`` counts them.
 
     ``quantity_decimals`` (``--quantity-decimals``): decimal places a fill's quantity may
     have; fills then carry their quantity as atoms of ``10**-d`` units (see ``events.rules``).
+
+    ``positive_prices`` False (some instrument has ``allow_negative_price``): prices <= 0
+    pass the decoder and the engine step judges them per instrument.
 
     Fill records come first (in arrival order: each partition's in offset order), then
     ticks; ``seq`` is the position in that order.
@@ -95,7 +99,7 @@ def decode_batch(batch: RawBatch, ticks_topic: str, quantity_decimals: int = 0) 
     d = decode_messages(values, topics=f.topics + t.topics,
                         partitions=f.partitions + t.partitions, offsets=f.offsets + t.offsets,
                         kafka_timestamps_ms=f.stamps + t.stamps, seq_start=0,
-                        quantity_decimals=quantity_decimals)
+                        quantity_decimals=quantity_decimals, positive_prices=positive_prices)
     on_ticks = pl.col("topic") == ticks_topic
     rejects = [d.rejects]
     fills, ticks = d.fills, d.ticks

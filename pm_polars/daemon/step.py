@@ -43,6 +43,7 @@ from pm_polars.daemon.kafka.prefetch import FillOffsets
 from pm_polars.daemon.metrics import Metrics
 from pm_polars.daemon.retry import Backoff
 from pm_polars.daemon.sinks import Sinks
+from pm_polars.engine.instruments import allows_negative
 from pm_polars.types import KINDS, TP, BatchResult
 
 log = logging.getLogger(__name__)
@@ -71,11 +72,13 @@ class BatchStep:
         self.dead_letters, self.guard, self.sinks = dead_letters, guard, sinks
         self.metrics, self.backoff, self.ticks_topic = metrics, backoff, ticks_topic
         self.alerts = alerts  # produces the committed alerts (outbox) to Kafka
+        # some instrument allows prices <= 0: the engine step judges the sign, not decode
+        self.positive_prices = not allows_negative(book.instruments)
 
     def process(self, batch: RawBatch) -> None:
         t0 = time.perf_counter()
         decoded = decode_batch(batch, self.ticks_topic,
-                               self.book.config.quantity_decimals)
+                               self.book.config.quantity_decimals, self.positive_prices)
         self.metrics.stage("decode", time.perf_counter() - t0)
         self.process_decoded(decoded)
 

@@ -18,6 +18,10 @@ integers, a position closes to exactly 0; views show units as ``Float64``.
 ``account_currency``: the ISO 4217 code every portfolio total is reported in (default
 ``"INR"``); instruments quoted or settled in another currency are converted on read at the
 latest rate (``engine.currencies``).
+``mark``: ``"last"`` (default: every position at its instrument's last price) or
+``"bid_ask"`` (a long's unrealized P&L and market value at the latest tick's ``bid``, a
+short's at its ``ask``, each falling back to the last price when that side is missing;
+see ``engine.marks``).
 
 Every setting is validated at construction: :class:`SettingError` names the setting, the
 value and the valid range.
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 from pm_polars.engine import tradingday
 
 COST_BASES = ("average", "fifo")
+MARKS = ("last", "bid_ask")
 MAX_QUANTITY_DECIMALS = 8
 
 DEFAULT_STARTING_CASH = 1_000_000.0
@@ -93,6 +98,7 @@ class EngineConfig:
     cost_basis: str = "average"  # "average" | "fifo" (see ``engine.lots``)
     quantity_decimals: int = 0  # 0: integer units; d: atoms of 10**-d units
     account_currency: str = DEFAULT_ACCOUNT_CURRENCY  # ISO 4217, e.g. "INR", "USD"
+    mark: str = "last"  # "last" | "bid_ask" (see ``engine.marks``)
 
     @property
     def quantity_scale(self) -> int:
@@ -117,6 +123,7 @@ class EngineConfig:
                "(decimal places of a fill's quantity)")
         _check("account_currency", self.account_currency, is_currency(self.account_currency),
                "a three-letter ISO 4217 code in capitals, e.g. INR or USD")
+        _check("mark", self.mark, self.mark in MARKS, "one of " + ", ".join(MARKS))
 
     @property
     def roll_minutes(self) -> int:
@@ -131,11 +138,11 @@ class EngineConfig:
            day_roll_tz: str = tradingday.DAY_ROLL_TZ,
            day_roll_time: str = tradingday.DAY_ROLL_TIME,
            cost_basis: str = "average", quantity_decimals: int = 0,
-           account_currency: str = DEFAULT_ACCOUNT_CURRENCY) -> EngineConfig:
+           account_currency: str = DEFAULT_ACCOUNT_CURRENCY, mark: str = "last") -> EngineConfig:
         """From the user-facing units (durations in seconds; ``None``: no bound)."""
         _check("starting_cash", starting_cash, _real(starting_cash),
                f"a finite amount from 0 to {MAX_CASH:g} (account currency)")
         return cls(float(starting_cash), seconds_to_ns("dedupe_retention", dedupe_retention_s),
                    seconds_to_ns("max_jump", max_jump_s), seconds_to_ns("max_skew", max_skew_s),
                    day_roll_tz, day_roll_time, cost_basis, quantity_decimals,
-                   account_currency)
+                   account_currency, mark)

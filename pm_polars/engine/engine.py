@@ -21,6 +21,7 @@ from pm_polars.engine.config import (
     EngineConfig,
 )
 from pm_polars.engine.documents import portfolio_documents
+from pm_polars.engine.instruments import allows_negative
 from pm_polars.engine.snapshot import Snapshot
 from pm_polars.engine.state import CASH_SCHEMA, EngineState
 from pm_polars.events import DecodedBatch, decode_any
@@ -48,6 +49,8 @@ class PortfolioEngine:
     currency and are converted on read at the latest rate (``engine.currencies``,
     ``engine.fxviews``: positions then carry ``pnl_currency``, ``fx_rate``,
     ``missing_rate``; portfolios ``missing_rate``, with null totals when a rate is absent).
+    ``mark``: ``"last"`` (default) or ``"bid_ask"`` (longs valued at the bid, shorts at the
+    ask, fallback to the last price; ``engine.marks``).
     ``config`` (an :class:`EngineConfig`) replaces all but ``instruments``.
     """
 
@@ -62,6 +65,7 @@ class PortfolioEngine:
         cost_basis: str = "average",
         quantity_decimals: int = 0,
         account_currency: str = DEFAULT_ACCOUNT_CURRENCY,
+        mark: str = "last",
         config: EngineConfig | None = None,
     ) -> None:
         self.config = config or EngineConfig.of(starting_cash, dedupe_retention,
@@ -69,7 +73,8 @@ class PortfolioEngine:
                                                 day_roll_time=day_roll_time,
                                                 cost_basis=cost_basis,
                                                 quantity_decimals=quantity_decimals,
-                                                account_currency=account_currency)
+                                                account_currency=account_currency,
+                                                mark=mark)
         self.state = EngineState.empty(instruments)
 
     @property
@@ -83,8 +88,10 @@ class PortfolioEngine:
     # ------------------------------------------------------------------ writes
     def apply(self, batch: object) -> ApplyResult:
         """Apply one batch: raw JSON bytes, event dicts, a Polars frame or an Arrow table."""
+        positive = not allows_negative(self.state.instruments)  # else the step judges signs
         return self.apply_decoded(
-            decode_any(batch, quantity_decimals=self.config.quantity_decimals))
+            decode_any(batch, quantity_decimals=self.config.quantity_decimals,
+                       positive_prices=positive))
 
     def apply_decoded(self, decoded: DecodedBatch) -> ApplyResult:
         """Apply an already decoded batch."""
@@ -100,8 +107,9 @@ class PortfolioEngine:
         fx = self._fx()
         if fx is not None:
             return fxviews.positions_view(state, self.state.marks, fx, self.state.instruments,
-                                          self.config.quantity_scale)
-        return views.positions_view(state, self.state.marks, self.config.quantity_scale)
+                                          self.config.quantity_scale, self.config.mark)
+        return views.positions_view(state, self.state.marks, self.config.quantity_scale,
+                                    self.config.mark)
 
     def _fx(self) -> currencies.Currencies | None:
         """The book's currency facts, ``None`` when everything is linear in the account

@@ -22,7 +22,7 @@ import polars as pl
 from pm_polars.engine import dayfigures as dayf
 from pm_polars.engine import views
 from pm_polars.engine.currencies import Currencies, line_price
-from pm_polars.engine.marks import mark_expr
+from pm_polars.engine.marks import mark_expr, valuation
 from pm_polars.engine.plans import run
 
 FX_POSITION_COLUMNS = ["pnl_currency", "inverse", "fx_rate", "missing_rate"]
@@ -32,34 +32,43 @@ PORTFOLIO_MONEY = [c for c in views.PORTFOLIO_SUMMED if c != "open_positions"]
 
 
 def positions_view(positions: pl.DataFrame, marks: pl.DataFrame, fx: Currencies,
-                   instruments: pl.DataFrame, scale: int = 1) -> pl.DataFrame:
-    """``views.positions_view`` with the currency columns (see the module docstring).
+                   instruments: pl.DataFrame, scale: int = 1, mark: str = "last"
+                   ) -> pl.DataFrame:
+    """``views.positions_view`` with the currency columns (see the module docstring);
+    ``mark``: ``EngineConfig.mark`` (``"bid_ask"``: a long's unrealized P&L and market value
+    at the bid, a short's at the ask, on the line price of that side for an inverse row).
 
     The per-instrument facts (mark, close, currency, rate, line prices) are one small frame
     joined once; the rest is one lazy chain, collected once."""
     q = pl.col("quantity").cast(pl.Float64)
     inv = pl.col("inverse")
     line = pl.col("_line")
+    quote = [pl.col("tick_bid").alias("_bid"), pl.col("tick_ask").alias("_ask")]
     per_token = (
         marks.lazy()
-        .select("instrument_token", mark_expr.alias("_mark"), pl.col("roll_price").alias("_prev"))
+        .select("instrument_token", mark_expr.alias("_mark"), pl.col("roll_price").alias("_prev"),
+                *(quote if mark != "last" else []))
         .join(fx.tokens.lazy(), on="instrument_token", how="left", maintain_order="left")
         .with_columns(pl.col("pnl_currency").fill_null(fx.account), inv.fill_null(False))
         .join(fx.rates_of(instruments, marks).lazy(), on="pnl_currency", how="left",
               maintain_order="left")
         .with_columns(line_price(pl.col("_mark"), inv).alias("last_price"),
-                      line_price(pl.col("_prev"), inv).alias("prev_close"))
+                      line_price(pl.col("_prev"), inv).alias("prev_close"),
+                      *([line_price(pl.col(c), inv).alias(c) for c in ("_bid", "_ask")]
+                        if mark != "last" else []))
     )
+    price = valuation(mark, pl.col("quantity"), pl.col("last_price"), pl.col("_bid"),
+                      pl.col("_ask"))
     frame = (
         views.in_units(positions, scale).lazy()
         .join(per_token, on="instrument_token", how="left", maintain_order="left")
         .with_columns(inv.fill_null(False), pl.col("pnl_currency").fill_null(fx.account))
         .with_columns(
             pl.when(pl.col("quantity") != 0)
-            .then((pl.col("last_price") - pl.col("average_price")) * q * pl.col("multiplier"))
+            .then((price - pl.col("average_price")) * q * pl.col("multiplier"))
             .otherwise(0.0)
             .alias("unrealized_pnl"),
-            (q * pl.col("last_price") * pl.col("multiplier")).fill_null(0.0).alias("_line"),
+            (q * price * pl.col("multiplier")).fill_null(0.0).alias("_line"),
             *dayf.position_day_exprs(),
         )
     )

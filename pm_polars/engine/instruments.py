@@ -18,6 +18,11 @@ the three columns above, as always):
   ``base_currency`` (required then), ``market_value = qty x multiplier / mark``;
 * ``fx_pair`` (``"USDINR"`` or ``"USD/INR"``): the instrument is an FX rate; its ticks'
   ``last_price`` converts one unit of the first currency into the second.
+
+``allow_negative_price`` (optional bool, default false): whether the instrument's prices
+(``fill_price``, ``last_price``, ``bid``, ``ask``) may be zero or negative, as some futures
+and spreads settle (NYMEX WTI May 2020 settled at -37.63 USD/bbl on 20 April 2020). Without
+it such prices are refused (``engine.refusals.price_sign``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ INSTRUMENT_SCHEMA: dict[str, pl.DataType] = {
     "instrument_token": pl.Int64(),
     "tradingsymbol": pl.String(),
     "multiplier": pl.Float64(),
+    "allow_negative_price": pl.Boolean(),  # prices <= 0 accepted for this instrument
 }
+ALLOW_NEGATIVE = "allow_negative_price"
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
 
 
 CURRENCY_SCHEMA: dict[str, pl.DataType] = {
@@ -83,6 +91,7 @@ def load_instruments(source: pl.DataFrame | str | Path | None) -> pl.DataFrame:
         symbol.cast(pl.String).alias("tradingsymbol"),
         mult.cast(pl.Float64).alias("multiplier"),
         *extra,
+        _allow_negative(frame).alias(ALLOW_NEGATIVE),
     ).unique("instrument_token", keep="last", maintain_order=True)
     if currency:
         out = _check_currencies(out.with_columns(pl.col("inverse").fill_null(False)))
@@ -128,3 +137,28 @@ def _check_currencies(out: pl.DataFrame) -> pl.DataFrame:
                 f"instruments table has {rows.height} rows with a bad {column} (first token "
                 f"{rows['instrument_token'][0]}, got {rows[column][0]!r}); valid: {valid}")
     return out
+
+
+def _allow_negative(frame: pl.DataFrame) -> pl.Expr:
+    """The ``allow_negative_price`` column as Boolean (absent or empty: false); text
+    ``true/false/1/0/yes/no`` (any case) as a CSV holds it, else ``InstrumentError``."""
+    if ALLOW_NEGATIVE not in frame.columns:
+        return pl.lit(False, pl.Boolean)
+    col = frame.get_column(ALLOW_NEGATIVE)
+    if col.dtype == pl.Boolean:
+        return pl.col(ALLOW_NEGATIVE).fill_null(False)
+    text = col.cast(pl.String).str.strip_chars().str.to_lowercase().fill_null("")
+    bad = col.filter(~text.is_in([*_TRUE, *_FALSE]))
+    if bad.len():
+        raise InstrumentError(
+            f"instruments table column {ALLOW_NEGATIVE!r} must be true or false, got "
+            f"{bad[0]!r}; fix the column (absent or empty means false)")
+    return pl.lit(text.is_in(list(_TRUE)))
+
+
+def allows_negative(instruments: pl.DataFrame) -> bool:
+    """Whether any instrument accepts prices <= 0 (the decoder then leaves the sign to the
+    engine step: ``decode_*(..., positive_prices=False)``)."""
+    if ALLOW_NEGATIVE not in instruments.columns or instruments.height == 0:
+        return False
+    return bool(instruments.get_column(ALLOW_NEGATIVE).any())

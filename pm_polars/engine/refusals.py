@@ -2,7 +2,7 @@
 
 Decode judges each record alone (``pm_polars.events.rules``); some rules need the engine's
 state: how far event time may jump (``timebound``), the dedupe window and conflicting
-re-sends (``dedupe``), and the bound on a position's size (here). Each refused event
+re-sends (``dedupe``), the bound on a position's size and the sign of prices (here). Each refused event
 becomes a ``REJECT_SCHEMA`` row with its reason; ``raw`` is the JSON of the decoded event
 (the daemon puts the Kafka record's own bytes back, by ``seq``).
 """
@@ -59,6 +59,7 @@ def wire_json(events: pl.DataFrame, scale: int = 1) -> pl.Series:
         else:
             event = {"event_type": TICK_EVENT, "instrument_token": r["instrument_token"],
                      "last_price": r["last_price"], "ts": _ms(r["ts"])}
+            event |= {k: r[k] for k in ("bid", "ask") if r.get(k) is not None}
         out.append(json.dumps(event, default=str).encode())
     return pl.Series("raw", out, dtype=pl.Binary)
 
@@ -138,3 +139,47 @@ def position_bound(positions: pl.DataFrame, fills: pl.DataFrame, scale: int = 1
         *limits, got
     )
     return fills, rejects_of(refused, reason, scale)
+
+
+_PRICES = {"fills": ("fill_price",), "ticks": ("last_price", "bid", "ask")}
+
+
+def _all_positive(frame: pl.DataFrame, columns: tuple[str, ...]) -> bool:
+    lows = [frame.get_column(c).min() for c in columns if c in frame.columns]
+    return all(low is None or float(low) > 0 for low in lows)  # type: ignore[arg-type]
+
+
+def price_sign(instruments: pl.DataFrame, fills: pl.DataFrame, ticks: pl.DataFrame,
+               scale: int = 1) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """``(fills kept, ticks kept, rejects)``: an event with a price <= 0 (``fill_price``;
+    a tick's ``last_price``, ``bid`` or ``ask``) is refused unless its instrument has
+    ``allow_negative_price`` (``engine.instruments``), with the decoder's reason
+    (``fill_price: must be > 0, got -1.0``). The decoder refuses such prices itself unless
+    some instrument allows them (``decode_*(..., positive_prices=False)``), so in the usual
+    case this is one ``min`` per price column. ``scale``: atoms per unit of ``quantity``."""
+    if _all_positive(fills, _PRICES["fills"]) and _all_positive(ticks, _PRICES["ticks"]):
+        return fills, ticks, empty(REJECT_SCHEMA)
+    allow = "allow_negative_price"
+    allowed = (instruments.select("instrument_token", pl.col(allow).alias("_allow"))
+               if allow in instruments.columns
+               else pl.DataFrame(schema={"instrument_token": pl.Int64, "_allow": pl.Boolean}))
+    out, refused = [], []
+    for name, frame in (("fills", fills), ("ticks", ticks)):
+        columns = [c for c in _PRICES[name] if c in frame.columns]
+        if _all_positive(frame, tuple(columns)):
+            out.append(frame)
+            continue
+        reason = pl.coalesce([
+            pl.when(pl.col(c) <= 0).then(
+                pl.format(f"{c}: must be > 0, got {{}}", pl.col(c).cast(pl.String)
+                          .str.to_lowercase()))
+            for c in columns])
+        judged = frame.join(allowed, on="instrument_token", how="left",
+                            maintain_order="left").with_columns(
+            pl.when(pl.col("_allow").fill_null(False)).then(None).otherwise(reason)
+            .alias("_reason"))
+        bad = judged.get_column("_reason").is_not_null()
+        out.append(frame.filter(~bad))
+        refused.append(rejects_of(judged.filter(bad).drop("_allow"), pl.col("_reason"),
+                                  scale if name == "fills" else 1))
+    return out[0], out[1], merge_rejects(empty(REJECT_SCHEMA), *refused)

@@ -4,7 +4,7 @@ A snapshot is an :class:`~pm_polars.engine.state.EngineState` (with ``seen`` as 
 frame) plus the :class:`~pm_polars.engine.config.EngineConfig` it was built with, so it can
 be restored anywhere. A snapshot directory holds one Parquet file per state table plus
 ``meta.json`` (``clock_ns``, ``trading_day``, ``late_day_events``, ``starting_cash``,
-``dedupe_retention_ns``, ``day_roll_tz``, ``day_roll_time``, ``cost_basis``,
+``dedupe_retention_ns``, ``day_roll_tz``, ``day_roll_time``, ``cost_basis``, ``mark``,
 ``account_currency`` (written only when not the default), ``format`` and
 any annotations such as ``eod``). It is written to a temporary sibling directory and renamed
 into place, so a reader never sees half of one.
@@ -83,7 +83,8 @@ class Snapshot:
                 "day_roll_tz": self.config.day_roll_tz,
                 "day_roll_time": self.config.day_roll_time,
                 "cost_basis": self.config.cost_basis,
-                "quantity_decimals": self.config.quantity_decimals, "format": FORMAT_VERSION}
+                "quantity_decimals": self.config.quantity_decimals,
+                "mark": self.config.mark, "format": FORMAT_VERSION}
         if self.config.account_currency != DEFAULT_ACCOUNT_CURRENCY:  # absent: the default
             meta["account_currency"] = self.config.account_currency
         (tmp / "meta.json").write_text(json.dumps(meta))
@@ -118,7 +119,8 @@ class Snapshot:
                               cost_basis=meta.pop("cost_basis", "average"),
                               quantity_decimals=int(meta.pop("quantity_decimals", 0)),
                               account_currency=meta.pop("account_currency",
-                                                        DEFAULT_ACCOUNT_CURRENCY))
+                                                        DEFAULT_ACCOUNT_CURRENCY),
+                              mark=meta.pop("mark", "last"))
         return cls(positions=read["positions"], cash=read["cash"], marks=read["marks"],
                    seen=read["seen"], instruments=read["instruments"],
                    clock_ns=meta.pop("clock_ns", None),

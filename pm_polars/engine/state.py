@@ -125,12 +125,14 @@ def _complete(frame: pl.DataFrame, schema: dict[str, pl.DataType],
 
 
 def _latest(marks_: pl.DataFrame, kind: str) -> pl.DataFrame:
+    """The latest ``kind`` price per instrument (a tick with its bid and ask: one quote)."""
     price, ts = f"{kind}_price", f"{kind}_ts"
+    quote = [f"tick_{c}" for c in marks.QUOTE] if kind == "tick" else []
     return (
         marks_.filter(pl.col(price).is_not_null())
         .sort("instrument_token", ts, nulls_last=False)
         .group_by("instrument_token", maintain_order=True)
-        .agg(pl.col(price).last(), pl.col(ts).last())
+        .agg(pl.col(price).last(), pl.col(ts).last(), *[pl.col(c).last() for c in quote])
     )
 
 

@@ -51,7 +51,8 @@ def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
     ``now_ns``: the wall clock (ns UTC) for ``config.max_skew_ns``; ``None`` with a skew
     bound set reads the host's clock (``time.time_ns``).
 
-    Event-time admission (``timebound``) and duplicates go first (they change nothing, not
+    Prices <= 0 of instruments without ``allow_negative_price`` (``refusals.price_sign``),
+    event-time admission (``timebound``) and duplicates go first (they change nothing, not
     even the day). The trading day (``tradingday``): each event's booked day is computed
     columnar; a batch within the book's day is applied whole, one spanning later days in one
     piece per day, the book rolled (``dayfigures.roll``) before each later day's piece. A
@@ -59,7 +60,10 @@ def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
     """
     if config.max_skew_ns is not None and now_ns is None:
         now_ns = time.time_ns()
-    admitted = timebound.admit(state.clock_ns, batch.fills, batch.ticks, config, now_ns)
+    # prices <= 0 first, where the decoder refused them before (``refusals.price_sign``)
+    fills, ticks, unsigned = refusals.price_sign(state.instruments, batch.fills, batch.ticks,
+                                                 config.quantity_scale)
+    admitted = timebound.admit(state.clock_ns, fills, ticks, config, now_ns)
     fresh, dups, conflicts = state.seen.split(admitted.fills, config.dedupe_retention_ns,
                                               admitted.marks)
     fresh, oversized = refusals.position_bound(state.positions, fresh, config.quantity_scale)
@@ -109,7 +113,8 @@ def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
     return state, BatchResult(
         fills=done.drop(inner),
         ticks=ticks,
-        rejects=refusals.merge_rejects(batch.rejects, admitted.rejects, oversized, base_refused,
+        rejects=refusals.merge_rejects(batch.rejects, unsigned, admitted.rejects, oversized,
+                                       base_refused,
                                        refusals.rejects_of(conflicts.drop("digest"), conflict,
                                                            config.quantity_scale)),
         duplicates=dups.drop([c for c in dups.columns if c.startswith("_") or c == "digest"

@@ -8,6 +8,8 @@ Money is in account currency (a book with other currencies or inverse contracts 
 ``market_value = quantity * mark * m``, ``equity = cash + sum(market_value)``,
 ``net_pnl = realized + unrealized - fees``, ``total_pnl = realized + unrealized``.
 The day figures (``trading_day``, ``m2m``, ``day_pnl``, ...) are ``engine.dayfigures``'.
+``mark="bid_ask"``: ``unrealized_pnl`` and ``market_value`` use the position's side of the
+quote instead of ``last_price`` (``marks.valuation``: bid for a long, ask for a short).
 
 Fixed point (``quantity_decimals`` d > 0): the state's quantity columns are atoms of
 ``10**-d`` units; a view shows them as ``Float64`` units (``atoms / 10**d``, the nearest
@@ -19,7 +21,7 @@ from __future__ import annotations
 import polars as pl
 
 from pm_polars.engine import dayfigures as dayf
-from pm_polars.engine.marks import mark_expr
+from pm_polars.engine.marks import mark_expr, valuation
 
 OVERALL = "Overall"
 
@@ -58,24 +60,29 @@ def in_units(positions: pl.DataFrame, scale: int) -> pl.DataFrame:
 
 
 def positions_view(positions: pl.DataFrame, marks: pl.DataFrame,
-                   scale: int = 1) -> pl.DataFrame:
+                   scale: int = 1, mark: str = "last") -> pl.DataFrame:
     """One row per position ever opened (flat ones included, quantity 0); ``scale``: atoms
-    per unit of the state's quantities (1: integer units, shown as ``Int64``)."""
+    per unit of the state's quantities (1: integer units, shown as ``Int64``); ``mark``:
+    ``"last"`` or ``"bid_ask"`` (``EngineConfig.mark``)."""
     q = pl.col("quantity").cast(pl.Float64)
+    quote = [pl.col("tick_bid").alias("_bid"), pl.col("tick_ask").alias("_ask")]
+    price = valuation(mark, pl.col("quantity"), pl.col("last_price"), pl.col("_bid"),
+                      pl.col("_ask"))
     return (
         in_units(positions, scale).join(
             marks.select("instrument_token", mark_expr.alias("last_price"),
-                         pl.col("roll_price").alias("prev_close")),
+                         pl.col("roll_price").alias("prev_close"),
+                         *(quote if mark != "last" else [])),
             on="instrument_token",
             how="left",
             maintain_order="left",
         )
         .with_columns(
             pl.when(pl.col("quantity") != 0)
-            .then((pl.col("last_price") - pl.col("average_price")) * q * pl.col("multiplier"))
+            .then((price - pl.col("average_price")) * q * pl.col("multiplier"))
             .otherwise(0.0)
             .alias("unrealized_pnl"),
-            (q * pl.col("last_price") * pl.col("multiplier")).fill_null(0.0).alias("market_value"),
+            (q * price * pl.col("multiplier")).fill_null(0.0).alias("market_value"),
             *dayf.position_day_exprs(),
         )
         .with_columns(*_exact_day_quantity(scale))

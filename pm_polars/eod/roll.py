@@ -17,7 +17,8 @@ Per position (``day_positions``), Kite conventions (definitions in ``engine.dayf
   ``net_buy_value``/``net_sell_value`` = the day's values plus the carried position at its
   average cost (a long on the buy side, a short on the sell side), and
   ``pnl = (net_sell_value - net_buy_value) + quantity x close x m``, which equals the day's
-  realized P&L plus the closing unrealized P&L;
+  realized P&L plus the closing unrealized P&L (under ``mark = "bid_ask"``, ``unrealized_pnl``
+  and ``market_value`` are at the position's side of the quote, ``pnl`` stays at ``close``);
 * ``m2m = day_carried_pnl + day_trading_pnl``: the change of (realized + unrealized) over
   the day, so m2m of consecutive days add up.
 

@@ -70,14 +70,14 @@ def _column(name: str, values: Sequence[Any] | pl.Series, dtype: Any, n: int) ->
 
 def _judge(
     rows: pl.DataFrame, seq_start: int, extra: list[pl.Series], raw_of: RawOf,
-    quantity_decimals: int = 0,
+    quantity_decimals: int = 0, positive_prices: bool = True,
 ) -> DecodedBatch:
     """Rows in input order (``RAW_SCHEMA``) -> the batch, through the rule table."""
     if rows.height == 0:
         return DecodedBatch.empty()
     seq = positions(rows.height, seq_start, "seq")
     fills, ticks, rejects = split(rows.hstack([seq.alias("seq"), *extra]), raw_of,
-                                  quantity_decimals)
+                                  quantity_decimals, positive_prices)
     return DecodedBatch(fills, ticks, _raw_values(rejects))
 
 
@@ -127,11 +127,14 @@ def decode_messages(
     kafka_timestamps_ms: Sequence[int | None] | None = None,
     seq_start: int = 0,
     quantity_decimals: int = 0,
+    positive_prices: bool = True,
 ) -> DecodedBatch:
     """Decode raw Kafka message values (one JSON object each; ``None`` = tombstone).
 
     ``quantity_decimals``: decimal places a fill's ``quantity`` may carry (0: integers, as
     ever; ``d`` > 0: quantities come out as atoms of ``10**-d`` units, see ``rules``).
+    ``positive_prices``: True (default) refuses a price <= 0; False leaves the sign to the
+    engine step, which knows which instruments allow it (``rules``).
 
     ``topics``/``partitions``/``offsets`` (same length as ``values``) are carried to every
     output frame; ``kafka_timestamps_ms`` (ms, ``None``/negative = unknown) stands in for a
@@ -147,11 +150,11 @@ def decode_messages(
     if n == 0:
         return DecodedBatch.empty()
     raw = pl.Series("raw", arr).cast(pl.Binary)
-    return _judge(_read(arr), seq_start, extra, raw.filter, quantity_decimals)
+    return _judge(_read(arr), seq_start, extra, raw.filter, quantity_decimals, positive_prices)
 
 
 def decode_frame(data: pl.DataFrame | pa.Table, *, seq_start: int = 0,
-                 quantity_decimals: int = 0) -> DecodedBatch:
+                 quantity_decimals: int = 0, positive_prices: bool = True) -> DecodedBatch:
     """Decode rows of a frame (wire layout or flattened signal columns, see ``typed``).
 
     Missing columns are missing fields; ``topic``/``partition``/``offset`` columns, when
@@ -167,11 +170,11 @@ def decode_frame(data: pl.DataFrame | pa.Table, *, seq_start: int = 0,
     rows = typed.frame_rows(df, quantity_decimals)
     extra = [s for s in typed.provenance(df) if s is not None]
     return _judge(rows, seq_start, extra, lambda failed: typed.row_json(df.filter(failed)),
-                  quantity_decimals)
+                  quantity_decimals, positive_prices)
 
 
 def decode_dicts(events: Sequence[Mapping[str, Any]], *, seq_start: int = 0,
-                 quantity_decimals: int = 0) -> DecodedBatch:
+                 quantity_decimals: int = 0, positive_prices: bool = True) -> DecodedBatch:
     """Decode events given as dicts (notebooks, tests): each is type-checked as the JSON
     object it stands for, then judged with the batch. ``datetime`` values stand for ISO-8601
     strings; a value JSON cannot hold makes its event a reject (``raw`` = its ``repr``)."""
@@ -180,10 +183,11 @@ def decode_dicts(events: Sequence[Mapping[str, Any]], *, seq_start: int = 0,
         return DecodedBatch.empty()
     rows = pl.DataFrame([dict_record(e) for e in items], schema=RAW_SCHEMA)
     return _judge(rows, seq_start, [], lambda failed: typed.dict_json(items, failed),
-                  quantity_decimals)
+                  quantity_decimals, positive_prices)
 
 
-def _mixed(items: list[object], seq_start: int, quantity_decimals: int = 0) -> DecodedBatch:
+def _mixed(items: list[object], seq_start: int, quantity_decimals: int = 0,
+           positive_prices: bool = True) -> DecodedBatch:
     """Messages and dicts in one list: each part decoded with its own path, then merged."""
     is_dict = [isinstance(x, Mapping) for x in items]
     msgs: list[bytes | None] = []
@@ -195,9 +199,10 @@ def _mixed(items: list[object], seq_start: int, quantity_decimals: int = 0) -> D
                     "expected bytes, str, None or a dict"
                 )
             msgs.append(as_bytes(i, item))
-    a = decode_messages(msgs, quantity_decimals=quantity_decimals)
+    a = decode_messages(msgs, quantity_decimals=quantity_decimals,
+                        positive_prices=positive_prices)
     b = decode_dicts([x for x in items if isinstance(x, Mapping)],
-                     quantity_decimals=quantity_decimals)
+                     quantity_decimals=quantity_decimals, positive_prices=positive_prices)
     where = [i for i, d in enumerate(is_dict) if not d] + [i for i, d in enumerate(is_dict) if d]
     position = pl.Series("seq", where, dtype=pl.Int64)  # messages first, then dicts
 
@@ -212,7 +217,7 @@ def _mixed(items: list[object], seq_start: int, quantity_decimals: int = 0) -> D
 
 
 def decode_any(batch: object, *, seq_start: int = 0,
-               quantity_decimals: int = 0) -> DecodedBatch:
+               quantity_decimals: int = 0, positive_prices: bool = True) -> DecodedBatch:
     """Dispatch on the batch type: messages, dicts, a frame, or an already decoded batch.
 
     * ``DecodedBatch`` -> returned as is;
@@ -221,18 +226,19 @@ def decode_any(batch: object, *, seq_start: int = 0,
       ``decode_dicts``; a mix of both -> each part by its own path, in input order;
     * a ``pl.Series`` / Arrow array of strings or binary -> ``decode_messages``.
 
-    ``quantity_decimals``: see ``decode_messages`` (a ``DecodedBatch`` is taken as is).
+    ``quantity_decimals``, ``positive_prices``: see ``decode_messages`` (a ``DecodedBatch``
+    is taken as is).
     """
-    d = quantity_decimals
+    d, pp = quantity_decimals, positive_prices
     if isinstance(batch, DecodedBatch):
         return batch
     if isinstance(batch, pl.DataFrame | pa.Table | pa.RecordBatch):
-        return decode_frame(batch, seq_start=seq_start, quantity_decimals=d)
+        return decode_frame(batch, seq_start=seq_start, quantity_decimals=d, positive_prices=pp)
     if isinstance(batch, pl.Series | pa.Array | pa.ChunkedArray):
         series = batch if isinstance(batch, pl.Series) else pl.Series(batch)
         if series.dtype in (pl.String, pl.Binary, pl.Null):
             return decode_messages(series.cast(pl.Binary).to_list(), seq_start=seq_start,
-                                   quantity_decimals=d)
+                                   quantity_decimals=d, positive_prices=pp)
         raise TypeError(
             f"decode_any: a series of messages must be String or Binary, got {series.dtype}"
         )
@@ -247,7 +253,7 @@ def decode_any(batch: object, *, seq_start: int = 0,
         )
     items = list(batch)
     if items and all(isinstance(x, Mapping) for x in items):
-        return decode_dicts(items, seq_start=seq_start, quantity_decimals=d)
+        return decode_dicts(items, seq_start=seq_start, quantity_decimals=d, positive_prices=pp)
     if not any(isinstance(x, Mapping) for x in items):
         for i, item in enumerate(items):
             if item is not None and not isinstance(item, (str, *_BYTES_LIKE)):
@@ -255,5 +261,6 @@ def decode_any(batch: object, *, seq_start: int = 0,
                     f"decode_any: item {i} is a {type(item).__name__}; "
                     "expected bytes, str, None or a dict"
                 )
-        return decode_messages(items, seq_start=seq_start, quantity_decimals=d)
-    return _mixed(items, seq_start, d)
+        return decode_messages(items, seq_start=seq_start, quantity_decimals=d,
+                               positive_prices=pp)
+    return _mixed(items, seq_start, d, pp)

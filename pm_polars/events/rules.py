@@ -15,6 +15,14 @@ Value rules: strings non-empty (not blank); ``source`` of ``SOURCE_CHARS``; ``st
 not ``Overall`` nor ending ``_Overall``; instrument tokens > 0; ``signal_type`` BUY/SELL in any ASCII letter
 case (output upper case); ``quantity`` 1 to ``MAX_QUANTITY``; prices finite, > 0 and at most ``MAX_PRICE``;
 ``fee`` finite and within ``MAX_FEE`` either way, missing = 0.0 (negative = rebate); ``fee_currency`` absent or ``quote``/``base``; ``fill_id`` "" is treated as absent (no dedupe key).
+A tick's optional ``bid``/``ask`` obey the price rules when present (a crossed quote,
+``bid > ask``, is accepted: a real, if rare, market state).
+
+Non-positive prices (``positive_prices``, every function takes it, default True): with
+True a price <= 0 is refused here, as ever. With False (some instrument has
+``allow_negative_price``; the decoder cannot see instruments) the "> 0" rules are left out
+and the engine step judges the sign per instrument (``engine.refusals.price_sign``, same
+reason text); prices are then bounded by ``MAX_PRICE`` either way.
 
 Fractional quantities (``quantity_decimals = d``, every function takes it, default 0): with
 0 a quantity with a fraction is refused as "must be an integer" (as ever; the readers keep
@@ -166,7 +174,7 @@ def _msg(text: str) -> pl.Expr:
 def _shown(col: str) -> pl.Expr:
     """A value as it appears in a reason: numbers as text (``nan``, ``inf``), strings quoted."""
     c = pl.col(col)
-    if col in ("fill_price", "fee", "last_price"):
+    if col in PRICE_COLUMNS or col == "fee":
         return c.cast(pl.String).str.to_lowercase()
     if col in ("quantity", "sig_token", "instrument_token", QUANTITY_TEXT):
         return c.cast(pl.String)
@@ -175,6 +183,17 @@ def _shown(col: str) -> pl.Expr:
 
 def _got(f: Field, text: str) -> pl.Expr:
     return pl.format(f"{f.path}: {text}, got {{}}", _shown(f.column))
+
+
+PRICE_COLUMNS = ("fill_price", "last_price", "bid", "ask")  # per unit; > 0 unless allowed
+
+
+def _price_rules(f: Field) -> list[tuple[Check, pl.Expr]]:
+    return [
+        (FINITE, _got(f, "must be finite")),
+        (POSITIVE, _got(f, "must be > 0")),
+        (_at_most(MAX_PRICE), _got(f, f"must be at most {MAX_PRICE:g} per unit")),
+    ]
 
 
 # value rules per RAW column, after the field's ``required`` rule: (check, reason)
@@ -195,21 +214,12 @@ VALUE_RULES: dict[str, Callable[[Field], list[tuple[Check, pl.Expr]]]] = {
         (POSITIVE, _got(f, "must be > 0")),
         (_at_most(MAX_QUANTITY), _got(f, f"must be at most {MAX_QUANTITY} units")),
     ],
-    "fill_price": lambda f: [
-        (FINITE, _got(f, "must be finite")),
-        (POSITIVE, _got(f, "must be > 0")),
-        (_at_most(MAX_PRICE), _got(f, f"must be at most {MAX_PRICE:g} per unit")),
-    ],
+    **dict.fromkeys(PRICE_COLUMNS, _price_rules),
     "fee": lambda f: [
         (FINITE, _got(f, "must be finite")),
         (_at_most(MAX_FEE), _got(f, f"must be between -{MAX_FEE:g} and {MAX_FEE:g}")),
     ],
     "fee_currency": lambda f: [(FEE_CURRENCY, _got(f, "must be 'quote' or 'base'"))],
-    "last_price": lambda f: [
-        (FINITE, _got(f, "must be finite")),
-        (POSITIVE, _got(f, "must be > 0")),
-        (_at_most(MAX_PRICE), _got(f, f"must be at most {MAX_PRICE:g} per unit")),
-    ],
 }
 
 
@@ -245,7 +255,7 @@ def _fraction_rules(f: Field, decimals: int) -> list[tuple[Check, pl.Expr]]:
     ]
 
 
-def _field_rules(event: str, decimals: int = 0) -> list[Rule]:
+def _field_rules(event: str, decimals: int = 0, positive_prices: bool = True) -> list[Rule]:
     out: list[Rule] = []
     fields = FIELDS[event]
     for i, f in enumerate(fields):
@@ -261,35 +271,40 @@ def _field_rules(event: str, decimals: int = 0) -> list[Rule]:
         checks = [_required(f)] if f.required else []
         value_rules = VALUE_RULES.get(f.column)
         checks += [] if value_rules is None else value_rules(f)
+        if not positive_prices and f.column in PRICE_COLUMNS:  # the engine judges the sign
+            checks = [(c, r) for c, r in checks if c is not POSITIVE]
         out += [Rule(event, f.column, check, reason) for check, reason in checks]
     return out
 
 
 @cache
-def rules(decimals: int = 0) -> tuple[Rule, ...]:
-    """Every rule, in reason order (``decimals``: ``quantity_decimals``)."""
+def rules(decimals: int = 0, positive_prices: bool = True) -> tuple[Rule, ...]:
+    """Every rule, in reason order (``decimals``: ``quantity_decimals``; ``positive_prices``
+    False: no "> 0" rule on prices, see the module docstring)."""
     known = f"event_type: must be '{FILL_EVENT}' or '{TICK_EVENT}', got {{}}"
     return (
         Rule(None, "parse_error", ABSENT, pl.col("parse_error")),
         Rule(None, EVENT_TYPE.column, *_required(EVENT_TYPE)),
         Rule(None, EVENT_TYPE.column, KNOWN_EVENT, pl.format(known, _shown("event_type"))),
-        *[rule for event in EVENT_TYPES for rule in _field_rules(event, decimals)],
+        *[rule for event in EVENT_TYPES
+          for rule in _field_rules(event, decimals, positive_prices)],
         Rule(None, "ts_error", ABSENT, pl.col("ts_error")),
     )
 
 
 @cache
-def reason_expr(decimals: int = 0) -> pl.Expr:
+def reason_expr(decimals: int = 0, positive_prices: bool = True) -> pl.Expr:
     """First failing rule per row as a String expression; null for a valid record."""
-    return pl.coalesce([pl.when(rule.failing()).then(rule.reason) for rule in rules(decimals)])
+    return pl.coalesce([pl.when(rule.failing()).then(rule.reason)
+                        for rule in rules(decimals, positive_prices)])
 
 
 def all_valid(judged: pl.DataFrame | None, parts: dict[str | None, pl.DataFrame | None],
-              decimals: int = 0) -> bool:
+              decimals: int = 0, positive_prices: bool = True) -> bool:
     """No row fails any rule, by whole-column checks (``Check.all_pass``): the rules of
     every record on ``judged`` (``None``: known to pass), each event type's on its rows in
     ``parts``."""
-    for rule in rules(decimals):
+    for rule in rules(decimals, positive_prices):
         frame = judged if rule.event is None else parts.get(rule.event)
         if frame is not None and not rule.check.all_pass(frame.get_column(rule.column)):
             return False
@@ -389,7 +404,7 @@ def fill_inputs(decimals: int) -> list[str]:
     return [*FILL_INPUTS, "quantity_num", QUANTITY_TEXT] if decimals else FILL_INPUTS
 
 
-TICK_INPUTS = ["seq", "instrument_token", "last_price", "ts"]
+TICK_INPUTS = ["seq", "instrument_token", "last_price", "ts", "bid", "ask"]
 
 
 def _parts(
@@ -419,9 +434,10 @@ def _outputs(
     return fill_out, tick_out
 
 
-def _reasons(judged: pl.DataFrame, decimals: int = 0) -> tuple[pl.Series, pl.Series]:
+def _reasons(judged: pl.DataFrame, decimals: int = 0,
+             positive_prices: bool = True) -> tuple[pl.Series, pl.Series]:
     """``failed`` per row and the reasons of the failed rows (in row order)."""
-    reason = judged.select(reason_expr(decimals).alias("reason")).to_series()
+    reason = judged.select(reason_expr(decimals, positive_prices).alias("reason")).to_series()
     failed = reason.is_not_null()
     return failed, reason.filter(failed)
 
@@ -429,8 +445,8 @@ def _reasons(judged: pl.DataFrame, decimals: int = 0) -> tuple[pl.Series, pl.Ser
 Parts = tuple[pl.DataFrame | None, pl.DataFrame | None]
 
 
-def _judge(judged: pl.DataFrame, present: list[str],
-           decimals: int = 0) -> tuple[pl.Series | None, pl.Series, Parts]:
+def _judge(judged: pl.DataFrame, present: list[str], decimals: int = 0,
+           positive_prices: bool = True) -> tuple[pl.Series | None, pl.Series, Parts]:
     """``(failed, reasons of the failed rows, parts)``; ``failed`` is ``None`` when no row
     fails, and then ``parts`` are the fill and tick rows (``_parts``).
 
@@ -439,7 +455,7 @@ def _judge(judged: pl.DataFrame, present: list[str],
     column-wise, reasons are made for the flagged rows alone (a few poison records in a
     large batch cost a select over those few)."""
     event_type = judged.get_column(EVENT_TYPE.column)
-    general = [rule for rule in rules(decimals) if rule.event is None]
+    general = [rule for rule in rules(decimals, positive_prices) if rule.event is None]
     if all(rule.check.all_pass(judged.get_column(rule.column)) for rule in general):
         flagged = None
         rest = judged
@@ -448,13 +464,14 @@ def _judge(judged: pl.DataFrame, present: list[str],
         rest = judged.filter(~flagged)
         event_type = rest.get_column(EVENT_TYPE.column)
     parts = _parts(rest, event_type == FILL_EVENT, event_type == TICK_EVENT, present, decimals)
-    if all_valid(None, {FILL_EVENT: parts[0], TICK_EVENT: parts[1]}, decimals):
+    if all_valid(None, {FILL_EVENT: parts[0], TICK_EVENT: parts[1]}, decimals,
+                 positive_prices):
         if flagged is None:
             return None, pl.Series("reason", [], dtype=pl.String), parts
         reason = judged.filter(flagged).select(
-            reason_expr(decimals).alias("reason")).to_series()
+            reason_expr(decimals, positive_prices).alias("reason")).to_series()
         return flagged, reason, parts
-    return *_reasons(judged, decimals), parts
+    return *_reasons(judged, decimals, positive_prices), parts
 
 
 def with_quantities(rows: pl.DataFrame, decimals: int) -> pl.DataFrame:
@@ -470,7 +487,8 @@ def with_quantities(rows: pl.DataFrame, decimals: int) -> pl.DataFrame:
 
 
 def split(
-    rows: pl.DataFrame, raw_of: Callable[[pl.Series], pl.Series], quantity_decimals: int = 0
+    rows: pl.DataFrame, raw_of: Callable[[pl.Series], pl.Series], quantity_decimals: int = 0,
+    positive_prices: bool = True,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(fills, ticks, rejects) in ``seq`` order, conforming to the schema contracts.
 
@@ -486,7 +504,7 @@ def split(
         rows, integer="ts_int", number="ts_num", text="ts_str", fallback_ms=fallback
     )
     present = [name for name in PROVENANCE_SCHEMA if name in rows.columns]
-    failed, reason, parts = _judge(judged, present, d)
+    failed, reason, parts = _judge(judged, present, d, positive_prices)
     if failed is None:
         return *_outputs(*parts, present, d), _empty(REJECT_SCHEMA)
     event_type = judged.get_column(EVENT_TYPE.column)

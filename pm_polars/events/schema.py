@@ -12,7 +12,11 @@ Output contracts (binding for the whole package):
   Decoded with ``quantity_decimals = d > 0`` a wire quantity may carry up to ``d`` decimal
   places, and ``quantity``/``signed_qty`` are then ``Int64`` *atoms* of ``10**-d`` units
   (``0.015`` at ``d = 8`` is ``1_500_000``): exact fixed point.
-* prices (``fill_price``, ``last_price``) are per unit, in account currency.
+* prices (``fill_price``, ``last_price``, a tick's optional ``bid``/``ask``) are per unit,
+  in account currency; > 0 unless the instrument allows otherwise (``allow_negative_price``,
+  judged by the engine step: the decoder refuses a price <= 0 unless told
+  ``positive_prices=False``). A crossed quote (``bid > ask``) is a real, rare market state
+  and is accepted.
 * ``fee`` is in account currency per fill (negative means a rebate); with ``fee_currency``
   ``"base"`` it is a quantity of the traded asset instead (``engine.basefees``); null or
   ``"quote"``: money (the instrument's pnl currency, ``engine.currencies``).
@@ -86,6 +90,8 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("instrument_token", "instrument_token", "integer", True),
         Field("last_price", "last_price", "number", True),
         _TS,
+        Field("bid", "bid", "number", False),  # optional quote, per unit (``mark="bid_ask"``)
+        Field("ask", "ask", "number", False),
     ),
 }
 # keys whose repetition in one object is a reject (which value is meant is ambiguous)
@@ -196,6 +202,8 @@ TICK_SCHEMA: dict[str, pl.DataType] = {
     "last_price": pl.Float64(),  # > 0, finite
     "ts": pl.Int64(),  # ns since epoch UTC, nullable
     **PROVENANCE_SCHEMA,
+    "bid": pl.Float64(),  # nullable: the best bid per unit, > 0 and finite when present
+    "ask": pl.Float64(),  # nullable: the best ask per unit (bid > ask, crossed, accepted)
 }
 
 REJECT_SCHEMA: dict[str, pl.DataType] = {

@@ -10,7 +10,8 @@ Published read model (for APIs, dashboards, existing readers)
 ``position:{portfolio_id}:{token}``     HASH    one position's fields (quantity,
                                                 average_price, last_price, ...) as strings
 ``portfolios``                          SET     index of all portfolio ids (incl. Overall)
-``prices``                              HASH    token -> JSON {"last_price", "ts"} (ts in ns)
+``prices``                              HASH    token -> JSON {"last_price", "ts"} (ts in ns;
+                                                "bid", "ask" when quoted)
 ``aum``                                 STRING  JSON {"total", "by_source": {source: float}}
 channel ``portfolio-updates``           PUBSUB  JSON {"portfolio_ids": [...], "ts": ns}
 

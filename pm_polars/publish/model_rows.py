@@ -12,7 +12,9 @@ For the portfolios a batch publishes (``render``; which ones: ``daemon.read_mode
   were last published with, updated by what each batch publishes (``part_sums``).
 
 The numbers follow ``views.positions_view``/``portfolios_view`` operation for operation
-(same IEEE results; sums may differ from Polars' in the last bit). Why Python and not
+(same IEEE results; sums may differ from Polars' in the last bit), the mark rule too
+(``mark="bid_ask"``: unrealized P&L and market value at the bid of a long, the ask of a
+short, ``marks.valuation_of``). Why Python and not
 Polars here: rendering is O(positions of the published portfolios), a few dozen rows
 per batch, and on this box a Polars query costs ~0.1 ms eager and ~0.25 ms per lazy node
 whatever the size (the columnar version of this module took 9 ms per batch, this one
@@ -33,9 +35,10 @@ from typing import Any
 
 from pm_polars.engine import views
 from pm_polars.engine.dayfigures import PORTFOLIO_DAY_SUMS
+from pm_polars.engine.marks import valuation_of
 from pm_polars.publish.contributions import AUM_SUMS
 from pm_polars.publish.keys import Keys
-from pm_polars.publish.part_sums import PartSums, Rendered
+from pm_polars.publish.part_sums import ATOMS, PartSums, Rendered
 from pm_polars.publish.resp import arg, command, header
 from pm_polars.publish.state_rows import StateRows
 
@@ -98,16 +101,20 @@ def unit(atoms: int, scale: int) -> int | float:
 
 
 def position_rows(rows: StateRows, members: Mapping[str, str],
-                  scale: int = 1) -> list[dict[str, Any]]:
+                  scale: int = 1, mark_mode: str = "last") -> list[dict[str, Any]]:
     """``views.positions_view`` rows of ``members`` (sorted by portfolio, token) as dicts;
     ``scale``: atoms per unit of the state's quantities (``EngineConfig.quantity_scale``),
-    whose quantities are published in units (``unit``)."""
-    m_tok, m_tick, m_fill, m_roll = (rows.mark_columns.index(c) for c in
-                                     ("instrument_token", "tick_price", "fill_price",
-                                      "roll_price"))
+    whose quantities are published in units (``unit``); at ``scale`` > 1 a row also keeps
+    its exact atoms under ``part_sums.ATOMS`` (summed by ``part_sums``); ``mark_mode``:
+    ``EngineConfig.mark``."""
+    m_tok, m_tick, m_fill, m_roll, m_bid, m_ask = (
+        rows.mark_columns.index(c) for c in
+        ("instrument_token", "tick_price", "fill_price", "roll_price", "tick_bid", "tick_ask"))
     marks = {r[m_tok]: r[m_tick] if r[m_tick] is not None else r[m_fill]
              for r in rows.marks.values()}
     closes = {r[m_tok]: r[m_roll] for r in rows.marks.values()}
+    quotes = ({r[m_tok]: (r[m_bid], r[m_ask]) for r in rows.marks.values()}
+              if mark_mode != "last" else {})
     at = [rows.position_columns.index(c) for c in _STATE]
     out = []
     for row in rows.positions:
@@ -115,17 +122,25 @@ def position_rows(rows: StateRows, members: Mapping[str, str],
          q0, avg0, dbq, dsq, dbv, dsv, dreal, dfees) = (row[i] for i in at)
         if pid not in members:
             continue
+        atoms = None
         if scale == 1:
             day_q = dbq - dsq
             day_qf, moved = float(day_q), float(q - q0)
         else:  # units, the money from them as ``views`` computes it (differences of units)
+            atoms = {"quantity": q, "buy_quantity": bq, "sell_quantity": sq,
+                     "overnight_quantity": q0, "day_buy_quantity": dbq,
+                     "day_sell_quantity": dsq, "day_quantity": dbq - dsq}
             day_q = unit(dbq - dsq, scale)
             q, bq, sq, q0, dbq, dsq = (unit(x, scale) for x in (q, bq, sq, q0, dbq, dsq))
             day_qf, moved = float(dbq) - float(dsq), float(q) - float(q0)
         mark, pc = marks.get(tok), closes.get(tok)
         qf = float(q)
-        unreal = ((mark - avg) * qf * m if mark is not None else None) if q != 0 else 0.0
-        mv = qf * mark * m if mark is not None else 0.0
+        value = mark  # the price unrealized P&L and market value use (``marks.valuation``)
+        if quotes:
+            bid, ask = quotes.get(tok, (None, None))
+            value = valuation_of(mark_mode, q, mark, bid, ask)
+        unreal = ((value - avg) * qf * m if value is not None else None) if q != 0 else 0.0
+        mv = qf * value * m if value is not None else 0.0
         flow = dsv - dbv
         if mark is None:
             day_pnl = trading = None
@@ -145,6 +160,8 @@ def position_rows(rows: StateRows, members: Mapping[str, str],
                     "day_sell_value": dsv, "day_quantity": day_q, "day_pnl": day_pnl,
                     "day_realized_pnl": dreal, "day_fees": dfees, "day_carried_pnl": carried,
                     "day_trading_pnl": trading, "m2m": m2m})
+        if atoms is not None:
+            out[-1][ATOMS] = atoms
     return out
 
 
@@ -182,12 +199,14 @@ def portfolio_rows(rows: StateRows, members: Mapping[str, str],
     return out
 
 
-def render(rows: StateRows, pids: Collection[str], scale: int = 1) -> dict[str, Rendered]:
+def render(rows: StateRows, pids: Collection[str], scale: int = 1,
+           mark: str = "last") -> dict[str, Rendered]:
     """Each of ``pids``' published rows: its portfolio row and its position rows (in token
     order), following ``views.positions_view``/``portfolios_view`` (``rows``: their state,
-    see ``state_rows``; ``scale``: atoms per unit of its quantities)."""
+    see ``state_rows``; ``scale``: atoms per unit of its quantities; ``mark``:
+    ``EngineConfig.mark``)."""
     members = dict.fromkeys(pids, "")
-    positions = position_rows(rows, members, scale)
+    positions = position_rows(rows, members, scale, mark)
     held: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for p in positions:
         held[p["portfolio_id"]].append(p)
@@ -196,11 +215,10 @@ def render(rows: StateRows, pids: Collection[str], scale: int = 1) -> dict[str, 
 
 
 def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, PartSums],
-                 keys: Keys, group: str, scale: int = 1) -> Published:
+                 keys: Keys, group: str) -> Published:
     """Commands publishing the ``rendered`` portfolios (documents, position hashes, index)
     and the contributions of ``parts`` (part name -> the exact sums of that partition's
-    rows as published after this batch; see ``part_sums`` and ``daemon.read_model``;
-    ``scale``: atoms per unit, the contributions' quantities are atoms).
+    rows as published after this batch; see ``part_sums`` and ``daemon.read_model``).
     """
     out = Published()
     pairs: list[str] = []
@@ -216,17 +234,17 @@ def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, PartSums]
     if pairs:
         out.add(command("MSET", *pairs))
         out.add(command("SADD", keys.index, *out.documents))
-    _contributions(out, parts, keys, group, scale)
+    _contributions(out, parts, keys, group)
     return out
 
 
 def _contributions(out: Published, parts: Mapping[str, PartSums], keys: Keys,
-                   group: str, scale: int) -> None:
+                   group: str) -> None:
     """HSET of each partition's Overall contribution per source and its aum contribution."""
     by_source: dict[str, list[str]] = defaultdict(list)
     aum: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for part in sorted(parts):
-        for src, (doc, totals) in parts[part].documents(scale).items():
+        for src, (doc, totals) in parts[part].documents().items():
             by_source[src] += [part, doc]
             aum[part][src] = totals
     for src, fields in sorted(by_source.items()):

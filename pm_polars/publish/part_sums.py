@@ -9,12 +9,12 @@ and the value written is the correctly rounded sum of the rows published (what
 ``math.fsum`` gives), whatever order they came and went in: no drift, however long the
 daemon runs. Integer fields (quantities, open positions) come back exactly.
 
-Quantities are published in units (``model_rows.unit``: ints, or with
-``quantity_decimals`` d > 0 the doubles nearest d-place decimals) and written in the
-contribution as exact *atoms* (``10**-d`` units; units at d = 0): the exact sum of the
-doubles is within far less than half an atom of the decimal sum, so rounding it to the atom
-gives the decimal sum exactly (``0.1 + 0.2`` is 3 atoms of ``10**-1``, a flat aggregate
-exactly 0). The aggregate script turns atoms back into units (``aggregate_lua``).
+Quantities are summed as *atoms* (``10**-d`` units, ``d`` = ``--quantity-decimals``; units
+at d = 0): a published position row shows units (``model_rows.unit``, an int or the double
+nearest the decimal) and, at d > 0, carries its exact atoms under ``ATOMS``, which are what
+is summed. So the contribution's quantities are exact integers at every d (``0.1 + 0.2`` is
+3 atoms of ``10**-1``, a flat aggregate exactly 0); the aggregate script writes them back
+as decimal units (``aggregate_lua``).
 
 An aggregate position's ``last_price`` is the mark of the position published last with one
 (conflated portfolios may show older marks; the freshest one wins), its ``multiplier`` the
@@ -32,10 +32,12 @@ from typing import Any
 
 from pm_polars.publish.contributions import PORTFOLIO_SUMS, POSITION_SUMS
 
-QUANTITIES = frozenset({"quantity", "buy_quantity", "sell_quantity", "overnight_quantity",
-                        "day_buy_quantity", "day_sell_quantity", "day_quantity"})
-INTS = QUANTITIES | {"open_positions"}
+INTS = frozenset({"quantity", "buy_quantity", "sell_quantity", "open_positions",
+                  "overnight_quantity", "day_buy_quantity", "day_sell_quantity",
+                  "day_quantity"})
+ATOMS = "_atoms"  # a position row's {quantity field: atoms} at quantity_decimals > 0
 _SUMMED = [c for c in POSITION_SUMS if c not in ("cost", "cost0")]
+_QUANTITY_SLOTS = [(i, c) for i, c in enumerate(_SUMMED) if c in INTS]
 Rendered = tuple[dict[str, Any], list[dict[str, Any]]]  # as ``model_rows.Rendered``
 
 
@@ -58,17 +60,16 @@ class _Sums:
     """Exact sums of some fields: ints scaled by ``2**SCALE`` (so float and int fields add
     exactly); read back correctly rounded (``n / 2**SCALE``) or, for int fields, exactly."""
 
-    __slots__ = ("fields", "acc", "_values", "_scale")
+    __slots__ = ("fields", "acc", "_values")
 
     def __init__(self, fields: list[str]) -> None:
         self.fields = fields
         self.acc = [0] * len(fields)
         self._values: dict[str, Any] | None = None
-        self._scale = 1
 
     def copy(self) -> _Sums:
         out = _Sums.__new__(_Sums)
-        out.fields, out.acc, out._values, out._scale = self.fields, list(self.acc), None, 1
+        out.fields, out.acc, out._values = self.fields, list(self.acc), None
         return out
 
     def replace(self, old: tuple[Any, ...] | None, new: tuple[Any, ...]) -> None:
@@ -79,14 +80,10 @@ class _Sums:
             if a != b:
                 acc[i] += (_exact(b) if b else 0) - (_exact(a) if a else 0)
 
-    def values(self, scale: int = 1) -> dict[str, Any]:
-        """The sums; quantities as atoms (``scale`` per unit, rounded to the nearest)."""
-        if self._values is None or self._scale != scale:
-            half = _ONE >> 1
-            self._values = {f: (n * scale + half) >> SCALE if f in QUANTITIES
-                            else n >> SCALE if f in INTS else n / _ONE
+    def values(self) -> dict[str, Any]:
+        if self._values is None:
+            self._values = {f: n >> SCALE if f in INTS else n / _ONE
                             for f, n in zip(self.fields, self.acc, strict=True)}
-            self._scale = scale
         return self._values
 
 
@@ -96,8 +93,16 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _position_sums(p: dict[str, Any]) -> tuple[Any, ...]:
-    return (*_SUMMED_AT(p), p["average_price"] * float(p["quantity"]),
-            p["overnight_average_price"] * float(p["overnight_quantity"]))
+    """The summed values of a position row (quantities as atoms, see the docstring)."""
+    values = (*_SUMMED_AT(p), p["average_price"] * float(p["quantity"]),
+              p["overnight_average_price"] * float(p["overnight_quantity"]))
+    atoms = p.get(ATOMS)
+    if atoms is None:  # integer quantities: the units are the atoms
+        return values
+    out = list(values)
+    for i, c in _QUANTITY_SLOTS:
+        out[i] = atoms[c]
+    return tuple(out)
 
 
 class _Token:
@@ -110,7 +115,7 @@ class _Token:
         self.last_price: float | None = None
         self.prev_close: float | None = None
         self.multiplier = multiplier
-        self._json: tuple[int, str] | None = None  # (scale, JSON)
+        self._json: str | None = None
 
     def copy(self) -> _Token:
         out = _Token(self.multiplier)
@@ -126,14 +131,13 @@ class _Token:
         if new["prev_close"] is not None:
             self.prev_close = new["prev_close"]
 
-    def json(self, scale: int = 1) -> str:
-        if self._json is None or self._json[0] != scale:
-            sums = self.sums.values(scale)
-            self._json = (scale, _dumps({**{c: sums[c] for c in POSITION_SUMS},
-                                         "last_price": self.last_price,
-                                         "prev_close": self.prev_close,
-                                         "multiplier": self.multiplier}))
-        return self._json[1]
+    def json(self) -> str:
+        if self._json is None:
+            sums = self.sums.values()
+            self._json = _dumps({**{c: sums[c] for c in POSITION_SUMS},
+                                 "last_price": self.last_price, "prev_close": self.prev_close,
+                                 "multiplier": self.multiplier})
+        return self._json
 
 
 class _Source:
@@ -189,15 +193,13 @@ class PartSums:
                 copied.add(("t", src, tok))
             token.replace(before.get(tok), p)
 
-    def documents(self, scale: int = 1) -> dict[str, tuple[str, dict[str, Any]]]:
-        """Per source: the contribution JSON (``contributions``; quantities in atoms,
-        ``scale`` per unit) and its summed totals."""
+    def documents(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Per source: the contribution JSON (``contributions``) and its summed totals."""
         out = {}
         for src in sorted(self.sources):
             source = self.sources[src]
-            totals = source.totals.values(scale)
-            inner = ",".join(f'"{t}":{source.tokens[t].json(scale)}'
-                             for t in sorted(source.tokens))
+            totals = source.totals.values()
+            inner = ",".join(f'"{t}":{source.tokens[t].json()}' for t in sorted(source.tokens))
             out[src] = (f'{{"totals":{_dumps(totals)},'
                         f'"trading_day":{_dumps(source.trading_day)},'
                         f'"positions":{{{inner}}}}}', totals)

@@ -113,4 +113,5 @@ def test_prices_and_tick_offsets_never_move_backwards(redis_srv: RedisServer) ->
     assert json.loads(str(client.hget("p:prices", "1"))) == {"last_price": 10.0, "ts": ts}
     assert client.hget(f"p:pm:ticks:{TICKS}:offsets", "0") == "5"
     offsets, prices = checkpoint.load_ticks()
-    assert offsets == {0: 5} and TickTable.from_prices(prices).table.row(0) == (1, 10.0, ts)
+    assert offsets == {0: 5} and TickTable.from_prices(prices).table.row(0) == (
+        1, 10.0, ts, None, None)  # no quote: bid, ask null

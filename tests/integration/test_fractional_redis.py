@@ -4,7 +4,7 @@ FIFO lots) written are the atoms read back, and the restored book continues exac
 from __future__ import annotations
 
 import json
-from typing import cast
+from typing import Any, cast
 
 import polars as pl
 import pytest
@@ -17,6 +17,7 @@ from pm_polars import PortfolioEngine
 from pm_polars.cli import main
 from pm_polars.daemon.checkpoint.codec import decode_state, encode_state
 from pm_polars.engine.config import QuantityDecimalsMismatch
+from pm_polars.publish import aggregate_lua
 
 
 def test_fractional_fifo_state_round_trips_through_redis(redis_srv: RedisServer) -> None:
@@ -118,3 +119,33 @@ def test_state_of_other_quantity_decimals_is_refused_at_load(redis_srv: RedisSer
     again.batch({0: [fill("S1", BTC, "SELL", 0.1, 110.0, fee=0.0, ts=T0 + 1, fill_id="b")]})
     pos = json.loads(client.get("portfolio:paper_S1") or "null")["positions"]["1"]
     assert pos["quantity"] == 0 and pos["realized_pnl"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_overall_script_sums_atoms_and_writes_exact_units_on_a_cluster_call(
+        redis_srv: RedisServer) -> None:
+    """The aggregate script on its own, as a Redis Cluster call (``cluster=True``: the
+    Overall position hashes come back to the caller): two partitions' atoms at d = 8 are
+    summed exactly and written as decimal text, padded and signed as needed."""
+    client = redis_srv.client(decode_responses=True)
+
+    def part(q: int, bought: int, day_q: int, cost: float) -> str:
+        return json.dumps({"totals": {}, "trading_day": None, "positions": {"1": {
+            "quantity": q, "buy_quantity": bought, "day_quantity": day_q, "cost": cost,
+            "multiplier": 1.0, "last_price": 100.0}}})
+
+    client.hset("parts", mapping={"t:0": part(10_000_000, 12_345_678_901, -3, 10.0),
+                                  "t:1": part(20_000_000, 0, -2, 20.0)})
+    keys = {"parts:paper": "parts", "doc:paper": "doc"}
+    arg = aggregate_lua.request(prefix="", group="g", sources=["paper"], aum=False, owners=[],
+                                prices=[], tick_offsets_key="", tick_offsets=[], keys=keys,
+                                cluster=True, marks={"1": 100.0}, decimals=8)
+    _, hashes = cast(list[Any], client.eval(aggregate_lua.SCRIPT, 2, "parts", "doc", arg))
+    doc = client.get("doc") or ""
+    assert '"quantity":0.3,' in doc and '"buy_quantity":123.45678901,' in doc
+    assert '"day_quantity":-0.00000005,' in doc
+    position = json.loads(doc)["positions"]["1"]
+    assert position["average_price"] == pytest.approx(100.0, rel=1e-15)  # 30 / 0.3
+    [[key, fields]] = json.loads(hashes)
+    hashed = dict(zip(fields[::2], fields[1::2], strict=True))
+    assert key == "position:paper_Overall:1" and hashed["quantity"] == "0.3"
+    assert hashed["sell_quantity"] == "0"

@@ -30,6 +30,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,8 +102,29 @@ class Stream:
         return sum(1 for i in self.items if i.label in DEAD)
 
 
-def _feed_label(value: bytes, seen: set[tuple[str, str]]) -> Label:
-    """Label a demo-feed record from the wire rules (not with the package's decoder)."""
+FRACTION_ATOMS = 12_345  # a fractional stream's quantity q is q x 12,345 atoms of 10^-8
+
+
+def _fractional(value: bytes) -> bytes:
+    """A demo-feed fill's positive integer quantity ``q`` as ``q x 0.00012345`` units (8
+    decimal places, exactly as a JSON number); every other record as it is."""
+    try:
+        obj = json.loads(value)
+    except ValueError:
+        return value
+    if not isinstance(obj, dict) or obj.get("event_type") != "order_fill":
+        return value
+    q = obj.get("quantity")
+    if type(q) is not int or q <= 0:
+        return value
+    obj["quantity"] = float(Decimal(q * FRACTION_ATOMS).scaleb(-8))
+    return json.dumps(obj).encode()
+
+
+def _feed_label(value: bytes, seen: set[tuple[str, str]], fractional: bool = False) -> Label:
+    """Label a demo-feed record from the wire rules (not with the package's decoder);
+    ``fractional``: a float quantity is valid (the stream's are of 8 places, see
+    :func:`_fractional`)."""
     try:
         obj = json.loads(value)
     except ValueError:
@@ -117,7 +139,9 @@ def _feed_label(value: bytes, seen: set[tuple[str, str]]) -> Label:
         return "tick" if price > 0 else "malformed"
     signal_ = obj.get("original_signal") or {}
     qty = obj.get("quantity")
-    if not (isinstance(qty, int) and qty > 0 and signal_.get("signal_type") in ("BUY", "SELL")
+    if not (isinstance(qty, int | float) and not isinstance(qty, bool)
+            and (fractional or isinstance(qty, int))
+            and qty > 0 and signal_.get("signal_type") in ("BUY", "SELL")
             and isinstance(signal_.get("instrument_token"), int)
             and obj.get("fill_price", 0) > 0):
         return "malformed"
@@ -132,9 +156,13 @@ def build_stream(
     names: Names, n_events: int, *, seed: int = 7, fill_rate: float = 0.3,
     duplicate_rate: float = 0.01, malformed_rate: float = 0.003, poison_rate: float = 0.002,
     redeliver_rate: float = 0.002, large: bool = False, oddities: bool = True,
-    poisons: Sequence[Poison] | None = None,
+    poisons: Sequence[Poison] | None = None, fractional: bool = False,
 ) -> Stream:
     """``n_events`` feed records plus poison, redeliveries and odd-but-valid records.
+
+    ``fractional`` (for ``names.quantity_decimals`` 8): every fill's quantity becomes a
+    fraction of 8 decimal places (:func:`_fractional`), and the poison that is a fraction
+    (valid then) is left out.
 
     Poison records are inserted after a feed record with probability ``poison_rate`` (the
     catalogue is cycled, each on a random fill topic or the ticks topic as its kind says);
@@ -145,6 +173,8 @@ def build_stream(
     stats = FeedStats()
     seen: set[tuple[str, str]] = set()
     cat = list(poisons) if poisons is not None else catalogue(large=large)
+    if fractional:
+        cat = [p for p in cat if p.name != "quantity_fraction"]
     items: list[Item] = []
     fills_so_far: list[Item] = []
     labels: Counter[str] = Counter()
@@ -154,14 +184,15 @@ def build_stream(
     for i, msg in enumerate(generate_messages(seed, n_events, fill_rate=fill_rate,
                                               duplicate_rate=duplicate_rate,
                                               malformed_rate=malformed_rate, stats=stats)):
-        label = _feed_label(msg.value, seen)
+        value = _fractional(msg.value) if fractional else msg.value
+        label = _feed_label(value, seen, fractional)
         labels[label] += 1
-        item = Item(names.topic(msg.topic), msg.key, msg.value, label)
+        item = Item(names.topic(msg.topic), msg.key, value, label)
         items.append(item)
         if label == "fill":
             fills_so_far.append(item)
         if label in VALID:
-            last_ts = int(json.loads(msg.value)["ts"])
+            last_ts = int(json.loads(value)["ts"])
         if i == odd_at:  # one portfolio of its own: its fills stay on one partition
             for _kind, key, value in accepted_oddities(last_ts):
                 items.append(Item(names.fills("paper"), key, value, "odd"))
@@ -297,9 +328,11 @@ class PacedProducer(threading.Thread):
 
 
 # ---------------------------------------------------------------------------- reference
-def reference(items: Iterable[Item], cost_basis: str = "average") -> PortfolioEngine:
+def reference(items: Iterable[Item], cost_basis: str = "average",
+              quantity_decimals: int = 0) -> PortfolioEngine:
     """The engine applied once to the valid records, in produce order."""
-    eng = PortfolioEngine(starting_cash=STARTING_CASH, cost_basis=cost_basis)
+    eng = PortfolioEngine(starting_cash=STARTING_CASH, cost_basis=cost_basis,
+                          quantity_decimals=quantity_decimals)
     values = [i.value for i in items if i.valid]
     if values:
         eng.apply(values)
@@ -409,7 +442,7 @@ def frozen_problems(client: redis.Redis, items: Sequence[Item], names: Names) ->
         return i.offset < fills.get((i.topic, i.partition), 0)
 
     done = [i for i in items if consumed(i)]
-    ref = reference(done, names.cost_basis)
+    ref = reference(done, names.cost_basis, names.quantity_decimals)
     problems = differences(client, ref, with_marks=False) if ref.portfolio_ids() else []
     n = unique_fills(done)
     got = seen_count(client, names)
@@ -452,7 +485,8 @@ def check_equal(client: redis.Redis, names: Names, items: Sequence[Item],
     ``seen=False``: do not count the stored fill ids (a short ``--dedupe-retention`` prunes
     them).
     """
-    ref = ref if ref is not None else reference(items, names.cost_basis)
+    ref = ref if ref is not None else reference(items, names.cost_basis,
+                                                 names.quantity_decimals)
     n = unique_fills(items) if seen else None
 
     def problems() -> list[str]:

@@ -17,6 +17,7 @@ class Names:
     fill_partitions: int = 3
     tick_partitions: int = 2
     cost_basis: str = "average"  # the scenario's --cost-basis (daemons and reference)
+    quantity_decimals: int = 0  # the scenario's --quantity-decimals (daemons and reference)
 
     @property
     def pattern(self) -> str:
@@ -49,6 +50,9 @@ class Names:
         })
 
     def daemon_args(self, *extra: str) -> list[str]:
+        decimals = (["--quantity-decimals", str(self.quantity_decimals)]
+                    if self.quantity_decimals else [])
         return ["--group-id", self.group, "--fills-pattern", self.pattern,
                 "--ticks-topic", self.ticks, "--dlq-topic", self.dlq,
-                "--starting-cash", str(STARTING_CASH), "--cost-basis", self.cost_basis, *extra]
+                "--starting-cash", str(STARTING_CASH), "--cost-basis", self.cost_basis,
+                *decimals, *extra]

@@ -175,7 +175,8 @@ def test_default_book_has_no_currency_columns() -> None:
     e.apply([fill("1", 1, "BUY", 1, 100.0)])
     assert "pnl_currency" not in e.positions().columns
     assert "missing_rate" not in e.portfolios().columns
-    assert load_instruments(None).columns == ["instrument_token", "tradingsymbol", "multiplier"]
+    assert load_instruments(None).columns == ["instrument_token", "tradingsymbol", "multiplier",
+                                              "allow_negative_price"]  # no currency column
 
 
 def test_fifo_lots_show_prices_of_inverse() -> None:
@@ -258,3 +259,35 @@ def test_overall_document_of_inverse_positions() -> None:
     pos = e.portfolio("s_Overall")["positions"][str(XBTUSD)]
     assert pos["quantity"] == 200 and pos["pnl_currency"] == "BTC"
     assert pos["average_price"] == pytest.approx(24_000.0, rel=1e-12)
+
+
+def test_bid_ask_marks_in_another_currency_and_on_an_inverse_contract() -> None:
+    """``mark="bid_ask"`` with conversion: a USD long at its bid, a USD short at its ask,
+    converted at USDINR; an inverse long at the bid on the line price (BitMEX: P&L in BTC
+    = contracts x multiplier x (1/entry - 1/exit), the exit being the bid a long sells at)."""
+    e = engine(mark="bid_ask")
+    e.apply([fill("a", AAPL, "BUY", 10, 200.0), fill("b", AAPL, "SELL", 5, 100.0, strategy="B"),
+             fill("x", XBTUSD, "BUY", 100_000, 10_000.0, strategy="C"),
+             tick(USDINR, 83.0),
+             {**tick(AAPL, 210.0, dt=2), "bid": 209.0, "ask": 211.0},
+             {**tick(XBTUSD, 10_600.0, dt=2), "bid": 10_500.0, "ask": 10_700.0},
+             {**tick(BTCINR, 5_000_000.0, dt=2)}])
+    pos = e.positions()
+    long_ = row(pos, portfolio_id="s_A", instrument_token=AAPL)
+    assert long_["unrealized_pnl"] == pytest.approx((209.0 - 200.0) * 10)  # USD, at the bid
+    assert long_["market_value"] == pytest.approx(10 * 209.0)
+    assert long_["last_price"] == 210.0  # the last price is still shown
+    short = row(pos, portfolio_id="s_B", instrument_token=AAPL)
+    assert short["unrealized_pnl"] == pytest.approx((211.0 - 100.0) * -5)  # at the ask
+    inv = row(pos, portfolio_id="s_C", instrument_token=XBTUSD)
+    btc = 100_000 * 1.0 * (1 / 10_000.0 - 1 / 10_500.0)  # BitMEX's example, exit at the bid
+    assert inv["unrealized_pnl"] == pytest.approx(btc)
+    assert inv["market_value"] == pytest.approx(100_000 / 10_500.0)
+    pf = e.portfolios()
+    assert row(pf, portfolio_id="s_A")["total_unrealized_pnl"] == pytest.approx(90.0 * 83.0)
+    assert row(pf, portfolio_id="s_B")["total_unrealized_pnl"] == pytest.approx(-555.0 * 83.0)
+    assert row(pf, portfolio_id="s_C")["total_unrealized_pnl"] == pytest.approx(btc * 5e6)
+    last = engine()  # the same book under mark="last": the last prices
+    last.apply([fill("a", AAPL, "BUY", 10, 200.0), tick(USDINR, 83.0),
+                {**tick(AAPL, 210.0, dt=2), "bid": 209.0, "ask": 211.0}])
+    assert row(last.positions(), portfolio_id="s_A")["unrealized_pnl"] == pytest.approx(100.0)

@@ -89,6 +89,8 @@ def test_valid_tick_every_column() -> None:
             "topic": None,
             "partition": None,
             "offset": None,
+            "bid": None,  # optional quote: absent on the wire
+            "ask": None,
         }
     ]
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from pm_polars.publish.contributions import PORTFOLIO_SUMS, POSITION_SUMS
 from pm_polars.publish.model_rows import unit
-from pm_polars.publish.part_sums import PartSums, Rendered
+from pm_polars.publish.part_sums import ATOMS, PartSums, Rendered
 
 money = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_infinity=False)
 
@@ -69,23 +69,25 @@ def test_update_leaves_the_previous_value_untouched() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 5), st.integers(-10**12, 10**12)), min_size=1,
-                max_size=40), st.sampled_from([1, 8]))
-def test_fractional_quantities_sum_to_exact_atoms(steps: list[tuple[int, int]],
-                                                  decimals: int) -> None:
-    """Quantities published as units (``model_rows.unit``: the double nearest the decimal)
-    come back in the contribution as the exact sum of their atoms, however republished."""
-    scale = 10**decimals
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(-2**53, 2**53)), min_size=1,
+                max_size=40))
+def test_fractional_quantities_sum_to_exact_atoms(steps: list[tuple[int, int]]) -> None:
+    """Rows published in units (``model_rows.unit`` at 10^8 atoms per unit) carrying their
+    atoms: the contribution's quantities are the exact sum of the atoms, however
+    republished, even where the units' doubles cannot hold every decimal (~9 x 10^7)."""
     sums, atoms = PartSums(), dict[str, int]()
     current: dict[str, Rendered] = {}
     for who, a in steps:
         pid = f"p{who}"
         new = _rendered(pid, [1.0], 0)
-        for f in ("quantity", "buy_quantity", "overnight_quantity", "day_quantity"):
-            new[1][0][f] = unit(a, scale)
+        fields = ("quantity", "buy_quantity", "sell_quantity", "overnight_quantity",
+                  "day_buy_quantity", "day_sell_quantity", "day_quantity")
+        for f in fields:
+            new[1][0][f] = unit(a, 10**8)
+        new[1][0][ATOMS] = dict.fromkeys(fields, a)
         sums = sums.updated([(current.get(pid), new)])
         current[pid], atoms[pid] = new, a
-    pos = json.loads(sums.documents(scale)["paper"][0])["positions"]["7"]
+    pos = json.loads(sums.documents()["paper"][0])["positions"]["7"]
     want = sum(atoms.values())
     assert pos["quantity"] == pos["buy_quantity"] == pos["overnight_quantity"] == want
     assert pos["day_quantity"] == want and type(pos["quantity"]) is int

@@ -16,6 +16,8 @@ Layout (keys from ``pm_polars.publish.keys``; one set per ``{group}:{topic}:{par
   A state is only loaded under the d that wrote it (:func:`check_decimals`).
   ``account_currency`` (written only when not the default ``INR``; a state is only
   reloaded under the account currency that booked it: :func:`check_account_currency`)
+    ``mark`` (``EngineConfig.mark``
+  when not ``"last"``: absent means last; a load under another mark is refused)
 
 JSON rows are written by ``json`` and read column-wise by Polars; floats are written as
 shortest round-trip text, so a state read back equals the state written bit for bit.
@@ -67,6 +69,7 @@ def encode_state(
     rows: StateRows | None = None, whole: Mapping[TP, tuple[int | None, list[str]]] | None = None,
     quantity_decimals: int = 0,
     account_currency: str = DEFAULT_ACCOUNT_CURRENCY,
+    mark: str = "last",
 ) -> StateWrites:
     """Writes for each partition of ``next_offsets``: the state rows its fills touched.
 
@@ -123,6 +126,8 @@ def encode_state(
             meta += ["trading_day", snap.trading_day, "late_day_events", snap.late_day_events]
         if account_currency != DEFAULT_ACCOUNT_CURRENCY:
             meta += ["account_currency", account_currency]
+        if mark != "last":  # absent: last (so a default state writes what it always did)
+            meta += ["mark", mark]
         out.add(command("HSET", key(tp, "meta"), *meta))
     return out
 

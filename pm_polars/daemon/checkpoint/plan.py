@@ -124,10 +124,10 @@ def build(state: EngineState, config: EngineConfig, result: BatchResult, scope: 
     encoded = encode_state(state, config.dedupe_retention_ns, result.fills, offsets,
                            result.written_ns, state_key, rows, scope.rolled,
                            config.quantity_decimals,
-                           account_currency=config.account_currency)
+                           account_currency=config.account_currency, mark=config.mark)
     published = publish_rows(scope.rendered,
                              {part_name(*tp): sums for tp, sums in scope.sums.items()}, keys,
-                             group, config.quantity_scale)
+                             group)
     plan = CommitPlan(
         partitions=[], commands=encoded.commands + published.commands,
         count=encoded.count + published.count, documents=published.documents,

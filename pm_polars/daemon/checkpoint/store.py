@@ -37,6 +37,7 @@ import redis
 from pm_polars.daemon.checkpoint.codec import check_account_currency, check_decimals, decode_state
 from pm_polars.daemon.checkpoint.plan import CommitOutcome, CommitPlan
 from pm_polars.engine.config import DEFAULT_ACCOUNT_CURRENCY
+from pm_polars.engine.marks import check_mark
 from pm_polars.engine.state import EngineState
 from pm_polars.publish import aggregate_lua, resp
 from pm_polars.publish.keys import Keys, part_name
@@ -124,13 +125,13 @@ class Checkpoint:
     # ------------------------------------------------------------------ load
     def load_partition(
         self, tp: TP, *, instruments: pl.DataFrame, quantity_decimals: int = 0,
-        account_currency: str = DEFAULT_ACCOUNT_CURRENCY,
+        account_currency: str = DEFAULT_ACCOUNT_CURRENCY, mark: str = "last",
     ) -> tuple[EngineState | None, int | None]:
         """``(state, next_offset)`` of a partition; ``(None, None)`` if never written.
 
         Raises ``QuantityDecimalsMismatch`` if it was written with other
         ``quantity_decimals`` (``codec.check_decimals``), ``codec.AccountCurrencyMismatch``
-        if it was booked in another account currency."""
+        if it was booked in another account currency.; ``MarkMismatch`` if it was published under another ``mark`` (``meta``)."""
         with self.client.pipeline(transaction=True) as pipe:  # one consistent read
             pipe.hgetall(self.state_key(tp, "meta"))
             pipe.hgetall(self.state_key(tp, "positions"))
@@ -142,6 +143,7 @@ class Checkpoint:
             return None, None
         check_decimals(meta, quantity_decimals, f"partition {tp[0]}:{tp[1]}")
         check_account_currency(meta, account_currency, f"partition {tp[0]}:{tp[1]}")
+        check_mark(meta.get("mark"), mark, f"partition {tp[0]}:{tp[1]}")
         state = decode_state(
             positions, cash, mark_rows, [(str(m), float(s)) for m, s in seen], meta,
             instruments=instruments,
