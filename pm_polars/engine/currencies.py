@@ -28,7 +28,7 @@ for bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -48,6 +48,17 @@ class Currencies:
 
     account: str
     tokens: pl.DataFrame
+    _rates: dict[int, tuple[pl.DataFrame, pl.DataFrame]] = field(
+        default_factory=dict, compare=False, repr=False)
+
+    def rates_of(self, instruments: pl.DataFrame, marks: pl.DataFrame) -> pl.DataFrame:
+        """:func:`rates`, remembered for the last ``marks`` frame (the same object: no tick
+        since)."""
+        last = self._rates.get(0)
+        if last is None or last[0] is not marks:
+            last = (marks, rates(instruments, marks, self.account))
+            self._rates[0] = last
+        return last[1]
 
     @property
     def inverse_tokens(self) -> pl.Series:

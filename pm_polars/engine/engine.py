@@ -113,8 +113,14 @@ class PortfolioEngine:
 
     def _fx(self) -> currencies.Currencies | None:
         """The book's currency facts, ``None`` when everything is linear in the account
-        currency (today's views, bit for bit)."""
-        return currencies.of(self.state.instruments, self.config.account_currency)
+        currency (today's views, bit for bit); remembered while the instruments frame is
+        the same object (frames are immutable: a new table is a new object)."""
+        table = self.state.instruments
+        cached = self.__dict__.get("_fx_cache")
+        if cached is None or cached[0] is not table:
+            cached = (table, currencies.of(table, self.config.account_currency))
+            self.__dict__["_fx_cache"] = cached
+        return cached[1]
 
     def _portfolios_view(self, cash: pl.DataFrame, positions: pl.DataFrame) -> pl.DataFrame:
         fx = self._fx()

@@ -21,7 +21,7 @@ import polars as pl
 
 from pm_polars.engine import dayfigures as dayf
 from pm_polars.engine import views
-from pm_polars.engine.currencies import Currencies, line_price, rates
+from pm_polars.engine.currencies import Currencies, line_price
 from pm_polars.engine.marks import mark_expr, valuation
 from pm_polars.engine.plans import run
 
@@ -50,7 +50,7 @@ def positions_view(positions: pl.DataFrame, marks: pl.DataFrame, fx: Currencies,
                 *(quote if mark != "last" else []))
         .join(fx.tokens.lazy(), on="instrument_token", how="left", maintain_order="left")
         .with_columns(pl.col("pnl_currency").fill_null(fx.account), inv.fill_null(False))
-        .join(rates(instruments, marks, fx.account).lazy(), on="pnl_currency", how="left",
+        .join(fx.rates_of(instruments, marks).lazy(), on="pnl_currency", how="left",
               maintain_order="left")
         .with_columns(line_price(pl.col("_mark"), inv).alias("last_price"),
                       line_price(pl.col("_prev"), inv).alias("prev_close"),
@@ -136,6 +136,8 @@ def portfolios_view(cash: pl.DataFrame, positions: pl.DataFrame, account: str,
 
 def _null_if_missing(frame: pl.DataFrame) -> pl.DataFrame:
     """Every money total null where ``missing_rate`` (a sum without a rate is unknown)."""
+    if not frame.get_column("missing_rate").any():
+        return frame
     ok = ~pl.col("missing_rate")
     return frame.with_columns(
         [pl.when(ok).then(pl.col(c)).otherwise(None).alias(c) for c in PORTFOLIO_MONEY])
@@ -143,6 +145,9 @@ def _null_if_missing(frame: pl.DataFrame) -> pl.DataFrame:
 
 def overall_portfolios(portfolios: pl.DataFrame) -> pl.DataFrame:
     """``views.overall_portfolios`` with ``missing_rate`` (any strategy's)."""
+    if not portfolios.get_column("missing_rate").any():  # every rate known: plain sums
+        return views.overall_portfolios(portfolios).with_columns(
+            pl.lit(False).alias("missing_rate"))
     missing = portfolios.group_by("source").agg(pl.col("missing_rate").any())
     out = views.overall_portfolios(portfolios.with_columns(
         [pl.col(c).fill_null(0.0) for c in PORTFOLIO_MONEY]))

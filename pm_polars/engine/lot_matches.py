@@ -4,7 +4,9 @@ One row per (reducing fill, lot it closed from): the closing fill (``close_seq``
 ``close_fill_id``, ``close_ts``, ``close_price``), the lot's opening fill (``open_fill_id``,
 ``open_ts``, ``open_price``), ``side`` of the closed lot (``LONG``/``SHORT``), ``quantity``
 (units closed from that lot, > 0), ``multiplier`` and ``realized_pnl`` =
-``quantity * (close_price - open_price) * sign * multiplier`` (account currency). The rows
+``quantity * (close_price - open_price) * sign * multiplier`` (the position's pnl currency:
+the account currency unless its instrument is quoted in another; inverse contracts are
+refused). The rows
 of one fill sum to its FIFO realized P&L; rows come per position in fill order, then lot
 order. With fractional quantities (``quantity_decimals`` d > 0) ``quantity`` is ``Float64``
 units (the state's atoms / 10^d) and ``realized_pnl`` is computed on the atoms, divided
@@ -58,6 +60,13 @@ def lot_matches(state: EngineState, fills: pl.DataFrame, scale: int = 1) -> pl.D
     schema = MATCH_SCHEMA if scale == 1 else {**MATCH_SCHEMA, "quantity": pl.Float64()}
     if fills.height == 0:
         return pl.DataFrame(schema=schema)
+    if "inverse" in state.instruments.columns:
+        inverse = state.instruments.filter(pl.col("inverse")).get_column("instrument_token")
+        if fills.get_column("instrument_token").is_in(inverse.implode()).any():
+            raise ValueError(
+                "instruments: the realized-lots report does not support inverse contracts "
+                "yet (their P&L is qty x multiplier x (1/open - 1/close)); leave them out "
+                "of the fills, or read eng.positions()' realized_pnl")
     rows, opens = episode_lines(state.positions, state.lots,
                                 with_multiplier(state, fills))
     closes = rows.lazy().filter(pl.col("closed_qty") > 0).with_columns(

@@ -14,10 +14,10 @@ from support.names import Names
 pytestmark = pytest.mark.integration
 
 
-def _fill(fid: str, side: str, qty: int, price: float) -> bytes:
+def _fill(fid: str, side: str, qty: float, price: float, **extra: object) -> bytes:
     return json.dumps({
         "event_type": "order_fill", "source": "paper", "fill_id": fid, "quantity": qty,
-        "fill_price": price, "ts": 1_795_600_000_000,
+        "fill_price": price, "ts": 1_795_600_000_000, **extra,
         "original_signal": {"strategy_id": "S1", "instrument_token": 7, "signal_type": side},
     }).encode()
 
@@ -54,3 +54,35 @@ def test_usd_book_is_recorded_and_refused_under_inr(
     final = wait_for("the closing fill", flat, diagnose=lambda: again.log()[-2000:])
     assert final["positions"]["7"]["realized_pnl"] == 100.0  # type: ignore[index]
     assert final["cash"] == 1_100.0
+
+
+def test_base_currency_fees_through_the_daemon_and_a_kill(
+    broker: KafkaBroker, redis_srv: RedisServer, topics: Names, start_daemon: StartDaemon
+) -> None:
+    """Binance's FAQ case through Kafka and Redis (``--quantity-decimals 8``): buy 10 @
+    3,452.55 with 0.01 paid in the asset holds 9.99 for 34,525.50; after a kill -9 the sale
+    of the 9.99 @ 3,500 realizes 439.50 (the fee is in the cost basis, not in ``fees``)."""
+    names, client = topics, redis_srv.client()
+    topic = names.fills("paper")
+    args = ("--quantity-decimals", "8", "--starting-cash", "50000", "--tick-publish-ms", "0")
+    produce(broker.bootstrap, [(topic, b"paper_S1",
+                                _fill("a", "BUY", 10, 3_452.55, fee=0.01,
+                                      fee_currency="base"))])
+    daemon = start_daemon(*args)
+
+    def position(qty: float) -> dict[str, object] | None:
+        got = json.loads(client.get("portfolio:paper_S1") or "{}")
+        pos = got.get("positions", {}).get("7")
+        return got if pos and pos["quantity"] == qty else None
+
+    held = wait_for("the buy", lambda: position(9.99), diagnose=lambda: daemon.log()[-2000:])
+    pos = held["positions"]["7"]  # type: ignore[index]
+    assert pos["fees"] == 0.0
+    assert pos["average_price"] == pytest.approx(34_525.5 / 9.99, rel=1e-12)
+    assert held["cash"] == pytest.approx(50_000.0 - 34_525.5, abs=1e-9)
+    daemon.kill()
+    again = start_daemon(*args)
+    produce(broker.bootstrap, [(topic, b"paper_S1", _fill("b", "SELL", 9.99, 3_500.0))])
+    flat = wait_for("the sale", lambda: position(0), diagnose=lambda: again.log()[-2000:])
+    assert flat["positions"]["7"]["realized_pnl"] == pytest.approx(439.5, abs=1e-8)  # type: ignore[index]
+    assert flat["cash"] == pytest.approx(50_000.0 + 439.5, abs=1e-8)

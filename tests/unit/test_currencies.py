@@ -216,6 +216,51 @@ def test_snapshot_keeps_account_currency(tmp_path: Any) -> None:
     assert back.portfolios().equals(e.portfolios())
 
 
+def test_realized_lots_refuses_inverse_contracts() -> None:
+    from pm_polars.engine.lot_matches import realized_lots
+
+    events = [fill("1", XBTUSD, "BUY", 100, 20_000.0), fill("2", XBTUSD, "SELL", 100, 30_000.0)]
+    with pytest.raises(ValueError, match="instruments: .*inverse contracts"):
+        realized_lots(events, INSTRUMENTS)
+    usd = realized_lots([fill("1", AAPL, "BUY", 10, 190.0), fill("2", AAPL, "SELL", 10, 200.0)],
+                        INSTRUMENTS)
+    assert usd["realized_pnl"].to_list() == [100.0]  # in USD, AAPL's quote currency
+
+
+def test_inverse_day_figures_across_a_roll() -> None:
+    """Long 1,000 XBTUSD @ 40,000, day closes at 50,000; next day marked at 40,000: the
+    carried position's m2m is 1,000 x (1/50,000 - 1/40,000) = -0.005 BTC (BitMEX's formula
+    from the previous close), the lifetime unrealized 0."""
+    day = 86_400_000
+    e = engine()
+    e.apply([fill("1", XBTUSD, "BUY", 1_000, 40_000.0), tick(XBTUSD, 50_000.0, dt=5),
+             tick(BTCINR, 4_000_000.0, dt=5)])
+    first = row(e.positions(), instrument_token=XBTUSD)
+    assert first["m2m"] == pytest.approx(1_000 * (1 / 40_000 - 1 / 50_000), rel=1e-12)
+    e.apply([tick(XBTUSD, 40_000.0, dt=day)])
+    pos = row(e.positions(), instrument_token=XBTUSD)
+    assert (pos["overnight_quantity"], pos["prev_close"]) == (1_000, 50_000.0)
+    assert pos["overnight_average_price"] == pytest.approx(40_000.0, rel=1e-12)
+    want = 1_000 * (1 / 50_000 - 1 / 40_000)
+    assert pos["m2m"] == pytest.approx(want, rel=1e-12)
+    assert pos["day_carried_pnl"] == pytest.approx(want, rel=1e-12)
+    assert pos["unrealized_pnl"] == pytest.approx(0.0, abs=1e-15)
+    p = row(e.portfolios(), portfolio_id="s_A")
+    assert p["m2m"] == pytest.approx(want * 4e6, rel=1e-12)
+
+
+def test_overall_document_of_inverse_positions() -> None:
+    """Two strategies long XBTUSD at 20,000 and 30,000 (100 each): the aggregate's average
+    entry is the harmonic one, 200 / (100/20,000 + 100/30,000) = 24,000."""
+    e = engine()
+    e.apply([fill("1", XBTUSD, "BUY", 100, 20_000.0, strategy="A"),
+             fill("2", XBTUSD, "BUY", 100, 30_000.0, strategy="B"),
+             tick(BTCINR, 4_000_000.0)])
+    pos = e.portfolio("s_Overall")["positions"][str(XBTUSD)]
+    assert pos["quantity"] == 200 and pos["pnl_currency"] == "BTC"
+    assert pos["average_price"] == pytest.approx(24_000.0, rel=1e-12)
+
+
 def test_bid_ask_marks_in_another_currency_and_on_an_inverse_contract() -> None:
     """``mark="bid_ask"`` with conversion: a USD long at its bid, a USD short at its ask,
     converted at USDINR; an inverse long at the bid on the line price (BitMEX: P&L in BTC
