@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 EXIT_OK, EXIT_ERROR, EXIT_REJECTS, EXIT_ABANDONED = 0, 1, 3, 4
 EXIT_SETTINGS = 2  # as the CLI's bad settings: the stored state needs another --cost-basis
 LAG_INTERVAL_S = 1.0
+_MISMATCH: dict[type[Exception], str] = {
+    CostBasisMismatch: "cost_basis_mismatch", QuantityDecimalsMismatch: "quantity_decimals_mismatch",
+    AccountCurrencyMismatch: "account_currency_mismatch", MarkMismatch: "mark_mismatch",
+}
 GIL_SWITCH_S = 0.0005  # with a prefetch thread; see _prefetched_loop
 
 
@@ -218,16 +222,9 @@ class Daemon:
         except Abandoned as exc:
             log.error("event=stopping reason=dependency_unreachable detail=%s", exc)
             code = EXIT_ABANDONED
-        except CostBasisMismatch as exc:
-            log.error("event=stopping reason=cost_basis_mismatch detail=%s", exc)
-            code = EXIT_SETTINGS
-        except QuantityDecimalsMismatch as exc:
-            log.error("event=stopping reason=quantity_decimals_mismatch detail=%s", exc)
-        except AccountCurrencyMismatch as exc:
-            log.error("event=stopping reason=account_currency_mismatch detail=%s", exc)
-            code = EXIT_SETTINGS
-        except MarkMismatch as exc:
-            log.error("event=stopping reason=mark_mismatch detail=%s", exc)
+        except (CostBasisMismatch, QuantityDecimalsMismatch, AccountCurrencyMismatch,
+                MarkMismatch) as exc:  # the stored state was booked under other settings
+            log.error("event=stopping reason=%s detail=%s", _MISMATCH[type(exc)], exc)
             code = EXIT_SETTINGS
         except Exception:
             log.exception("event=stopping reason=unexpected_error")

@@ -15,9 +15,9 @@ Layout (keys from ``pm_polars.publish.keys``; one set per ``{group}:{topic}:{par
   d the quantities' atoms are ``10**-d`` units of; absent in states written before it: 0).
   A state is only loaded under the d that wrote it (:func:`check_decimals`).
   ``account_currency`` (written only when not the default ``INR``; a state is only
-  reloaded under the account currency that booked it: :func:`check_account_currency`)
-    ``mark`` (``EngineConfig.mark``
-  when not ``"last"``: absent means last; a load under another mark is refused)
+  reloaded under the account currency that booked it: :func:`check_account_currency`),
+  ``mark`` (``EngineConfig.mark`` when not ``"last"``: absent means last; a load under
+  another mark is refused)
 
 JSON rows are written by ``json`` and read column-wise by Polars; floats are written as
 shortest round-trip text, so a state read back equals the state written bit for bit.

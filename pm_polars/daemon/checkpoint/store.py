@@ -131,7 +131,8 @@ class Checkpoint:
 
         Raises ``QuantityDecimalsMismatch`` if it was written with other
         ``quantity_decimals`` (``codec.check_decimals``), ``codec.AccountCurrencyMismatch``
-        if it was booked in another account currency.; ``MarkMismatch`` if it was published under another ``mark`` (``meta``)."""
+        if it was booked in another account currency, ``MarkMismatch`` if it was published
+        under another ``mark`` (``meta``)."""
         with self.client.pipeline(transaction=True) as pipe:  # one consistent read
             pipe.hgetall(self.state_key(tp, "meta"))
             pipe.hgetall(self.state_key(tp, "positions"))
