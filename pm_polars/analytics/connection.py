@@ -38,6 +38,7 @@ from pm_polars.archive.reader import files_by_date
 from pm_polars.engine.instruments import INSTRUMENT_SCHEMA
 from pm_polars.eod.store import SNAPSHOTS
 
+_INSTRUMENT_VIEW = ("instrument_token", "tradingsymbol", "multiplier")  # the same either way
 SNAPSHOT_VIEWS = {"eod_positions": "positions", "eod_portfolios": "portfolios",
                   "eod_trips": "trips"}
 
@@ -94,11 +95,11 @@ def connect(
                     f"SELECT {star} FROM {_read(base / kind / '*' / '*.parquet')} {dedupe}")
     inst = base / INSTRUMENTS_FILE
     if inst.exists():
-        con.execute(f"CREATE OR REPLACE VIEW instruments AS SELECT instrument_token, "
-                    f"tradingsymbol, multiplier FROM read_parquet({_quote(inst)})")
+        con.execute(f"CREATE OR REPLACE VIEW instruments AS SELECT "
+                    f"{', '.join(_INSTRUMENT_VIEW)} FROM read_parquet({_quote(inst)})")
     else:
         cols = ", ".join(f'NULL::{_DUCK_TYPES[type(t)]} AS "{c}"'
-                         for c, t in INSTRUMENT_SCHEMA.items())
+                         for c, t in INSTRUMENT_SCHEMA.items() if c in _INSTRUMENT_VIEW)
         con.execute(f"CREATE OR REPLACE VIEW instruments AS SELECT {cols} WHERE false")
     for view, table in SNAPSHOT_VIEWS.items():
         folder = base / SNAPSHOTS / table
