@@ -1,13 +1,18 @@
 """The batch reader: raw messages -> Arrow text -> one pyarrow JSON read -> typed rows.
 
+0. ``read_clean``: the common case, a batch proved readable whole by checks over all its
+   bytes at once (memchr speed, no per-message regex), read in pyarrow's threads with
+   integers as exact int64 and unknown fields refused (see ``_NOT_JSON_TEXT``). Every other
+   batch takes steps 1-4 (and ``isolate`` for what pyarrow refuses).
 1. ``to_binary`` / ``utf8_text``: the messages as one Arrow array; invalid UTF-8 is found by
    bisection among the messages holding a non-ASCII byte (null = left to ``fallback``).
 2. ``one_line_objects``: which messages pyarrow may read at all. Only those provably one JSON
    object on one line: they start with ``{``, end with ``}``, hold no raw CR/LF, no
    ``-NaN``/``Inf`` literal (which pyarrow accepts but JSON does not) and at most
    ``MAX_OPENERS`` brackets (pyarrow accepts any nesting depth, Python's recursive parser
-   does not), and no integer field written with a fraction or exponent (read exactly). A message holding more than one value makes pyarrow fail or yield an extra row,
-   which the row count of the read catches. The checks the batch as a whole proves needless
+   does not), and no integer field written with a fraction or exponent (read exactly). A
+   message holding more than one value makes pyarrow fail or yield an extra row, which the
+   row count of the read catches. The checks the batch as a whole proves needless
    are skipped (one ``memchr`` over all the bytes).
 3. ``read_lines``: the messages joined with ``\\n``, read by pyarrow with the explicit wire
    schema (``schema.arrow_schema``; unknown fields ignored): one native call per batch.
