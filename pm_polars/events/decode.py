@@ -123,7 +123,7 @@ def _read(arr: pa.Array, clean: pa.Table | None = None) -> pl.DataFrame:
     if clean is not None:
         rows, again = table_to_raw(clean, TS_INT)
         if not len(again):
-            return rows.drop("idx")
+            return pl.DataFrame([rows.get_column(name) for name in RAW_SCHEMA])  # no query
         parsed, slow = [rows], again.to_list()
     else:
         reads, slow, _ = read_fast(utf8_text(arr))
