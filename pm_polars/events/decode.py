@@ -4,8 +4,9 @@ Every input form is brought to the same typed rows (``schema.RAW_SCHEMA``) and j
 same rule table over whole columns (``rules``), so the same event gets the same result (same
 values, same reject reason) whatever its form:
 
-* messages: one pyarrow read of the whole batch (``read``, ``isolate``), the records it
-  refuses one by one in Python (``fallback``);
+* messages: one pyarrow read of the whole batch (``read.read_clean`` for a batch proved
+  clean over its bytes; else ``read``, ``isolate``), the records it refuses one by one in
+  Python (``fallback``);
 * frames and Arrow tables: their typed columns, checked column by column (``typed``);
 * dicts: each checked in Python (``fallback.dict_record``), no JSON round trip.
 
@@ -122,7 +123,7 @@ def _read(arr: pa.Array, clean: pa.Table | None = None) -> pl.DataFrame:
     if clean is not None:
         rows, again = table_to_raw(clean, TS_INT)
         if not len(again):
-            return rows.drop("idx")
+            return pl.DataFrame([rows.get_column(name) for name in RAW_SCHEMA])  # no query
         parsed, slow = [rows], again.to_list()
     else:
         reads, slow, _ = read_fast(utf8_text(arr))

@@ -147,22 +147,31 @@ def _stream(
     return batches, None
 
 
+class ManyRefused(Exception):
+    """Streaming a piece refused more records than its ``limit``; ``str(exc)``: the last
+    error (for ``_recover`` to read the piece by JSON-type variant instead)."""
+
+
 def read_piece(
-    texts: pa.Array, idx: pa.Array, schema: pa.Schema, failed: str | None = None
+    texts: pa.Array, idx: pa.Array, schema: pa.Schema, failed: str | None = None,
+    limit: int | None = None,
 ) -> tuple[Tables, list[int]]:
     """Read one piece (one native call, ``read_batch``); if pyarrow refuses it, stream it
     (``_stream_piece``), a large piece in two halves on two threads at once (pyarrow
-    parses without the GIL). ``failed``: the piece is known to fail (with that error), no
-    need to read it first."""
+    parses without the GIL). ``failed``: the piece is known (or expected) to fail, no need
+    to read it first; ``limit``: refusals beyond this many raise ``ManyRefused``."""
     result = read_batch(texts, schema) if failed is None else failed
     if isinstance(result, pa.Table):
         return [(result, idx)], []
     if len(texts) < _PARALLEL_MIN:
-        return _stream_piece(texts, idx, schema)
+        return _stream_piece(texts, idx, schema, limit)
     half = len(texts) // 2
-    other = _pool().submit(_stream_piece, texts[half:], idx[half:], schema)
-    tables, slow = _stream_piece(texts[:half], idx[:half], schema)
-    more, left = other.result()
+    share = None if limit is None else limit // 2
+    other = _pool().submit(_stream_piece, texts[half:], idx[half:], schema, share)
+    try:
+        tables, slow = _stream_piece(texts[:half], idx[:half], schema, share)
+    finally:
+        more, left = other.result()  # raises the other half's ManyRefused, if any
     return tables + more, slow + left
 
 
@@ -177,7 +186,8 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL[0]
 
 
-def _stream_piece(texts: pa.Array, idx: pa.Array, schema: pa.Schema) -> tuple[Tables, list[int]]:
+def _stream_piece(texts: pa.Array, idx: pa.Array, schema: pa.Schema,
+                  limit: int | None = None) -> tuple[Tables, list[int]]:
     """Stream a refused piece in blocks of about ``_BLOCK`` bytes. A block that fails names
     its row: that record is set aside and its line overwritten in place with ``{}`` and
     spaces (an all-null row, so rows stay aligned with lines), and the stream restarts at
@@ -204,6 +214,8 @@ def _stream_piece(texts: pa.Array, idx: pa.Array, schema: pa.Schema) -> tuple[Ta
         width = starts[bad + 1] - 1 - starts[bad]
         data[starts[bad] : starts[bad] + width] = b"{}" + b" " * (width - 2)
         refused.append(bad)
+        if limit is not None and len(refused) > limit:
+            raise ManyRefused(error)
     tables: Tables = []
     slow = idx.take(pa.array(refused, pa.int64())).to_pylist()
     read = [r for r in refused if r < pos]
@@ -283,12 +295,36 @@ def read_fast(text: pa.Array) -> tuple[Reads, list[int], bool]:
         text = text.filter(fast)
     else:
         idx = positions(len(text)).to_arrow()
-    result = read_batch(text, arrow_schema(*COMMON))
-    if isinstance(result, pa.Table):
-        return {COMMON: [(result, idx)]}, slow, not slow
+    if slow:  # poison already: stream at once (no whole read that would likely fail)
+        try:
+            reads, left = _stream_at_once(text, idx)
+            return reads, slow + left, False
+        except ManyRefused as exc:  # e.g. many text ts: read by JSON-type variant
+            result: pa.Table | str = str(exc)
+    else:
+        result = read_batch(text, arrow_schema(*COMMON))
+        if isinstance(result, pa.Table):
+            return {COMMON: [(result, idx)]}, slow, True
     log.debug("batch of %d messages refused: %s", len(text), result)
     reads, left = _recover(text, idx, result)
     return reads, slow + left, False
+
+
+_AT_ONCE_SHARE = 32  # streaming at once gives up beyond one refusal in this many records
+
+
+def _stream_at_once(text: pa.Array, idx: pa.Array) -> tuple[Reads, list[int]]:
+    """A batch holding poison, streamed with the common variant without a whole read first
+    (messages holding two objects set aside first: they would shift row numbers); more
+    refusals than ``SMALL`` or one in ``_AT_ONCE_SHARE`` raise ``ManyRefused``."""
+    two = pl.Series(text).str.contains(_TWO_VALUES).fill_null(False)
+    slow: list[int] = []
+    if two.any():
+        slow, keep = idx.filter(two.to_arrow()).to_pylist(), (~two).to_arrow()
+        text, idx = text.filter(keep), idx.filter(keep)
+    limit = max(SMALL, len(text) // _AT_ONCE_SHARE)
+    tables, left = read_piece(text, idx, arrow_schema(*COMMON), "", limit)
+    return {COMMON: tables}, slow + left
 
 
 def to_frames(reads: Reads, slow: list[int]) -> tuple[list[pl.DataFrame], list[int]]:

@@ -147,8 +147,14 @@ def max_quantity(decimals: int) -> int:
 
 
 def _at_most(bound: float) -> Check:
-    return Check(lambda c: c.abs() > bound,
-                 lambda s: (low := _low(s)) is None or max(-low, float(s.max())) <= bound)  # type: ignore[arg-type]
+    def all_pass(s: pl.Series) -> bool:  # |x| <= bound for all: by min and max, no copy
+        low = _low(s)
+        if low is None:
+            return True
+        high = float(s.max())  # type: ignore[arg-type]
+        return not (math.isnan(low) or math.isnan(high)) and max(-low, high) <= bound
+
+    return Check(lambda c: c.abs() > bound, all_pass)
 
 FINITE = Check(lambda c: ~c.is_finite(), lambda s: math.isfinite(s.sum()))
 # identity: ``portfolio_id = f"{source}_{strategy_id}"`` is unambiguous because a source

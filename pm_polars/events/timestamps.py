@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cache
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -89,10 +90,7 @@ def _month_days(y: pl.Expr, m: pl.Expr) -> pl.Expr:
 def iso_ns(text: pl.Series) -> pl.DataFrame:
     """``ns``, ``matched`` (ISO shape) and ``ok`` (valid calendar, in range) per string."""
     if not text.str.contains(_ISO).any():  # no ISO shape at all: skip the calendar
-        false = pl.repeat(False, len(text), eager=True)
-        return pl.DataFrame({"ns": pl.Series([None] * len(text), dtype=pl.Int64)}).with_columns(
-            matched=false, ok=false
-        )
+        return _unparsed(len(text))
     groups = pl.DataFrame({"text": text}).select(
         pl.col("text").str.extract_groups(_ISO).struct.unnest()
     )
@@ -217,19 +215,22 @@ def _on_subset(
 ) -> pl.DataFrame:
     """Run ``parse`` only on the rows selected by ``mask``; other rows: null / False."""
     n = len(mask)
-    out = pl.DataFrame(
-        {
-            "ns": pl.repeat(None, n, dtype=pl.Int64, eager=True),
-            "matched": pl.repeat(False, n, eager=True),
-            "ok": pl.repeat(False, n, eager=True),
-        }
-    )
+    out = _unparsed(n)
     if not mask.any():
         return out
     where = mask.arg_true()
     got = parse(values.gather(where))
     return out.with_columns(
         out[name].scatter(where, got[name]) for name in got.columns if name in out.columns
+    )
+
+
+def _unparsed(n: int) -> pl.DataFrame:
+    """``ns`` null, ``matched`` and ``ok`` false for ``n`` rows (from Arrow: no query)."""
+    false = pa.array(np.zeros(n, dtype=bool))
+    return pl.DataFrame(
+        [pl.Series("ns", pa.nulls(n, pa.int64())), pl.Series("matched", false),
+         pl.Series("ok", false)]
     )
 
 
