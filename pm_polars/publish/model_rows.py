@@ -287,8 +287,13 @@ def _contributions(out: Published, parts: Mapping[str, PartSums], keys: Keys,
     if aum:
         fields = []
         for part, per in sorted(aum.items()):
-            eq = {src: t["equity"] for src, t in per.items()}
-            day = {c: math.fsum(t[c] for t in per.values()) for c in AUM_SUMS}
-            fields += [part, _dumps({"total": sum(eq.values()), "by_source": eq, **day})]
+            # a source with a portfolio missing a rate has no equity (``fxviews.aum``)
+            eq = {src: None if t.get("missing_rate") else t["equity"]
+                  for src, t in per.items()}
+            known = None not in eq.values()
+            day = {c: math.fsum(t[c] for t in per.values()) if known else None
+                   for c in AUM_SUMS}
+            fields += [part, _dumps({"total": sum(eq.values()) if known else None,
+                                     "by_source": eq, **day})]
         out.add(command("HSET", keys.aum_parts(group), *fields))
         out.aum = True
