@@ -41,14 +41,16 @@ def test_bad_account_currency_names_the_setting(bad: str) -> None:
 def test_currency_mix_accepted_on_one_node_refused_on_a_cluster(tmp_path: Path) -> None:
     path = _instruments(tmp_path, quote_currency=["INR", "USD"])
     assert Settings(bootstrap_servers="k:9092", instruments=path).instruments == path
-    cluster = {"bootstrap_servers": "k:9092", "redis_cluster": True,
-               "redis_url": "redis://n1:7000"}
+    def cluster(instruments: Path) -> Settings:
+        return Settings(bootstrap_servers="k:9092", redis_cluster=True,
+                        redis_url="redis://n1:7000", instruments=instruments)
+
     with pytest.raises(ConfigError, match=r"--instruments.*token 2: USD.*--redis-cluster"):
-        Settings(instruments=path, **cluster)
+        cluster(path)
     inverse = _instruments(tmp_path, inverse=[False, True], base_currency=[None, "BTC"])
     assert Settings(bootstrap_servers="k:9092", instruments=inverse).instruments == inverse
     with pytest.raises(ConfigError, match="inverse, BTC.*single Redis node"):
-        Settings(instruments=inverse, **cluster)
+        cluster(inverse)
 
 
 def test_one_currency_book_is_accepted(tmp_path: Path) -> None:
