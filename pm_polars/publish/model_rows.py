@@ -260,8 +260,9 @@ def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, PartSums]
     for pid in sorted(rendered):
         row, held = rendered[pid]
         mine = [_position_texts(p) for p in held]
-        for tok, body, _ in mine:
-            out.add(header("HSET", keys.position(pid, tok), nargs) + body)
+        for p, (tok, body, _) in zip(held, mine, strict=True):
+            n = nargs if "pnl_currency" not in p else 2 * len(FX_FIELDS)
+            out.add(header("HSET", keys.position(pid, tok), n) + body)
         inner = ",".join([f"{_dumps(tok)}:{doc}" for tok, _, doc in mine])
         pairs += [keys.portfolio(pid), f'{_dumps(row)[:-1]},"positions":{{{inner}}}}}']
         out.documents.append(pid)

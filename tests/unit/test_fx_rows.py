@@ -12,26 +12,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.documents import same
 from test_currencies import AAPL, BTCINR, INSTRUMENTS, NIFTY, USDINR, XBTUSD, fill, tick
 
 from pm_polars.engine.engine import PortfolioEngine
 from pm_polars.publish.fx_rows import FxFacts
 from pm_polars.publish.model_rows import render
 from pm_polars.publish.state_rows import StateRows
-
-
-def same(got: Any, want: Any, where: str = "") -> None:
-    """Equal documents: the same keys in the same order, the same values (floats to the
-    last few bits: sums may be taken in another order)."""
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and list(got) == list(want), (where, got, want)
-        for k in want:
-            same(got[k], want[k], f"{where}.{k}")
-    elif isinstance(want, float) and not isinstance(got, bool):
-        assert got == pytest.approx(want, rel=1e-12, abs=1e-9), (where, got, want)
-        assert type(got) is float, where
-    else:
-        assert got == want and type(got) is type(want), (where, got, want)
 
 
 def published(e: PortfolioEngine) -> dict[str, dict[str, Any]]:
