@@ -4,6 +4,7 @@ under the currency that booked it."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from support.documents import same
 from support.fixtures import StartDaemon
 from support.names import Names
 
+from pm_polars.client import PortfolioReader
 from pm_polars.engine.engine import PortfolioEngine
 from pm_polars.engine.instruments import load_instruments
 
@@ -181,6 +183,9 @@ def test_inr_daemon_converts_a_usd_stock_and_an_inverse_contract(
     aum = json.loads(client.get("aum") or "{}")
     assert aum["total"] is None and aum["by_source"] == {"paper": None}
     assert client.hget(f"position:paper_S1:{XBTUSD}", "missing_rate") == "true"
+    reader = PortfolioReader(client)  # readers see null totals as nan, the flag in extra
+    got = reader.get_portfolio("paper_S1")
+    assert got is not None and math.isnan(got.equity) and got.extra == {"missing_rate": True}
 
     rate = [_tick(BTCINR, 5_000_000.0, 5)]
     produce(broker.bootstrap, [(names.ticks, b"t", v) for v in rate])
