@@ -103,9 +103,11 @@ def apply_batch(
     )
     if on_applied is not None:
         on_applied(result)
-    rows = StateRows.fetch(book.engine.state, sorted(published))
+    fx = book.fx
+    rows = StateRows.fetch(book.engine.state, sorted(published),
+                           fx.rate_tokens if fx is not None else ())
     update = ViewUpdate(rendered={tp: {} for tp in whole}, whole=whole, at_ns=now)
-    rendered = render(rows, published, book.config.quantity_scale, book.config.mark)
+    rendered = render(rows, published, book.config.quantity_scale, book.config.mark, fx)
     for pid, r in rendered.items():
         tp = owner_of(pid)
         if tp is not None:

@@ -38,6 +38,7 @@ from pm_polars.engine.marks import MARK_STATE_SCHEMA
 from pm_polars.engine.state import EngineState, merge
 from pm_polars.events import DecodedBatch
 from pm_polars.events.schema import FILL_SCHEMA, REJECT_SCHEMA, empty
+from pm_polars.publish.fx_rows import FxFacts
 from pm_polars.types import TP, BatchResult
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class Book:
         self.checkpoint, self.ticks, self.instruments = checkpoint, ticks, instruments
         self.views = ReadModel(tick_publish_ns)  # published rows; conflated tick republishing
         self.engine = PortfolioEngine(instruments=instruments, config=config)
+        # a book in several currencies or with inverse contracts: the publish path converts
+        self.fx = FxFacts.of(self.engine.state.instruments, config.account_currency)
         self.parts: dict[TP, PartitionInfo] = {}
         self.owner: dict[str, TP] = {}
         self.alert_rules = alerts

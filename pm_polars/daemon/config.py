@@ -128,8 +128,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("account_currency", str, "INR", "currency of every published money figure "
          "(ISO 4217 code, e.g. INR, USD); recorded in the Redis state, which is only "
          "reloaded under the currency that booked it. Instruments quoted or settled in "
-         "another currency (quote_currency/inverse columns) are refused by the daemon for "
-         "now (its publish path does not convert); the engine converts them", "CODE"),
+         "another currency (quote_currency/inverse columns, rates from ticks of fx_pair "
+         "instruments) are converted into it in every published total (positions stay in "
+         "their pnl_currency; a missing rate publishes null totals and missing_rate); not "
+         "with --redis-cluster yet", "CODE"),
     Spec("cost_basis", str, "average", "how a reducing fill realizes P&L: against the "
          "position's average cost, or FIFO against its oldest open lots (lots are kept in "
          "the Redis state; a state is only reloaded under the method that booked it)",
@@ -299,7 +301,7 @@ def validate(s: Settings) -> None:
     if s.instruments is not None and not s.instruments.exists():
         raise _fail("instruments", f"file {s.instruments} does not exist",
                     "point it at a CSV or Parquet instruments table")
-    if s.instruments is not None:
+    if s.instruments is not None and s.redis_cluster:
         _check_currency_mix(s.instruments, s.account_currency)
     try:
         tradingday.check_tz(s.day_roll_tz)
@@ -317,8 +319,9 @@ def validate(s: Settings) -> None:
 
 
 def _check_currency_mix(path: Path, account: str) -> None:
-    """Refuse an instruments file the publish path cannot render: one booking an instrument
-    in another currency than ``account`` or inverse (``engine.currencies``)."""
+    """Refuse, with ``--redis-cluster``, an instruments file booking an instrument in another
+    currency than ``account`` or inverse (``engine.currencies``): the cluster path of the
+    Overall/aum aggregates is not proven for such a book yet; a single Redis node converts."""
     try:
         table = load_instruments(path)
     except InstrumentError as exc:
@@ -329,11 +332,11 @@ def _check_currency_mix(path: Path, account: str) -> None:
         first = fx.tokens.row(0, named=True)
         raise _fail("instruments", f"file {path} books {fx.tokens.height} instruments outside "
                     f"--account-currency {account} (first token {first['instrument_token']}: "
-                    f"{'inverse, ' if first['inverse'] else ''}{first['pnl_currency']}); the "
-                    "daemon's published totals do not convert currencies yet",
-                    "run such a book in the engine (PortfolioEngine converts on read), or "
-                    "give only instruments quoted in the account currency (drop their "
-                    "quote_currency/inverse columns or set --account-currency)")
+                    f"{'inverse, ' if first['inverse'] else ''}{first['pnl_currency']}) and "
+                    "--redis-cluster is set: a currency book is not supported on Redis "
+                    "Cluster yet",
+                    "run such a book against a single Redis node (drop --redis-cluster), or "
+                    "give only instruments quoted in the account currency")
 
 
 def parse_value(name: str, text: Any) -> Any:

@@ -62,6 +62,7 @@ local POS_OUT = {'instrument_token','quantity','average_price','last_price','rea
                  'day_sell_quantity','day_buy_value','day_sell_value','day_quantity','day_pnl',
                  'day_realized_pnl','day_fees','day_carried_pnl','day_trading_pnl','m2m'}
 local AUM_DAY = {'m2m','day_net_pnl'}
+local FX = {'pnl_currency','inverse','fx_rate','missing_rate'}  -- a currency book's positions
 
 local function isnull(x) return x == nil or x == cjson.null end
 local function units(x)  -- atoms (an integral double) as the exact decimal text of units
@@ -86,6 +87,7 @@ local function num(name, x)
 end
 local function field(name, x)
   if type(x) == 'string' then return cjson.encode(x) end
+  if type(x) == 'boolean' then return x and 'true' or 'false' end
   return num(name, x)
 end
 local function object(names, t)
@@ -117,11 +119,13 @@ end
 for _, src in ipairs(req.sources) do
   local pid = src .. '_Overall'
   local tot, pos, toks, day = {}, {}, {}, nil
+  local missing = nil  -- a currency book's: portfolios missing a rate (nil: none such book)
   for _, k in ipairs(PF) do tot[k] = 0 end
   for _, k in ipairs(PF_DAY) do tot[k] = 0 end
   for _, part in ipairs(sorted_parts(K['parts:' .. src])) do
     for _, k in ipairs(PF) do tot[k] = tot[k] + (isnull(part.totals[k]) and 0 or part.totals[k]) end
     for _, k in ipairs(PF_DAY) do tot[k] = tot[k] + (isnull(part.totals[k]) and 0 or part.totals[k]) end
+    if not isnull(part.totals.missing_rate) then missing = (missing or 0) + part.totals.missing_rate end
     local d = part.trading_day
     if not isnull(d) and (day == nil or d > day) then day = d end
     for tok, row in pairs(part.positions) do
@@ -135,6 +139,10 @@ for _, src in ipairs(req.sources) do
       if isnull(acc.last_price) and not isnull(row.last_price) then acc.last_price = row.last_price end
       if isnull(acc.multiplier) and not isnull(row.multiplier) then acc.multiplier = row.multiplier end
       if isnull(acc.prev_close) and not isnull(row.prev_close) then acc.prev_close = row.prev_close end
+      if not isnull(row.pnl_currency) and isnull(acc.pnl_currency) then
+        acc.pnl_currency, acc.inverse = row.pnl_currency, row.inverse
+      end
+      if isnull(acc.fx_rate) and not isnull(row.fx_rate) then acc.fx_rate = row.fx_rate end
     end
   end
   table.sort(toks)
@@ -143,6 +151,17 @@ for _, src in ipairs(req.sources) do
     local acc = pos[tostring(t)]
     acc.average_price = (acc.quantity ~= 0) and (acc.cost / (acc.quantity / UNIT)) or 0
     acc.overnight_average_price = (acc.overnight_quantity ~= 0) and (acc.cost0 / (acc.overnight_quantity / UNIT)) or 0
+    local names = POS_OUT
+    if not isnull(acc.pnl_currency) then  -- shown in prices again, with the fx columns
+      if acc.inverse then
+        if acc.average_price ~= 0 then acc.average_price = -1 / acc.average_price end
+        if acc.overnight_average_price ~= 0 then acc.overnight_average_price = -1 / acc.overnight_average_price end
+      end
+      acc.missing_rate = isnull(acc.fx_rate)
+      names = {}
+      for _, k in ipairs(POS_OUT) do names[#names + 1] = k end
+      for _, k in ipairs(FX) do names[#names + 1] = k end
+    end
     if CL then
       local m = req.marks[tostring(t)]
       if m ~= nil then acc.last_price = m end
@@ -150,20 +169,28 @@ for _, src in ipairs(req.sources) do
       local tick = redis.call('HGET', K.prices, tostring(t))
       if tick then acc.last_price = cjson.decode(tick).last_price end
     end
-    posjson[#posjson + 1] = cjson.encode(tostring(t)) .. ':{' .. table.concat(object(POS_OUT, acc), ',') .. '}'
+    posjson[#posjson + 1] = cjson.encode(tostring(t)) .. ':{' .. table.concat(object(names, acc), ',') .. '}'
     local hash = {}
-    for _, k in ipairs(POS_OUT) do
-      local v = num(k, acc[k]); if v == 'null' then v = '' end
+    for _, k in ipairs(names) do
+      local v = acc[k]
+      if type(v) == 'string' then v = v
+      elseif type(v) == 'boolean' then v = v and 'true' or 'false'
+      else v = num(k, v); if v == 'null' then v = '' end end
       hash[#hash + 1] = k; hash[#hash + 1] = v
     end
     if CL then hashes[#hashes + 1] = {P .. 'position:' .. pid .. ':' .. t, hash}
     else redis.call('HSET', P .. 'position:' .. pid .. ':' .. t, unpack(hash)) end
+  end
+  if missing ~= nil and missing > 0 then  -- a sum without a rate is unknown
+    for _, k in ipairs(PF) do if k ~= 'open_positions' then tot[k] = nil end end
+    for _, k in ipairs(PF_DAY) do tot[k] = nil end
   end
   local head = {'"portfolio_id":' .. cjson.encode(pid), '"source":' .. cjson.encode(src),
                 '"strategy_id":"Overall"'}
   for _, s in ipairs(object(PF, tot)) do head[#head + 1] = s end
   head[#head + 1] = '"trading_day":' .. (day == nil and 'null' or cjson.encode(day))
   for _, s in ipairs(object(PF_DAY, tot)) do head[#head + 1] = s end
+  if missing ~= nil then head[#head + 1] = '"missing_rate":' .. (missing > 0 and 'true' or 'false') end
   head[#head + 1] = '"positions":{' .. table.concat(posjson, ',') .. '}'
   redis.call('SET', K['doc:' .. src], '{' .. table.concat(head, ',') .. '}')
   if not CL then redis.call('SADD', K.index, pid) end
@@ -171,19 +198,23 @@ end
 
 if req.aum then
   local total, by, dsum = 0, {}, {}
-  local names = {}
+  local names, unknown, nulls = {}, false, {}  -- a part's null total: a rate is missing
   for _, k in ipairs(AUM_DAY) do dsum[k] = 0 end
   for _, part in ipairs(sorted_parts(K.aum_parts)) do
-    total = total + part.total
+    if isnull(part.total) then unknown = true else total = total + part.total end
     for _, k in ipairs(AUM_DAY) do dsum[k] = dsum[k] + (isnull(part[k]) and 0 or part[k]) end
     for src, v in pairs(part.by_source) do
       if by[src] == nil then by[src] = 0; names[#names + 1] = src end
-      by[src] = by[src] + v
+      if isnull(v) then nulls[src] = true else by[src] = by[src] + v end
     end
   end
+  if unknown then total = nil; for _, k in ipairs(AUM_DAY) do dsum[k] = nil end end
   table.sort(names)
   local bs = {}
-  for _, src in ipairs(names) do bs[#bs + 1] = cjson.encode(src) .. ':' .. num('', by[src]) end
+  for _, src in ipairs(names) do
+    local v = by[src]; if nulls[src] then v = nil end
+    bs[#bs + 1] = cjson.encode(src) .. ':' .. num('', v)
+  end
   local extra = {}
   for _, k in ipairs(AUM_DAY) do extra[#extra + 1] = ',' .. cjson.encode(k) .. ':' .. num(k, dsum[k]) end
   redis.call('SET', K.aum, '{"total":' .. num('', total) .. ',"by_source":{' .. table.concat(bs, ',') .. '}' .. table.concat(extra) .. '}')

@@ -36,7 +36,9 @@ from typing import Any
 from pm_polars.engine import views
 from pm_polars.engine.dayfigures import PORTFOLIO_DAY_SUMS
 from pm_polars.engine.marks import valuation_of
+from pm_polars.publish import fx_rows
 from pm_polars.publish.contributions import AUM_SUMS
+from pm_polars.publish.fx_rows import FxFacts
 from pm_polars.publish.keys import Keys
 from pm_polars.publish.part_sums import ATOMS, PartSums, Rendered
 from pm_polars.publish.resp import arg, command, header
@@ -54,6 +56,8 @@ _HEADS = [f"${len(k)}\r\n{k}\r\n" for k in POSITION_FIELDS]  # field names as RE
 _POSITION_JSON = "{" + ",".join(f"{_dumps(k)}:%s" for k in POSITION_FIELDS) + "}"
 _position_values = operator.itemgetter(*POSITION_FIELDS)
 _NUMBERS = frozenset((int, float))
+FX_FIELDS = [*POSITION_FIELDS, *fx_rows.FX_POSITION_COLUMNS]  # a currency book's positions
+_fx_values = operator.itemgetter(*FX_FIELDS)
 
 
 @dataclass
@@ -80,6 +84,13 @@ def _position_texts(p: dict[str, Any]) -> tuple[str, bytes, str]:
     finite float or an int (the usual case) it is the hash texts in a template: ``json``
     writes those as ``repr``/``str`` too, so each number is formatted once for both.
     """
+    if "pnl_currency" in p:  # a currency book's row: the fx columns too (no template)
+        values = _fx_values(p)
+        texts = [_text(v) for v in values]
+        data = b"".join(arg(x) for k, t in zip(FX_FIELDS, texts, strict=True)
+                        for x in (k, t))
+        return (str(p["instrument_token"]), data,
+                _dumps(dict(zip(FX_FIELDS, values, strict=True))))
     values = _position_values(p)
     texts = [repr(v) if isinstance(v, float) else "" if v is None else str(v) for v in values]
     body = "".join([f"{h}${len(t)}\r\n{t}\r\n" for h, t in zip(_HEADS, texts, strict=True)])
@@ -92,6 +103,14 @@ def _position_texts(p: dict[str, Any]) -> tuple[str, bytes, str]:
     return str(p["instrument_token"]), data, doc
 
 
+def _text(v: Any) -> str:
+    """A position hash field's text: ``repr`` of a float, ``true``/``false`` of a flag,
+    ``str`` of an int or a code, ``""`` for null."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v) if isinstance(v, float) else "" if v is None else str(v)
+
+
 def unit(atoms: int, scale: int) -> int | float:
     """A state quantity (``atoms`` of ``1/scale`` units) in units as documents show it: an
     ``int`` when integral (integer feeds keep their integers), else the double nearest the
@@ -101,12 +120,15 @@ def unit(atoms: int, scale: int) -> int | float:
 
 
 def position_rows(rows: StateRows, members: Mapping[str, str],
-                  scale: int = 1, mark_mode: str = "last") -> list[dict[str, Any]]:
+                  scale: int = 1, mark_mode: str = "last",
+                  fx: FxFacts | None = None) -> list[dict[str, Any]]:
     """``views.positions_view`` rows of ``members`` (sorted by portfolio, token) as dicts;
     ``scale``: atoms per unit of the state's quantities (``EngineConfig.quantity_scale``),
     whose quantities are published in units (``unit``); at ``scale`` > 1 a row also keeps
     its exact atoms under ``part_sums.ATOMS`` (summed by ``part_sums``); ``mark_mode``:
-    ``EngineConfig.mark``."""
+    ``EngineConfig.mark``; ``fx``: a currency book's facts (``fx_rows``: rows follow
+    ``fxviews.positions_view``, valued on line prices, shown in prices, with the fx
+    columns; ``rows.marks`` must hold the FX instruments' marks)."""
     m_tok, m_tick, m_fill, m_roll, m_bid, m_ask = (
         rows.mark_columns.index(c) for c in
         ("instrument_token", "tick_price", "fill_price", "roll_price", "tick_bid", "tick_ask"))
@@ -115,6 +137,7 @@ def position_rows(rows: StateRows, members: Mapping[str, str],
     closes = {r[m_tok]: r[m_roll] for r in rows.marks.values()}
     quotes = ({r[m_tok]: (r[m_bid], r[m_ask]) for r in rows.marks.values()}
               if mark_mode != "last" else {})
+    rates = fx.rates(marks) if fx is not None else {}
     at = [rows.position_columns.index(c) for c in _STATE]
     out = []
     for row in rows.positions:
@@ -133,11 +156,16 @@ def position_rows(rows: StateRows, members: Mapping[str, str],
             day_q = unit(dbq - dsq, scale)
             q, bq, sq, q0, dbq, dsq = (unit(x, scale) for x in (q, bq, sq, q0, dbq, dsq))
             day_qf, moved = float(dbq) - float(dsq), float(q) - float(q0)
-        mark, pc = marks.get(tok), closes.get(tok)
+        mark, pc = shown_mark, shown_pc = marks.get(tok), closes.get(tok)
+        inv = fx is not None and fx.facts(tok)[1]
+        if inv:  # valued on the line price -1/price (``currencies``)
+            mark, pc = fx_rows.line(mark, True), fx_rows.line(pc, True)
         qf = float(q)
         value = mark  # the price unrealized P&L and market value use (``marks.valuation``)
         if quotes:
             bid, ask = quotes.get(tok, (None, None))
+            if inv:
+                bid, ask = fx_rows.line(bid, True), fx_rows.line(ask, True)
             value = valuation_of(mark_mode, q, mark, bid, ask)
         unreal = ((value - avg) * qf * m if value is not None else None) if q != 0 else 0.0
         mv = qf * value * m if value is not None else 0.0
@@ -160,6 +188,9 @@ def position_rows(rows: StateRows, members: Mapping[str, str],
                     "day_sell_value": dsv, "day_quantity": day_q, "day_pnl": day_pnl,
                     "day_realized_pnl": dreal, "day_fees": dfees, "day_carried_pnl": carried,
                     "day_trading_pnl": trading, "m2m": m2m})
+        if fx is not None:
+            out[-1].update(last_price=shown_mark, prev_close=shown_pc)
+            fx_rows.shown(out[-1], fx, rates)
         if atoms is not None:
             out[-1][ATOMS] = atoms
     return out
@@ -200,18 +231,21 @@ def portfolio_rows(rows: StateRows, members: Mapping[str, str],
 
 
 def render(rows: StateRows, pids: Collection[str], scale: int = 1,
-           mark: str = "last") -> dict[str, Rendered]:
+           mark: str = "last", fx: FxFacts | None = None) -> dict[str, Rendered]:
     """Each of ``pids``' published rows: its portfolio row and its position rows (in token
     order), following ``views.positions_view``/``portfolios_view`` (``rows``: their state,
     see ``state_rows``; ``scale``: atoms per unit of its quantities; ``mark``:
-    ``EngineConfig.mark``)."""
+    ``EngineConfig.mark``; ``fx``: a currency book's facts, rows following ``fxviews``,
+    see ``fx_rows``)."""
     members = dict.fromkeys(pids, "")
-    positions = position_rows(rows, members, scale, mark)
+    positions = position_rows(rows, members, scale, mark, fx)
     held: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for p in positions:
         held[p["portfolio_id"]].append(p)
     return {row["portfolio_id"]: (row, held.get(row["portfolio_id"], []))
-            for row in portfolio_rows(rows, members, positions)}
+            for row in (portfolio_rows(rows, members, positions) if fx is None else
+                        fx_rows.portfolio_rows(rows.cash, rows.cash_columns, members,
+                                               positions, fx.account, rows.trading_day))}
 
 
 def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, PartSums],
@@ -226,8 +260,9 @@ def publish_rows(rendered: Mapping[str, Rendered], parts: Mapping[str, PartSums]
     for pid in sorted(rendered):
         row, held = rendered[pid]
         mine = [_position_texts(p) for p in held]
-        for tok, body, _ in mine:
-            out.add(header("HSET", keys.position(pid, tok), nargs) + body)
+        for p, (tok, body, _) in zip(held, mine, strict=True):
+            n = nargs if "pnl_currency" not in p else 2 * len(FX_FIELDS)
+            out.add(header("HSET", keys.position(pid, tok), n) + body)
         inner = ",".join([f"{_dumps(tok)}:{doc}" for tok, _, doc in mine])
         pairs += [keys.portfolio(pid), f'{_dumps(row)[:-1]},"positions":{{{inner}}}}}']
         out.documents.append(pid)
@@ -253,8 +288,13 @@ def _contributions(out: Published, parts: Mapping[str, PartSums], keys: Keys,
     if aum:
         fields = []
         for part, per in sorted(aum.items()):
-            eq = {src: t["equity"] for src, t in per.items()}
-            day = {c: math.fsum(t[c] for t in per.values()) for c in AUM_SUMS}
-            fields += [part, _dumps({"total": sum(eq.values()), "by_source": eq, **day})]
+            # a source with a portfolio missing a rate has no equity (``fxviews.aum``)
+            eq = {src: None if t.get("missing_rate") else t["equity"]
+                  for src, t in per.items()}
+            known = None not in eq.values()
+            day = {c: math.fsum(t[c] for t in per.values()) if known else None
+                   for c in AUM_SUMS}
+            fields += [part, _dumps({"total": sum(eq.values()) if known else None,
+                                     "by_source": eq, **day})]
         out.add(command("HSET", keys.aum_parts(group), *fields))
         out.aum = True

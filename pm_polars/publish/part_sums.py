@@ -39,6 +39,7 @@ ATOMS = "_atoms"  # a position row's {quantity field: atoms} at quantity_decimal
 _SUMMED = [c for c in POSITION_SUMS if c not in ("cost", "cost0")]
 _QUANTITY_SLOTS = [(i, c) for i, c in enumerate(_SUMMED) if c in INTS]
 Rendered = tuple[dict[str, Any], list[dict[str, Any]]]  # as ``model_rows.Rendered``
+FX_FACTS = ("pnl_currency", "inverse", "fx_rate", "missing_rate")  # ``fxviews``' columns
 
 
 SCALE = 1074  # every double is an integer multiple of 2**-1074
@@ -92,10 +93,16 @@ _TOTALS_AT = operator.itemgetter(*PORTFOLIO_SUMS)
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def _line(average: float, p: dict[str, Any]) -> float:
+    """An inverse row's shown average price back on its line ``-1/price`` (``fx_rows``):
+    an aggregate's average is that of the line, as ``fxviews.overall_positions`` takes it."""
+    return -1.0 / average if average != 0 and p.get("inverse") else average
+
+
 def _position_sums(p: dict[str, Any]) -> tuple[Any, ...]:
     """The summed values of a position row (quantities as atoms, see the docstring)."""
-    values = (*_SUMMED_AT(p), p["average_price"] * float(p["quantity"]),
-              p["overnight_average_price"] * float(p["overnight_quantity"]))
+    values = (*_SUMMED_AT(p), _line(p["average_price"], p) * float(p["quantity"]),
+              _line(p["overnight_average_price"], p) * float(p["overnight_quantity"]))
     atoms = p.get(ATOMS)
     if atoms is None:  # integer quantities: the units are the atoms
         return values
@@ -108,19 +115,20 @@ def _position_sums(p: dict[str, Any]) -> tuple[Any, ...]:
 class _Token:
     """One instrument's aggregate position in a source: sums, last mark, multiplier."""
 
-    __slots__ = ("sums", "last_price", "prev_close", "multiplier", "_json")
+    __slots__ = ("sums", "last_price", "prev_close", "multiplier", "fx", "_json")
 
     def __init__(self, multiplier: Any) -> None:
         self.sums = _Sums([*_SUMMED, "cost", "cost0"])
         self.last_price: float | None = None
         self.prev_close: float | None = None
         self.multiplier = multiplier
+        self.fx: dict[str, Any] | None = None  # a currency book's: pnl_currency, inverse, fx_rate
         self._json: str | None = None
 
     def copy(self) -> _Token:
         out = _Token(self.multiplier)
         out.sums, out.last_price = self.sums.copy(), self.last_price
-        out.prev_close = self.prev_close
+        out.prev_close, out.fx = self.prev_close, self.fx
         return out
 
     def replace(self, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
@@ -130,28 +138,33 @@ class _Token:
             self.last_price = new["last_price"]
         if new["prev_close"] is not None:
             self.prev_close = new["prev_close"]
+        if "pnl_currency" in new:  # the latest rate published with it
+            self.fx = {c: new[c] for c in FX_FACTS}
 
     def json(self) -> str:
         if self._json is None:
             sums = self.sums.values()
             self._json = _dumps({**{c: sums[c] for c in POSITION_SUMS},
                                  "last_price": self.last_price, "prev_close": self.prev_close,
-                                 "multiplier": self.multiplier})
+                                 "multiplier": self.multiplier, **(self.fx or {})})
         return self._json
 
 
 class _Source:
-    __slots__ = ("totals", "tokens", "trading_day")
+    __slots__ = ("totals", "tokens", "trading_day", "missing")
 
     def __init__(self) -> None:
         self.totals = _Sums(list(PORTFOLIO_SUMS))
         self.tokens: dict[int, _Token] = {}
         self.trading_day: str | None = None  # the latest of its published rows
+        # a currency book's: how many of its published portfolios miss a rate (None: a
+        # book in the account currency only, whose contribution has no ``missing_rate``)
+        self.missing: int | None = None
 
     def copy(self) -> _Source:
         out = _Source()
         out.totals, out.tokens = self.totals.copy(), dict(self.tokens)
-        out.trading_day = self.trading_day
+        out.trading_day, out.missing = self.trading_day, self.missing
         return out
 
 
@@ -182,6 +195,9 @@ class PartSums:
         day = row.get("trading_day")
         if day is not None and (source.trading_day is None or day > source.trading_day):
             source.trading_day = day
+        if "missing_rate" in row:
+            source.missing = ((source.missing or 0) + row["missing_rate"]
+                              - (old is not None and bool(old[0].get("missing_rate"))))
         before = {} if old is None else {p["instrument_token"]: p for p in old[1]}
         source.totals.replace(None if old is None else _TOTALS_AT(old[0]), _TOTALS_AT(row))
         for p in positions:
@@ -199,6 +215,8 @@ class PartSums:
         for src in sorted(self.sources):
             source = self.sources[src]
             totals = source.totals.values()
+            if source.missing is not None:  # null money totals: the aggregate's are null
+                totals = {**totals, "missing_rate": source.missing}
             inner = ",".join(f'"{t}":{source.tokens[t].json()}' for t in sorted(source.tokens))
             out[src] = (f'{{"totals":{_dumps(totals)},'
                         f'"trading_day":{_dumps(source.trading_day)},'

@@ -8,6 +8,7 @@ they are selected once and then handled as Python tuples.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +33,15 @@ class StateRows:
     trading_day: str | None = None  # the book's (ISO date)
 
     @classmethod
-    def fetch(cls, snap: EngineState, portfolio_ids: list[str]) -> StateRows:
-        """The rows of ``portfolio_ids`` and the marks of every instrument they hold."""
+    def fetch(cls, snap: EngineState, portfolio_ids: list[str],
+              extra_marks: Collection[int] = ()) -> StateRows:
+        """The rows of ``portfolio_ids`` and the marks of every instrument they hold (and of
+        ``extra_marks``: a currency book's FX instruments, whose marks are its rates)."""
         every = len(portfolio_ids) >= snap.cash.height  # all held: no filter needed
         wanted = set(portfolio_ids)
         pos_rows = sorted(_rows(snap.positions, "portfolio_id", wanted, every))
         tok = snap.positions.columns.index("instrument_token")
-        tokens = {r[tok] for r in pos_rows}
+        tokens = {r[tok] for r in pos_rows} | set(extra_marks)
         marks = _rows(snap.marks, "instrument_token", tokens, len(tokens) >= snap.marks.height)
         mark_tok = snap.marks.columns.index("instrument_token")
         return cls(pos_rows, snap.positions.columns,
