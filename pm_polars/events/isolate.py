@@ -19,6 +19,7 @@ per refused record and about 1% of the records in Python, not the whole batch.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -177,6 +178,7 @@ def read_piece(
 
 _PARALLEL_MIN = 2048  # messages: a refused piece this large is streamed in two halves at once
 _POOL: list[ThreadPoolExecutor] = []
+os.register_at_fork(after_in_child=_POOL.clear)  # a forked child starts its own worker
 
 
 def _pool() -> ThreadPoolExecutor:
