@@ -19,6 +19,7 @@ per refused record and about 1% of the records in Python, not the whole batch.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -177,6 +178,7 @@ def read_piece(
 
 _PARALLEL_MIN = 2048  # messages: a refused piece this large is streamed in two halves at once
 _POOL: list[ThreadPoolExecutor] = []
+os.register_at_fork(after_in_child=_POOL.clear)  # a forked child starts its own worker
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -284,7 +286,8 @@ def read_fast(text: pa.Array) -> tuple[Reads, list[int], bool]:
     the positions left for the per-record path, and whether the batch was read whole in
     one native call (then the ``COMMON`` table holds every message, in order). Tables and
     positions together cover every position exactly once."""
-    fast = one_line_objects(text)
+    series = pl.Series(text)  # one conversion for the routing regexes
+    fast = one_line_objects(text, series)
     count = pc.sum(fast).as_py() or 0
     slow: list[int] = []
     if count < len(text):
@@ -296,8 +299,9 @@ def read_fast(text: pa.Array) -> tuple[Reads, list[int], bool]:
     else:
         idx = positions(len(text)).to_arrow()
     if slow:  # poison already: stream at once (no whole read that would likely fail)
+        two = pc.fill_null(series.str.contains(_TWO_VALUES).to_arrow(), False).filter(fast)
         try:
-            reads, left = _stream_at_once(text, idx)
+            reads, left = _stream_at_once(text, idx, two)
             return reads, slow + left, False
         except ManyRefused as exc:  # e.g. many text ts: read by JSON-type variant
             result: pa.Table | str = str(exc)
@@ -313,14 +317,13 @@ def read_fast(text: pa.Array) -> tuple[Reads, list[int], bool]:
 _AT_ONCE_SHARE = 32  # streaming at once gives up beyond one refusal in this many records
 
 
-def _stream_at_once(text: pa.Array, idx: pa.Array) -> tuple[Reads, list[int]]:
+def _stream_at_once(text: pa.Array, idx: pa.Array, two: pa.Array) -> tuple[Reads, list[int]]:
     """A batch holding poison, streamed with the common variant without a whole read first
-    (messages holding two objects set aside first: they would shift row numbers); more
-    refusals than ``SMALL`` or one in ``_AT_ONCE_SHARE`` raise ``ManyRefused``."""
-    two = pl.Series(text).str.contains(_TWO_VALUES).fill_null(False)
+    (messages holding two objects, ``two``, set aside first: they would shift row numbers);
+    more refusals than ``SMALL`` or one in ``_AT_ONCE_SHARE`` raise ``ManyRefused``."""
     slow: list[int] = []
-    if two.any():
-        slow, keep = idx.filter(two.to_arrow()).to_pylist(), (~two).to_arrow()
+    if pc.any(two).as_py():
+        slow, keep = idx.filter(two).to_pylist(), pc.invert(two)
         text, idx = text.filter(keep), idx.filter(keep)
     limit = max(SMALL, len(text) // _AT_ONCE_SHARE)
     tables, left = read_piece(text, idx, arrow_schema(*COMMON), "", limit)

@@ -132,11 +132,12 @@ def _all_bytes(text: pa.Array) -> bytes:
     return bytes(data.slice(start, end - start).to_pybytes())
 
 
-def _matches(text: pa.Array, pattern: str) -> pa.Array:
-    """Per message: does ``pattern`` match? Arrow's RE2 has less overhead on a small batch,
-    Polars' regex engine is faster on a large one (much faster for ``_NOT_JSON``)."""
+def _matches(text: pa.Array, series: pl.Series, pattern: str) -> pa.Array:
+    """Per message: does ``pattern`` match? (``series``: ``text`` as Polars, converted once.)
+    Arrow's RE2 has less overhead on a small batch, Polars' regex engine is faster on a
+    large one (much faster for ``_NOT_JSON``)."""
     if pattern == _NOT_JSON or len(text) > _RE2_MAX_ROWS:
-        return pl.Series(text).str.contains(pattern).to_arrow()
+        return series.str.contains(pattern).to_arrow()
     return pc.match_substring_regex(text, pattern)
 
 
@@ -151,16 +152,18 @@ def _may_match(pattern: str, needles: tuple[bytes, ...], data: bytes) -> bool:
     return True
 
 
-def one_line_objects(text: pa.Array) -> pa.Array:
-    """Per message of ``text`` (Arrow ``large_string``, null = undecodable): may pyarrow read
-    it, as one JSON object on one line? Boolean, never null."""
+def one_line_objects(text: pa.Array, series: pl.Series | None = None) -> pa.Array:
+    """Per message of ``text`` (Arrow ``large_string``, null = undecodable; ``series``: the
+    same as Polars, if the caller has it): may pyarrow read it, as one JSON object on one
+    line? Boolean, never null."""
     data = _all_bytes(text)
     fast = pc.and_(pc.starts_with(text, "{"), pc.ends_with(text, "}"))
     patterns = [p for p, needles in _GUARDED if _may_match(p, needles, data)]
+    series = pl.Series(text) if series is None else series  # one conversion for all regexes
     for pattern in patterns:
-        fast = pc.and_not(fast, _matches(text, pattern))
+        fast = pc.and_not(fast, _matches(text, series, pattern))
     for pattern in _INTEGER_FRACTIONS:
-        fast = pc.and_not(fast, pl.Series(text).str.contains(pattern).to_arrow())
+        fast = pc.and_not(fast, series.str.contains(pattern).to_arrow())
     lengths = pc.binary_length(text)
     # A message pyarrow accepts has balanced brackets, so no more openers than half its bytes.
     if (pc.max(lengths).as_py() or 0) > 2 * MAX_OPENERS:
