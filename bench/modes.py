@@ -20,7 +20,8 @@ and FIFO; floor: >= 80 % of the integer rate of the same cost basis. Then the de
 quantity_decimals=8)``; a fractional quantity takes the per-record path). Last, the daemon's
 publish rendering (``publish.model_rows.render`` and the partition's Overall contribution,
 ``part_sums``) of the 100 portfolios x 100 instruments after the first batch, integer vs
-8-decimal books (no floor: it is per published position, a few dozen per batch live).
+8-decimal vs multi-currency books (the currency book's rows follow ``fxviews``:
+``publish.fx_rows``; no floor: it is per published position, a few dozen per batch live).
 """
 
 from __future__ import annotations
@@ -212,13 +213,17 @@ def decode_rates(runs: int) -> None:
 
 def publish_rates(runs: int) -> None:
     """The daemon's publish rendering of the same book with integer and 8-decimal atoms."""
+    from pm_polars.publish.fx_rows import FxFacts
     from pm_polars.publish.model_rows import render
     from pm_polars.publish.part_sums import PartSums
     from pm_polars.publish.state_rows import StateRows
 
     first = batch(cycled_fills(100_000, 0))
+    currency = PortfolioEngine(instruments=currency_instruments())
+    currency.apply_decoded(_rates())
     books = {"integer": (PortfolioEngine(), first),
-             "8 decimals": (PortfolioEngine(quantity_decimals=8), fractional(first))}
+             "8 decimals": (PortfolioEngine(quantity_decimals=8), fractional(first)),
+             "multi-currency": (currency, first)}
     times: dict[str, list[float]] = {c: [] for c in books}
     count = 0
     for _ in range(runs):
@@ -227,16 +232,19 @@ def publish_rates(runs: int) -> None:
                 eng.apply_decoded(fills)
             pids = eng.state.cash["portfolio_id"].to_list()
             scale = eng.config.quantity_scale
+            fx = FxFacts.of(eng.state.instruments, eng.config.account_currency)
             start = time.perf_counter()
-            rendered = render(StateRows.fetch(eng.state, pids), pids, scale)
+            rows = StateRows.fetch(eng.state, pids, fx.rate_tokens if fx else ())
+            rendered = render(rows, pids, scale, fx=fx)
             PartSums().updated((None, r) for r in rendered.values()).documents()
             times[case].append(time.perf_counter() - start)
             count = eng.state.positions.height
     for case in books:
         report(f"publish rendering, {count:,} positions, {case}", count,
                statistics.median(times[case]), "positions")
-    share = statistics.median(times["integer"]) / statistics.median(times["8 decimals"])
-    print(f"{'':<58} {share:>14.0%} of integer (no floor)")
+    for case in ("8 decimals", "multi-currency"):
+        share = statistics.median(times["integer"]) / statistics.median(times[case])
+        print(f"{'':<58} {share:>14.0%} of integer, {case} (no floor)")
 
 
 def main() -> None:

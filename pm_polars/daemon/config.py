@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pm_polars.daemon.alerts import AlertRules
-from pm_polars.engine import currencies, tradingday
+from pm_polars.engine import tradingday
 from pm_polars.engine.config import (
     COST_BASES,
     MARKS,
@@ -130,8 +130,7 @@ SPECS: tuple[Spec, ...] = (
          "reloaded under the currency that booked it. Instruments quoted or settled in "
          "another currency (quote_currency/inverse columns, rates from ticks of fx_pair "
          "instruments) are converted into it in every published total (positions stay in "
-         "their pnl_currency; a missing rate publishes null totals and missing_rate); not "
-         "with --redis-cluster yet", "CODE"),
+         "their pnl_currency; a missing rate publishes null totals and missing_rate)", "CODE"),
     Spec("cost_basis", str, "average", "how a reducing fill realizes P&L: against the "
          "position's average cost, or FIFO against its oldest open lots (lots are kept in "
          "the Redis state; a state is only reloaded under the method that booked it)",
@@ -301,8 +300,8 @@ def validate(s: Settings) -> None:
     if s.instruments is not None and not s.instruments.exists():
         raise _fail("instruments", f"file {s.instruments} does not exist",
                     "point it at a CSV or Parquet instruments table")
-    if s.instruments is not None and s.redis_cluster:
-        _check_currency_mix(s.instruments, s.account_currency)
+    if s.instruments is not None:
+        _check_instruments(s.instruments)
     try:
         tradingday.check_tz(s.day_roll_tz)
     except ValueError:
@@ -318,25 +317,14 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"librdkafka property {key!r} is malformed. Fix: -X key=value")
 
 
-def _check_currency_mix(path: Path, account: str) -> None:
-    """Refuse, with ``--redis-cluster``, an instruments file booking an instrument in another
-    currency than ``account`` or inverse (``engine.currencies``): the cluster path of the
-    Overall/aum aggregates is not proven for such a book yet; a single Redis node converts."""
+def _check_instruments(path: Path) -> None:
+    """Refuse at start an instruments file the engine cannot read (the error names the
+    setting). Any currency mix is fine: the publish path converts (``publish.fx_rows``)."""
     try:
-        table = load_instruments(path)
+        load_instruments(path)
     except InstrumentError as exc:
         raise _fail("instruments", f"file {path} cannot be used ({exc})",
                     "fix the file's columns") from None
-    fx = currencies.of(table, account)
-    if fx is not None:
-        first = fx.tokens.row(0, named=True)
-        raise _fail("instruments", f"file {path} books {fx.tokens.height} instruments outside "
-                    f"--account-currency {account} (first token {first['instrument_token']}: "
-                    f"{'inverse, ' if first['inverse'] else ''}{first['pnl_currency']}) and "
-                    "--redis-cluster is set: a currency book is not supported on Redis "
-                    "Cluster yet",
-                    "run such a book against a single Redis node (drop --redis-cluster), or "
-                    "give only instruments quoted in the account currency")
 
 
 def parse_value(name: str, text: Any) -> Any:

@@ -13,6 +13,10 @@ It runs after the partition state and the strategy documents were queued, and:
 5. moves tick offsets only upwards, so instances at different tick positions never move
    them (or ``prices``) backwards.
 
+A currency book's contributions (``contributions``) carry ``missing_rate``: a source with a
+portfolio missing a rate gets null money totals and ``"missing_rate": true``, a null AUM
+figure and total; Overall positions get the fx columns and an inverse one its harmonic
+average (``-1 / (cost / quantity)``).
 Numbers are written with ``%.17g`` (exact doubles); cjson's encoder would keep 14 digits.
 Quantities arrive as atoms (``req.decimals`` d: ``10**-d`` units, integral doubles, exact
 below 2**53) and are written as exact decimal units: 3 atoms at d = 1 is ``0.3``, 75

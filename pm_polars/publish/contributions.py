@@ -17,7 +17,11 @@ Contribution JSON for a source (money in account currency; quantities signed, in
 
 The aggregate position's ``average_price`` is ``sum(cost) / sum(quantity)`` (0 when net
 flat), its ``overnight_average_price`` ``sum(cost0) / sum(overnight_quantity)`` (``cost0``
-= overnight_average_price x overnight_quantity), exactly like ``views.overall_positions``. The daemon builds these documents in
+= overnight_average_price x overnight_quantity), exactly like ``views.overall_positions``.
+A currency book adds ``"missing_rate"`` (portfolios missing a rate) to the totals and
+``pnl_currency``, ``inverse``, ``fx_rate``, ``missing_rate`` to each position (its cost on
+the line price for an inverse one; ``publish.fx_rows``); the AUM contribution's figures
+are null for a source with a missing rate. The daemon builds these documents in
 ``pm_polars.publish.model_rows``.
 """
 

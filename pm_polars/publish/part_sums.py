@@ -18,7 +18,11 @@ as decimal units (``aggregate_lua``).
 
 An aggregate position's ``last_price`` is the mark of the position published last with one
 (conflated portfolios may show older marks; the freshest one wins), its ``multiplier`` the
-first seen. Values are immutable per batch: :meth:`PartSums.updated` copies what it touches
+first seen. A currency book (``fx_rows``): the totals also count the source's portfolios
+published with ``missing_rate`` (``"missing_rate"`` in the contribution's totals; the
+script nulls the money totals when it is > 0), each token keeps the fx columns last
+published with it, and an inverse row's cost is summed on its line price ``-1/price`` (as
+``fxviews.overall_positions``). Values are immutable per batch: :meth:`PartSums.updated` copies what it touches
 (copy-on-write), so a failed commit keeps the previous sums.
 """
 

@@ -39,14 +39,18 @@ class BookWriter:
 
     def __init__(self, client: redis.Redis, prefix: str = "", *, group: str = "g",
                  partitions: int = 2, starting_cash: float = 1_000_000.0,
-                 tick_publish_ns: int = 0, quantity_decimals: int = 0) -> None:
+                 tick_publish_ns: int = 0, quantity_decimals: int = 0,
+                 instruments: pl.DataFrame | None = None,
+                 account_currency: str = "INR") -> None:
         self.checkpoint = Checkpoint(client, Keys(prefix), group, TICKS)
         tick_offsets, prices = self.checkpoint.load_ticks()
         self.tick_offset = tick_offsets.get(0, 0)
         self.book = Book(self.checkpoint, TickTable.from_prices(prices),
                          config=EngineConfig.of(starting_cash, 86_400.0,
-                                                quantity_decimals=quantity_decimals),
-                         instruments=load_instruments(None), tick_publish_ns=tick_publish_ns,
+                                                quantity_decimals=quantity_decimals,
+                                                account_currency=account_currency),
+                         instruments=load_instruments(None) if instruments is None
+                         else instruments, tick_publish_ns=tick_publish_ns,
                          roll=self.checkpoint.load_roll())
         self.book.load([(FILLS, p) for p in range(partitions)])
 

@@ -1,7 +1,7 @@
 """Daemon ``--account-currency``: validated, reaches the engine, recorded in the Redis
 ``meta`` (only when not the default) and a stored state refused under another currency;
-an instruments file booking another currency or inverse contracts refused at start with
-``--redis-cluster`` (both settings named), accepted on a single node."""
+an instruments file booking another currency or inverse contracts accepted (the publish path
+converts), an unreadable one refused at start naming the setting."""
 
 from __future__ import annotations
 
@@ -38,19 +38,19 @@ def test_bad_account_currency_names_the_setting(bad: str) -> None:
         Settings(bootstrap_servers="k:9092", account_currency=bad)
 
 
-def test_currency_mix_accepted_on_one_node_refused_on_a_cluster(tmp_path: Path) -> None:
+def test_currency_mix_accepted_on_one_node_and_on_a_cluster(tmp_path: Path) -> None:
     path = _instruments(tmp_path, quote_currency=["INR", "USD"])
     assert Settings(bootstrap_servers="k:9092", instruments=path).instruments == path
-    def cluster(instruments: Path) -> Settings:
-        return Settings(bootstrap_servers="k:9092", redis_cluster=True,
-                        redis_url="redis://n1:7000", instruments=instruments)
-
-    with pytest.raises(ConfigError, match=r"--instruments.*token 2: USD.*--redis-cluster"):
-        cluster(path)
     inverse = _instruments(tmp_path, inverse=[False, True], base_currency=[None, "BTC"])
-    assert Settings(bootstrap_servers="k:9092", instruments=inverse).instruments == inverse
-    with pytest.raises(ConfigError, match="inverse, BTC.*single Redis node"):
-        cluster(inverse)
+    cluster = Settings(bootstrap_servers="k:9092", redis_cluster=True,
+                       redis_url="redis://n1:7000", instruments=inverse)
+    assert cluster.instruments == inverse
+
+
+def test_unreadable_instruments_refused_at_start(tmp_path: Path) -> None:
+    bad = _instruments(tmp_path, quote_currency=["INR", "usd"])
+    with pytest.raises(ConfigError, match=r"--instruments.*cannot be used"):
+        Settings(bootstrap_servers="k:9092", instruments=bad)
 
 
 def test_one_currency_book_is_accepted(tmp_path: Path) -> None:
@@ -96,9 +96,8 @@ def test_pm_polars_run_exits_2_naming_the_setting(tmp_path: Path,
     """``pm-polars run`` stops before connecting anywhere: exit 2, the setting named."""
     from pm_polars.cli import main
 
-    path = _instruments(tmp_path, quote_currency=["INR", "USD"])
-    assert main(["run", "--bootstrap-servers", "k:9092", "--instruments", str(path),
-                 "--redis-cluster", "--redis-url", "redis://n1:7000"]) == 2
+    path = _instruments(tmp_path, quote_currency=["INR", "usd"])
+    assert main(["run", "--bootstrap-servers", "k:9092", "--instruments", str(path)]) == 2
     assert "setting --instruments" in capsys.readouterr().err
     assert main(["run", "--bootstrap-servers", "k:9092", "--account-currency", "inr"]) == 2
     assert "setting --account-currency" in capsys.readouterr().err
