@@ -96,5 +96,6 @@ def test_inr_daemon_converts_a_usd_stock_and_an_inverse_contract(
 ) -> None:
     """``support.currency_book``: a USD stock and an inverse XBTUSD in an INR account; the
     published documents, Overall and AUM = the engine's and the hand-worked figures, through
-    a missing rate and two rate ticks alone."""
-    check_inr_book(broker.bootstrap, redis_srv.client(), topics, start_daemon, tmp_path)
+    a missing rate and two rate ticks alone; then FIFO across a kill -9 (``fifo_kill``)."""
+    check_inr_book(broker.bootstrap, redis_srv.client(), topics, start_daemon, tmp_path,
+                   fifo_kill=True)

@@ -49,7 +49,8 @@ def _tick(token: int, price: float, at: int) -> bytes:
 
 
 def check_inr_book(bootstrap: str, client: Any, names: Names,
-                   start: Callable[..., DaemonProcess], tmp_path: Path) -> None:
+                   start: Callable[..., DaemonProcess], tmp_path: Path,
+                   fifo_kill: bool = False) -> None:
     """Run the scenario: ``start(*args)`` starts a daemon of ``names``' group, ``client`` is
     a Redis or RedisCluster client with ``decode_responses``.
 
@@ -66,7 +67,14 @@ def check_inr_book(bootstrap: str, client: Any, names: Names,
        -123,583; equity -123,583 + 1,600 x 83 + 2,380,952.38 (an inverse contract adds its
        unrealized P&L, not its face value);
     3. USDINR 84 alone: S1 equity up by 84 - 83 per net USD held (1,600 - 1,501 = 99): +99.
+
+    ``fifo_kill``: the daemon runs ``--cost-basis fifo``; after step 3 it is killed (kill -9),
+    S1 buys 10 AAPL @ 170 and sells 15 @ 180 while it is down, and a restarted daemon
+    publishes the engine's FIFO book: the sale closes the 10 @ 150 lot, then 5 of the 10 @
+    170 (realized 10 x 30 + 5 x 10 = 350 USD = 29,400 INR at 84; average cost would give
+    15 x (180 - 160) = 300), 5 AAPL left at 170.
     """
+    fifo = ("--cost-basis", "fifo") if fifo_kill else ()
     path = tmp_path / "instruments.csv"
     path.write_text(INSTRUMENTS_CSV)
     fills = [(f"paper_{s}".encode(), _trade(f, s, t, side, q, p, fee)) for f, s, t, side, q, p, fee
@@ -78,9 +86,10 @@ def check_inr_book(bootstrap: str, client: Any, names: Names,
     produce(bootstrap, [(names.fills("paper"), k, v) for k, v in fills]
             + [(names.ticks, b"t", v) for v in ticks])
     daemon = start("--instruments", str(path), "--starting-cash", "1000",
-                          "--tick-publish-ms", "0")
+                   "--tick-publish-ms", "0", *fifo)
     engine = PortfolioEngine(instruments=load_instruments(path), starting_cash=1_000.0,
-                             account_currency="INR")
+                             account_currency="INR",
+                             cost_basis="fifo" if fifo_kill else "average")
     engine.apply([v for _, v in fills] + ticks)
 
     def doc(pid: str) -> dict[str, Any]:
@@ -143,4 +152,19 @@ def check_inr_book(bootstrap: str, client: Any, names: Names,
     caught_up("the new USDINR rate")
     assert doc("paper_S1")["equity"] == pytest.approx(equity + 99.0, abs=1e-6)
     assert doc("paper_Overall")["equity"] == pytest.approx(equity + 99.0 + 1_020.0, abs=1e-6)
+    if not fifo_kill:
+        assert daemon.terminate() == 0
+        return
+    daemon.kill()
+    more = [(b"paper_S1", _trade("d", "S1", AAPL, "BUY", 10, 170.0)),
+            (b"paper_S1", _trade("e", "S1", AAPL, "SELL", 15, 180.0))]
+    produce(bootstrap, [(names.fills("paper"), k, v) for k, v in more])
+    engine.apply([v for _, v in more])
+    daemon = start("--instruments", str(path), "--starting-cash", "1000",
+                   "--tick-publish-ms", "0", *fifo)
+    caught_up("the FIFO sale after a kill -9")
+    aapl = doc("paper_S1")["positions"][str(AAPL)]
+    assert (aapl["quantity"], aapl["average_price"]) == (5, 170.0)  # the 10 @ 170 lot's rest
+    assert aapl["realized_pnl"] == pytest.approx(350.0)  # USD: 10 x 30 + 5 x 10
+    assert doc("paper_S1")["total_realized_pnl"] == pytest.approx(350.0 * 84.0)
     assert daemon.terminate() == 0
