@@ -175,7 +175,8 @@ def decode_messages(
     def raw_of(failed: pl.Series) -> pl.Series:  # the rejects' records alone, as Binary
         return pl.Series("raw", arr.filter(failed.to_arrow())).cast(pl.Binary)
 
-    return _judge(_read(arr, read_clean(arr)), seq_start, extra, raw_of, quantity_decimals,
+    return _judge(_read(arr, read_clean(arr, quantity_decimals)), seq_start, extra, raw_of,
+                  quantity_decimals,
                   positive_prices)
 
 

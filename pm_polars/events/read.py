@@ -244,6 +244,35 @@ def read_lines(texts: pa.Array, schema: pa.Schema, data: pa.Buffer | None = None
 _EXACT_FLOAT_INT = 2**53
 
 
+_DECIMAL_WHOLE = 15  # digits of a decimal quantity's whole part kept here (more: re-decoded)
+
+
+def _decimal_quantity(values: pa.ChunkedArray | pa.Array) -> tuple[
+        pa.Array, dict[str, pa.Array], pa.Array]:
+    """A ``quantity`` read as an exact decimal (``read_clean`` at ``quantity_decimals`` > 0)
+    split as the per-record reader splits it (``fallback._fraction``): an integral value is
+    ``quantity`` (int64), a fractional one ``quantity_num`` (plain text, trailing zeros
+    dropped: ``0.01500000`` -> ``0.015``) with the reason an integer-only read gives it. Rows
+    whose whole part has more than ``_DECIMAL_WHOLE`` digits are returned to re-decode."""
+    text = pl.Series(values).cast(pl.String)
+    frame = pl.DataFrame({"t": text}).select(
+        whole=pl.col("t").str.extract(r"^(-?[0-9]+)"),
+        frac=pl.col("t").str.extract(r"\.([0-9]+)$").str.strip_chars_end("0"),
+    ).select(
+        quantity=pl.when(pl.col("frac") == "").then(pl.col("whole").cast(pl.Int64, strict=False)),
+        quantity_num=pl.when(pl.col("frac") != "").then(
+            pl.format("{}.{}", "whole", "frac").cast(pl.String)),
+        again=pl.col("whole").str.strip_chars_start("-").str.len_chars() > _DECIMAL_WHOLE,
+    ).with_columns(
+        quantity_error=pl.when(pl.col("quantity_num").is_not_null()).then(
+            pl.format("quantity: must be an integer, got {}", "quantity_num")),
+    )
+    quantity = frame.get_column("quantity").to_arrow()
+    strings = {name: frame.get_column(name).to_arrow().cast(pa.string_view())
+               for name in ("quantity_num", "quantity_error")}
+    return quantity, strings, frame.get_column("again").fill_null(False).to_arrow()
+
+
 def _exact_ints(values: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
     """An integer field read as float64 -> int64, and the rows to re-decode (``None``: none).
 
@@ -301,7 +330,11 @@ def table_to_raw(
             if f.column in columns or f.kind == "ts":
                 continue
             values = pc.struct_field(sig, f.key) if f.in_signal else table.column(f.key)
-            if f.kind == "integer":
+            if f.column == "quantity" and pa.types.is_decimal(values.type):
+                values, fraction, again = _decimal_quantity(values)
+                columns |= fraction
+                recheck += [again]
+            elif f.kind == "integer":
                 values, again = _exact_ints(values)
                 recheck += [] if again is None else [again]
             elif f.kind == "id" and pa.types.is_integer(values.type):
@@ -310,8 +343,8 @@ def table_to_raw(
     columns |= _ts_columns(table.column("ts"), ts_kind)
     columns["sig_present"] = pc.is_valid(sig)
     columns["parse_error"] = pa.nulls(table.num_rows, pa.string_view())
-    for name in ("quantity_num", "quantity_error"):  # fractions are re-read, never here
-        columns[name] = pa.nulls(table.num_rows, pa.string_view())
+    for name in ("quantity_num", "quantity_error"):  # fractions: only from a decimal read
+        columns.setdefault(name, pa.nulls(table.num_rows, pa.string_view()))
     position = positions(table.num_rows) if idx is None else idx
     arrow = pa.table({name: columns[name] for name in RAW_SCHEMA})
     frame = pl.from_arrow(arrow, rechunk=False)  # one conversion of every column
@@ -356,7 +389,8 @@ def _holds_literal(data: bytes) -> bool:
     return any(whole.bin.contains(text).item() for text in _NOT_JSON_TEXT)
 
 
-def _clean_read(joined: pa.Buffer, data: bytes, longest: int) -> pa.Table | None:
+def _clean_read(joined: pa.Buffer, data: bytes, longest: int,
+                decimals: int = 0) -> pa.Table | None:
     """The threaded read of ``joined`` (``longest``: its longest line, which a block must
     hold): unknown fields refused, or (``_Mode``) ignored after a byte search of ``data``
     for the literals; ``None`` if pyarrow refuses the batch."""
@@ -365,7 +399,8 @@ def _clean_read(joined: pa.Buffer, data: bytes, longest: int) -> pa.Table | None
     block = block if threads else min(joined.size + 2, _MAX_BLOCK)
     if not _Mode.ignore_left:
         try:
-            return _open(joined, arrow_schema(TS_INT, False, True), threads, block, "error")
+            return _open(joined, arrow_schema(TS_INT, False, True, decimals), threads, block,
+                         "error")
         except Exception as exc:  # noqa: BLE001 - any pyarrow failure: the general path decides
             if "unexpected field" not in str(exc):
                 return None
@@ -374,12 +409,12 @@ def _clean_read(joined: pa.Buffer, data: bytes, longest: int) -> pa.Table | None
     if _holds_literal(data):
         return None
     try:
-        return _open(joined, arrow_schema(TS_INT, False, True), threads, block)
+        return _open(joined, arrow_schema(TS_INT, False, True, decimals), threads, block)
     except Exception:  # noqa: BLE001 - any pyarrow failure: the general path decides
         return None
 
 
-def read_clean(arr: pa.Array) -> pa.Table | None:
+def read_clean(arr: pa.Array, decimals: int = 0) -> pa.Table | None:
     """The whole batch in one threaded native read, or ``None`` where the general path
     (``isolate``) must decide: some message is a tombstone, not UTF-8, not one ``{...}``
     on one line, may nest deeper than ``MAX_OPENERS``, holds ``Inf``/``-NaN`` (see
@@ -387,7 +422,8 @@ def read_clean(arr: pa.Array) -> pa.Table | None:
     field written with a fraction or exponent: integers are read as int64, exactly) or
     yields other than one row per message. The guards of ``one_line_objects``, over the
     whole batch at once (memchr speed): a batch read here gives the rows the general path
-    would.
+    would. ``decimals`` (``quantity_decimals``) > 0: ``quantity`` read as an exact decimal
+    of that many places (``table_to_raw`` splits it as the per-record reader does).
     """
     if arr.null_count or not len(arr):
         return None
@@ -408,7 +444,7 @@ def read_clean(arr: pa.Array) -> pa.Table | None:
         long = pl.Series(text.filter(pc.greater(lengths, 2 * MAX_OPENERS)))
         if (long.str.count_matches(r"[\[{]") > MAX_OPENERS).any():
             return None
-    table = _clean_read(_joined(text), data, longest)
+    table = _clean_read(_joined(text), data, longest, decimals)
     if table is None or table.num_rows != len(arr):
         return None
     for name in _NUMBERS:  # NaN/Inf literals: the general path routes them exactly

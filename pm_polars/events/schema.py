@@ -147,8 +147,12 @@ _ARROW_TYPES = {"string": _TEXT, "integer": pa.float64(), "number": pa.float64()
 
 
 @cache
-def arrow_schema(ts_kind: str, fill_id_is_number: bool, exact: bool = False) -> pa.Schema:
+def arrow_schema(ts_kind: str, fill_id_is_number: bool, exact: bool = False,
+                 decimals: int = 0) -> pa.Schema:
     """pyarrow's explicit read schema for one JSON-type variant of ``ts`` and ``fill_id``.
+
+    ``decimals`` > 0 (with ``exact``): ``quantity`` as ``decimal128(38, decimals)``, exact
+    to that many places (pyarrow refuses a value with more, and the general path decides).
 
     ``exact``: integer fields as int64 (the clean-batch read, ``read.read_clean``: pyarrow
     then refuses ``75.0``, ``7.5e1`` and anything beyond int64, naming no row, and such a
@@ -161,7 +165,8 @@ def arrow_schema(ts_kind: str, fill_id_is_number: bool, exact: bool = False) -> 
         if f.kind == "id":
             return pa.int64() if fill_id_is_number else _TEXT
         if f.kind == "integer" and exact:
-            return pa.int64()
+            return pa.decimal128(38, decimals) if decimals and f.column == "quantity" \
+                else pa.int64()
         return _ARROW_TYPES[f.kind]
 
     top: dict[str, pa.DataType] = {EVENT_TYPE.key: _TEXT}
