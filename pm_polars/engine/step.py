@@ -132,13 +132,14 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
     positions, cash, open_lots = state.positions, state.cash, state.lots
     fx = currencies.of(state.instruments, config.account_currency)
     if fresh.height:
-        fresh = with_multiplier(state, fresh)
+        prior = accounting.touched(state.positions, fresh)  # the book's rows it trades
+        fresh = with_multiplier(state, fresh, prior[0])
         scale = config.quantity_scale
         booked = basefees.booked(fresh if fx is None else _on_line(fresh, fx),
                                  None if fx is None else fx.inverse_tokens, scale)
-        ledger, deltas, open_lots = lots.book(state.positions, state.lots, booked,
+        ledger, deltas, open_lots = lots.book(prior[0], state.lots, booked,
                                               config.cost_basis, scale)
-        positions = accounting.merge_positions(state.positions, deltas)
+        positions = accounting.merge_positions(state.positions, deltas, prior)
         flows = accounting.cash_flows(ledger, scale,
                                       None if fx is None else fx.foreign_tokens)
         cash = merge_cash(state.cash, flows, fresh, config.starting_cash)
@@ -149,11 +150,9 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
     clock = _max_ts(state.clock_ns, ticks, fresh)
     mark_changed = set(tick_changed.to_list())
     if fill_changed.len():  # a fill price is the mark only before the first tick
-        fallback = new_marks.filter(
-            pl.col("instrument_token").is_in(fill_changed.implode())
-            & pl.col("tick_price").is_null()
-        )
-        mark_changed.update(fallback.get_column("instrument_token").to_list())
+        tokens = new_marks.get_column("instrument_token")  # Series ops: no query
+        fallback = tokens.is_in(fill_changed) & new_marks.get_column("tick_price").is_null()
+        mark_changed.update(tokens.filter(fallback).to_list())
     if fx is not None and mark_changed:  # a new rate moves every position booked in it
         rated = currencies.rate_tokens(state.instruments, config.account_currency)
         if rated.is_in(list(mark_changed)).any():
@@ -166,12 +165,16 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
     return after, fresh, changed
 
 
-def with_multiplier(state: EngineState, fills: pl.DataFrame) -> pl.DataFrame:
-    """Multiplier per fill: the position's (fixed at open), else the instrument's, else 1."""
+def with_multiplier(state: EngineState, fills: pl.DataFrame,
+                    positions: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Multiplier per fill: the position's (fixed at open), else the instrument's, else 1.
+    ``positions``: the state's rows of the fills' positions (``accounting.touched``), or
+    ``None`` for the whole book."""
+    book = state.positions if positions is None else positions
     return run(
         fills.lazy()
         .join(
-            state.positions.lazy().select(*accounting.KEYS, pl.col("multiplier").alias("m_pos")),
+            book.lazy().select(*accounting.KEYS, pl.col("multiplier").alias("m_pos")),
             on=accounting.KEYS, how="left", maintain_order="left",
         )
         .join(
