@@ -216,10 +216,15 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame, scale: int = 1) ->
 
 def position_deltas(ledger: pl.DataFrame, scale: int = 1) -> pl.DataFrame:
     """Collapse a fill ledger to one row per position: final quantity/average and sums."""
+    return run(deltas_plan(ledger, scale))
+
+
+def deltas_plan(ledger: pl.DataFrame, scale: int = 1) -> pl.LazyFrame:
+    """:func:`position_deltas` as a plan (``merge_positions`` collects it in its own)."""
     notional = per_unit(
         pl.col("quantity").cast(pl.Float64) * pl.col("fill_price") * pl.col("multiplier"), scale)
     buy = pl.col("signed_qty") > 0
-    return ledger.group_by("_gid", maintain_order=True).agg(
+    return ledger.lazy().group_by("_gid", maintain_order=True).agg(
         *[pl.col(k).first() for k in KEYS],
         pl.col("q").last().alias("quantity"),
         pl.col("average_price").last(),
@@ -265,7 +270,7 @@ def touched(positions: pl.DataFrame, fills: pl.DataFrame
     return found.drop("_row"), found.get_column("_row").to_numpy()
 
 
-def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame,
+def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame | pl.LazyFrame,
                     prior: tuple[pl.DataFrame, np.ndarray | None] | None = None
                     ) -> pl.DataFrame:
     """New position state: untouched rows kept, touched rows replaced by state + deltas.
@@ -310,8 +315,8 @@ def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame,
     if found == positions.height:  # every position replaced (keys are unique): no copy
         return updated
     if rows is None:
-        kept = positions.lazy().join(deltas.lazy().select(*KEYS), on=KEYS, how="anti",
-                                     maintain_order="left")
+        kept = positions.lazy().join(updated.lazy().select(*KEYS), on=KEYS, how="anti",
+                                     maintain_order="left")  # the deltas' keys
     elif len(rows) == 0:
         kept = positions.lazy()
     elif len(rows) == positions.height:
