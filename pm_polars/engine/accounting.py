@@ -38,9 +38,11 @@ underflows to 0 stay exact: a vanishing product only means the old lots were clo
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from pm_polars.engine.plans import run
+from pm_polars.engine.ranges import rows_in_ranges
 
 KEYS = ["portfolio_id", "instrument_token"]
 
@@ -165,15 +167,15 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame, scale: int = 1) ->
         pl.col("quantity").alias("q0"),
         pl.col("average_price").alias("a0"),
     )
-    lean = fills.select(
-        "seq", *KEYS, "quantity", "signed_qty", "fill_price", "fee", "multiplier"
-    )
+    lean = ["seq", *KEYS, "quantity", "signed_qty", "fill_price", "fee", "multiplier"]
     start = ~_SAME_KEY.fill_null(False)
     row = pl.int_range(pl.len(), dtype=pl.Int64)
     running = _d.cum_sum()
     net = running - pl.when(start).then(running - _d).forward_fill()
-    f = run(
-        group_contiguously(lean)
+    grouped = (fills.lazy().select(lean).sort([*KEYS, "seq"])
+               if fills.height <= _EXACT_SORT_ROWS else group_contiguously(fills.select(lean)))
+    plan = (
+        grouped
         .join(prior, on=KEYS, how="left", maintain_order="left")
         .with_columns(
             pl.col("q0").fill_null(0),
@@ -187,6 +189,7 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame, scale: int = 1) ->
         .with_columns(_affine_coefficients())
         .drop("_net")
     )
+    f = run(plan)
     max_run = int(f.get_column("idx").max() or 0) + 1 if f.height else 0  # type: ignore[arg-type]
     c0 = pl.col("a0") * pl.col("q0")
     cost_prev = pl.when(pl.col("idx") == 0).then(c0).otherwise(pl.col("cost").shift(1))
@@ -213,10 +216,15 @@ def fill_ledger(positions: pl.DataFrame, fills: pl.DataFrame, scale: int = 1) ->
 
 def position_deltas(ledger: pl.DataFrame, scale: int = 1) -> pl.DataFrame:
     """Collapse a fill ledger to one row per position: final quantity/average and sums."""
+    return run(deltas_plan(ledger, scale))
+
+
+def deltas_plan(ledger: pl.DataFrame, scale: int = 1) -> pl.LazyFrame:
+    """:func:`position_deltas` as a plan (``merge_positions`` collects it in its own)."""
     notional = per_unit(
         pl.col("quantity").cast(pl.Float64) * pl.col("fill_price") * pl.col("multiplier"), scale)
     buy = pl.col("signed_qty") > 0
-    return ledger.group_by("_gid", maintain_order=True).agg(
+    return ledger.lazy().group_by("_gid", maintain_order=True).agg(
         *[pl.col(k).first() for k in KEYS],
         pl.col("q").last().alias("quantity"),
         pl.col("average_price").last(),
@@ -230,7 +238,41 @@ def position_deltas(ledger: pl.DataFrame, scale: int = 1) -> pl.DataFrame:
     )
 
 
-def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame) -> pl.DataFrame:
+def touched(positions: pl.DataFrame, fills: pl.DataFrame
+            ) -> tuple[pl.DataFrame, np.ndarray | None]:
+    """``(rows, row numbers)``: the positions some of ``fills`` trade (their state before
+    the batch) and where they are in ``positions``; for a book no larger than the batch,
+    the whole book and ``None`` (finding the rows would cost more than it saves).
+
+    ``positions`` is sorted by instrument_token (``merge_positions``), so the candidates
+    are a binary search per traded instrument; only they are matched on the whole key. The
+    batch's joins against the state (multiplier, prior quantity, old counters) then read
+    these rows, not the whole book.
+    """
+    if positions.height == 0 or fills.height == 0:
+        return positions.head(0), np.empty(0, np.int64)
+    if positions.height <= fills.height:  # a small book: joining all of it costs no more
+        return positions, None
+    col = positions.get_column("instrument_token").to_numpy()
+    tokens = np.unique(fills.get_column("instrument_token").to_numpy())
+    rows = rows_in_ranges(np.searchsorted(col, tokens, side="left"),
+                          np.searchsorted(col, tokens, side="right"))
+    if len(rows) == 0:
+        return positions.head(0), rows
+    if len(rows) < positions.height:
+        candidates = positions[pl.Series(rows)]
+    else:
+        candidates = positions
+    found = run(
+        candidates.lazy().with_columns(pl.Series("_row", rows))
+        .join(fills.lazy().select(KEYS).unique(), on=KEYS, how="semi", maintain_order="left")
+    )
+    return found.drop("_row"), found.get_column("_row").to_numpy()
+
+
+def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame | pl.LazyFrame,
+                    prior: tuple[pl.DataFrame, np.ndarray | None] | None = None
+                    ) -> pl.DataFrame:
     """New position state: untouched rows kept, touched rows replaced by state + deltas.
 
     Quantity and average come from the deltas (they already start from the prior state);
@@ -238,16 +280,23 @@ def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame) -> pl.DataFra
     day's counters (a batch applied by ``step`` lies within one trading day); the carried
     position stays (0 for a position new today). The result is sorted by
     ``instrument_token`` so ticks can find their positions by binary search.
+
+    ``prior``: :func:`touched` of the batch's fills (the rows the deltas replace), so the
+    book is only copied, not joined; ``None`` (or no row numbers): found by joins on the
+    whole book.
     """
     cumulative = CUMULATIVE
     old = [*cumulative, *DAY_COUNTERS, *CARRIED]
     token = pl.col("instrument_token").set_sorted()
+    before = positions if prior is None else prior[0]
     updated = run(
         deltas.lazy()
         .join(
-            positions.lazy().select(*KEYS, *[pl.col(c).alias(f"{c}_old") for c in old]),
+            before.lazy().select(*KEYS, *[pl.col(c).alias(f"{c}_old") for c in old],
+                                 pl.lit(True).alias("_found")),
             on=KEYS,
             how="left",
+            maintain_order="left",
         )
         .with_columns(
             *[(pl.col(c) + pl.col(f"{c}_old").fill_null(0)).alias(c) for c in cumulative],
@@ -255,16 +304,28 @@ def merge_positions(positions: pl.DataFrame, deltas: pl.DataFrame) -> pl.DataFra
               for d, c in DAY_COUNTERS.items()],
             *[pl.col(f"{c}_old").fill_null(0).alias(c) for c in CARRIED],
         )
-        .select(list(POSITION_STATE_SCHEMA))
+        .select(*POSITION_STATE_SCHEMA, "_found")
         .cast(pl.Schema(POSITION_STATE_SCHEMA))
-        .sort("instrument_token")
+        .sort("instrument_token", maintain_order=True)
         .with_columns(token)
     )
-    untouched = run(
-        positions.lazy()
-        .join(deltas.lazy().select(*KEYS), on=KEYS, how="anti", maintain_order="left")
-        .with_columns(token)
-    )
+    found = updated.height - updated.get_column("_found").null_count()  # rows replaced
+    updated = updated[list(POSITION_STATE_SCHEMA)]  # column selection: no query
+    rows = None if prior is None else prior[1]
+    if found == positions.height:  # every position replaced (keys are unique): no copy
+        return updated
+    if rows is None:
+        kept = positions.lazy().join(updated.lazy().select(*KEYS), on=KEYS, how="anti",
+                                     maintain_order="left")  # the deltas' keys
+    elif len(rows) == 0:
+        kept = positions.lazy()
+    elif len(rows) == positions.height:
+        return updated
+    else:
+        keep = np.ones(positions.height, dtype=bool)
+        keep[rows] = False
+        kept = positions.lazy().filter(pl.lit(pl.Series(keep)))
+    untouched = run(kept.with_columns(token))
     return untouched.merge_sorted(updated, key="instrument_token")
 
 

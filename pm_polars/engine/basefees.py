@@ -28,7 +28,7 @@ def split(fills: pl.DataFrame, inverse: pl.Series | None, scale: int,
     consume a buy's whole quantity, refused with a reason naming ``fee``."""
     base = _base(inverse)
     if not _any_base(fills):
-        return fills, refusals.rejects_of(fills.head(0), pl.lit(""), scale)
+        return fills, refusals.NO_REJECTS
     atoms = pl.col("fee") * float(scale)
     inexact = (atoms - atoms.round()).abs() > _ATOM_SLACK
     consumed = (pl.col("signed_qty") > 0) & (atoms.round() >= pl.col("quantity").cast(pl.Float64))
@@ -46,7 +46,7 @@ def split(fills: pl.DataFrame, inverse: pl.Series | None, scale: int,
     judged = fills.with_columns(reason.alias("_base_reason"))
     bad = judged.get_column("_base_reason").is_not_null()
     if not bad.any():
-        return fills, refusals.rejects_of(fills.head(0), pl.lit(""), scale)
+        return fills, refusals.NO_REJECTS
     return (judged.filter(~bad).drop("_base_reason"),
             refusals.rejects_of(judged.filter(bad), pl.col("_base_reason"), scale))
 

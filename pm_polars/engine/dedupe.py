@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from pm_polars.engine.plans import run as collect
 from pm_polars.engine.ranges import rows_in_ranges
 
 SEEN_SCHEMA: dict[str, pl.DataType] = {
@@ -167,10 +168,12 @@ class SeenIds:
         differs. Only the fills whose key was seen or repeats in the batch are judged one by
         one (in Python, in arrival order); the rest cost a hash and a binary search each.
         """
-        fills = fills.with_columns(content_digest(fills.columns))
         if fills.height == 0 or fills.get_column("fill_id").null_count() == fills.height:
+            fills = fills.with_columns(content_digest(fills.columns))
             return fills, fills.clear(), fills.clear()
-        hashes = fills.select(key_hash()).to_series()
+        # the digest and the key hash in one pass; ``_h`` rides along to ``remember``
+        fills = collect(fills.lazy().with_columns(content_digest(fills.columns), key_hash()))
+        hashes = fills.get_column("_h")
         known = np.sort(hashes.drop_nulls().to_numpy())  # sorted probes: cache-friendly
         rows = [(run, _matches(run, known)) for run in self.runs]
         hits = [run[pl.Series(idx)] for run, idx in rows if len(idx)]
@@ -204,9 +207,14 @@ class SeenIds:
         if "_hwm" in fresh.columns:
             when = pl.coalesce(when, pl.col("_hwm"))
         digest = pl.col("digest") if "digest" in fresh.columns else content_digest(fresh.columns)
-        ids = fresh.filter(pl.col("fill_id").is_not_null()).select(
-            "source", "fill_id", when.cast(pl.Int64).alias("ts"), digest.cast(pl.UInt64),
-        )
+        # a new run in one plan (``_sorted_run``), the key hash reused from ``split``
+        key = pl.col("_h") if "_h" in fresh.columns else key_hash()
+        ids = collect(
+            fresh.lazy().filter(pl.col("fill_id").is_not_null()).select(
+                "source", "fill_id", when.cast(pl.Int64).alias("ts"), digest.cast(pl.UInt64),
+                key.cast(pl.UInt64).alias("_h"),
+            ).sort("_h").with_columns(pl.col("_h").set_sorted())
+        ).rechunk()
         since = horizon_ns(clock_ns, retention_ns)
         runs = list(self.runs)
         next_sweep = self.next_sweep_ns
@@ -215,7 +223,7 @@ class SeenIds:
             step = max(1, (retention_ns or 0) // SWEEPS_PER_RETENTION)
             next_sweep = clock_ns + step  # type: ignore[operator]
         if ids.height:
-            runs.append(_sorted_run(ids))
+            runs.append(ids)
         while len(runs) > 1 and runs[-2].height <= runs[-1].height:
             last, before = runs.pop(), runs.pop()
             merged = before.merge_sorted(last, key="_h")

@@ -32,10 +32,10 @@ import polars as pl
 
 from pm_polars.engine.accounting import (
     KEYS,
+    deltas_plan,
     fill_ledger,
     group_contiguously,
     per_unit,
-    position_deltas,
 )
 from pm_polars.engine.config import COST_BASES
 from pm_polars.engine.plans import run
@@ -276,24 +276,26 @@ def merge_lots(lots: pl.DataFrame, positions: pl.DataFrame, touched: pl.DataFram
     return run(pl.concat([kept, touched.lazy()]))
 
 
-def with_fifo_average(deltas: pl.DataFrame, averages: pl.DataFrame) -> pl.DataFrame:
+def with_fifo_average(deltas: pl.DataFrame | pl.LazyFrame, averages: pl.DataFrame
+                      ) -> pl.DataFrame:
     """Position deltas with the FIFO average of the open lots (0 when flat)."""
-    return (
-        deltas.drop("average_price")
-        .join(averages, on="_gid", how="left", maintain_order="left")
+    return run(
+        deltas.lazy().drop("average_price")
+        .join(averages.lazy(), on="_gid", how="left", maintain_order="left")
         .with_columns(pl.col("average_price").fill_null(0.0))
     )
 
 
 def book(positions: pl.DataFrame, lots: pl.DataFrame, fills: pl.DataFrame, cost_basis: str,
-         scale: int = 1) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+         scale: int = 1) -> tuple[pl.DataFrame, pl.DataFrame | pl.LazyFrame, pl.DataFrame]:
     """``(ledger, position deltas, lots after)`` of a batch under ``cost_basis``;
-    ``scale``: atoms per unit of the quantity columns (``accounting.per_unit``)."""
+    ``scale``: atoms per unit of the quantity columns (``accounting.per_unit``). Under
+    average cost the deltas are a plan (``accounting.merge_positions`` collects it)."""
     if cost_basis == "fifo":
         ledger, touched, averages = fifo_ledger(positions, lots, fills, scale)
-        deltas = with_fifo_average(position_deltas(ledger, scale), averages)
+        deltas = with_fifo_average(deltas_plan(ledger, scale), averages)
         return ledger, deltas, merge_lots(lots, deltas, touched)
     if cost_basis != "average":
         raise ValueError(f"cost_basis must be one of {COST_BASES}, got {cost_basis!r}")
     ledger = fill_ledger(positions, fills, scale)
-    return ledger, position_deltas(ledger, scale), lots
+    return ledger, deltas_plan(ledger, scale), lots

@@ -93,12 +93,21 @@ def latest_by_ts(
     time: its own ``ts``, or for a ts-less event the newest ``ts`` seen before it; then the
     winner's ``extra`` columns (the same row's: a tick's ``bid``/``ask``).
     """
+    return run(_latest_plan(events, price, prior_ts, extra))
+
+
+def _latest_plan(
+    events: pl.DataFrame, price: str, prior_ts: pl.DataFrame | pl.LazyFrame,
+    extra: tuple[str, ...] = (),
+) -> pl.LazyFrame:
+    """:func:`latest_by_ts` as a plan (the fast path not collected: ``merge_marks`` joins
+    it into its own plan)."""
     cols = [price, *extra]
     ts = pl.col("ts")
     if events.get_column("ts").null_count() == 0:
         # Fast path: every event has a time, so the winner is the last arrival among the
         # rows with the greatest ts (rows are in arrival order; reverse + arg_max = last max).
-        return events.group_by("instrument_token", maintain_order=True).agg(
+        return events.lazy().group_by("instrument_token", maintain_order=True).agg(
             pl.col(price).reverse().get(ts.reverse().arg_max()),
             ts.max().alias("eff_ts"),
             *[pl.col(c).reverse().get(ts.reverse().arg_max()) for c in extra],
@@ -117,7 +126,7 @@ def latest_by_ts(
         .sort(["instrument_token", "eff_ts", "seq"], nulls_last=False)
         .group_by("instrument_token", maintain_order=True)
         .agg(pl.col(price).last(), pl.col("eff_ts").last(), *[pl.col(c).last() for c in extra])
-    )
+    ).lazy()
 
 
 def merge_marks(
@@ -139,7 +148,7 @@ def merge_marks(
                      and marks.get_column(f"tick_{c}").null_count() == marks.height
                      for c in quote):
         quote = ()  # no quote anywhere (a feed without bid/ask): nothing to carry
-    best = latest_by_ts(events, price, prior, quote).rename(
+    best = _latest_plan(events, price, prior, quote).rename(
         {price: "_price", **{c: f"_{c}" for c in quote}})
     new, eff = pl.col("_price"), pl.col("eff_ts")
     old_price, old_ts = pl.col(price_col), pl.col(ts_col)
@@ -150,7 +159,7 @@ def merge_marks(
     moved = [pl.col(f"_{c}").ne_missing(pl.col(f"tick_{c}")) for c in quote]
     merged = run(
         marks.lazy()
-        .join(best.lazy(), on="instrument_token", how="full", coalesce=True,
+        .join(best, on="instrument_token", how="full", coalesce=True,
               maintain_order="left")
         .with_columns(wins.alias("_wins"))
         .with_columns(
@@ -163,4 +172,4 @@ def merge_marks(
         )
     )
     changed = merged.get_column("instrument_token").filter(merged.get_column("_changed"))
-    return merged.select(list(MARK_STATE_SCHEMA)), changed
+    return merged[list(MARK_STATE_SCHEMA)], changed  # column selection: no query

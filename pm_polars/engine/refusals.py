@@ -24,6 +24,9 @@ MAX_TOTAL = 2**62  # units bought (or sold) over a position's life: int64 never 
 _SLACK = 2**20  # above float64's rounding of sums near 2**62 (1024)
 _KEYS = ["portfolio_id", "instrument_token"]
 _PROVENANCE = ["topic", "partition", "offset"]
+# the batch's usual "nothing refused": built once (a frame is immutable; building an empty
+# frame costs a query per call, several per batch)
+NO_REJECTS = empty(REJECT_SCHEMA)
 
 
 def _ms(ts: int | None) -> int | Decimal | None:
@@ -68,7 +71,7 @@ def rejects_of(events: pl.DataFrame, reason: pl.Expr, scale: int = 1) -> pl.Data
     """``REJECT_SCHEMA`` rows for ``events`` (fill or tick rows), each with ``reason``;
     ``raw`` is the event's wire JSON (the engine never saw the record's own bytes)."""
     if events.height == 0:
-        return empty(REJECT_SCHEMA)
+        return NO_REJECTS
     raw = wire_json(events, scale)
     return events.with_columns(raw, reason.cast(pl.String).alias("reason")).select(
         [pl.col(c).cast(t) for c, t in REJECT_SCHEMA.items()]
@@ -92,17 +95,16 @@ def position_bound(positions: pl.DataFrame, fills: pl.DataFrame, scale: int = 1
     when no position can get near a bound (every real batch). ``scale``: atoms per unit
     (the bounds are in atoms; the reason gives units)."""
     if fills.height == 0:
-        return fills, empty(REJECT_SCHEMA)
+        return fills, NO_REJECTS
     total = float(fills.get_column("quantity").cast(pl.Float64).sum())
     held = traded = 0.0
     if positions.height:
         held = float(positions.get_column("quantity").abs().max() or 0)  # type: ignore[arg-type]
-        traded = float(positions.select(
-            pl.max_horizontal(pl.col("buy_quantity").max(), pl.col("sell_quantity").max())
-        ).item() or 0)
+        traded = max(float(positions.get_column(c).max() or 0)  # type: ignore[arg-type]
+                     for c in ("buy_quantity", "sell_quantity"))  # Series: no query
     # float64 sums: a margin well above their rounding (the walk below is exact)
     if held + total <= MAX_POSITION - _SLACK and traded + total <= MAX_TOTAL - _SLACK:
-        return fills, empty(REJECT_SCHEMA)
+        return fills, NO_REJECTS
     # only the positions whose fills could pass a bound are walked fill by fill, exactly
     near = fills.group_by(_KEYS).agg(pl.col("quantity").cast(pl.Float64).sum().alias("_t"))
     start = positions.select(*_KEYS, "quantity", "buy_quantity", "sell_quantity")
@@ -111,7 +113,7 @@ def position_bound(positions: pl.DataFrame, fills: pl.DataFrame, scale: int = 1
         | (pl.max_horizontal("buy_quantity", "sell_quantity").fill_null(0) + pl.col("_t")
            > MAX_TOTAL - _SLACK))
     if near.height == 0:
-        return fills, empty(REJECT_SCHEMA)
+        return fills, NO_REJECTS
     now: dict[tuple[str, int], tuple[int, int, int]] = {
         (pid, token): (q or 0, b or 0, s or 0)
         for pid, token, q, b, s in near.select(
@@ -128,7 +130,7 @@ def position_bound(positions: pl.DataFrame, fills: pl.DataFrame, scale: int = 1
         else:
             now[(pid, token)] = (q, bought, sold)
     if not gone:
-        return fills, empty(REJECT_SCHEMA)
+        return fills, NO_REJECTS
     refused = fills.filter(pl.col("seq").is_in(gone))
     fills = fills.filter(~pl.col("seq").is_in(gone))
     limits = [pl.lit(b if scale == 1 else f"{b / scale:.8g}") for b in (MAX_POSITION, MAX_TOTAL)]
@@ -158,7 +160,7 @@ def price_sign(instruments: pl.DataFrame, fills: pl.DataFrame, ticks: pl.DataFra
     some instrument allows them (``decode_*(..., positive_prices=False)``), so in the usual
     case this is one ``min`` per price column. ``scale``: atoms per unit of ``quantity``."""
     if _all_positive(fills, _PRICES["fills"]) and _all_positive(ticks, _PRICES["ticks"]):
-        return fills, ticks, empty(REJECT_SCHEMA)
+        return fills, ticks, NO_REJECTS
     allow = "allow_negative_price"
     allowed = (instruments.select("instrument_token", pl.col(allow).alias("_allow"))
                if allow in instruments.columns
@@ -182,4 +184,4 @@ def price_sign(instruments: pl.DataFrame, fills: pl.DataFrame, ticks: pl.DataFra
         out.append(frame.filter(~bad))
         refused.append(rejects_of(judged.filter(bad).drop("_allow"), pl.col("_reason"),
                                   scale if name == "fills" else 1))
-    return out[0], out[1], merge_rejects(empty(REJECT_SCHEMA), *refused)
+    return out[0], out[1], merge_rejects(NO_REJECTS, *refused)

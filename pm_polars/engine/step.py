@@ -43,6 +43,11 @@ from pm_polars.engine.state import CASH_SCHEMA, EngineState
 from pm_polars.events.schema import FILL_OPTIONAL
 from pm_polars.types import BatchResult, EventFrames
 
+_CONFLICT = pl.format(
+    "fill_id: conflicts with the fill already applied as ({}, {}): strategy, instrument, "
+    "side, quantity, price or fee differ; refused, the first version is kept",
+    pl.format("'{}'", "source"), pl.format("'{}'", "fill_id"))
+
 
 def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
           now_ns: int | None = None) -> tuple[EngineState, BatchResult]:
@@ -104,21 +109,20 @@ def apply(state: EngineState, batch: EventFrames, config: EngineConfig,
     seen = state.seen.remember(done, clock, config.dedupe_retention_ns, admitted.marks)
     state = replace(state, seen=seen, clock_ns=clock,
                     late_day_events=state.late_day_events + late)
-    conflict = pl.format(
-        "fill_id: conflicts with the fill already applied as ({}, {}): strategy, instrument, "
-        "side, quantity, price or fee differ; refused, the first version is kept",
-        pl.format("'{}'", "source"), pl.format("'{}'", "fill_id"))
-    inner = [c for c in done.columns if c.startswith("_")
-             or c in ("multiplier", "digest", tradingday.DAY, tradingday.LATE, *FILL_OPTIONAL)]
+    inner = ("multiplier", "digest", tradingday.DAY, tradingday.LATE, *FILL_OPTIONAL)
+    # column selections (no query): the engine's own columns and the unused optional ones
+    # (``FILL_OPTIONAL``) leave the result
     return state, BatchResult(
-        fills=done.drop(inner),
+        fills=done[[c for c in done.columns if not c.startswith("_") and c not in inner]],
         ticks=ticks,
         rejects=refusals.merge_rejects(batch.rejects, unsigned, admitted.rejects, oversized,
                                        base_refused,
-                                       refusals.rejects_of(conflicts.drop("digest"), conflict,
-                                                           config.quantity_scale)),
-        duplicates=dups.drop([c for c in dups.columns if c.startswith("_") or c == "digest"
-                              or c in FILL_OPTIONAL]),
+                                       refusals.rejects_of(
+                                           conflicts[[c for c in conflicts.columns
+                                                      if c != "digest"]],
+                                           _CONFLICT, config.quantity_scale)),
+        duplicates=dups[[c for c in dups.columns if not c.startswith("_") and c != "digest"
+                         and c not in FILL_OPTIONAL]],
         conflicts=conflicts.height,
         changed_portfolios=sorted(changed),
     )
@@ -132,13 +136,14 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
     positions, cash, open_lots = state.positions, state.cash, state.lots
     fx = currencies.of(state.instruments, config.account_currency)
     if fresh.height:
-        fresh = with_multiplier(state, fresh)
+        prior = accounting.touched(state.positions, fresh)  # the book's rows it trades
+        fresh = with_multiplier(state, fresh, prior[0])
         scale = config.quantity_scale
         booked = basefees.booked(fresh if fx is None else _on_line(fresh, fx),
                                  None if fx is None else fx.inverse_tokens, scale)
-        ledger, deltas, open_lots = lots.book(state.positions, state.lots, booked,
+        ledger, deltas, open_lots = lots.book(prior[0], state.lots, booked,
                                               config.cost_basis, scale)
-        positions = accounting.merge_positions(state.positions, deltas)
+        positions = accounting.merge_positions(state.positions, deltas, prior)
         flows = accounting.cash_flows(ledger, scale,
                                       None if fx is None else fx.foreign_tokens)
         cash = merge_cash(state.cash, flows, fresh, config.starting_cash)
@@ -149,11 +154,10 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
     clock = _max_ts(state.clock_ns, ticks, fresh)
     mark_changed = set(tick_changed.to_list())
     if fill_changed.len():  # a fill price is the mark only before the first tick
-        fallback = new_marks.filter(
-            pl.col("instrument_token").is_in(fill_changed.implode())
-            & pl.col("tick_price").is_null()
-        )
-        mark_changed.update(fallback.get_column("instrument_token").to_list())
+        tokens = new_marks.get_column("instrument_token")  # Series ops: no query
+        fallback = (tokens.is_in(fill_changed.implode())
+                    & new_marks.get_column("tick_price").is_null())
+        mark_changed.update(tokens.filter(fallback).to_list())
     if fx is not None and mark_changed:  # a new rate moves every position booked in it
         rated = currencies.rate_tokens(state.instruments, config.account_currency)
         if rated.is_in(list(mark_changed)).any():
@@ -166,23 +170,29 @@ def _apply_day(state: EngineState, fresh: pl.DataFrame, ticks: pl.DataFrame,
     return after, fresh, changed
 
 
-def with_multiplier(state: EngineState, fills: pl.DataFrame) -> pl.DataFrame:
-    """Multiplier per fill: the position's (fixed at open), else the instrument's, else 1."""
-    return run(
-        fills.lazy()
-        .join(
-            state.positions.lazy().select(*accounting.KEYS, pl.col("multiplier").alias("m_pos")),
+def with_multiplier(state: EngineState, fills: pl.DataFrame,
+                    positions: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Multiplier per fill: the position's (fixed at open), else the instrument's, else 1.
+    ``positions``: the state's rows of the fills' positions (``accounting.touched``), or
+    ``None`` for the whole book."""
+    book = state.positions if positions is None else positions
+    plan, sources = fills.lazy(), []
+    if book.height:
+        plan = plan.join(
+            book.lazy().select(*accounting.KEYS, pl.col("multiplier").alias("m_pos")),
             on=accounting.KEYS, how="left", maintain_order="left",
         )
-        .join(
+        sources.append("m_pos")
+    if state.instruments.height:  # no instruments table: no join
+        plan = plan.join(
             state.instruments.lazy().select(
                 "instrument_token", pl.col("multiplier").alias("m_ins")
             ),
             on="instrument_token", how="left", maintain_order="left",
         )
-        .with_columns(pl.coalesce("m_pos", "m_ins", pl.lit(1.0)).alias("multiplier"))
-        .drop("m_pos", "m_ins")
-    )
+        sources.append("m_ins")
+    return run(plan.with_columns(pl.coalesce(*sources, pl.lit(1.0)).alias("multiplier"))
+               .drop(sources))
 
 
 def _on_line(fills: pl.DataFrame, fx: currencies.Currencies) -> pl.DataFrame:

@@ -34,8 +34,7 @@ import numpy as np
 import polars as pl
 
 from pm_polars.engine.config import EngineConfig
-from pm_polars.engine.refusals import rejects_of
-from pm_polars.events.schema import REJECT_SCHEMA, empty
+from pm_polars.engine.refusals import NO_REJECTS, rejects_of
 
 _LOW = -(2**63)
 HWM = "_hwm"
@@ -196,11 +195,16 @@ def _newest(frame: pl.DataFrame) -> int | None:
 
 def _first_ts(frame: pl.DataFrame) -> tuple[int, int] | None:
     """``(seq, ts)`` of the earliest-arriving event with a ``ts``."""
-    timed = frame.filter(pl.col("ts").is_not_null()) if frame.height else frame
-    if timed.height == 0:
+    if frame.height == 0:
         return None
-    at = int(timed.get_column("seq").arg_min() or 0)
-    return int(timed.get_column("seq")[at]), int(timed.get_column("ts")[at])
+    ts, seq = frame.get_column("ts"), frame.get_column("seq")
+    if ts.null_count():  # Series ops: no query
+        timed = ts.is_not_null()
+        ts, seq = ts.filter(timed), seq.filter(timed)
+    if ts.len() == 0:
+        return None
+    at = int(seq.arg_min() or 0)
+    return int(seq[at]), int(ts[at])
 
 
 def _quick(clock: int | None, fills: pl.DataFrame, ticks: pl.DataFrame, jump: int | None,
@@ -228,5 +232,5 @@ def _quick(clock: int | None, fills: pl.DataFrame, ticks: pl.DataFrame, jump: in
 def _merged(frames: list[pl.DataFrame]) -> pl.DataFrame:
     parts = [f for f in frames if f.height]
     if not parts:
-        return empty(REJECT_SCHEMA)
+        return NO_REJECTS
     return pl.concat(parts).sort("seq")
