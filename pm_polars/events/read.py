@@ -30,6 +30,7 @@ fractional ``ts`` exactly as a decimal (Polars rounds it through a float) and it
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -244,6 +245,9 @@ def read_lines(texts: pa.Array, schema: pa.Schema, data: pa.Buffer | None = None
 _EXACT_FLOAT_INT = 2**53
 
 
+# pyarrow's decimal read converts a JSON string too: a batch where a quantity may be one
+# (the key then a literal, as no backslash is in the batch) takes the general path
+_STRING_QUANTITY = re.compile(rb'"quantity"\s*:\s*"')
 _DECIMAL_WHOLE = 15  # digits of a decimal quantity's whole part kept here (more: re-decoded)
 
 
@@ -444,6 +448,8 @@ def read_clean(arr: pa.Array, decimals: int = 0) -> pa.Table | None:
         long = pl.Series(text.filter(pc.greater(lengths, 2 * MAX_OPENERS)))
         if (long.str.count_matches(r"[\[{]") > MAX_OPENERS).any():
             return None
+    if decimals and (b"\\" in data or _STRING_QUANTITY.search(data)):
+        return None  # the decimal read takes "0.5" as 0.5: strings go to the general path
     table = _clean_read(_joined(text), data, longest, decimals)
     if table is None or table.num_rows != len(arr):
         return None

@@ -331,3 +331,43 @@ def test_daemon_rendering_equals_the_views(data: st.DataObject, decimals: int) -
         assert all(type(g[c]) is int or not float(g[c]).is_integer() for c in quantities)
         for c in ("realized_pnl", "unrealized_pnl", "market_value", "m2m", "day_pnl"):
             assert g[c] == pytest.approx(w[c], rel=1e-12, abs=1e-9), c
+
+
+# ------------------------------------------------------------- the batch read vs per record
+
+EDGE_QUANTITIES = ["0.015", "75", "1e-3", "-0.5", "2.50000000", "1E2", "1.5e-7", "0.00000001",
+                   "0.000000001", "-0", "0.0", "-0.0", "99999999999.99999999", "1e15",
+                   "12345678901234567890", "7.5e1", "100000.00000001", "5e-9", "0.10",
+                   "1.23456789e3", '"0.5"', "true", "null"]
+
+
+def _edge_fill(quantity: str, i: int) -> bytes:
+    return ('{"event_type":"order_fill","source":"paper","fill_id":"f' + str(i) + '","ts":'
+            + str(1795600550123 + i) + ',"quantity":' + quantity + ',"fill_price":100.5,'
+            '"original_signal":{"strategy_id":"S","instrument_token":1,"signal_type":"SELL"}}'
+            ).encode()
+
+
+@pytest.mark.parametrize("decimals", [1, 2, 8])
+def test_the_batch_read_and_the_per_record_path_agree_on_every_quantity(
+    decimals: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A clean batch at ``quantity_decimals`` > 0 is read whole with ``quantity`` as an exact
+    decimal (``read.read_clean``); the per-record reader (``fallback``) decides the same rows
+    with the same reasons, so the fast path changes nothing but speed."""
+    import pm_polars.events.decode as decode
+    from pm_polars.events import decode_messages
+    from pm_polars.events.read import read_clean, to_binary
+
+    for q in EDGE_QUANTITIES:
+        batch = [_edge_fill(q, 0), _edge_fill("1", 1)]
+        fast = decode_messages(batch, quantity_decimals=decimals)
+        with monkeypatch.context() as m:
+            m.setattr(decode, "read_clean", lambda arr, decimals=0: None)
+            slow = decode_messages(batch, quantity_decimals=decimals)
+        assert fast.fills.equals(slow.fills), (q, fast.fills, slow.fills)
+        assert fast.rejects.equals(slow.rejects), (q, fast.rejects, slow.rejects)
+    clean = [_edge_fill("0.5", 0), _edge_fill("75", 1)]
+    assert read_clean(to_binary(clean), decimals) is not None  # the batch read is taken
+    stringly = [_edge_fill('"0.015"', 0)]
+    assert read_clean(to_binary(stringly), decimals) is None  # a string: general path
