@@ -58,22 +58,29 @@ def _opened(mark: str, instruments: pl.DataFrame | None = None) -> PortfolioEngi
     return eng
 
 
+def _applying(engine: Callable[[], PortfolioEngine],
+              batches: list[DecodedBatch]) -> Callable[[], float]:
+    """A timed run: ``batches`` applied to a fresh ``engine()``; seconds."""
+    def run() -> float:
+        eng = engine()
+        start = time.perf_counter()
+        for b in batches:
+            eng.apply_decoded(b)
+        return time.perf_counter() - start
+    return run
+
+
 def tick_rates(runs: int) -> None:
     n, k = 100_000, 5
     plain = [batch(ticks=ticks_frame(n, INSTRUMENTS, seed=j)) for j in range(k)]
     quoted = [DecodedBatch(b.fills, _quoted(b.ticks), b.rejects) for b in plain]
     base = _opened("bid_ask")
 
-    def timed(batches: list[DecodedBatch]) -> Callable[[], float]:
-        def run() -> float:
-            eng = PortfolioEngine.of_state(base.state, base.config)
-            start = time.perf_counter()
-            for b in batches:
-                eng.apply_decoded(b)
-            return time.perf_counter() - start
-        return run
+    def opened() -> PortfolioEngine:
+        return PortfolioEngine.of_state(base.state, base.config)
 
-    secs = _alternate({"plain": timed(plain), "quoted": timed(quoted)}, runs)
+    secs = _alternate({"plain": _applying(opened, plain), "quoted": _applying(opened, quoted)},
+                      runs)
     report(f"{k} x 100k-tick batches, no quote", n * k, secs["plain"], "ticks")
     report(f"{k} x 100k-tick batches, bid and ask", n * k, secs["quoted"], "ticks")
     _share("no quote", secs["plain"], secs["quoted"], None)
@@ -107,16 +114,9 @@ def sign_rates(runs: int) -> None:
     allowing = pl.DataFrame({"instrument_token": [1], "multiplier": [1.0],
                              "allow_negative_price": [True]})
 
-    def timed(instruments: pl.DataFrame | None) -> Callable[[], float]:
-        def run() -> float:
-            eng = PortfolioEngine(instruments=instruments)
-            start = time.perf_counter()
-            for b in batches:
-                eng.apply_decoded(b)
-            return time.perf_counter() - start
-        return run
-
-    secs = _alternate({"default": timed(None), "allowing": timed(allowing)}, runs)
+    secs = _alternate({"default": _applying(PortfolioEngine, batches),
+                       "allowing": _applying(lambda: PortfolioEngine(instruments=allowing),
+                                             batches)}, runs)
     report(f"{k} x 100k-fill batches, default instruments", n * k, secs["default"], "fills")
     report(f"{k} x 100k-fill batches, an instrument allows price <= 0", n * k,
            secs["allowing"], "fills")
