@@ -17,7 +17,7 @@ Fractional modes (``quantity_decimals = 8``): the same fills with every quantity
 fraction with 8 decimal places (``q x 0.12345678`` units, as atoms), booked by average cost
 and FIFO; floor: >= 80 % of the integer rate of the same cost basis. Then the decode of
 20k JSON fills with integer vs fractional quantities (``decode_messages(...,
-quantity_decimals=8)``; a fractional quantity takes the per-record path). Last, the daemon's
+quantity_decimals=8)``; a clean batch of fractions is read whole as exact decimals). Last, the daemon's
 publish rendering (``publish.model_rows.render`` and the partition's Overall contribution,
 ``part_sums``) of the 100 portfolios x 100 instruments after the first batch, integer vs
 8-decimal vs multi-currency books (the currency book's rows follow ``fxviews``:
@@ -208,7 +208,7 @@ def decode_rates(runs: int) -> None:
         report(f"decode 20k JSON fills, {case} quantities", n,
                statistics.median(times[case]), "fills")
     share = statistics.median(times["integer"]) / statistics.median(times["fractional"])
-    print(f"{'':<58} {share:>14.0%} of integer (no floor: the per-record path)")
+    print(f"{'':<58} {share:>14.0%} of integer (no floor)")
 
 
 def publish_rates(runs: int) -> None:
