@@ -134,14 +134,14 @@ SPECS: tuple[Spec, ...] = (
     Spec("cost_basis", str, "average", "how a reducing fill realizes P&L: against the "
          "position's average cost, or FIFO against its oldest open lots (lots are kept in "
          "the Redis state; a state is only reloaded under the method that booked it)",
-         "METHOD", choices=("average", "fifo")),
+         "METHOD", choices=COST_BASES),
     Spec("quantity_decimals", int, 0, "decimal places a fill's quantity may have (0: integer "
          "quantities, as always; up to 8, e.g. 8 for crypto); quantities are exact to them "
          "and a state is only reloaded under the value that booked it", "N"),
     Spec("mark", str, "last", "price a position's unrealized P&L and market value are "
          "marked at: the last price, or bid_ask (longs at the tick's bid, shorts at its ask, "
          "the last price when that side is missing; a state is only reloaded under the mark "
-         "that published it)", "MODE", choices=("last", "bid_ask")),
+         "that published it)", "MODE", choices=MARKS),
     Spec("dedupe_retention", duration_s, 86_400.0, "remember fill ids this long (event "
          "time, seconds or 90s/15m/24h/7d) to drop redeliveries; keep Kafka retention longer",
          "DURATION", shown="24h"),
